@@ -1,0 +1,67 @@
+# swarmvault: `make demo` shows a secret delivered from Vault to a swarm
+# service; `make test` runs unit, integration and end-to-end tests. Both set up
+# what they need (Docker engine in swarm mode, a real Vault dev server).
+
+GO      ?= go
+PLUGIN  ?= swarmvault:latest
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+# The legacy builder: BuildKit needs the buildx CLI plugin, which a machine
+# with only Debian's docker.io does not have.
+DOCKER_BUILD := DOCKER_BUILDKIT=0 docker build -q
+
+export GOTOOLCHAIN ?= local
+
+# Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
+.PHONY: all build test test-unit test-integration e2e plugin rootfs docker \
+	vault-dev vault-stop demo demo-clean clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/swarmvault .
+
+test: test-unit test-integration e2e
+
+test-unit:
+	$(GO) test -race -count=1 ./...
+
+test-integration: vault-dev
+	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token \
+		$(GO) test -race -count=1 -tags integration ./provider/ ./vaultauth/
+
+e2e: plugin vault-dev
+	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token PLUGIN=$(PLUGIN) \
+		$(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/
+
+docker:
+	e2e/docker.sh images >/dev/null
+
+vault-dev:
+	e2e/vault.sh start
+
+vault-stop:
+	e2e/vault.sh stop
+
+rootfs: build docker
+	cp $(CA_BUNDLE) bin/ca-certificates.crt
+	$(DOCKER_BUILD) -t swarmvault-rootfs:build .
+	rm -rf plugin/rootfs && mkdir -p plugin/rootfs
+	id=$$(docker create swarmvault-rootfs:build) && \
+		docker export $$id | tar -x -C plugin/rootfs && docker rm -v $$id >/dev/null
+
+# Leaves the plugin disabled: it needs VAULT_ADDR and a token (docker plugin
+# set) before `docker plugin enable`.
+plugin: rootfs
+	docker plugin rm -f $(PLUGIN) >/dev/null 2>&1 || true
+	docker plugin create $(PLUGIN) plugin
+	@echo "created $(PLUGIN) (disabled): docker plugin set $(PLUGIN) VAULT_ADDR=… then docker plugin enable $(PLUGIN)"
+
+demo: plugin vault-dev
+	PLUGIN=$(PLUGIN) e2e/demo.sh
+
+demo-clean:
+	PLUGIN=$(PLUGIN) e2e/demo.sh clean
+
+clean:
+	rm -rf bin plugin/rootfs

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	c, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{VaultAddr: "https://vault:8200", Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text"}
+	if c != want {
+		t.Errorf("got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestLoadConfigSettings(t *testing.T) {
+	ca := writeTestCA(t)
+	c, err := loadConfig(env(map[string]string{
+		"VAULT_ADDR": "http://127.0.0.1:8200", "VAULT_CACERT": ca, "VAULT_SKIP_VERIFY": "true",
+		"VAULT_TOKEN_FILE": "/run/swarmvault/token", "VAULT_CLIENT_TIMEOUT": "3", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A bare number of seconds is accepted for VAULT_CLIENT_TIMEOUT, as Vault's CLI accepts it.
+	want := config{VaultAddr: "http://127.0.0.1:8200", CACert: ca, SkipVerify: true, TokenFile: "/run/swarmvault/token",
+		Timeout: 3 * time.Second, LogLevel: logrus.DebugLevel, LogFormat: "json"}
+	if c != want {
+		t.Errorf("got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
+	_, err := loadConfig(env(map[string]string{
+		"VAULT_CACERT": "/nonexistent/ca.pem", "VAULT_SKIP_VERIFY": "maybe", "VAULT_CLIENT_TIMEOUT": "soon",
+		"LOG_LEVEL": "loud", "LOG_FORMAT": "xml",
+	}))
+	want := strings.Join([]string{
+		"VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200",
+		"VAULT_CACERT cannot be read: open /nonexistent/ca.pem: no such file or directory (is the file on the plugin's credentials mount?)",
+		"VAULT_SKIP_VERIFY=maybe is not a boolean: use true or false",
+		"VAULT_CLIENT_TIMEOUT=soon is not a duration: use e.g. 10s",
+		"LOG_LEVEL=loud is not a level: use debug, info, warn or error",
+		"LOG_FORMAT=xml is not a format: use text or json",
+	}, "\n")
+	if err == nil || err.Error() != want {
+		t.Errorf("error:\n%v\nwant:\n%s", err, want)
+	}
+}
+
+func TestLoadConfigBadAddrAndCA(t *testing.T) {
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]string{
+		"vault:8200":        "VAULT_ADDR=vault:8200 is not a Vault address: use https://host:8200",
+		"ftp://vault:8200":  "VAULT_ADDR=ftp://vault:8200 is not a Vault address: use https://host:8200",
+		"https://":          "VAULT_ADDR=https:// is not a Vault address: use https://host:8200",
+		"https://vault:443": "VAULT_CACERT " + notPEM + " holds no PEM certificate",
+	} {
+		_, err := loadConfig(env(map[string]string{"VAULT_ADDR": addr, "VAULT_CACERT": notPEM}))
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("VAULT_ADDR=%s: error %v, want prefix %q", addr, err, want)
+		}
+	}
+}
+
+// Every setting the plugin reads is declared in plugin/config.json with a
+// description and as settable: `docker plugin set` can change nothing else.
+func TestPluginConfigDeclaresEverySetting(t *testing.T) {
+	raw, err := os.ReadFile("plugin/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pc struct {
+		Interface struct {
+			Types  []string
+			Socket string
+		}
+		Network struct{ Type string }
+		Linux   struct{ Capabilities []string }
+		Env     []struct {
+			Name, Description, Value string
+			Settable                 []string
+		}
+	}
+	if err := json.Unmarshal(raw, &pc); err != nil {
+		t.Fatal(err)
+	}
+	if len(pc.Interface.Types) != 1 || pc.Interface.Types[0] != "docker.secretprovider/1.0" || pc.Interface.Socket != "plugin.sock" {
+		t.Errorf("interface %+v", pc.Interface)
+	}
+	if pc.Network.Type != "host" {
+		t.Errorf("network %q, want host", pc.Network.Type)
+	}
+	if len(pc.Linux.Capabilities) != 0 {
+		t.Errorf("capabilities %v, want none", pc.Linux.Capabilities)
+	}
+	declared := map[string]string{}
+	for _, e := range pc.Env {
+		if e.Description == "" || len(e.Settable) != 1 || e.Settable[0] != "value" {
+			t.Errorf("env %s: needs a description and settable [value]", e.Name)
+		}
+		declared[e.Name] = e.Value
+	}
+	read := []string{"VAULT_ADDR", "VAULT_CACERT", "VAULT_SKIP_VERIFY", "VAULT_TOKEN", "VAULT_TOKEN_FILE", "VAULT_CLIENT_TIMEOUT", "LOG_LEVEL", "LOG_FORMAT"}
+	for _, name := range read {
+		if _, ok := declared[name]; !ok {
+			t.Errorf("%s is read but not declared in plugin/config.json", name)
+		}
+	}
+	if len(declared) != len(read) {
+		t.Errorf("config.json declares %d settings, the plugin reads %d", len(declared), len(read))
+	}
+	// The declared defaults are valid settings as they stand (VAULT_ADDR aside).
+	declared["VAULT_ADDR"] = "https://vault:8200"
+	if _, err := loadConfig(env(declared)); err != nil {
+		t.Errorf("config.json defaults do not load: %v", err)
+	}
+}
+
+func TestLoggerSplitsByLevel(t *testing.T) {
+	var out, errs bytes.Buffer
+	log := newLogger(logrus.DebugLevel, "text", &out, &errs)
+	log.Debug("d")
+	log.Info("i")
+	log.Warn("w")
+	log.Error("e")
+	if o := out.String(); !strings.Contains(o, "msg=d") || !strings.Contains(o, "msg=i") || strings.Contains(o, "msg=w") || strings.Contains(o, "msg=e") {
+		t.Errorf("stdout:\n%s", o)
+	}
+	if e := errs.String(); !strings.Contains(e, "msg=w") || !strings.Contains(e, "msg=e") || strings.Contains(e, "msg=i") {
+		t.Errorf("stderr:\n%s", e)
+	}
+}
+
+// writeTestCA writes a freshly made self-signed CA certificate as PEM.
+func writeTestCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "swarmvault test CA"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -1,0 +1,102 @@
+// Command swarmvault is a Docker managed plugin that serves Swarm's
+// secretprovider interface from HashiCorp Vault: a secret created with
+// --driver vault and a vault.path label is read from Vault for each task.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/provider"
+	"github.com/swarmvault/swarmvault/vaultauth"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	if err := realMain(); err != nil {
+		// stderr reaches the dockerd log at error level, one entry per line:
+		// each line carries the prefix so that it reads alone there.
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(os.Stderr, "swarmvault: %s\n", line)
+		}
+		os.Exit(1)
+	}
+}
+
+func realMain() error {
+	socket := flag.String("socket", provider.SocketPath, "Unix socket to serve the plugin API on")
+	flag.Parse()
+
+	cfg, err := loadConfig(os.Getenv)
+	if err != nil {
+		// Each line names one setting; docker plugin set works only while the
+		// plugin is disabled, which it stays after this exit.
+		return err
+	}
+	log := newLogger(cfg.LogLevel, cfg.LogFormat, os.Stdout, os.Stderr)
+
+	client, err := cfg.vaultClient()
+	if err != nil {
+		return err
+	}
+	auth, err := vaultauth.NewTokenAuth(cfg.Token, cfg.TokenFile)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	login(ctx, log, client, auth, cfg.Timeout)
+
+	srv := provider.NewServer(provider.New(client, log, provider.Options{Timeout: cfg.Timeout}))
+	l, err := provider.Listen(*socket)
+	if err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	log.WithFields(logrus.Fields{"version": version, "vault_addr": cfg.VaultAddr, "socket": *socket}).Info("swarmvault serving")
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("plugin socket closed: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	l.Close()
+	waitCtx, cancel := context.WithTimeout(context.Background(), cfg.Timeout+time.Second)
+	defer cancel()
+	return srv.Wait(waitCtx)
+}
+
+// login sets the plugin's token on the client and asks Vault about it.
+// Vault being down or refusing the token is logged, not fatal: the engine
+// restores plugins at boot, maybe before Vault is up, and a plugin that exits
+// then stays down; meanwhile each request reports Vault's answer.
+func login(ctx context.Context, log *logrus.Logger, client *api.Client, auth *vaultauth.TokenAuth, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s, err := client.Auth().Login(ctx, auth)
+	if err != nil {
+		if tok, terr := auth.Token(); terr == nil {
+			client.SetToken(tok)
+		}
+		log.WithError(err).Error("cannot verify the plugin's Vault token; requests will fail until Vault accepts it")
+		return
+	}
+	log.WithFields(logrus.Fields{
+		"policies": s.Auth.Policies,
+		"ttl":      (time.Duration(s.Auth.LeaseDuration) * time.Second).String(),
+	}).Info("plugin token accepted by Vault")
+}

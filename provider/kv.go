@@ -1,0 +1,172 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// mount is what Vault says about the mount a path lives on.
+type mount struct {
+	// path is the mount's path with a trailing slash, e.g. "secret/".
+	path      string
+	kvVersion int
+	fetched   time.Time
+}
+
+// mountCache remembers the KV version of each mount seen, so that a request
+// costs one Vault round trip, not two. Entries expire because an operator may
+// upgrade a mount from KV v1 to v2 without restarting the plugin.
+type mountCache struct {
+	ttl time.Duration
+	now func() time.Time
+
+	mu     sync.RWMutex
+	mounts map[string]mount
+}
+
+func newMountCache(ttl time.Duration) *mountCache {
+	return &mountCache{ttl: ttl, now: time.Now, mounts: map[string]mount{}}
+}
+
+// lookup returns the longest cached mount that path lives on.
+func (c *mountCache) lookup(path string) (mount, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var best mount
+	now := c.now()
+	for p, m := range c.mounts {
+		if strings.HasPrefix(path+"/", p) && len(p) > len(best.path) && now.Sub(m.fetched) < c.ttl {
+			best = m
+		}
+	}
+	return best, best.path != ""
+}
+
+func (c *mountCache) store(m mount) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m.fetched = c.now()
+	c.mounts[m.path] = m
+}
+
+// kvMount finds the mount of path and its KV version, as `vault kv get` does,
+// through sys/internal/ui/mounts, which answers any token that may use the path.
+func (p *Provider) kvMount(ctx context.Context, client *api.Client, path string) (mount, error) {
+	if m, ok := p.mounts.lookup(path); ok {
+		return m, nil
+	}
+	s, err := client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+path)
+	if err != nil {
+		// Vault answers 403 here when the token may not use the path at all.
+		return mount{}, vaultError(err, path, path)
+	}
+	if s == nil || s.Data == nil {
+		return mount{}, fmt.Errorf("no Vault mount holds path %s: check label %s (the first segment is the mount, e.g. secret/)", path, LabelPath)
+	}
+	mountPath, _ := s.Data["path"].(string)
+	mountType, _ := s.Data["type"].(string)
+	if mountPath == "" {
+		return mount{}, fmt.Errorf("no Vault mount holds path %s: check label %s (the first segment is the mount, e.g. secret/)", path, LabelPath)
+	}
+	m := mount{path: mountPath, kvVersion: 1}
+	switch mountType {
+	case "kv", "generic":
+		if opts, ok := s.Data["options"].(map[string]any); ok && opts["version"] == "2" {
+			m.kvVersion = 2
+		}
+	default:
+		return mount{}, fmt.Errorf("Vault path %s is on a %s mount (%s), not a KV mount: check label %s", path, mountType, mountPath, LabelPath)
+	}
+	p.mounts.store(m)
+	return m, nil
+}
+
+// readKV reads the data of a KV secret, KV v1 or v2 as the mount says.
+func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan) (map[string]any, error) {
+	m, err := p.kvMount(ctx, client, plan.Path)
+	if err != nil {
+		return nil, err
+	}
+	mountName := strings.TrimSuffix(m.path, "/")
+	rel := strings.TrimPrefix(plan.Path, m.path)
+	if rel == "" || plan.Path+"/" == m.path {
+		return nil, fmt.Errorf("label %s=%s names the mount itself: add the secret's path below it, e.g. %ssomething", LabelPath, plan.Path, m.path)
+	}
+
+	if m.kvVersion == 1 {
+		if plan.Version != 0 {
+			return nil, fmt.Errorf("label %s=%d cannot apply to Vault path %s: mount %s is KV v1, which keeps no versions", LabelVersion, plan.Version, plan.Path, m.path)
+		}
+		s, err := client.KVv1(mountName).Get(ctx, rel)
+		if err != nil {
+			return nil, kvError(err, plan, m.path+rel)
+		}
+		return s.Data, nil
+	}
+
+	apiPath := m.path + "data/" + rel
+	var s *api.KVSecret
+	if plan.Version != 0 {
+		s, err = client.KVv2(mountName).GetVersion(ctx, rel, plan.Version)
+	} else {
+		s, err = client.KVv2(mountName).Get(ctx, rel)
+	}
+	if err != nil {
+		return nil, kvError(err, plan, apiPath)
+	}
+	if s.Data == nil {
+		// KV v2 answers a deleted or destroyed version with its metadata only.
+		which := "the latest version"
+		if plan.Version != 0 {
+			which = fmt.Sprintf("version %d", plan.Version)
+		}
+		if md := s.VersionMetadata; md != nil {
+			which = fmt.Sprintf("version %d", md.Version)
+			if md.Destroyed {
+				return nil, fmt.Errorf("%s of Vault path %s is destroyed: set label %s to a live version or write a new one", which, plan.Path, LabelVersion)
+			}
+		}
+		return nil, fmt.Errorf("%s of Vault path %s is deleted: undelete it (vault kv undelete) or set label %s to a live version", which, plan.Path, LabelVersion)
+	}
+	return s.Data, nil
+}
+
+func kvError(err error, plan Plan, apiPath string) error {
+	if errors.Is(err, api.ErrSecretNotFound) {
+		if plan.Version != 0 {
+			return fmt.Errorf("Vault path %s has no version %d: check labels %s and %s", plan.Path, plan.Version, LabelPath, LabelVersion)
+		}
+		return fmt.Errorf("no secret at Vault path %s: check label %s", plan.Path, LabelPath)
+	}
+	return vaultError(err, plan.Path, apiPath)
+}
+
+// vaultError turns a failed Vault call into one sentence that says what to
+// fix. Vault's own error strings are kept (they name paths and causes, never
+// secret data); the multi-line form of api.ResponseError is not.
+func vaultError(err error, path, apiPath string) error {
+	var re *api.ResponseError
+	var ue *url.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("Vault did not answer in time to read path %s: check Vault's health or raise VAULT_CLIENT_TIMEOUT", path)
+	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("permission denied to read Vault path %s: the token's policies must grant read on %s", path, apiPath)
+	case errors.As(err, &re):
+		return fmt.Errorf("Vault refused to read path %s (HTTP %d: %s)", path, re.StatusCode, strings.Join(re.Errors, "; "))
+	case errors.As(err, &ue):
+		// url.Error's text repeats the method and whole URL; its cause
+		// ("dial tcp 127.0.0.1:8200: connect: connection refused") is the news.
+		return fmt.Errorf("cannot reach Vault to read path %s: %v; check VAULT_ADDR and that Vault is up", path, ue.Err)
+	default:
+		return fmt.Errorf("Vault's answer for path %s cannot be read (%v): check that VAULT_ADDR points at Vault", path, err)
+	}
+}

@@ -1,0 +1,330 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/secrets"
+	"github.com/hashicorp/vault/api"
+	"github.com/sirupsen/logrus"
+)
+
+const testPassword = "s3cr3t-välue\nline2"
+
+// fakeVault is an httptest Vault: one handler per API path, plus a count of
+// mount look-ups to check the cache.
+type fakeVault struct {
+	*httptest.Server
+	mux         *http.ServeMux
+	mountLookup atomic.Int32
+}
+
+func newFakeVault(t *testing.T) *fakeVault {
+	t.Helper()
+	f := &fakeVault{mux: http.NewServeMux()}
+	mounts := map[string]string{"secret/": `{"path":"secret/","type":"kv","options":{"version":"2"}}`,
+		"kv1/":    `{"path":"kv1/","type":"kv","options":{"version":"1"}}`,
+		"legacy/": `{"path":"legacy/","type":"generic","options":null}`,
+		"pki/":    `{"path":"pki/","type":"pki","options":null}`}
+	f.mux.HandleFunc("/v1/sys/internal/ui/mounts/", func(w http.ResponseWriter, r *http.Request) {
+		f.mountLookup.Add(1)
+		p := strings.TrimPrefix(r.URL.Path, "/v1/sys/internal/ui/mounts/")
+		if strings.HasPrefix(p, "denied/") {
+			vaultErrorResponse(w, http.StatusForbidden, "preflight capability check returned 403, please ensure client's policies grant access to path \"denied/x/\"")
+			return
+		}
+		for prefix, body := range mounts {
+			if strings.HasPrefix(p+"/", prefix) {
+				writeJSON(w, http.StatusOK, `{"data":`+body+`}`)
+				return
+			}
+		}
+		vaultErrorResponse(w, http.StatusForbidden, "preflight capability check returned 403")
+	})
+	// Vault answers an unknown path with 404 and an empty error list.
+	f.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, `{"errors":[]}`)
+	})
+	f.mux.HandleFunc("/v1/secret/data/garbage", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, `<html>proxy error</html>`)
+	})
+	f.handleKVv2("app/db", 1, `{"username":"app","password":`+jsonString(testPassword)+`}`)
+	f.mux.HandleFunc("/v1/kv1/app/db", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, `{"data":{"password":`+jsonString(testPassword)+`}}`)
+	})
+	f.mux.HandleFunc("/v1/legacy/app/db", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, `{"data":{"password":`+jsonString(testPassword)+`}}`)
+	})
+	f.mux.HandleFunc("/v1/secret/data/deleted", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, `{"data":{"data":null,"metadata":{"created_time":"2026-01-01T00:00:00Z","deletion_time":"2026-01-02T00:00:00Z","destroyed":false,"version":2}}}`)
+	})
+	f.mux.HandleFunc("/v1/secret/data/destroyed", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, `{"data":{"data":null,"metadata":{"created_time":"2026-01-01T00:00:00Z","deletion_time":"","destroyed":true,"version":4}}}`)
+	})
+	f.mux.HandleFunc("/v1/secret/data/forbidden", func(w http.ResponseWriter, r *http.Request) {
+		vaultErrorResponse(w, http.StatusForbidden, "1 error occurred:\n\t* permission denied\n\n")
+	})
+	f.mux.HandleFunc("/v1/secret/data/sealed", func(w http.ResponseWriter, r *http.Request) {
+		vaultErrorResponse(w, http.StatusServiceUnavailable, "Vault is sealed")
+	})
+	f.mux.HandleFunc("/v1/secret/data/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	f.Server = httptest.NewServer(f.mux)
+	t.Cleanup(f.Close)
+	return f
+}
+
+// handleKVv2 serves secret/data/<path> with the given data at version
+// latest, and 404 for any other ?version=.
+func (f *fakeVault) handleKVv2(path string, latest int, data string) {
+	f.mux.HandleFunc("/v1/secret/data/"+path, func(w http.ResponseWriter, r *http.Request) {
+		v := r.URL.Query().Get("version")
+		if v != "" && v != "1" {
+			writeJSON(w, http.StatusNotFound, `{"errors":[]}`)
+			return
+		}
+		writeJSON(w, http.StatusOK, `{"data":{"data":`+data+`,"metadata":{"version":1,"deletion_time":"","destroyed":false}}}`)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write([]byte(body))
+}
+
+func vaultErrorResponse(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, `{"errors":[`+jsonString(msg)+`]}`)
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func newTestProvider(t *testing.T, addr string, opts Options) (*Provider, *bytes.Buffer) {
+	t.Helper()
+	cfg := api.DefaultConfig()
+	cfg.Address = addr
+	cfg.MaxRetries = 0
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetToken("plugin-token-value")
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	log.SetLevel(logrus.DebugLevel)
+	return New(client, log, opts), &logs
+}
+
+func request(labels map[string]string) Request {
+	return Request{
+		Request: secrets.Request{SecretName: "db_pw", SecretLabels: labels, ServiceName: "app", TaskID: "task1"},
+		NodeID:  "node1",
+	}
+}
+
+func TestGetSecret(t *testing.T) {
+	vault := newFakeVault(t)
+	tests := []struct {
+		name      string
+		labels    map[string]string
+		want      string
+		wantReuse bool
+		wantErr   string
+	}{
+		{name: "KV v2 field", labels: map[string]string{"vault.path": "secret/app/db", "vault.field": "password"}, want: testPassword},
+		{name: "KV v2 pinned version", labels: map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.version": "1"}, want: "app"},
+		{name: "KV v1 field", labels: map[string]string{"vault.path": "kv1/app/db", "vault.field": "password"}, want: testPassword},
+		{name: "pre-0.10 generic mount reads as KV v1", labels: map[string]string{"vault.path": "legacy/app/db", "vault.field": "password"}, want: testPassword},
+		{name: "reuse on request", labels: map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"}, want: "app", wantReuse: true},
+		{
+			name:    "bad label fails before Vault",
+			labels:  map[string]string{"vault.path": "secret/app/db", "vault.format": "xml"},
+			wantErr: "secret db_pw: label vault.format=xml is not a format: use raw, json, env or template (Vault path secret/app/db)",
+		},
+		{
+			name:    "missing KV v2 path",
+			labels:  map[string]string{"vault.path": "secret/app/nope"},
+			wantErr: "secret db_pw: no secret at Vault path secret/app/nope: check label vault.path",
+		},
+		{
+			name:    "missing KV v2 version",
+			labels:  map[string]string{"vault.path": "secret/app/db", "vault.version": "7"},
+			wantErr: "secret db_pw: Vault path secret/app/db has no version 7: check labels vault.path and vault.version",
+		},
+		{
+			name:    "missing KV v1 path",
+			labels:  map[string]string{"vault.path": "kv1/app/nope"},
+			wantErr: "secret db_pw: no secret at Vault path kv1/app/nope: check label vault.path",
+		},
+		{
+			name:    "version on KV v1",
+			labels:  map[string]string{"vault.path": "kv1/app/db", "vault.version": "2"},
+			wantErr: "secret db_pw: label vault.version=2 cannot apply to Vault path kv1/app/db: mount kv1/ is KV v1, which keeps no versions",
+		},
+		{
+			name:    "deleted version",
+			labels:  map[string]string{"vault.path": "secret/deleted"},
+			wantErr: "secret db_pw: version 2 of Vault path secret/deleted is deleted: undelete it (vault kv undelete) or set label vault.version to a live version",
+		},
+		{
+			name:    "destroyed version",
+			labels:  map[string]string{"vault.path": "secret/destroyed"},
+			wantErr: "secret db_pw: version 4 of Vault path secret/destroyed is destroyed: set label vault.version to a live version or write a new one",
+		},
+		{
+			name:    "permission denied on the read",
+			labels:  map[string]string{"vault.path": "secret/forbidden"},
+			wantErr: "secret db_pw: permission denied to read Vault path secret/forbidden: the token's policies must grant read on secret/data/forbidden",
+		},
+		{
+			name:    "permission denied on the mount look-up",
+			labels:  map[string]string{"vault.path": "denied/x"},
+			wantErr: "secret db_pw: permission denied to read Vault path denied/x: the token's policies must grant read on denied/x",
+		},
+		{
+			name:    "other Vault errors keep Vault's words on one line",
+			labels:  map[string]string{"vault.path": "secret/sealed"},
+			wantErr: "secret db_pw: Vault refused to read path secret/sealed (HTTP 503: Vault is sealed)",
+		},
+		{
+			name:    "an answer that is not Vault's",
+			labels:  map[string]string{"vault.path": "secret/garbage"},
+			wantErr: "secret db_pw: Vault's answer for path secret/garbage cannot be read (error encountered while reading secret at secret/data/garbage: invalid character '<' looking for beginning of value): check that VAULT_ADDR points at Vault",
+		},
+		{
+			name:    "not a KV mount",
+			labels:  map[string]string{"vault.path": "pki/issue/web"},
+			wantErr: "secret db_pw: Vault path pki/issue/web is on a pki mount (pki/), not a KV mount: check label vault.path",
+		},
+		{
+			name:    "the mount itself",
+			labels:  map[string]string{"vault.path": "secret"},
+			wantErr: "secret db_pw: label vault.path=secret names the mount itself: add the secret's path below it, e.g. secret/something",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, logs := newTestProvider(t, vault.URL, Options{})
+			resp := p.GetSecret(context.Background(), request(tt.labels))
+			if tt.wantErr != "" {
+				if resp.Err != tt.wantErr {
+					t.Fatalf("Err:\n got %q\nwant %q", resp.Err, tt.wantErr)
+				}
+				if resp.Value != nil || !resp.DoNotReuse {
+					t.Errorf("a failed response carries Value %q, DoNotReuse %v", resp.Value, resp.DoNotReuse)
+				}
+				// The operator's only view of the failure is the plugin log.
+				if !strings.Contains(logs.String(), "level=error") || !strings.Contains(logs.String(), logQuoted(tt.wantErr)) {
+					t.Errorf("the log lacks the error line; log:\n%s", logs.String())
+				}
+			} else {
+				if resp.Err != "" {
+					t.Fatalf("unexpected Err: %s", resp.Err)
+				}
+				if string(resp.Value) != tt.want {
+					t.Errorf("Value = %q, want %q", resp.Value, tt.want)
+				}
+				if resp.DoNotReuse == tt.wantReuse {
+					t.Errorf("DoNotReuse = %v, want %v", resp.DoNotReuse, !tt.wantReuse)
+				}
+			}
+			for _, leak := range []string{"s3cr3t", "plugin-token-value"} {
+				if strings.Contains(logs.String(), leak) || strings.Contains(resp.Err, leak) {
+					t.Errorf("log or Err contains %q:\n%s", leak, logs.String())
+				}
+			}
+		})
+	}
+}
+
+// logQuoted is how logrus's text formatter writes a message that needs
+// quoting (%q), so the test can find the exact error text in the log.
+func logQuoted(s string) string {
+	return strings.Trim(strconv.Quote(s), `"`)
+}
+
+func TestGetSecretLogsFieldsOfTheRequest(t *testing.T) {
+	vault := newFakeVault(t)
+	p, logs := newTestProvider(t, vault.URL, Options{})
+	p.GetSecret(context.Background(), request(map[string]string{"vault.path": "secret/app/db", "vault.field": "username"}))
+	for _, want := range []string{"msg=\"secret delivered\"", "secret=db_pw", "service=app", "task_id=task1", "node_id=node1", "path=secret/app/db", "format=raw"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, logs.String())
+		}
+	}
+}
+
+func TestMountVersionIsCached(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	for range 3 {
+		if resp := p.GetSecret(context.Background(), request(map[string]string{"vault.path": "secret/app/db"})); resp.Err != "" {
+			t.Fatal(resp.Err)
+		}
+	}
+	if n := vault.mountLookup.Load(); n != 1 {
+		t.Errorf("mount looked up %d times for 3 reads, want 1", n)
+	}
+
+	// Expired entries are looked up again: a mount may be upgraded to KV v2.
+	now := time.Now()
+	p.mounts.now = func() time.Time { return now.Add(DefaultMountCacheTTL + time.Second) }
+	p.GetSecret(context.Background(), request(map[string]string{"vault.path": "secret/app/db"}))
+	if n := vault.mountLookup.Load(); n != 2 {
+		t.Errorf("mount looked up %d times after expiry, want 2", n)
+	}
+}
+
+func TestGetSecretDeadline(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{Timeout: 200 * time.Millisecond})
+	start := time.Now()
+	resp := p.GetSecret(context.Background(), request(map[string]string{"vault.path": "secret/slow"}))
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("request took %v despite a 200ms deadline", took)
+	}
+	want := "secret db_pw: Vault did not answer in time to read path secret/slow: check Vault's health or raise VAULT_CLIENT_TIMEOUT"
+	if resp.Err != want {
+		t.Errorf("Err:\n got %q\nwant %q", resp.Err, want)
+	}
+}
+
+func TestGetSecretVaultDown(t *testing.T) {
+	vault := newFakeVault(t)
+	addr := vault.URL
+	vault.Close()
+	p, _ := newTestProvider(t, addr, Options{})
+	resp := p.GetSecret(context.Background(), request(map[string]string{"vault.path": "secret/app/db"}))
+	wantPrefix := "secret db_pw: cannot reach Vault to read path secret/app/db: dial tcp " + strings.TrimPrefix(addr, "http://") + ": connect: connection refused; check VAULT_ADDR"
+	if !strings.HasPrefix(resp.Err, wantPrefix) {
+		t.Errorf("Err:\n got %q\nwant prefix %q", resp.Err, wantPrefix)
+	}
+}
+
+func TestGetSecretRecoversFromPanic(t *testing.T) {
+	p, logs := newTestProvider(t, "http://127.0.0.1:1", Options{})
+	p.mounts = nil // any use panics
+	resp := p.GetSecret(context.Background(), request(map[string]string{"vault.path": "secret/app/db"}))
+	if want := "swarmvault internal error serving secret db_pw: see the plugin log"; resp.Err != want {
+		t.Errorf("Err = %q, want %q", resp.Err, want)
+	}
+	if !strings.Contains(logs.String(), "internal error") {
+		t.Errorf("panic not logged:\n%s", logs.String())
+	}
+}
