@@ -64,8 +64,13 @@ func (p *Provider) kvMount(ctx context.Context, client *api.Client, path string)
 		return m, nil
 	}
 	s, err := client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+path)
+	var re *api.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
+		// Vault answers a path under no mount and a path the token may not
+		// use alike, so as not to reveal which mounts exist.
+		return mount{}, fmt.Errorf("Vault path %s is on no mount the token may read: check label %s (its first segment is the mount, e.g. secret/) and that the token's policies grant read on the path", path, LabelPath)
+	}
 	if err != nil {
-		// Vault answers 403 here when the token may not use the path at all.
 		return mount{}, vaultError(err, path, path)
 	}
 	if s == nil || s.Data == nil {

@@ -195,7 +195,7 @@ func TestGetSecret(t *testing.T) {
 		{
 			name:    "permission denied on the mount look-up",
 			labels:  map[string]string{"vault.path": "denied/x"},
-			wantErr: "secret db_pw: permission denied to read Vault path denied/x: the token's policies must grant read on denied/x",
+			wantErr: "secret db_pw: Vault path denied/x is on no mount the token may read: check label vault.path (its first segment is the mount, e.g. secret/) and that the token's policies grant read on the path",
 		},
 		{
 			name:    "other Vault errors keep Vault's words on one line",

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# make demo: with the swarm, the dev Vault and the plugin in place (the
+# Makefile sees to them), writes a secret into Vault, gives the plugin a token
+# that may read it, deploys docker-compose.yml and prints what the task got.
+#
+#   e2e/demo.sh         run the demo
+#   e2e/demo.sh clean   remove the demo stack
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+PLUGIN=${PLUGIN:-swarmvault:latest}
+VAULT_ADDR=${VAULT_ADDR:-http://127.0.0.1:8200}
+stack=swarmvault-demo
+image=swarmvault-test/busybox:latest
+
+if [ "${1:-}" = clean ]; then
+	docker stack rm "$stack" >/dev/null 2>&1 || true
+	exit 0
+fi
+
+say() { printf '\n==> %s\n' "$*"; }
+root_token=$(cat .e2e/vault-token)
+vault_api() { # METHOD PATH [JSON]
+	curl -sSf -X "$1" -H "X-Vault-Token: $root_token" ${3:+-d "$3"} "$VAULT_ADDR/v1/$2"
+}
+
+say "writing secret/myapp/db into Vault"
+password="demo-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+vault_api POST secret/data/myapp/db "{\"data\":{\"username\":\"myapp\",\"password\":\"$password\"}}" >/dev/null
+
+say "giving the plugin a token that may read secret/myapp/* only"
+vault_api PUT sys/policies/acl/swarmvault-demo \
+	'{"policy":"path \"secret/data/myapp/*\" { capabilities = [\"read\"] }"}' >/dev/null
+token=$(vault_api POST auth/token/create '{"policies":["swarmvault-demo"],"ttl":"24h","display_name":"swarmvault-demo"}' |
+	sed -n 's/.*"client_token":"\([^"]*\)".*/\1/p')
+[ -n "$token" ] || { echo "demo: Vault gave no token" >&2; exit 1; }
+creds="$root/.e2e/demo-credentials"
+mkdir -p "$creds" && chmod 700 "$creds"
+(umask 077 && printf '%s\n' "$token" >"$creds/token")
+
+say "configuring and enabling the plugin $PLUGIN"
+docker plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
+set -x
+docker plugin set "$PLUGIN" credentials.source="$creds" VAULT_ADDR="$VAULT_ADDR" \
+	VAULT_TOKEN_FILE=/run/swarmvault/token VAULT_TOKEN= LOG_LEVEL=info
+docker plugin enable "$PLUGIN"
+{ set +x; } 2>/dev/null
+
+say "deploying docker-compose.yml as stack $stack"
+docker stack rm "$stack" >/dev/null 2>&1 || true
+# A removed stack's secrets linger a moment; redeploying too early is refused.
+for _ in $(seq 1 30); do
+	docker secret ls -q --filter "label=com.docker.stack.namespace=$stack" | grep -q . || break
+	sleep 1
+done
+SWARMVAULT_DRIVER=$PLUGIN SWARMVAULT_APP_IMAGE=$image \
+	docker stack deploy --compose-file docker-compose.yml "$stack"
+
+say "waiting for the task"
+for _ in $(seq 1 90); do
+	cid=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_app" --filter status=running | head -n 1)
+	[ -n "$cid" ] && break
+	sleep 1
+done
+if [ -z "${cid:-}" ]; then
+	docker service ps --no-trunc "${stack}_app" >&2
+	echo "demo: the task did not start; the plugin's log lines are in dockerd's log" >&2
+	exit 1
+fi
+
+say "the task's /run/secrets (read with docker exec)"
+set -x
+docker exec "$cid" cat /run/secrets/db_user
+echo
+docker exec "$cid" cat /run/secrets/db_password
+echo
+{ set +x; } 2>/dev/null
+got=$(docker exec "$cid" cat /run/secrets/db_password)
+if [ "$got" != "$password" ]; then
+	echo "demo: the delivered password differs from the one written to Vault" >&2
+	exit 1
+fi
+say "delivered: the value written to Vault is in the task's /run/secrets/db_password"
+echo "Remove the demo stack with: make demo-clean"

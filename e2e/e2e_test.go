@@ -1,0 +1,353 @@
+//go:build e2e
+
+// Package e2e tests swarmvault end to end: a real dockerd in swarm mode, the
+// plugin as `make plugin` builds it, and a real Vault (make e2e starts all
+// three). Every name it creates carries a run ID and is removed afterwards,
+// so it can run again at once on the same engine.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/hashicorp/vault/api"
+
+	"github.com/swarmvault/swarmvault/bootstrap"
+)
+
+const testImage = "swarmvault-test/busybox:latest"
+
+var (
+	pluginName = envOr("PLUGIN", "swarmvault:latest")
+	dockerdLog = envOr("DOCKERD_LOG", "/var/log/dockerd.log")
+	// run prefixes every Docker and Vault name this run creates.
+	run = "e2e" + randHex(4)
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// fixture is the Vault side of a run: what was written, and every value and
+// token handed out, none of which may appear in any log.
+type fixture struct {
+	root    *api.Client
+	kv1     string // KV v1 mount of this run
+	issued  []string
+	v1, v2  map[string]string // versions 1 and 2 of secret/<run>/db
+	kv1Data map[string]string
+}
+
+// issue records values handed out, line by line: a log could hold one line
+// of a multi-line value.
+func (f *fixture) issue(values ...string) {
+	for _, v := range values {
+		f.issued = append(f.issued, strings.Split(v, "\n")...)
+	}
+}
+
+func setUpVault(t *testing.T) *fixture {
+	t.Helper()
+	if os.Getenv("VAULT_ADDR") == "" || os.Getenv("VAULT_TOKEN_FILE") == "" {
+		t.Fatal("VAULT_ADDR and VAULT_TOKEN_FILE (the dev Vault's root token) must be set: run make e2e")
+	}
+	root, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(os.Getenv("VAULT_TOKEN_FILE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.SetToken(strings.TrimSpace(string(tok)))
+	ctx := context.Background()
+
+	f := &fixture{root: root, kv1: run + "-kv1"}
+	// Version 2, the latest, holds a newline and non-ASCII bytes.
+	f.v1 = map[string]string{"username": "app-" + randHex(6), "password": "old-" + randHex(8)}
+	f.v2 = map[string]string{"username": f.v1["username"], "password": "pw-" + randHex(8) + "\nzweite Zeile ✓ ü"}
+	f.kv1Data = map[string]string{"api_key": "key-" + randHex(8), "region": "eu-1"}
+	f.issue(f.v1["username"], f.v1["password"], f.v2["password"], f.kv1Data["api_key"])
+
+	for _, v := range []map[string]string{f.v1, f.v2} {
+		if _, err := root.KVv2("secret").Put(ctx, run+"/db", toAny(v)); err != nil {
+			t.Fatalf("writing secret/%s/db (is the dev Vault's secret/ a KV v2 mount?): %v", run, err)
+		}
+	}
+	t.Cleanup(func() { root.KVv2("secret").DeleteMetadata(ctx, run+"/db") })
+	if err := root.Sys().Mount(f.kv1, &api.MountInput{Type: "kv", Options: map[string]string{"version": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Sys().Unmount(f.kv1) })
+	if err := root.KVv1(f.kv1).Put(ctx, "app", toAny(f.kv1Data)); err != nil {
+		t.Fatal(err)
+	}
+
+	// The plugin's own token may read this run's paths and nothing else, so
+	// that a path outside them shows the permission error a user would get.
+	policy := run + "-plugin"
+	rules := fmt.Sprintf("path \"secret/data/%s/*\" { capabilities = [\"read\"] }\npath \"%s/*\" { capabilities = [\"read\"] }\n", run, f.kv1)
+	if err := root.Sys().PutPolicy(policy, rules); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Sys().DeletePolicy(policy) })
+	s, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{policy}, TTL: "2h", DisplayName: run + "-plugin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pluginToken := s.Auth.ClientToken
+	f.issue(pluginToken)
+	t.Cleanup(func() { root.Auth().Token().RevokeOrphan(pluginToken) })
+
+	configurePlugin(t, pluginToken)
+	return f
+}
+
+func toAny(m map[string]string) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// configurePlugin gives the plugin its token as a file on its credentials
+// mount, as the README tells operators to, and enables it.
+func configurePlugin(t *testing.T, token string) {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", ".e2e", "credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tryDocker("plugin", "disable", "-f", pluginName)
+	docker(t, "plugin", "set", pluginName,
+		"credentials.source="+dir,
+		"VAULT_ADDR="+os.Getenv("VAULT_ADDR"),
+		"VAULT_TOKEN_FILE=/run/swarmvault/token",
+		"VAULT_TOKEN=",
+		// debug, so that the leak check covers everything the plugin can log.
+		"LOG_LEVEL=debug")
+	docker(t, "plugin", "enable", pluginName)
+}
+
+// logMark remembers where dockerd's log ends, to read what a run adds.
+func logMark(t *testing.T) int64 {
+	t.Helper()
+	st, err := os.Stat(dockerdLog)
+	if err != nil {
+		t.Fatalf("dockerd's log %s (DOCKERD_LOG) cannot be read: the plugin's lines are checked there: %v", dockerdLog, err)
+	}
+	return st.Size()
+}
+
+func logSince(t *testing.T, mark int64) string {
+	t.Helper()
+	b, err := os.ReadFile(dockerdLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b[mark:])
+}
+
+// waitForLogLine waits until dockerd's log (after mark) has a line from the
+// plugin at error level that contains text.
+func waitForLogLine(t *testing.T, mark int64, text string) {
+	t.Helper()
+	waitFor(t, "plugin log line: "+text, 60*time.Second, func() (bool, string) {
+		for _, line := range strings.Split(logSince(t, mark), "\n") {
+			if strings.Contains(line, text) && strings.Contains(line, "level=error") && strings.Contains(line, "plugin=") {
+				return true, ""
+			}
+		}
+		return false, "not in " + dockerdLog
+	})
+}
+
+func TestSwarm(t *testing.T) {
+	mark := logMark(t)
+	f := setUpVault(t)
+
+	t.Run("driver secrets from docker secret create reach every task byte for byte", func(t *testing.T) {
+		db := "secret/" + run + "/db"
+		want := map[string]string{}
+		secret := func(key string, value string, labels map[string]string) {
+			name := run + "_" + key
+			createDriverSecret(t, name, labels)
+			want[name] = value
+		}
+		secret("raw", f.v2["password"], map[string]string{"vault.path": db, "vault.field": "password"})
+		secret("json", `"`+f.v2["username"]+`"`, map[string]string{"vault.path": db, "vault.field": "username", "vault.format": "json"})
+		secret("whole", `{"password":"`+f.v1["password"]+`","username":"`+f.v1["username"]+`"}`, map[string]string{"vault.path": db, "vault.version": "1"})
+		secret("pinned", f.v1["password"], map[string]string{"vault.path": db, "vault.field": "password", "vault.version": "1"})
+		secret("kv1", f.kv1Data["api_key"], map[string]string{"vault.path": f.kv1 + "/app", "vault.field": "api_key"})
+		secret("env", "api_key="+f.kv1Data["api_key"]+"\nregion=eu-1\n", map[string]string{"vault.path": f.kv1 + "/app", "vault.format": "env"})
+		secret("tmpl", "region=eu-1 key="+f.kv1Data["api_key"], map[string]string{"vault.path": f.kv1 + "/app", "vault.template": "region={{.region}} key={{.api_key}}"})
+		// The seed proof-of-concept's labels still work.
+		secret("legacy", f.v1["password"], map[string]string{
+			"dk.almbrand.docker.plugin.secretprovider.vault.path": db, "dk.almbrand.docker.plugin.secretprovider.vault.field": "password",
+			"dk.almbrand.docker.plugin.secretprovider.vault.version": "1"})
+
+		names := make([]string, 0, len(want))
+		for n := range want {
+			names = append(names, n)
+		}
+		service := run + "-cli"
+		// Two replicas: each task is served on its own (DoNotReuse).
+		createService(t, service, []string{"--replicas", "2"}, names...)
+		for _, c := range waitRunning(t, service, 2) {
+			for name, value := range want {
+				if got := readSecretFile(t, c, name); !bytes.Equal(got, []byte(value)) {
+					t.Errorf("container %s: /run/secrets/%s differs from Vault (%d bytes, want %d)", c[:12], name, len(got), len(value))
+				}
+			}
+		}
+	})
+
+	t.Run("driver secrets from docker stack deploy", func(t *testing.T) {
+		stack := run + "stack"
+		dockerEnv(t, []string{
+			"SWARMVAULT_DRIVER=" + pluginName,
+			"SWARMVAULT_APP_IMAGE=" + testImage,
+			"SWARMVAULT_PATH=secret/" + run + "/db",
+		}, "stack", "deploy", "--compose-file", "../docker-compose.yml", stack)
+		t.Cleanup(func() { tryDocker("stack", "rm", stack) })
+		containers := waitRunning(t, stack+"_app", 1)
+		if got := readSecretFile(t, containers[0], "db_password"); string(got) != f.v2["password"] {
+			t.Errorf("/run/secrets/db_password differs from Vault (%d bytes, want %d)", len(got), len(f.v2["password"]))
+		}
+		if got, want := readSecretFile(t, containers[0], "db_user"), f.v2["username"]; string(got) != want {
+			t.Errorf("/run/secrets/db_user differs from Vault")
+		}
+		// The labels of the compose file reach the engine as written.
+		if l := docker(t, "secret", "inspect", "--format", `{{index .Spec.Labels "vault.field"}} {{.Spec.Driver.Name}}`, stack+"_db_password"); strings.TrimSpace(l) != "password "+pluginName {
+			t.Errorf("stack secret labels/driver: %q", l)
+		}
+	})
+
+	t.Run("a bad label or path fails its task with a log line that names it, and the next task is served", func(t *testing.T) {
+		failing := map[string]struct {
+			labels map[string]string
+			line   string
+		}{
+			"badlabel": {
+				labels: map[string]string{"vault.path": "secret/" + run + "/db", "vault.format": "xml"},
+				line:   "secret " + run + "_badlabel: label vault.format=xml is not a format: use raw, json, env or template (Vault path secret/" + run + "/db)",
+			},
+			"missing": {
+				labels: map[string]string{"vault.path": "secret/" + run + "/nope"},
+				line:   "secret " + run + "_missing: no secret at Vault path secret/" + run + "/nope: check label vault.path",
+			},
+			"denied": {
+				labels: map[string]string{"vault.path": "secret/" + run + "-other/db"},
+				line:   "secret " + run + "_denied: permission denied to read Vault path secret/" + run + "-other/db: the token's policies must grant read on secret/data/" + run + "-other/db",
+			},
+		}
+		for key, c := range failing {
+			name := run + "_" + key
+			createDriverSecret(t, name, c.labels)
+			createService(t, run+"-"+key, []string{"--restart-condition", "none"}, name)
+		}
+		for key, c := range failing {
+			waitForLogLine(t, mark, c.line)
+			if ids := runningContainers(t, run+"-"+key); len(ids) != 0 {
+				t.Errorf("service %s-%s runs without its secret: %s", run, key, taskStates(run+"-"+key))
+			}
+		}
+
+		after := run + "_after"
+		createDriverSecret(t, after, map[string]string{"vault.path": "secret/" + run + "/db", "vault.field": "password"})
+		service := run + "-after"
+		createService(t, service, nil, after)
+		c := waitRunning(t, service, 1)[0]
+		if got := readSecretFile(t, c, after); string(got) != f.v2["password"] {
+			t.Errorf("the task after the failures got a different value")
+		}
+	})
+
+	t.Run("bootstrap reads a helper service's swarm secret through the Docker API", func(t *testing.T) {
+		// Through the real engine: an archive copy of a swarm secret is
+		// empty, so this proves the exec route the plugin depends on.
+		helperValue := "helper-" + randHex(8)
+		f.issue(helperValue)
+		name := run + "_helper"
+		cmd := exec.Command("docker", "secret", "create", name, "-")
+		cmd.Stdin = strings.NewReader(helperValue)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("docker secret create: %v: %s", err, out)
+		}
+		t.Cleanup(func() { tryDocker("secret", "rm", name) })
+		service := run + "-helper"
+		createService(t, service, []string{"--mode", "global", "--constraint", "node.role==manager"}, name)
+		waitRunning(t, service, 1)
+
+		cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		r, err := bootstrap.NewHelperReader(cli, service, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.Read(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != helperValue {
+			t.Errorf("read %d bytes from the helper, want the %d of its secret", len(got), len(helperValue))
+		}
+
+		r, err = bootstrap.NewHelperReader(cli, service, "not_attached")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = r.Read(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "cannot read /run/secrets/not_attached in HELPER_SERVICE "+service+" (exit 1: cat: can't open '/run/secrets/not_attached': No such file or directory)") {
+			t.Errorf("reading a secret the helper lacks: %v", err)
+		}
+	})
+
+	t.Run("no log contains a secret value or token", func(t *testing.T) {
+		logs := map[string]string{"dockerd (plugin lines included)": logSince(t, mark)}
+		b, err := os.ReadFile(filepath.Join("..", ".e2e", "vault.log"))
+		if err != nil {
+			t.Fatalf("the dev Vault's log: %v", err)
+		}
+		logs["vault"] = string(b)
+		if !strings.Contains(logs["dockerd (plugin lines included)"], "secret delivered") {
+			t.Fatal("the plugin's lines are not in dockerd's log: the check would prove nothing")
+		}
+		for name, text := range logs {
+			for _, v := range f.issued {
+				if strings.Contains(text, v) {
+					t.Errorf("%s log contains an issued value or token (%d bytes)", name, len(v))
+				}
+			}
+		}
+	})
+}
