@@ -49,17 +49,20 @@ docker plugin enable "$PLUGIN"
 
 say "deploying docker-compose.yml as stack $stack"
 docker stack rm "$stack" >/dev/null 2>&1 || true
-# A removed stack's secrets linger a moment; redeploying too early is refused.
-for _ in $(seq 1 30); do
-	docker secret ls -q --filter "label=com.docker.stack.namespace=$stack" | grep -q . || break
+# A removed stack's containers and secrets linger while its tasks stop; a
+# redeploy before they are gone would reuse its secrets' names too early.
+for _ in $(seq 1 60); do
+	{ docker ps -aq --filter "label=com.docker.stack.namespace=$stack"
+	  docker secret ls -q --filter "label=com.docker.stack.namespace=$stack"; } | grep -q . || break
 	sleep 1
 done
 SWARMVAULT_DRIVER=$PLUGIN SWARMVAULT_APP_IMAGE=$image \
 	docker stack deploy --compose-file docker-compose.yml "$stack"
 
+service_id=$(docker service inspect --format '{{.ID}}' "${stack}_app")
 say "waiting for the task"
 for _ in $(seq 1 90); do
-	cid=$(docker ps -q --filter "label=com.docker.swarm.service.name=${stack}_app" --filter status=running | head -n 1)
+	cid=$(docker ps -q --filter "label=com.docker.swarm.service.id=$service_id" --filter status=running | head -n 1)
 	[ -n "$cid" ] && break
 	sleep 1
 done
@@ -70,12 +73,11 @@ if [ -z "${cid:-}" ]; then
 fi
 
 say "the task's /run/secrets (read with docker exec)"
-set -x
-docker exec "$cid" cat /run/secrets/db_user
-echo
-docker exec "$cid" cat /run/secrets/db_password
-echo
-{ set +x; } 2>/dev/null
+for f in db_user db_password; do
+	printf '$ docker exec %s cat /run/secrets/%s\n' "${cid:0:12}" "$f"
+	docker exec "$cid" cat "/run/secrets/$f"
+	echo
+done
 got=$(docker exec "$cid" cat /run/secrets/db_password)
 if [ "$got" != "$password" ]; then
 	echo "demo: the delivered password differs from the one written to Vault" >&2
