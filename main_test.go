@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/secrets"
+)
+
+// buildBinary builds the plugin binary once for the process tests.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "swarmvault")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestProcessRefusesBadSettingsOneLineEach(t *testing.T) {
+	bin := buildBinary(t)
+	cmd := exec.Command(bin, "-socket", filepath.Join(t.TempDir(), "plugin.sock"))
+	cmd.Env = []string{"LOG_LEVEL=loud", "VAULT_TOKEN=x"}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("exit: %v", err)
+	}
+	// dockerd logs each stderr line as its own entry: each must read alone.
+	want := "swarmvault: VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200\n" +
+		"swarmvault: LOG_LEVEL=loud is not a level: use debug, info, warn or error\n"
+	if stderr.String() != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
+	}
+}
+
+func TestProcessServesAndStopsOnSIGTERM(t *testing.T) {
+	bin := buildBinary(t)
+	sock := filepath.Join(t.TempDir(), "plugin.sock")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("process-test-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing listens on port 1: Vault is "down", which must not stop the
+	// plugin from serving (the engine may restore it before Vault is up).
+	cmd := exec.Command(bin, "-socket", sock)
+	cmd.Env = []string{"VAULT_ADDR=http://127.0.0.1:1", "VAULT_TOKEN_FILE=" + tokenFile, "LOG_LEVEL=debug"}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err = client.Post("http://plugin/SecretProvider.GetSecret", "application/json",
+			strings.NewReader(`{"SecretName":"db_pw","SecretLabels":{"vault.path":"secret/app/db"},"TaskID":"t1","NodeID":"n1"}`))
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("the plugin never answered on its socket: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var r secrets.Response
+	json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	if !strings.HasPrefix(r.Err, "secret db_pw: cannot reach Vault to read path secret/app/db: dial tcp 127.0.0.1:1: connect: connection refused") {
+		t.Errorf("Err = %q", r.Err)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\nstderr:\n%s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10 s after SIGTERM")
+	}
+	if !strings.Contains(stdout.String(), `msg="swarmvault serving"`) || !strings.Contains(stdout.String(), `msg="shutting down"`) {
+		t.Errorf("stdout lacks start/stop lines:\n%s", stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "cannot verify the plugin's Vault token") {
+		t.Errorf("stderr lacks the start-up token check:\n%s", stderr.String())
+	}
+	if strings.Contains(stdout.String()+stderr.String(), "process-test-token") {
+		t.Error("the token is in the log")
+	}
+}
