@@ -37,6 +37,17 @@ type config struct {
 	TokenFile string
 	// Timeout bounds the Vault calls of one request. VAULT_CLIENT_TIMEOUT, default 10s.
 	Timeout time.Duration
+	// Policies is POLICY_TEMPLATE, parsed: the Vault policies of each task's
+	// token, e.g. {{.ServiceName}},team-{{serviceLabel "team"}}. Default {{.ServiceName}}.
+	Policies *provider.PolicyTemplate
+	// TokenRole is the token role task tokens are made through. TOKEN_ROLE.
+	TokenRole string
+	// TokenTTL is a vault.type=token token's default TTL. TOKEN_TTL, default 1h.
+	TokenTTL time.Duration
+	// TokenMaxTTL caps vault.token.ttl and renewals. TOKEN_MAX_TTL, default 24h.
+	TokenMaxTTL time.Duration
+	// WrapTTL is the wrapping TTL of vault.wrap=true. WRAP_TTL, default 5m.
+	WrapTTL time.Duration
 	// LogLevel is logrus's level: debug, info, warn, error. LOG_LEVEL, default info.
 	LogLevel logrus.Level
 	// LogFormat is text or json. LOG_FORMAT, default text.
@@ -47,13 +58,17 @@ type config struct {
 // once, each by name with what to set instead.
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		VaultAddr: getenv("VAULT_ADDR"),
-		CACert:    getenv("VAULT_CACERT"),
-		Token:     getenv("VAULT_TOKEN"),
-		TokenFile: getenv("VAULT_TOKEN_FILE"),
-		Timeout:   provider.DefaultTimeout,
-		LogLevel:  logrus.InfoLevel,
-		LogFormat: "text",
+		VaultAddr:   getenv("VAULT_ADDR"),
+		CACert:      getenv("VAULT_CACERT"),
+		Token:       getenv("VAULT_TOKEN"),
+		TokenFile:   getenv("VAULT_TOKEN_FILE"),
+		Timeout:     provider.DefaultTimeout,
+		TokenRole:   getenv("TOKEN_ROLE"),
+		TokenTTL:    provider.DefaultTokenTTL,
+		TokenMaxTTL: provider.DefaultTokenMaxTTL,
+		WrapTTL:     provider.DefaultWrapTTL,
+		LogLevel:    logrus.InfoLevel,
+		LogFormat:   "text",
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -77,13 +92,32 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.SkipVerify = b
 	}
-	if v := getenv("VAULT_CLIENT_TIMEOUT"); v != "" {
-		d, err := parseutil.ParseDurationSecond(v)
-		if err != nil || d <= 0 {
-			bad("VAULT_CLIENT_TIMEOUT=%s is not a duration: use e.g. 10s", v)
+	for _, d := range []struct {
+		name, example string
+		to            *time.Duration
+	}{
+		{"VAULT_CLIENT_TIMEOUT", "10s", &c.Timeout},
+		{"TOKEN_TTL", "1h", &c.TokenTTL},
+		{"TOKEN_MAX_TTL", "24h", &c.TokenMaxTTL},
+		{"WRAP_TTL", "5m", &c.WrapTTL},
+	} {
+		if v := getenv(d.name); v != "" {
+			parsed, err := parseutil.ParseDurationSecond(v)
+			if err != nil || parsed <= 0 {
+				bad("%s=%s is not a duration: use e.g. %s", d.name, v, d.example)
+				continue
+			}
+			*d.to = parsed
 		}
-		c.Timeout = d
 	}
+	if c.TokenTTL > c.TokenMaxTTL {
+		bad("TOKEN_TTL=%s is longer than TOKEN_MAX_TTL=%s: lower it or raise TOKEN_MAX_TTL", c.TokenTTL, c.TokenMaxTTL)
+	}
+	policies, err := provider.ParsePolicyTemplate(getenv("POLICY_TEMPLATE"))
+	if err != nil {
+		bad("%v", err)
+	}
+	c.Policies = policies
 	if v := getenv("LOG_LEVEL"); v != "" {
 		l, err := logrus.ParseLevel(v)
 		if err != nil {

@@ -16,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/go-plugins-helpers/secrets"
 	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/provider"
 )
 
 func env(m map[string]string) func(string) string {
@@ -28,7 +31,12 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{VaultAddr: "https://vault:8200", Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text"}
+	want := config{VaultAddr: "https://vault:8200", Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text",
+		TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute}
+	if got := policiesFor(t, c); got != "svc" {
+		t.Errorf("default POLICY_TEMPLATE gives %q, want the service name", got)
+	}
+	c.Policies = nil
 	if c != want {
 		t.Errorf("got %+v\nwant %+v", c, want)
 	}
@@ -39,13 +47,19 @@ func TestLoadConfigSettings(t *testing.T) {
 	c, err := loadConfig(env(map[string]string{
 		"VAULT_ADDR": "http://127.0.0.1:8200", "VAULT_CACERT": ca, "VAULT_SKIP_VERIFY": "true",
 		"VAULT_TOKEN_FILE": "/run/swarmvault/token", "VAULT_CLIENT_TIMEOUT": "3", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
+		"POLICY_TEMPLATE": "base,{{.ServiceName}}", "TOKEN_ROLE": "tasks", "TOKEN_TTL": "10m", "TOKEN_MAX_TTL": "2h", "WRAP_TTL": "30s",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A bare number of seconds is accepted for VAULT_CLIENT_TIMEOUT, as Vault's CLI accepts it.
 	want := config{VaultAddr: "http://127.0.0.1:8200", CACert: ca, SkipVerify: true, TokenFile: "/run/swarmvault/token",
-		Timeout: 3 * time.Second, LogLevel: logrus.DebugLevel, LogFormat: "json"}
+		Timeout: 3 * time.Second, LogLevel: logrus.DebugLevel, LogFormat: "json",
+		TokenRole: "tasks", TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second}
+	if got := policiesFor(t, c); got != "base,svc" {
+		t.Errorf("POLICY_TEMPLATE gives %q", got)
+	}
+	c.Policies = nil
 	if c != want {
 		t.Errorf("got %+v\nwant %+v", c, want)
 	}
@@ -54,19 +68,31 @@ func TestLoadConfigSettings(t *testing.T) {
 func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 	_, err := loadConfig(env(map[string]string{
 		"VAULT_CACERT": "/nonexistent/ca.pem", "VAULT_SKIP_VERIFY": "maybe", "VAULT_CLIENT_TIMEOUT": "soon",
-		"LOG_LEVEL": "loud", "LOG_FORMAT": "xml",
+		"LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "TOKEN_TTL": "48h", "WRAP_TTL": "0s", "POLICY_TEMPLATE": "{{.ServiceName",
 	}))
 	want := strings.Join([]string{
 		"VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200",
 		"VAULT_CACERT cannot be read: open /nonexistent/ca.pem: no such file or directory (is the file on the plugin's credentials mount?)",
 		"VAULT_SKIP_VERIFY=maybe is not a boolean: use true or false",
 		"VAULT_CLIENT_TIMEOUT=soon is not a duration: use e.g. 10s",
+		"WRAP_TTL=0s is not a duration: use e.g. 5m",
+		"TOKEN_TTL=48h0m0s is longer than TOKEN_MAX_TTL=24h0m0s: lower it or raise TOKEN_MAX_TTL",
+		"POLICY_TEMPLATE does not parse: template: POLICY_TEMPLATE:1: unclosed action",
 		"LOG_LEVEL=loud is not a level: use debug, info, warn or error",
 		"LOG_FORMAT=xml is not a format: use text or json",
 	}, "\n")
 	if err == nil || err.Error() != want {
 		t.Errorf("error:\n%v\nwant:\n%s", err, want)
 	}
+}
+
+func policiesFor(t *testing.T, c config) string {
+	t.Helper()
+	p, err := c.Policies.Policies(provider.Request{Request: secrets.Request{ServiceName: "svc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Join(p, ",")
 }
 
 func TestLoadConfigBadAddrAndCA(t *testing.T) {
@@ -125,7 +151,8 @@ func TestPluginConfigDeclaresEverySetting(t *testing.T) {
 		}
 		declared[e.Name] = e.Value
 	}
-	read := []string{"VAULT_ADDR", "VAULT_CACERT", "VAULT_SKIP_VERIFY", "VAULT_TOKEN", "VAULT_TOKEN_FILE", "VAULT_CLIENT_TIMEOUT", "LOG_LEVEL", "LOG_FORMAT"}
+	read := []string{"VAULT_ADDR", "VAULT_CACERT", "VAULT_SKIP_VERIFY", "VAULT_TOKEN", "VAULT_TOKEN_FILE", "VAULT_CLIENT_TIMEOUT",
+		"POLICY_TEMPLATE", "TOKEN_ROLE", "TOKEN_TTL", "TOKEN_MAX_TTL", "WRAP_TTL", "LOG_LEVEL", "LOG_FORMAT"}
 	for _, name := range read {
 		if _, ok := declared[name]; !ok {
 			t.Errorf("%s is read but not declared in plugin/config.json", name)

@@ -59,7 +59,14 @@ func realMain() error {
 	defer stop()
 	login(ctx, log, client, auth, cfg.Timeout)
 
-	srv := provider.NewServer(provider.New(client, log, provider.Options{Timeout: cfg.Timeout}))
+	srv := provider.NewServer(provider.New(client, log, provider.Options{
+		Timeout:     cfg.Timeout,
+		Policies:    cfg.Policies,
+		TokenRole:   cfg.TokenRole,
+		TokenTTL:    cfg.TokenTTL,
+		TokenMaxTTL: cfg.TokenMaxTTL,
+		WrapTTL:     cfg.WrapTTL,
+	}))
 	l, err := provider.Listen(*socket)
 	if err != nil {
 		return err

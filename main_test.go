@@ -73,7 +73,7 @@ func TestProcessServesAndStopsOnSIGTERM(t *testing.T) {
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		resp, err = client.Post("http://plugin/SecretProvider.GetSecret", "application/json",
-			strings.NewReader(`{"SecretName":"db_pw","SecretLabels":{"vault.path":"secret/app/db"},"TaskID":"t1","NodeID":"n1"}`))
+			strings.NewReader(`{"SecretName":"db_pw","SecretLabels":{"vault.path":"secret/app/db"},"ServiceName":"app","TaskID":"t1","NodeID":"n1"}`))
 		if err == nil {
 			break
 		}
@@ -84,7 +84,7 @@ func TestProcessServesAndStopsOnSIGTERM(t *testing.T) {
 	var r secrets.Response
 	json.NewDecoder(resp.Body).Decode(&r)
 	resp.Body.Close()
-	if !strings.HasPrefix(r.Err, "secret db_pw: cannot reach Vault to read path secret/app/db: dial tcp 127.0.0.1:1: connect: connection refused") {
+	if !strings.HasPrefix(r.Err, "secret db_pw: cannot reach Vault to create a token for service app: dial tcp 127.0.0.1:1: connect: connection refused") {
 		t.Errorf("Err = %q", r.Err)
 	}
 

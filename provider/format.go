@@ -20,7 +20,7 @@ func render(data map[string]any, p Plan) ([]byte, error) {
 	if p.Field != "" {
 		fv, ok := data[p.Field]
 		if !ok {
-			return nil, fmt.Errorf("label %s=%s names no field of Vault path %s (its fields: %s)", LabelField, p.Field, p.Path, fieldList(data))
+			return nil, missingField(data, p)
 		}
 		v = fv
 	}
@@ -42,7 +42,7 @@ func render(data map[string]any, p Plan) ([]byte, error) {
 		var b bytes.Buffer
 		if err = p.Template.Execute(&b, v); err != nil {
 			// text/template's message names the template and the key, not data.
-			return nil, fmt.Errorf("label %s failed on Vault path %s: %v", LabelTemplate, p.Path, err)
+			return nil, fmt.Errorf("label %s failed on %s: %v", LabelTemplate, p.where(), err)
 		}
 		out = b.Bytes()
 	default:
@@ -54,11 +54,28 @@ func render(data map[string]any, p Plan) ([]byte, error) {
 
 	switch {
 	case len(out) == 0:
-		return nil, fmt.Errorf("Vault path %s gives an empty value and Swarm refuses empty secrets: check %s and the data in Vault", p.Path, LabelField)
+		return nil, fmt.Errorf("%s gives an empty value and Swarm refuses empty secrets: check %s and the data in Vault", p.where(), LabelField)
 	case len(out) >= MaxValueSize:
-		return nil, fmt.Errorf("Vault path %s gives %d bytes, over Swarm's limit of %d: select less with %s", p.Path, len(out), MaxValueSize-1, LabelField)
+		return nil, fmt.Errorf("%s gives %d bytes, over Swarm's limit of %d: select less with %s", p.where(), len(out), MaxValueSize-1, LabelField)
 	}
 	return out, nil
+}
+
+// selectData is what a wrapped value holds: the selected field under its own
+// name, or all the data.
+func selectData(data map[string]any, p Plan) (map[string]any, error) {
+	if p.Field == "" {
+		return data, nil
+	}
+	v, ok := data[p.Field]
+	if !ok {
+		return nil, missingField(data, p)
+	}
+	return map[string]any{p.Field: v}, nil
+}
+
+func missingField(data map[string]any, p Plan) error {
+	return fmt.Errorf("label %s=%s names no field of %s (its fields: %s)", LabelField, p.Field, p.where(), fieldList(data))
 }
 
 // marshal writes JSON as a user expects to read it in a file: no HTML
@@ -86,7 +103,7 @@ func envLines(data map[string]any, p Plan) ([]byte, error) {
 	var b bytes.Buffer
 	for _, k := range keys {
 		if strings.ContainsAny(k, "=\n") {
-			return nil, fmt.Errorf("field %q of Vault path %s cannot be an env name: use %s=json", k, p.Path, LabelFormat)
+			return nil, fmt.Errorf("field %q of %s cannot be an env name: use %s=json", k, p.where(), LabelFormat)
 		}
 		v := data[k]
 		s, ok := v.(string)
@@ -98,7 +115,7 @@ func envLines(data map[string]any, p Plan) ([]byte, error) {
 			s = string(raw)
 		}
 		if strings.Contains(s, "\n") {
-			return nil, fmt.Errorf("field %s of Vault path %s holds a newline, which %s=env cannot write: use %s=json or select another field", k, p.Path, LabelFormat, LabelFormat)
+			return nil, fmt.Errorf("field %s of %s holds a newline, which %s=env cannot write: use %s=json or select another field", k, p.where(), LabelFormat, LabelFormat)
 		}
 		fmt.Fprintf(&b, "%s=%s\n", k, s)
 	}

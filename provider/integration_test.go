@@ -99,10 +99,13 @@ func newKVFixture(t *testing.T) *kvFixture {
 	return f
 }
 
-// tokenWithPolicy makes a short-lived token that may read only readable.
-func (f *kvFixture) tokenWithPolicy(t *testing.T, readable ...string) *api.Client {
+// readerProvider returns a Provider whose task tokens get one policy that
+// may read only the given paths. The plugin's own token is root here, so
+// that any policy may be given; the token-role set-up an operator would use
+// is in token_integration_test.go.
+func (f *kvFixture) readerProvider(t *testing.T, readable ...string) *Provider {
 	t.Helper()
-	name := "it-" + f.kv2
+	name := "it-reader-" + f.kv2 + fmt.Sprint(len(readable))
 	var rules strings.Builder
 	for _, p := range readable {
 		fmt.Fprintf(&rules, "path %q { capabilities = [\"read\"] }\n", p)
@@ -111,22 +114,12 @@ func (f *kvFixture) tokenWithPolicy(t *testing.T, readable ...string) *api.Clien
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.root.Sys().DeletePolicy(name) })
-	s, err := f.root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{name}, TTL: "10m", NoDefaultPolicy: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := f.root.Clone()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetToken(s.Auth.ClientToken)
-	t.Cleanup(func() { f.root.Auth().Token().RevokeTree(s.Auth.ClientToken) })
-	return c
+	return New(f.root, logrus.New(), Options{Policies: mustPolicies(t, name)})
 }
 
 func TestIntegrationKV(t *testing.T) {
 	f := newKVFixture(t)
-	p := New(f.root, logrus.New(), Options{})
+	p := f.readerProvider(t, f.kv1+"/*", f.kv2+"/data/*")
 	tests := []struct {
 		name    string
 		labels  map[string]string
@@ -200,8 +193,7 @@ func TestIntegrationKV(t *testing.T) {
 
 func TestIntegrationPermissionDenied(t *testing.T) {
 	f := newKVFixture(t)
-	limited := f.tokenWithPolicy(t, f.kv2+"/data/app/db")
-	p := New(limited, logrus.New(), Options{})
+	p := f.readerProvider(t, f.kv2+"/data/app/db")
 
 	resp := p.GetSecret(context.Background(), request(map[string]string{"vault.path": f.kv2 + "/app/db", "vault.field": "username"}))
 	if resp.Err != "" || string(resp.Value) != "app" {

@@ -168,10 +168,19 @@ func vaultError(err error, path, apiPath string) error {
 	case errors.As(err, &re):
 		return fmt.Errorf("Vault refused to read path %s (HTTP %d: %s)", path, re.StatusCode, strings.Join(re.Errors, "; "))
 	case errors.As(err, &ue):
-		// url.Error's text repeats the method and whole URL; its cause
-		// ("dial tcp 127.0.0.1:8200: connect: connection refused") is the news.
-		return fmt.Errorf("cannot reach Vault to read path %s: %v; check VAULT_ADDR and that Vault is up", path, ue.Err)
+		return fmt.Errorf("cannot reach Vault to read path %s: %v; check VAULT_ADDR and that Vault is up", path, transportCause(err))
 	default:
 		return fmt.Errorf("Vault's answer for path %s cannot be read (%v): check that VAULT_ADDR points at Vault", path, err)
 	}
+}
+
+// transportCause is the cause of a failed HTTP call: url.Error's own text
+// repeats the method and whole URL, while its cause ("dial tcp
+// 127.0.0.1:8200: connect: connection refused") is the news.
+func transportCause(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

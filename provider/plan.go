@@ -6,6 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
+
+	"github.com/hashicorp/go-secure-stdlib/parseutil"
 )
 
 // Label names read from a secret (docker secret create --label, or labels: in
@@ -20,6 +23,20 @@ const (
 	LabelType     = "vault.type"
 	LabelWrap     = "vault.wrap"
 	LabelReuse    = "vault.reuse"
+	// LabelTokenTTL and LabelTokenPolicies shape a vault.type=token secret.
+	LabelTokenTTL      = "vault.token.ttl"
+	LabelTokenPolicies = "vault.token.policies"
+)
+
+// Type says what a secret's value is.
+type Type string
+
+// The types of vault.type.
+const (
+	// TypeKV reads a KV v1 or v2 secret.
+	TypeKV Type = "kv"
+	// TypeToken mints a Vault token for the task.
+	TypeToken Type = "token"
 )
 
 // legacyPrefix is the label prefix of the seed proof-of-concept. Its labels are
@@ -56,6 +73,24 @@ type Plan struct {
 	Version int
 	// Reuse lets Swarm share one value among the tasks of a node.
 	Reuse bool
+	// Type is what the value is: a KV read or a new token.
+	Type Type
+	// Wrap asks for the value response-wrapped; WrapTTL 0 means the
+	// operator's default TTL.
+	Wrap    bool
+	WrapTTL time.Duration
+	// TokenTTL (0: the operator's default) and TokenPolicies (nil: all the
+	// task's policies) shape a TypeToken value.
+	TokenTTL      time.Duration
+	TokenPolicies []string
+}
+
+// where names the secret's source in errors: its Vault path, or what it mints.
+func (p Plan) where() string {
+	if p.Type == TypeToken {
+		return "a task token"
+	}
+	return "Vault path " + p.Path
 }
 
 // label is a label value with the key the user wrote, so that an error names
@@ -73,26 +108,70 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 		return Plan{}, err
 	}
 
-	path := strings.Trim(known[LabelPath].value, "/")
-	if path == "" {
-		return Plan{}, fmt.Errorf("label %s is missing: set it to the Vault path of the secret, e.g. %s=secret/myapp/db", LabelPath, LabelPath)
+	p := Plan{Path: strings.Trim(known[LabelPath].value, "/"), Field: known[LabelField].value, Format: FormatRaw, Type: TypeKV}
+	if l, ok := known[LabelType]; ok {
+		switch l.value {
+		case "kv":
+		case "token", "vault_token": // vault_token: the seed proof-of-concept's name
+			p.Type = TypeToken
+		default:
+			return Plan{}, fmt.Errorf("label %s=%s is not supported: use kv or token", l.key, l.value)
+		}
 	}
-	p := Plan{Path: path, Field: known[LabelField].value, Format: FormatRaw}
-
-	if l, ok := known[LabelType]; ok && l.value != "kv" {
-		return Plan{}, fmt.Errorf("label %s=%s is not supported by this version of swarmvault (supported: kv) for Vault path %s", l.key, l.value, path)
+	switch p.Type {
+	case TypeKV:
+		if p.Path == "" {
+			return Plan{}, fmt.Errorf("label %s is missing: set it to the Vault path of the secret, e.g. %s=secret/myapp/db", LabelPath, LabelPath)
+		}
+		for _, name := range []string{LabelTokenTTL, LabelTokenPolicies} {
+			if l, ok := known[name]; ok {
+				return Plan{}, fmt.Errorf("label %s applies only to %s=token (%s)", l.key, LabelType, p.where())
+			}
+		}
+	case TypeToken:
+		for _, name := range []string{LabelPath, LabelVersion} {
+			if l, ok := known[name]; ok {
+				return Plan{}, fmt.Errorf("label %s has no meaning with %s=token: remove it", l.key, LabelType)
+			}
+		}
+		if p.Field == "" {
+			p.Field = "token"
+		}
+		if l, ok := known[LabelTokenTTL]; ok {
+			d, err := parseutil.ParseDurationSecond(l.value)
+			if err != nil || d <= 0 {
+				return Plan{}, fmt.Errorf("label %s=%s is not a duration: use e.g. 1h", l.key, l.value)
+			}
+			p.TokenTTL = d
+		}
+		if l, ok := known[LabelTokenPolicies]; ok {
+			for _, pol := range strings.Split(l.value, ",") {
+				if pol = strings.TrimSpace(pol); pol != "" {
+					p.TokenPolicies = append(p.TokenPolicies, pol)
+				}
+			}
+			if len(p.TokenPolicies) == 0 {
+				return Plan{}, fmt.Errorf("label %s is empty: name policies, or remove it to give the task all its policies", l.key)
+			}
+		}
 	}
-	if l, ok := known[LabelWrap]; ok {
-		// Refused, not ignored: the user asked that no plain value leave Vault.
-		return Plan{}, fmt.Errorf("label %s is not supported by this version of swarmvault: remove it to deliver Vault path %s unwrapped", l.key, path)
+	where := p.where()
+	if l, ok := known[LabelWrap]; ok && l.value != "false" {
+		p.Wrap = true
+		if l.value != "true" {
+			d, err := parseutil.ParseDurationSecond(l.value)
+			if err != nil || d <= 0 {
+				return Plan{}, fmt.Errorf("label %s=%s is neither true nor a TTL: use e.g. %s=5m (%s)", l.key, l.value, LabelWrap, where)
+			}
+			p.WrapTTL = d
+		}
 	}
-
 	if l, ok := known[LabelFormat]; ok {
 		switch f := Format(l.value); f {
 		case FormatRaw, FormatJSON, FormatEnv, FormatTemplate:
 			p.Format = f
 		default:
-			return Plan{}, fmt.Errorf("label %s=%s is not a format: use raw, json, env or template (Vault path %s)", l.key, l.value, path)
+			return Plan{}, fmt.Errorf("label %s=%s is not a format: use raw, json, env or template (%s)", l.key, l.value, where)
 		}
 	}
 	if l, ok := known[LabelTemplate]; ok {
@@ -100,33 +179,41 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 			p.Format = FormatTemplate
 		}
 		if p.Format != FormatTemplate {
-			return Plan{}, fmt.Errorf("label %s is set but %s=%s: set %s=template or remove %s (Vault path %s)", l.key, known[LabelFormat].key, p.Format, LabelFormat, l.key, path)
+			return Plan{}, fmt.Errorf("label %s is set but %s=%s: set %s=template or remove %s (%s)", l.key, known[LabelFormat].key, p.Format, LabelFormat, l.key, where)
 		}
 		// missingkey=error: a template naming a field the secret lacks fails
 		// the task instead of writing "<no value>" into a connection string.
 		t, err := template.New(LabelTemplate).Option("missingkey=error").Parse(l.value)
 		if err != nil {
-			return Plan{}, fmt.Errorf("label %s does not parse: %v (Vault path %s)", l.key, err, path)
+			return Plan{}, fmt.Errorf("label %s does not parse: %v (%s)", l.key, err, where)
 		}
 		p.Template = t
 	}
 	if p.Format == FormatTemplate && p.Template == nil {
-		return Plan{}, fmt.Errorf("label %s=template needs a %s label (Vault path %s)", known[LabelFormat].key, LabelTemplate, path)
+		return Plan{}, fmt.Errorf("label %s=template needs a %s label (%s)", known[LabelFormat].key, LabelTemplate, where)
 	}
 
 	if l, ok := known[LabelVersion]; ok {
 		v, err := strconv.Atoi(l.value)
 		if err != nil || v < 1 {
-			return Plan{}, fmt.Errorf("label %s=%s is not a version number: use a positive integer (Vault path %s)", l.key, l.value, path)
+			return Plan{}, fmt.Errorf("label %s=%s is not a version number: use a positive integer (%s)", l.key, l.value, where)
 		}
 		p.Version = v
 	}
 	if l, ok := known[LabelReuse]; ok {
 		b, err := strconv.ParseBool(l.value)
 		if err != nil {
-			return Plan{}, fmt.Errorf("label %s=%s is not a boolean: use true or false (Vault path %s)", l.key, l.value, path)
+			return Plan{}, fmt.Errorf("label %s=%s is not a boolean: use true or false (%s)", l.key, l.value, where)
 		}
 		p.Reuse = b
+	}
+	if p.Reuse && (p.Type != TypeKV || p.Wrap) {
+		// A token or a wrapping token is good once: shared, a second task
+		// would get one already used or another task's identity.
+		return Plan{}, fmt.Errorf("label %s=true cannot apply to %s: each task needs its own value", known[LabelReuse].key, where)
+	}
+	if p.Wrap && p.Format != FormatRaw {
+		return Plan{}, fmt.Errorf("label %s=%s cannot apply with %s: the file holds a wrapping token, and unwrapping gives the data as Vault keeps it (%s)", LabelFormat, p.Format, LabelWrap, where)
 	}
 	return p, nil
 }
@@ -148,9 +235,10 @@ func vaultLabels(labels map[string]string) (map[string]label, error) {
 			continue
 		}
 		switch name {
-		case LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse:
+		case LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelTokenTTL, LabelTokenPolicies:
 		default:
-			return nil, fmt.Errorf("label %s is not a swarmvault label: use %s", k, strings.Join([]string{LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelReuse}, ", "))
+			return nil, fmt.Errorf("label %s is not a swarmvault label: use %s", k, strings.Join([]string{
+				LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelTokenTTL, LabelTokenPolicies}, ", "))
 		}
 		if prev, dup := known[name]; dup && prev.value != labels[k] {
 			return nil, fmt.Errorf("labels %s and %s disagree: keep one of them", prev.key, k)

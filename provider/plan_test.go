@@ -1,7 +1,9 @@
 package provider
 
 import (
+	"reflect"
 	"testing"
+	"time"
 )
 
 func TestParsePlan(t *testing.T) {
@@ -14,12 +16,12 @@ func TestParsePlan(t *testing.T) {
 		{
 			name:   "path only: raw, latest, not reused",
 			labels: map[string]string{"vault.path": "secret/app/db"},
-			want:   Plan{Path: "secret/app/db", Format: FormatRaw},
+			want:   Plan{Path: "secret/app/db", Format: FormatRaw, Type: TypeKV},
 		},
 		{
 			name:   "slashes around the path are dropped",
 			labels: map[string]string{"vault.path": "/secret/app/db/"},
-			want:   Plan{Path: "secret/app/db", Format: FormatRaw},
+			want:   Plan{Path: "secret/app/db", Format: FormatRaw, Type: TypeKV},
 		},
 		{
 			name: "every label",
@@ -28,27 +30,27 @@ func TestParsePlan(t *testing.T) {
 				"vault.version": "3", "vault.reuse": "true", "vault.type": "kv",
 				"com.docker.stack.namespace": "app",
 			},
-			want: Plan{Path: "secret/app/db", Field: "password", Format: FormatJSON, Version: 3, Reuse: true},
+			want: Plan{Path: "secret/app/db", Field: "password", Format: FormatJSON, Version: 3, Reuse: true, Type: TypeKV},
 		},
 		{
 			name:   "env format",
 			labels: map[string]string{"vault.path": "kv/app", "vault.format": "env"},
-			want:   Plan{Path: "kv/app", Format: FormatEnv},
+			want:   Plan{Path: "kv/app", Format: FormatEnv, Type: TypeKV},
 		},
 		{
 			name:   "a template alone implies format=template",
 			labels: map[string]string{"vault.path": "secret/db", "vault.template": "{{.user}}"},
-			want:   Plan{Path: "secret/db", Format: FormatTemplate},
+			want:   Plan{Path: "secret/db", Format: FormatTemplate, Type: TypeKV},
 		},
 		{
 			name:   "the seed proof-of-concept's labels are aliases",
 			labels: map[string]string{"dk.almbrand.docker.plugin.secretprovider.vault.path": "secret/db", "dk.almbrand.docker.plugin.secretprovider.vault.field": "pw"},
-			want:   Plan{Path: "secret/db", Field: "pw", Format: FormatRaw},
+			want:   Plan{Path: "secret/db", Field: "pw", Format: FormatRaw, Type: TypeKV},
 		},
 		{
 			name:   "an alias agreeing with the canonical label is fine",
 			labels: map[string]string{"vault.path": "secret/db", "dk.almbrand.docker.plugin.secretprovider.vault.path": "secret/db"},
-			want:   Plan{Path: "secret/db", Format: FormatRaw},
+			want:   Plan{Path: "secret/db", Format: FormatRaw, Type: TypeKV},
 		},
 		{
 			name:    "no labels",
@@ -63,7 +65,7 @@ func TestParsePlan(t *testing.T) {
 		{
 			name:    "unknown vault label",
 			labels:  map[string]string{"vault.path": "secret/db", "vault.feild": "pw"},
-			wantErr: "label vault.feild is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.reuse",
+			wantErr: "label vault.feild is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.token.ttl, vault.token.policies",
 		},
 		{
 			name:    "alias and label disagree",
@@ -91,14 +93,74 @@ func TestParsePlan(t *testing.T) {
 			wantErr: "label vault.reuse=sometimes is not a boolean: use true or false (Vault path secret/db)",
 		},
 		{
-			name:    "type not in this version",
-			labels:  map[string]string{"vault.path": "secret/db", "vault.type": "token"},
-			wantErr: "label vault.type=token is not supported by this version of swarmvault (supported: kv) for Vault path secret/db",
+			name:   "wrap with the operator's TTL",
+			labels: map[string]string{"vault.path": "secret/db", "vault.field": "pw", "vault.wrap": "true"},
+			want:   Plan{Path: "secret/db", Field: "pw", Format: FormatRaw, Type: TypeKV, Wrap: true},
 		},
 		{
-			name:    "wrap is refused, never ignored",
-			labels:  map[string]string{"vault.path": "secret/db", "vault.wrap": "true"},
-			wantErr: "label vault.wrap is not supported by this version of swarmvault: remove it to deliver Vault path secret/db unwrapped",
+			name:   "wrap with a TTL",
+			labels: map[string]string{"vault.path": "secret/db", "vault.wrap": "90s"},
+			want:   Plan{Path: "secret/db", Format: FormatRaw, Type: TypeKV, Wrap: true, WrapTTL: 90 * time.Second},
+		},
+		{
+			name:   "wrap=false is off",
+			labels: map[string]string{"vault.path": "secret/db", "vault.wrap": "false"},
+			want:   Plan{Path: "secret/db", Format: FormatRaw, Type: TypeKV},
+		},
+		{
+			name:   "token: the file holds the token field",
+			labels: map[string]string{"vault.type": "token"},
+			want:   Plan{Field: "token", Format: FormatRaw, Type: TypeToken},
+		},
+		{
+			name:   "token with TTL, policies and wrapping; the seed's type name",
+			labels: map[string]string{"dk.almbrand.docker.plugin.secretprovider.vault.type": "vault_token", "vault.token.ttl": "30m", "vault.token.policies": " a, b ,", "vault.wrap": "1m"},
+			want:   Plan{Field: "token", Format: FormatRaw, Type: TypeToken, TokenTTL: 30 * time.Minute, TokenPolicies: []string{"a", "b"}, Wrap: true, WrapTTL: time.Minute},
+		},
+		{
+			name:    "unknown type",
+			labels:  map[string]string{"vault.path": "secret/db", "vault.type": "pki"},
+			wantErr: "label vault.type=pki is not supported: use kv or token",
+		},
+		{
+			name:    "path with a token",
+			labels:  map[string]string{"vault.type": "token", "vault.path": "secret/db"},
+			wantErr: "label vault.path has no meaning with vault.type=token: remove it",
+		},
+		{
+			name:    "token labels on a KV secret",
+			labels:  map[string]string{"vault.path": "secret/db", "vault.token.policies": "root"},
+			wantErr: "label vault.token.policies applies only to vault.type=token (Vault path secret/db)",
+		},
+		{
+			name:    "bad token TTL",
+			labels:  map[string]string{"vault.type": "token", "vault.token.ttl": "forever"},
+			wantErr: "label vault.token.ttl=forever is not a duration: use e.g. 1h",
+		},
+		{
+			name:    "empty token policies",
+			labels:  map[string]string{"vault.type": "token", "vault.token.policies": " , "},
+			wantErr: "label vault.token.policies is empty: name policies, or remove it to give the task all its policies",
+		},
+		{
+			name:    "bad wrap",
+			labels:  map[string]string{"vault.path": "secret/db", "vault.wrap": "yes"},
+			wantErr: "label vault.wrap=yes is neither true nor a TTL: use e.g. vault.wrap=5m (Vault path secret/db)",
+		},
+		{
+			name:    "a token is never shared",
+			labels:  map[string]string{"vault.type": "token", "vault.reuse": "true"},
+			wantErr: "label vault.reuse=true cannot apply to a task token: each task needs its own value",
+		},
+		{
+			name:    "a wrapping token is never shared",
+			labels:  map[string]string{"vault.path": "secret/db", "vault.wrap": "true", "vault.reuse": "true"},
+			wantErr: "label vault.reuse=true cannot apply to Vault path secret/db: each task needs its own value",
+		},
+		{
+			name:    "a format with wrapping",
+			labels:  map[string]string{"vault.path": "secret/db", "vault.wrap": "true", "vault.template": "{{.a}}"},
+			wantErr: "label vault.format=template cannot apply with vault.wrap: the file holds a wrapping token, and unwrapping gives the data as Vault keeps it (Vault path secret/db)",
 		},
 		{
 			name:    "template with another format",
@@ -132,7 +194,7 @@ func TestParsePlan(t *testing.T) {
 				t.Errorf("template parsed = %v, want %v", got.Template != nil, tt.want.Format == FormatTemplate)
 			}
 			got.Template = nil
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("plan:\n got %+v\nwant %+v", got, tt.want)
 			}
 		})

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/docker/go-plugins-helpers/secrets"
@@ -33,36 +34,73 @@ type Options struct {
 	Timeout time.Duration
 	// MountCacheTTL is how long a mount's KV version is remembered.
 	MountCacheTTL time.Duration
+	// Policies renders each task's policies (POLICY_TEMPLATE).
+	Policies *PolicyTemplate
+	// TokenRole, when set, is the token role every task token is made
+	// through (TOKEN_ROLE).
+	TokenRole string
+	// TokenTTL is a vault.type=token token's TTL when the secret asks for
+	// none (TOKEN_TTL); TokenMaxTTL caps what a secret may ask, and how long
+	// the task may renew it (TOKEN_MAX_TTL).
+	TokenTTL, TokenMaxTTL time.Duration
+	// WrapTTL is the wrapping TTL of vault.wrap=true (WRAP_TTL).
+	WrapTTL time.Duration
+	// ReadTokenTTL is the TTL of the batch token that reads for a task; it
+	// only has to outlive the request. Default: twice Timeout.
+	ReadTokenTTL time.Duration
 }
 
 // Default option values.
 const (
 	DefaultTimeout       = 10 * time.Second
 	DefaultMountCacheTTL = 5 * time.Minute
+	DefaultTokenTTL      = time.Hour
+	DefaultTokenMaxTTL   = 24 * time.Hour
+	DefaultWrapTTL       = 5 * time.Minute
 )
 
-// Provider answers secret requests from Vault.
-type Provider struct {
-	vault   *api.Client
-	timeout time.Duration
-	mounts  *mountCache
-	log     logrus.FieldLogger
+func (o *Options) setDefaults() {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MountCacheTTL <= 0 {
+		o.MountCacheTTL = DefaultMountCacheTTL
+	}
+	if o.Policies == nil {
+		o.Policies, _ = ParsePolicyTemplate(DefaultPolicyTemplate)
+	}
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = DefaultTokenTTL
+	}
+	if o.TokenMaxTTL <= 0 {
+		o.TokenMaxTTL = DefaultTokenMaxTTL
+	}
+	if o.WrapTTL <= 0 {
+		o.WrapTTL = DefaultWrapTTL
+	}
+	if o.ReadTokenTTL <= 0 {
+		o.ReadTokenTTL = 2 * o.Timeout
+	}
 }
 
-// New returns a Provider that reads Vault through client, which carries the
-// address, TLS settings and the token to read with.
+// Provider answers secret requests from Vault. Its own token only mints a
+// token per task; every read for a task is made with that task's token.
+type Provider struct {
+	vault  *api.Client
+	opts   Options
+	mounts *mountCache
+	log    logrus.FieldLogger
+}
+
+// New returns a Provider whose client carries the address, TLS settings and
+// the plugin's own token.
 func New(client *api.Client, log logrus.FieldLogger, opts Options) *Provider {
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
-	}
-	if opts.MountCacheTTL <= 0 {
-		opts.MountCacheTTL = DefaultMountCacheTTL
-	}
+	opts.setDefaults()
 	return &Provider{
-		vault:   client,
-		timeout: opts.Timeout,
-		mounts:  newMountCache(opts.MountCacheTTL),
-		log:     log,
+		vault:  client,
+		opts:   opts,
+		mounts: newMountCache(opts.MountCacheTTL),
+		log:    log,
 	}
 }
 
@@ -90,20 +128,32 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 	if err != nil {
 		return p.fail(entry, req, err)
 	}
-	entry = entry.WithField("path", plan.Path)
+	if plan.Path != "" {
+		entry = entry.WithField("path", plan.Path)
+	}
 
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	data, err := p.readKV(ctx, p.vault, plan)
+	policies, err := p.opts.Policies.Policies(req)
 	if err != nil {
 		return p.fail(entry, req, err)
 	}
-	value, err := render(data, plan)
+	entry = entry.WithField("policies", strings.Join(policies, ","))
+
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	var value []byte
+	switch plan.Type {
+	case TypeToken:
+		value, err = p.tokenValue(ctx, req, plan, policies)
+	default:
+		value, err = p.kvValue(ctx, req, plan, policies)
+	}
 	if err != nil {
 		return p.fail(entry, req, err)
 	}
 
 	entry.WithFields(logrus.Fields{
+		"type":     plan.Type,
+		"wrapped":  plan.Wrap,
 		"format":   plan.Format,
 		"reuse":    plan.Reuse,
 		"duration": time.Since(start).Round(time.Microsecond).String(),
@@ -111,6 +161,74 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 	// DoNotReuse by default: without it Swarm keeps one value per node and a
 	// later task's fetch overwrites it, so per-task values would be shared.
 	return secrets.Response{Value: value, DoNotReuse: !plan.Reuse}
+}
+
+// kvValue reads a KV secret with a batch token minted for this task alone.
+func (p *Provider) kvValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
+	s, err := p.mint(ctx, req, policies, readToken, p.opts.ReadTokenTTL)
+	if err != nil {
+		return nil, err
+	}
+	client, err := p.withToken(s.Auth.ClientToken)
+	if err != nil {
+		return nil, err
+	}
+	data, err := p.readKV(ctx, client, plan)
+	if err != nil {
+		return nil, err
+	}
+	if plan.Wrap {
+		sel, err := selectData(data, plan)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(ctx, client, sel, p.wrapTTL(plan), "Vault path "+plan.Path)
+	}
+	return render(data, plan)
+}
+
+// tokenValue mints the token a vault.type=token secret hands to the task,
+// with the policies the labels ask for (a subset of the task's own) and a
+// TTL capped by TOKEN_MAX_TTL.
+func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
+	asked := policies
+	if plan.TokenPolicies != nil {
+		if extra, ok := subset(plan.TokenPolicies, policies); !ok {
+			return nil, fmt.Errorf("label %s asks for policy %s, which POLICY_TEMPLATE does not give service %s (it gives: %s)",
+				LabelTokenPolicies, extra, req.ServiceName, strings.Join(policies, ", "))
+		}
+		asked = plan.TokenPolicies
+	}
+	ttl := plan.TokenTTL
+	if ttl == 0 {
+		ttl = p.opts.TokenTTL
+	}
+	ttl = min(ttl, p.opts.TokenMaxTTL)
+	s, err := p.mint(ctx, req, asked, taskToken, ttl)
+	if err != nil {
+		return nil, err
+	}
+	data := map[string]any{
+		"token":    s.Auth.ClientToken,
+		"accessor": s.Auth.Accessor,
+		"policies": s.Auth.Policies,
+		"ttl":      s.Auth.LeaseDuration,
+	}
+	if plan.Wrap {
+		sel, err := selectData(data, plan)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(ctx, p.vault, sel, p.wrapTTL(plan), "a task token")
+	}
+	return render(data, plan)
+}
+
+func (p *Provider) wrapTTL(plan Plan) time.Duration {
+	if plan.WrapTTL > 0 {
+		return plan.WrapTTL
+	}
+	return p.opts.WrapTTL
 }
 
 func (p *Provider) fail(entry *logrus.Entry, req Request, err error) secrets.Response {

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +20,10 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-const testPassword = "s3cr3t-välue\nline2"
+const (
+	testPassword = "s3cr3t-välue\nline2"
+	pluginToken  = "plugin-token-value"
+)
 
 // fakeVault is an httptest Vault: one handler per API path, plus a count of
 // mount look-ups to check the cache.
@@ -25,6 +31,105 @@ type fakeVault struct {
 	*httptest.Server
 	mux         *http.ServeMux
 	mountLookup atomic.Int32
+
+	mu      sync.Mutex
+	minted  map[string]mintedToken // by token
+	wrapped []wrapCall
+	revoked []string
+}
+
+// mintedToken is a token the fake made, with the request that made it.
+type mintedToken struct {
+	path string // auth/token/create, create-orphan or create/<role>
+	req  api.TokenCreateRequest
+}
+
+type wrapCall struct {
+	token, ttl string
+	data       map[string]any
+}
+
+func (f *fakeVault) mintedTokens() []mintedToken {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []mintedToken
+	for _, m := range f.minted {
+		out = append(out, m)
+	}
+	return out
+}
+
+// handleTokens serves token creation (roles named orphan-* make orphans),
+// revocation and sys/wrapping/wrap.
+func (f *fakeVault) handleTokens() {
+	create := func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Vault-Token") != pluginToken {
+			vaultErrorResponse(w, http.StatusForbidden, "permission denied")
+			return
+		}
+		var req api.TokenCreateRequest
+		json.NewDecoder(r.Body).Decode(&req)
+		path := strings.TrimPrefix(r.URL.Path, "/v1/")
+		if strings.HasSuffix(path, "/create/forbidden-role") {
+			vaultErrorResponse(w, http.StatusForbidden, "permission denied")
+			return
+		}
+		if slices.Contains(req.Policies, "root") {
+			vaultErrorResponse(w, http.StatusBadRequest, "token policies ([\"root\"]) must be subset of the parent token's policies")
+			return
+		}
+		f.mu.Lock()
+		tok := fmt.Sprintf("task-token-%d", len(f.minted))
+		if f.minted == nil {
+			f.minted = map[string]mintedToken{}
+		}
+		f.minted[tok] = mintedToken{path: path, req: req}
+		f.mu.Unlock()
+		orphan := strings.HasSuffix(path, "create-orphan") || strings.Contains(path, "/create/orphan-")
+		ttl, _ := time.ParseDuration(req.TTL)
+		writeJSON(w, http.StatusOK, fmt.Sprintf(`{"auth":{"client_token":%q,"accessor":"acc-%s","policies":%s,"lease_duration":%d,"renewable":%v,"orphan":%v}}`,
+			tok, tok, mustJSON(req.Policies), int(ttl.Seconds()), req.Type != "batch", orphan))
+	}
+	f.mux.HandleFunc("/v1/auth/token/create", create)
+	f.mux.HandleFunc("/v1/auth/token/create-orphan", create)
+	f.mux.HandleFunc("/v1/auth/token/create/", create)
+	f.mux.HandleFunc("/v1/auth/token/revoke-accessor", func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Accessor string }
+		json.NewDecoder(r.Body).Decode(&body)
+		f.mu.Lock()
+		f.revoked = append(f.revoked, body.Accessor)
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	f.mux.HandleFunc("/v1/sys/wrapping/wrap", func(w http.ResponseWriter, r *http.Request) {
+		var data map[string]any
+		json.NewDecoder(r.Body).Decode(&data)
+		f.mu.Lock()
+		f.wrapped = append(f.wrapped, wrapCall{token: r.Header.Get("X-Vault-Token"), ttl: r.Header.Get("X-Vault-Wrap-TTL"), data: data})
+		n := len(f.wrapped)
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, fmt.Sprintf(`{"wrap_info":{"token":"wrapping-token-%d","ttl":300}}`, n))
+	})
+}
+
+// asTask guards a secret-reading handler: only a batch token minted for a
+// task may read; the plugin's own token, or anything else, gets 403.
+func (f *fakeVault) asTask(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		m, ok := f.minted[r.Header.Get("X-Vault-Token")]
+		f.mu.Unlock()
+		if !ok || m.req.Type != "batch" {
+			vaultErrorResponse(w, http.StatusForbidden, "permission denied")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 func newFakeVault(t *testing.T) *fakeVault {
@@ -34,7 +139,8 @@ func newFakeVault(t *testing.T) *fakeVault {
 		"kv1/":    `{"path":"kv1/","type":"kv","options":{"version":"1"}}`,
 		"legacy/": `{"path":"legacy/","type":"generic","options":null}`,
 		"pki/":    `{"path":"pki/","type":"pki","options":null}`}
-	f.mux.HandleFunc("/v1/sys/internal/ui/mounts/", func(w http.ResponseWriter, r *http.Request) {
+	f.handleTokens()
+	f.mux.HandleFunc("/v1/sys/internal/ui/mounts/", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		f.mountLookup.Add(1)
 		p := strings.TrimPrefix(r.URL.Path, "/v1/sys/internal/ui/mounts/")
 		if strings.HasPrefix(p, "denied/") {
@@ -48,39 +154,39 @@ func newFakeVault(t *testing.T) *fakeVault {
 			}
 		}
 		vaultErrorResponse(w, http.StatusForbidden, "preflight capability check returned 403")
-	})
+	}))
 	// Vault answers an unknown path with 404 and an empty error list.
 	f.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, `{"errors":[]}`)
 	})
-	f.mux.HandleFunc("/v1/secret/data/garbage", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("/v1/secret/data/garbage", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, `<html>proxy error</html>`)
-	})
+	}))
 	f.handleKVv2("app/db", 1, `{"username":"app","password":`+jsonString(testPassword)+`}`)
-	f.mux.HandleFunc("/v1/kv1/app/db", func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("/v1/kv1/app/db", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, `{"data":{"password":`+jsonString(testPassword)+`}}`)
-	})
-	f.mux.HandleFunc("/v1/legacy/app/db", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	f.mux.HandleFunc("/v1/legacy/app/db", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, `{"data":{"password":`+jsonString(testPassword)+`}}`)
-	})
-	f.mux.HandleFunc("/v1/secret/data/deleted", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	f.mux.HandleFunc("/v1/secret/data/deleted", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, `{"data":{"data":null,"metadata":{"created_time":"2026-01-01T00:00:00Z","deletion_time":"2026-01-02T00:00:00Z","destroyed":false,"version":2}}}`)
-	})
-	f.mux.HandleFunc("/v1/secret/data/destroyed", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	f.mux.HandleFunc("/v1/secret/data/destroyed", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, `{"data":{"data":null,"metadata":{"created_time":"2026-01-01T00:00:00Z","deletion_time":"","destroyed":true,"version":4}}}`)
-	})
-	f.mux.HandleFunc("/v1/secret/data/forbidden", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	f.mux.HandleFunc("/v1/secret/data/forbidden", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		vaultErrorResponse(w, http.StatusForbidden, "1 error occurred:\n\t* permission denied\n\n")
-	})
-	f.mux.HandleFunc("/v1/secret/data/sealed", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	f.mux.HandleFunc("/v1/secret/data/sealed", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		vaultErrorResponse(w, http.StatusServiceUnavailable, "Vault is sealed")
-	})
-	f.mux.HandleFunc("/v1/secret/data/slow", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	f.mux.HandleFunc("/v1/secret/data/slow", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 		case <-time.After(5 * time.Second):
 		}
-	})
+	}))
 	f.Server = httptest.NewServer(f.mux)
 	t.Cleanup(f.Close)
 	return f
@@ -89,14 +195,14 @@ func newFakeVault(t *testing.T) *fakeVault {
 // handleKVv2 serves secret/data/<path> with the given data at version
 // latest, and 404 for any other ?version=.
 func (f *fakeVault) handleKVv2(path string, latest int, data string) {
-	f.mux.HandleFunc("/v1/secret/data/"+path, func(w http.ResponseWriter, r *http.Request) {
+	f.mux.HandleFunc("/v1/secret/data/"+path, f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query().Get("version")
 		if v != "" && v != "1" {
 			writeJSON(w, http.StatusNotFound, `{"errors":[]}`)
 			return
 		}
 		writeJSON(w, http.StatusOK, `{"data":{"data":`+data+`,"metadata":{"version":1,"deletion_time":"","destroyed":false}}}`)
-	})
+	}))
 }
 
 func writeJSON(w http.ResponseWriter, status int, body string) {
@@ -123,7 +229,7 @@ func newTestProvider(t *testing.T, addr string, opts Options) (*Provider, *bytes
 	if err != nil {
 		t.Fatal(err)
 	}
-	client.SetToken("plugin-token-value")
+	client.SetToken(pluginToken)
 	var logs bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&logs)
@@ -311,14 +417,15 @@ func TestGetSecretVaultDown(t *testing.T) {
 	vault.Close()
 	p, _ := newTestProvider(t, addr, Options{})
 	resp := p.GetSecret(context.Background(), request(map[string]string{"vault.path": "secret/app/db"}))
-	wantPrefix := "secret db_pw: cannot reach Vault to read path secret/app/db: dial tcp " + strings.TrimPrefix(addr, "http://") + ": connect: connection refused; check VAULT_ADDR"
+	wantPrefix := "secret db_pw: cannot reach Vault to create a token for service app: dial tcp " + strings.TrimPrefix(addr, "http://") + ": connect: connection refused; check VAULT_ADDR"
 	if !strings.HasPrefix(resp.Err, wantPrefix) {
 		t.Errorf("Err:\n got %q\nwant prefix %q", resp.Err, wantPrefix)
 	}
 }
 
 func TestGetSecretRecoversFromPanic(t *testing.T) {
-	p, logs := newTestProvider(t, "http://127.0.0.1:1", Options{})
+	vault := newFakeVault(t)
+	p, logs := newTestProvider(t, vault.URL, Options{})
 	p.mounts = nil // any use panics
 	resp := p.GetSecret(context.Background(), request(map[string]string{"vault.path": "secret/app/db"}))
 	if want := "swarmvault internal error serving secret db_pw: see the plugin log"; resp.Err != want {

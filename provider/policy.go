@@ -1,0 +1,111 @@
+package provider
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"text/template"
+)
+
+// DefaultPolicyTemplate names each task's policy after its service.
+const DefaultPolicyTemplate = "{{.ServiceName}}"
+
+// PolicyTemplate is the operator's POLICY_TEMPLATE: it decides which Vault
+// policies a task's token gets. Only the operator writes it; nothing in a
+// secret's labels reaches it, so labels can never widen what a task reads.
+type PolicyTemplate struct {
+	text string
+	tmpl *template.Template
+}
+
+// policyData is what POLICY_TEMPLATE sees of a request.
+type policyData struct {
+	ServiceName, ServiceID, SecretName, TaskName, TaskID, NodeID string
+}
+
+// errNoLabel stands in for serviceLabel at parse time; each execution binds
+// the request's own labels.
+var errNoLabel = errors.New("serviceLabel is bound per request")
+
+// ParsePolicyTemplate parses POLICY_TEMPLATE once, at start, so a typo stops
+// the plugin with an error naming the setting instead of failing every task.
+func ParsePolicyTemplate(text string) (*PolicyTemplate, error) {
+	if strings.TrimSpace(text) == "" {
+		text = DefaultPolicyTemplate
+	}
+	t, err := template.New("POLICY_TEMPLATE").Option("missingkey=error").
+		Funcs(template.FuncMap{"serviceLabel": func(string) (string, error) { return "", errNoLabel }}).
+		Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("POLICY_TEMPLATE does not parse: %w", err)
+	}
+	return &PolicyTemplate{text: text, tmpl: t}, nil
+}
+
+// Policies renders the template for one request: a comma-separated list,
+// blanks dropped, sorted and deduplicated. An error fails this request only.
+func (p *PolicyTemplate) Policies(req Request) ([]string, error) {
+	labels := req.ServiceLabels
+	t, err := p.tmpl.Clone()
+	if err != nil {
+		return nil, fmt.Errorf("POLICY_TEMPLATE cannot be used: %w", err)
+	}
+	t.Funcs(template.FuncMap{"serviceLabel": func(key string) (string, error) {
+		v, ok := labels[key]
+		if !ok {
+			return "", fmt.Errorf("service %s has no label %s", req.ServiceName, key)
+		}
+		return v, nil
+	}})
+	var b bytes.Buffer
+	data := policyData{
+		ServiceName: req.ServiceName, ServiceID: req.ServiceID, SecretName: req.SecretName,
+		TaskName: req.TaskName, TaskID: req.TaskID, NodeID: req.NodeID,
+	}
+	if err := t.Execute(&b, data); err != nil {
+		return nil, fmt.Errorf("POLICY_TEMPLATE %s failed for service %s: %v", p.text, req.ServiceName, templateCause(err))
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range strings.Split(b.String(), ",") {
+		s = strings.TrimSpace(s)
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("POLICY_TEMPLATE %s gives no policy for service %s: check the template or the service's labels", p.text, req.ServiceName)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// templateCause drops text/template's position prefix from an error a
+// function returned, which says all the operator needs.
+func templateCause(err error) error {
+	var ee template.ExecError
+	if errors.As(err, &ee) {
+		if inner := errors.Unwrap(ee.Err); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
+
+// subset checks that every policy in asked is in granted, and names the
+// first that is not.
+func subset(asked, granted []string) (string, bool) {
+	g := map[string]bool{}
+	for _, p := range granted {
+		g[p] = true
+	}
+	for _, p := range asked {
+		if !g[p] {
+			return p, false
+		}
+	}
+	return "", true
+}

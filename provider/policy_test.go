@@ -1,0 +1,109 @@
+package provider
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/docker/go-plugins-helpers/secrets"
+)
+
+func policyRequest() Request {
+	return Request{
+		Request: secrets.Request{
+			SecretName: "db_pw", ServiceName: "shop_web", ServiceID: "svc1", TaskName: "shop_web.1.t1", TaskID: "t1",
+			ServiceLabels: map[string]string{"team": "payments", "env": "prod"},
+		},
+		NodeID: "n1",
+	}
+}
+
+func TestPolicyTemplate(t *testing.T) {
+	tests := []struct {
+		name, text string
+		want       string
+		wantErr    string
+	}{
+		{name: "default is the service name", text: "", want: "shop_web"},
+		{name: "several, blanks dropped, sorted, deduplicated", text: "{{.ServiceName}}, base,,base , {{.NodeID}}", want: "base,n1,shop_web"},
+		{name: "service label", text: `team-{{serviceLabel "team"}},{{serviceLabel "env"}}`, want: "prod,team-payments"},
+		{name: "every field", text: "{{.ServiceName}}/{{.ServiceID}}/{{.SecretName}}/{{.TaskName}}/{{.TaskID}}/{{.NodeID}}", want: "shop_web/svc1/db_pw/shop_web.1.t1/t1/n1"},
+		{
+			name: "missing service label fails the request", text: `{{serviceLabel "tier"}}`,
+			wantErr: `POLICY_TEMPLATE {{serviceLabel "tier"}} failed for service shop_web: service shop_web has no label tier`,
+		},
+		{
+			name: "empty result", text: `{{if false}}x{{end}} , `,
+			wantErr: "POLICY_TEMPLATE {{if false}}x{{end}} ,  gives no policy for service shop_web: check the template or the service's labels",
+		},
+		{
+			name: "unknown field", text: `{{.Labels}}`,
+			wantErr: `POLICY_TEMPLATE {{.Labels}} failed for service shop_web: template: POLICY_TEMPLATE:1:2: executing "POLICY_TEMPLATE" at <.Labels>: can't evaluate field Labels in type provider.policyData`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := ParsePolicyTemplate(tt.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := p.Policies(policyRequest())
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("error:\n got %v\nwant %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, ",") != tt.want {
+				t.Errorf("policies %v, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPolicyTemplateParseError(t *testing.T) {
+	_, err := ParsePolicyTemplate("{{.ServiceName")
+	if want := "POLICY_TEMPLATE does not parse: template: POLICY_TEMPLATE:1: unclosed action"; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %s", err, want)
+	}
+}
+
+// The seed proof-of-concept failed every later request after one template
+// error; here each request binds its own labels, concurrently.
+func TestPolicyTemplateErrorFailsOnlyItsRequest(t *testing.T) {
+	p, err := ParsePolicyTemplate(`{{serviceLabel "team"}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := policyRequest()
+			if i%2 == 1 {
+				req.ServiceLabels = nil
+			}
+			got, err := p.Policies(req)
+			switch {
+			case i%2 == 0 && (err != nil || got[0] != "payments"):
+				t.Errorf("request %d: %v %v", i, got, err)
+			case i%2 == 1 && err == nil:
+				t.Errorf("request %d without the label succeeded: %v", i, got)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestSubset(t *testing.T) {
+	if p, ok := subset([]string{"a"}, []string{"a", "b"}); !ok || p != "" {
+		t.Error("a ⊆ {a,b}")
+	}
+	if p, ok := subset([]string{"a", "root"}, []string{"a", "b"}); ok || p != "root" {
+		t.Errorf("root ⊄ {a,b}: got %q %v", p, ok)
+	}
+}

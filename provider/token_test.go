@@ -1,0 +1,202 @@
+package provider
+
+import (
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/secrets"
+)
+
+func taskRequest(labels map[string]string) Request {
+	return Request{
+		Request: secrets.Request{
+			SecretName: "db_pw", SecretLabels: labels, ServiceName: "app", ServiceID: "svc1",
+			TaskName: "app.1.t1", TaskID: "t1", ServiceLabels: map[string]string{"team": "pay"},
+		},
+		NodeID: "n1",
+	}
+}
+
+func TestKVReadUsesABatchTokenMintedForTheTask(t *testing.T) {
+	vault := newFakeVault(t)
+	policies, _ := ParsePolicyTemplate(`{{.ServiceName}},team-{{serviceLabel "team"}}`)
+	p, _ := newTestProvider(t, vault.URL, Options{Policies: policies, Timeout: 3 * time.Second})
+	resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username"}))
+	if resp.Err != "" || string(resp.Value) != "app" {
+		t.Fatalf("Value %q Err %q", resp.Value, resp.Err)
+	}
+	minted := vault.mintedTokens()
+	if len(minted) != 1 {
+		t.Fatalf("%d tokens minted, want 1", len(minted))
+	}
+	m := minted[0]
+	wantMeta := map[string]string{"service": "app", "service_id": "svc1", "task": "app.1.t1", "task_id": "t1", "node_id": "n1", "secret": "db_pw"}
+	if m.path != "auth/token/create" || m.req.Type != "batch" || m.req.TTL != "6s" ||
+		!reflect.DeepEqual(m.req.Policies, []string{"app", "team-pay"}) || !reflect.DeepEqual(m.req.Metadata, wantMeta) || m.req.DisplayName != "app.1.t1" {
+		t.Errorf("minted %+v", m)
+	}
+}
+
+func TestTokenRoleIsUsedForEveryToken(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{TokenRole: "orphan-tasks"})
+	for _, labels := range []map[string]string{{"vault.path": "secret/app/db"}, {"vault.type": "token"}} {
+		if resp := p.GetSecret(context.Background(), taskRequest(labels)); resp.Err != "" {
+			t.Fatal(resp.Err)
+		}
+	}
+	for _, m := range vault.mintedTokens() {
+		if m.path != "auth/token/create/orphan-tasks" {
+			t.Errorf("token made at %s", m.path)
+		}
+	}
+}
+
+func TestTokenSecret(t *testing.T) {
+	tests := []struct {
+		name         string
+		labels       map[string]string
+		opts         Options
+		wantValue    string
+		wantPolicies []string
+		wantTTL      string
+	}{
+		{name: "defaults: all the task's policies, TOKEN_TTL", labels: map[string]string{"vault.type": "token"},
+			wantValue: "task-token-0", wantPolicies: []string{"app"}, wantTTL: "1h0m0s"},
+		{name: "a subset and a TTL", labels: map[string]string{"vault.type": "token", "vault.token.policies": "team-pay", "vault.token.ttl": "10m"},
+			opts:      Options{Policies: mustPolicies(t, `{{.ServiceName}},team-{{serviceLabel "team"}}`)},
+			wantValue: "task-token-0", wantPolicies: []string{"team-pay"}, wantTTL: "10m0s"},
+		{name: "TTL capped by TOKEN_MAX_TTL", labels: map[string]string{"vault.type": "token", "vault.token.ttl": "72h"},
+			opts:      Options{TokenMaxTTL: 2 * time.Hour},
+			wantValue: "task-token-0", wantPolicies: []string{"app"}, wantTTL: "2h0m0s"},
+		{name: "as JSON", labels: map[string]string{"vault.type": "token", "vault.format": "json"},
+			wantValue: `"task-token-0"`, wantPolicies: []string{"app"}, wantTTL: "1h0m0s"},
+		{name: "the accessor", labels: map[string]string{"vault.type": "token", "vault.field": "accessor"},
+			wantValue: "acc-task-token-0", wantPolicies: []string{"app"}, wantTTL: "1h0m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vault := newFakeVault(t)
+			p, logs := newTestProvider(t, vault.URL, tt.opts)
+			resp := p.GetSecret(context.Background(), taskRequest(tt.labels))
+			if resp.Err != "" || string(resp.Value) != tt.wantValue || !resp.DoNotReuse {
+				t.Fatalf("Value %q Err %q DoNotReuse %v", resp.Value, resp.Err, resp.DoNotReuse)
+			}
+			m := vault.mintedTokens()[0]
+			// An orphan, so that it outlives the plugin's own token.
+			if m.path != "auth/token/create-orphan" || m.req.Type != "" || m.req.TTL != tt.wantTTL ||
+				!reflect.DeepEqual(m.req.Policies, tt.wantPolicies) || m.req.ExplicitMaxTTL == "" {
+				t.Errorf("minted %+v", m)
+			}
+			if strings.Contains(logs.String(), "task-token-0") {
+				t.Error("the task token is in the log")
+			}
+		})
+	}
+}
+
+func mustPolicies(t *testing.T, text string) *PolicyTemplate {
+	t.Helper()
+	p, err := ParsePolicyTemplate(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestTokenSecretErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		labels  map[string]string
+		opts    Options
+		wantErr string
+		revoked []string
+	}{
+		{
+			name:    "labels cannot widen the task's policies",
+			labels:  map[string]string{"vault.type": "token", "vault.token.policies": "app,admin"},
+			wantErr: "secret db_pw: label vault.token.policies asks for policy admin, which POLICY_TEMPLATE does not give service app (it gives: app)",
+		},
+		{
+			name:    "a role that makes child tokens",
+			labels:  map[string]string{"vault.type": "token"},
+			opts:    Options{TokenRole: "child-tasks"},
+			wantErr: "secret db_pw: TOKEN_ROLE child-tasks makes child tokens, which die with the plugin's token: set orphan=true on the role",
+			revoked: []string{"acc-task-token-0"},
+		},
+		{
+			name:    "the plugin may not use the role",
+			labels:  map[string]string{"vault.path": "secret/app/db"},
+			opts:    Options{TokenRole: "forbidden-role"},
+			wantErr: "secret db_pw: the plugin's token may not create tokens for service app: grant it update on auth/token/create/forbidden-role (and sudo for create-orphan without TOKEN_ROLE)",
+		},
+		{
+			name:    "Vault refuses the policies",
+			labels:  map[string]string{"vault.path": "secret/app/db"},
+			opts:    Options{Policies: mustPolicies(t, "root")},
+			wantErr: `secret db_pw: Vault refused a token with policies root for service app (HTTP 400: token policies (["root"]) must be subset of the parent token's policies): check POLICY_TEMPLATE and TOKEN_ROLE`,
+		},
+		{
+			name:    "a template error fails this request",
+			labels:  map[string]string{"vault.path": "secret/app/db"},
+			opts:    Options{Policies: mustPolicies(t, `{{serviceLabel "tier"}}`)},
+			wantErr: `secret db_pw: POLICY_TEMPLATE {{serviceLabel "tier"}} failed for service app: service app has no label tier`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vault := newFakeVault(t)
+			p, _ := newTestProvider(t, vault.URL, tt.opts)
+			resp := p.GetSecret(context.Background(), taskRequest(tt.labels))
+			if resp.Err != tt.wantErr {
+				t.Errorf("Err:\n got %q\nwant %q", resp.Err, tt.wantErr)
+			}
+			if !reflect.DeepEqual(vault.revoked, tt.revoked) {
+				t.Errorf("revoked %v, want %v", vault.revoked, tt.revoked)
+			}
+		})
+	}
+}
+
+func TestWrap(t *testing.T) {
+	tests := []struct {
+		name      string
+		labels    map[string]string
+		wantTTL   string
+		wantData  map[string]any
+		wantAsKey string // whose token wrapped: "task" or "plugin"
+	}{
+		{name: "a KV field with the operator's TTL", labels: map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.wrap": "true"},
+			wantTTL: "5m0s", wantData: map[string]any{"username": "app"}, wantAsKey: "task"},
+		{name: "a whole KV secret with its own TTL", labels: map[string]string{"vault.path": "kv1/app/db", "vault.wrap": "90s"},
+			wantTTL: "1m30s", wantData: map[string]any{"password": testPassword}, wantAsKey: "task"},
+		{name: "a task token", labels: map[string]string{"vault.type": "token", "vault.wrap": "true"},
+			wantTTL: "5m0s", wantData: map[string]any{"token": "task-token-0"}, wantAsKey: "plugin"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vault := newFakeVault(t)
+			p, logs := newTestProvider(t, vault.URL, Options{})
+			resp := p.GetSecret(context.Background(), taskRequest(tt.labels))
+			if resp.Err != "" || string(resp.Value) != "wrapping-token-1" || !resp.DoNotReuse {
+				t.Fatalf("Value %q Err %q", resp.Value, resp.Err)
+			}
+			if len(vault.wrapped) != 1 {
+				t.Fatalf("%d wrap calls", len(vault.wrapped))
+			}
+			w := vault.wrapped[0]
+			if w.ttl != tt.wantTTL || !reflect.DeepEqual(w.data, tt.wantData) {
+				t.Errorf("wrapped %+v", w)
+			}
+			if as := map[bool]string{true: "plugin", false: "task"}[w.token == pluginToken]; as != tt.wantAsKey {
+				t.Errorf("wrapped with the %s's token", as)
+			}
+			if strings.Contains(logs.String(), "wrapping-token") {
+				t.Error("the wrapping token is in the log")
+			}
+		})
+	}
+}
