@@ -29,10 +29,18 @@ say "writing secret/myapp/db into Vault"
 password="demo-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 vault_api POST secret/data/myapp/db "{\"data\":{\"username\":\"myapp\",\"password\":\"$password\"}}" >/dev/null
 
-say "giving the plugin a token that may read secret/myapp/* only"
-vault_api PUT sys/policies/acl/swarmvault-demo \
+say "policy for the app's tasks (named after the service), a token role, and the plugin's token"
+# POLICY_TEMPLATE's default, {{.ServiceName}}, gives each task of the demo's
+# service the policy named after it.
+vault_api PUT sys/policies/acl/${stack}_app \
 	'{"policy":"path \"secret/data/myapp/*\" { capabilities = [\"read\"] }"}' >/dev/null
-token=$(vault_api POST auth/token/create '{"policies":["swarmvault-demo"],"ttl":"24h","display_name":"swarmvault-demo"}' |
+# Task tokens are made through a role that may give only that policy, as
+# orphans; the plugin's own token may use the role and read nothing.
+vault_api POST auth/token/roles/$stack \
+	"{\"allowed_policies\":[\"${stack}_app\"],\"orphan\":true,\"token_type\":\"default-service\"}" >/dev/null
+vault_api PUT sys/policies/acl/$stack-plugin \
+	"{\"policy\":\"path \\\"auth/token/create/$stack\\\" { capabilities = [\\\"update\\\"] }\"}" >/dev/null
+token=$(vault_api POST auth/token/create "{\"policies\":[\"$stack-plugin\"],\"ttl\":\"24h\",\"display_name\":\"$stack-plugin\"}" |
 	sed -n 's/.*"client_token":"\([^"]*\)".*/\1/p')
 [ -n "$token" ] || { echo "demo: Vault gave no token" >&2; exit 1; }
 creds="$root/.e2e/demo-credentials"
@@ -43,7 +51,7 @@ say "configuring and enabling the plugin $PLUGIN"
 docker plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
 set -x
 docker plugin set "$PLUGIN" credentials.source="$creds" VAULT_ADDR="$VAULT_ADDR" \
-	VAULT_TOKEN_FILE=/run/swarmvault/token VAULT_TOKEN= LOG_LEVEL=info
+	VAULT_TOKEN_FILE=/run/swarmvault/token VAULT_TOKEN= TOKEN_ROLE="$stack" LOG_LEVEL=info
 docker plugin enable "$PLUGIN"
 { set +x; } 2>/dev/null
 

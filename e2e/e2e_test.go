@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -52,6 +53,7 @@ func randHex(n int) string {
 type fixture struct {
 	root    *api.Client
 	kv1     string // KV v1 mount of this run
+	role    string // the token role task tokens are made through
 	issued  []string
 	v1, v2  map[string]string // versions 1 and 2 of secret/<run>/db
 	kv1Data map[string]string
@@ -102,15 +104,25 @@ func setUpVault(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 
-	// The plugin's own token may read this run's paths and nothing else, so
-	// that a path outside them shows the permission error a user would get.
-	policy := run + "-plugin"
-	rules := fmt.Sprintf("path \"secret/data/%s/*\" { capabilities = [\"read\"] }\npath \"%s/*\" { capabilities = [\"read\"] }\n", run, f.kv1)
-	if err := root.Sys().PutPolicy(policy, rules); err != nil {
+	// As an operator sets it up: task tokens come from a token role that
+	// makes orphans with this run's policies; the plugin's own token may use
+	// the role and read nothing.
+	f.role = run + "-tasks"
+	if _, err := root.Logical().Write("auth/token/roles/"+f.role, map[string]any{
+		"allowed_policies_glob": []string{run + "*"},
+		"orphan":                true,
+		"token_type":            "default-service",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Logical().Delete("auth/token/roles/" + f.role) })
+	// Outside the role's glob: no task token may be given the plugin's policy.
+	policy := "plugin-" + run
+	if err := root.Sys().PutPolicy(policy, fmt.Sprintf("path \"auth/token/create/%s\" { capabilities = [\"update\"] }\n", f.role)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { root.Sys().DeletePolicy(policy) })
-	s, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{policy}, TTL: "2h", DisplayName: run + "-plugin"})
+	s, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{policy}, TTL: "2h", DisplayName: "plugin-" + run})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,8 +130,22 @@ func setUpVault(t *testing.T) *fixture {
 	f.issue(pluginToken)
 	t.Cleanup(func() { root.Auth().Token().RevokeOrphan(pluginToken) })
 
-	configurePlugin(t, pluginToken)
+	configurePlugin(t, pluginToken, f.role)
 	return f
+}
+
+// servicePolicy writes the policy POLICY_TEMPLATE ({{.ServiceName}}) gives
+// the tasks of service: read on paths.
+func (f *fixture) servicePolicy(t *testing.T, service string, paths ...string) {
+	t.Helper()
+	var rules strings.Builder
+	for _, p := range paths {
+		fmt.Fprintf(&rules, "path %q { capabilities = [\"read\"] }\n", p)
+	}
+	if err := f.root.Sys().PutPolicy(service, rules.String()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.root.Sys().DeletePolicy(service) })
 }
 
 func toAny(m map[string]string) map[string]any {
@@ -132,7 +158,7 @@ func toAny(m map[string]string) map[string]any {
 
 // configurePlugin gives the plugin its token as a file on its credentials
 // mount, as the README tells operators to, and enables it.
-func configurePlugin(t *testing.T, token string) {
+func configurePlugin(t *testing.T, token, role string) {
 	t.Helper()
 	dir, err := filepath.Abs(filepath.Join("..", ".e2e", "credentials"))
 	if err != nil {
@@ -150,9 +176,32 @@ func configurePlugin(t *testing.T, token string) {
 		"VAULT_ADDR="+os.Getenv("VAULT_ADDR"),
 		"VAULT_TOKEN_FILE=/run/swarmvault/token",
 		"VAULT_TOKEN=",
+		"TOKEN_ROLE="+role,
+		"POLICY_TEMPLATE={{.ServiceName}}",
 		// debug, so that the leak check covers everything the plugin can log.
 		"LOG_LEVEL=debug")
 	docker(t, "plugin", "enable", pluginName)
+}
+
+// auditHasRead tells whether Vault's file audit log has a request to path
+// made with a token whose metadata names taskID.
+func auditHasRead(t *testing.T, file, path, taskID string) bool {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("audit log: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var e struct {
+			Type    string
+			Auth    struct{ Metadata map[string]string }
+			Request struct{ Path string }
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Type == "request" && e.Request.Path == path && e.Auth.Metadata["task_id"] == taskID {
+			return true
+		}
+	}
+	return false
 }
 
 // logMark remembers where dockerd's log ends, to read what a run adds.
@@ -217,6 +266,7 @@ func TestSwarm(t *testing.T) {
 			names = append(names, n)
 		}
 		service := run + "-cli"
+		f.servicePolicy(t, service, "secret/data/"+run+"/*", f.kv1+"/*")
 		// Two replicas: each task is served on its own (DoNotReuse).
 		createService(t, service, []string{"--replicas", "2"}, names...)
 		for _, c := range waitRunning(t, service, 2) {
@@ -230,6 +280,7 @@ func TestSwarm(t *testing.T) {
 
 	t.Run("driver secrets from docker stack deploy", func(t *testing.T) {
 		stack := run + "stack"
+		f.servicePolicy(t, stack+"_app", "secret/data/"+run+"/*")
 		dockerEnv(t, []string{
 			"SWARMVAULT_DRIVER=" + pluginName,
 			"SWARMVAULT_APP_IMAGE=" + testImage,
@@ -266,9 +317,14 @@ func TestSwarm(t *testing.T) {
 				labels: map[string]string{"vault.path": "secret/" + run + "-other/db"},
 				line:   "secret " + run + "_denied: permission denied to read Vault path secret/" + run + "-other/db: the token's policies must grant read on secret/data/" + run + "-other/db",
 			},
+			"notemplate": {
+				labels: map[string]string{"vault.type": "token", "vault.token.policies": "plugin-" + run},
+				line:   "secret " + run + "_notemplate: label vault.token.policies asks for policy plugin-" + run + ", which POLICY_TEMPLATE does not give service " + run + "-notemplate (it gives: " + run + "-notemplate)",
+			},
 		}
 		for key, c := range failing {
 			name := run + "_" + key
+			f.servicePolicy(t, run+"-"+key, "secret/data/"+run+"/*")
 			createDriverSecret(t, name, c.labels)
 			createService(t, run+"-"+key, []string{"--restart-condition", "none"}, name)
 		}
@@ -282,11 +338,95 @@ func TestSwarm(t *testing.T) {
 		after := run + "_after"
 		createDriverSecret(t, after, map[string]string{"vault.path": "secret/" + run + "/db", "vault.field": "password"})
 		service := run + "-after"
+		f.servicePolicy(t, service, "secret/data/"+run+"/*")
 		createService(t, service, nil, after)
 		c := waitRunning(t, service, 1)[0]
 		if got := readSecretFile(t, c, after); string(got) != f.v2["password"] {
 			t.Errorf("the task after the failures got a different value")
 		}
+	})
+
+	t.Run("each task reads with its own token: A and B, token and wrapped secrets, audit log", func(t *testing.T) {
+		ctx := context.Background()
+		a, b := run+"-a", run+"-b"
+		pw := map[string]string{a: "a-" + randHex(8), b: "b-" + randHex(8)}
+		f.issue(pw[a], pw[b])
+		for svc, value := range pw {
+			if _, err := f.root.KVv2("secret").Put(ctx, run+"/"+svc+"/db", map[string]any{"password": value}); err != nil {
+				t.Fatal(err)
+			}
+			f.servicePolicy(t, svc, "secret/data/"+run+"/"+svc+"/*")
+		}
+		auditLog, err := filepath.Abs(filepath.Join("..", ".e2e", "audit-"+run+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		device := run + "-audit"
+		if err := f.root.Sys().EnableAuditWithOptions(device, &api.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": auditLog}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.root.Sys().DisableAudit(device); os.Remove(auditLog) })
+
+		createDriverSecret(t, a+"_pw", map[string]string{"vault.path": "secret/" + run + "/" + a + "/db", "vault.field": "password"})
+		createDriverSecret(t, b+"_pw", map[string]string{"vault.path": "secret/" + run + "/" + b + "/db", "vault.field": "password"})
+		createDriverSecret(t, a+"_token", map[string]string{"vault.type": "token", "vault.token.ttl": "10m"})
+		createDriverSecret(t, a+"_wrapped", map[string]string{"vault.path": "secret/" + run + "/" + a + "/db", "vault.field": "password", "vault.wrap": "2m"})
+		createService(t, a, nil, a+"_pw", a+"_token", a+"_wrapped")
+		createService(t, b, nil, b+"_pw")
+		ca := waitRunning(t, a, 1)[0]
+		cb := waitRunning(t, b, 1)[0]
+		if got := readSecretFile(t, ca, a+"_pw"); string(got) != pw[a] {
+			t.Errorf("service A did not get its password")
+		}
+		if got := readSecretFile(t, cb, b+"_pw"); string(got) != pw[b] {
+			t.Errorf("service B did not get its password")
+		}
+
+		vaultURL := os.Getenv("VAULT_ADDR") + "/v1/"
+		// inTask runs wget in A's container, authenticated with the content
+		// of one of its secret files; "" for data means GET.
+		inTask := func(secretFile, path, data string) (string, error) {
+			cmd := `wget -q -O - --header "X-Vault-Token: $(cat /run/secrets/` + secretFile + `)" `
+			if data != "" {
+				cmd += `--post-data '` + data + `' `
+			}
+			return tryDocker("exec", ca, "sh", "-c", cmd+vaultURL+path)
+		}
+
+		token := string(readSecretFile(t, ca, a+"_token"))
+		f.issue(token)
+		out, err := inTask(a+"_token", "secret/data/"+run+"/"+a+"/db", "")
+		if err != nil || !strings.Contains(out, `"password":"`+pw[a]+`"`) {
+			t.Errorf("the task's token cannot read A's path from inside the task: %v", err)
+		}
+		if _, err := inTask(a+"_token", "secret/data/"+run+"/"+b+"/db", ""); err == nil {
+			t.Errorf("A's task token reads B's path")
+		}
+
+		wrapping := string(readSecretFile(t, ca, a+"_wrapped"))
+		f.issue(wrapping)
+		out, err = inTask(a+"_wrapped", "sys/wrapping/unwrap", "{}")
+		var unwrapped struct{ Data map[string]string }
+		if err != nil || json.Unmarshal([]byte(out), &unwrapped) != nil || unwrapped.Data["password"] != pw[a] {
+			t.Errorf("unwrapping from inside the task: %v", err)
+		}
+		if _, err := inTask(a+"_wrapped", "sys/wrapping/unwrap", "{}"); err == nil {
+			t.Error("the wrapping token unwrapped twice")
+		}
+
+		// Vault's audit log names the task behind each read.
+		taskIDs := strings.Fields(docker(t, "service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running", a))
+		if len(taskIDs) != 1 {
+			t.Fatalf("service A tasks: %v", taskIDs)
+		}
+		if !auditHasRead(t, auditLog, "secret/data/"+run+"/"+a+"/db", taskIDs[0]) {
+			t.Errorf("the audit log has no read of A's path by a token of task %s", taskIDs[0])
+		}
+
+		// A's secret pointing at B's path fails A's new task, with the path.
+		createDriverSecret(t, a+"_steals_b", map[string]string{"vault.path": "secret/" + run + "/" + b + "/db", "vault.field": "password"})
+		docker(t, "service", "update", "--detach", "--secret-add", a+"_steals_b", a)
+		waitForLogLine(t, mark, "secret "+a+"_steals_b: permission denied to read Vault path secret/"+run+"/"+b+"/db: the token's policies must grant read on secret/data/"+run+"/"+b+"/db")
 	})
 
 	t.Run("bootstrap reads a helper service's swarm secret through the Docker API", func(t *testing.T) {
