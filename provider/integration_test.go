@@ -20,7 +20,7 @@ import (
 
 // rootClient returns a client with the test Vault's root token. Missing
 // settings fail the test: a skipped integration test proves nothing.
-func rootClient(t *testing.T) *api.Client {
+func rootClient(t testing.TB) *api.Client {
 	t.Helper()
 	if os.Getenv("VAULT_ADDR") == "" {
 		t.Fatal("VAULT_ADDR is not set: run make test-integration, which starts the dev Vault")
@@ -49,7 +49,7 @@ type kvFixture struct {
 	kv1, kv2 string // mount paths without slash
 }
 
-func newKVFixture(t *testing.T) *kvFixture {
+func newKVFixture(t testing.TB) *kvFixture {
 	t.Helper()
 	root := rootClient(t)
 	ctx := context.Background()

@@ -27,7 +27,7 @@ type tokenFixture struct {
 	pluginToken string
 }
 
-func newTokenFixture(t *testing.T) *tokenFixture {
+func newTokenFixture(t testing.TB) *tokenFixture {
 	t.Helper()
 	f := &tokenFixture{kvFixture: newKVFixture(t)}
 	f.role = "it-" + f.kv2
