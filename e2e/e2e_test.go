@@ -138,14 +138,24 @@ func setUpVault(t *testing.T) *fixture {
 // the tasks of service: read on paths.
 func (f *fixture) servicePolicy(t *testing.T, service string, paths ...string) {
 	t.Helper()
+	f.putPolicy(t, service, readRules(paths...))
+}
+
+// putPolicy writes a Vault policy for the length of the test.
+func (f *fixture) putPolicy(t *testing.T, name, rules string) {
+	t.Helper()
+	if err := f.root.Sys().PutPolicy(name, rules); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.root.Sys().DeletePolicy(name) })
+}
+
+func readRules(paths ...string) string {
 	var rules strings.Builder
 	for _, p := range paths {
 		fmt.Fprintf(&rules, "path %q { capabilities = [\"read\"] }\n", p)
 	}
-	if err := f.root.Sys().PutPolicy(service, rules.String()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.root.Sys().DeletePolicy(service) })
+	return rules.String()
 }
 
 func toAny(m map[string]string) map[string]any {
@@ -261,20 +271,35 @@ func TestSwarm(t *testing.T) {
 			"dk.almbrand.docker.plugin.secretprovider.vault.path": db, "dk.almbrand.docker.plugin.secretprovider.vault.field": "password",
 			"dk.almbrand.docker.plugin.secretprovider.vault.version": "1"})
 
-		names := make([]string, 0, len(want))
+		// A logical read, and a write whose answer differs at each call.
+		secret("read", f.kv1Data["api_key"], map[string]string{"vault.type": "read", "vault.path": f.kv1 + "/app", "vault.field": "api_key"})
+		random := run + "_random"
+		createDriverSecret(t, random, map[string]string{"vault.type": "write", "vault.path": "sys/tools/random",
+			"vault.param.bytes": "24", "vault.param.format": "hex", "vault.field": "random_bytes"})
+
+		names := []string{random}
 		for n := range want {
 			names = append(names, n)
 		}
 		service := run + "-cli"
-		f.servicePolicy(t, service, "secret/data/"+run+"/*", f.kv1+"/*")
+		f.putPolicy(t, service, readRules("secret/data/"+run+"/*", f.kv1+"/*")+`path "sys/tools/random" { capabilities = ["update"] }`)
 		// Two replicas: each task is served on its own (DoNotReuse).
 		createService(t, service, []string{"--replicas", "2"}, names...)
+		randoms := map[string]bool{}
 		for _, c := range waitRunning(t, service, 2) {
 			for name, value := range want {
 				if got := readSecretFile(t, c, name); !bytes.Equal(got, []byte(value)) {
 					t.Errorf("container %s: /run/secrets/%s differs from Vault (%d bytes, want %d)", c[:12], name, len(got), len(value))
 				}
 			}
+			r := string(readSecretFile(t, c, random))
+			if len(r) != 48 || strings.Trim(r, "0123456789abcdef") != "" {
+				t.Errorf("container %s: /run/secrets/%s is not 24 random bytes in hex", c[:12], random)
+			}
+			randoms[r] = true
+		}
+		if len(randoms) != 2 {
+			t.Errorf("the two tasks got the same vault.type=write value: a value was reused between tasks")
 		}
 	})
 

@@ -158,17 +158,27 @@ func kvError(err error, plan Plan, apiPath string) error {
 // fix. Vault's own error strings are kept (they name paths and causes, never
 // secret data); the multi-line form of api.ResponseError is not.
 func vaultError(err error, path, apiPath string) error {
+	return vaultErrorDoing(err, "read", path, apiPath)
+}
+
+// vaultErrorDoing is vaultError for a call that does more than read
+// ("write" for vault.type=write).
+func vaultErrorDoing(err error, doing, path, apiPath string) error {
 	var re *api.ResponseError
 	var ue *url.Error
+	capability := "read"
+	if doing == "write" {
+		capability = "update"
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("Vault did not answer in time to read path %s: check Vault's health or raise VAULT_CLIENT_TIMEOUT", path)
+		return fmt.Errorf("Vault did not answer in time to %s path %s: check Vault's health or raise VAULT_CLIENT_TIMEOUT", doing, path)
 	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("permission denied to read Vault path %s: the token's policies must grant read on %s", path, apiPath)
+		return fmt.Errorf("permission denied to %s Vault path %s: the token's policies must grant %s on %s", doing, path, capability, apiPath)
 	case errors.As(err, &re):
-		return fmt.Errorf("Vault refused to read path %s (HTTP %d: %s)", path, re.StatusCode, strings.Join(re.Errors, "; "))
+		return fmt.Errorf("Vault refused to %s path %s (HTTP %d: %s)", doing, path, re.StatusCode, strings.Join(re.Errors, "; "))
 	case errors.As(err, &ue):
-		return fmt.Errorf("cannot reach Vault to read path %s: %v; check VAULT_ADDR and that Vault is up", path, transportCause(err))
+		return fmt.Errorf("cannot reach Vault to %s path %s: %v; check VAULT_ADDR and that Vault is up", doing, path, transportCause(err))
 	default:
 		return fmt.Errorf("Vault's answer for path %s cannot be read (%v): check that VAULT_ADDR points at Vault", path, err)
 	}

@@ -37,7 +37,16 @@ const (
 	TypeKV Type = "kv"
 	// TypeToken mints a Vault token for the task.
 	TypeToken Type = "token"
+	// TypeRead is any logical read (vault read), e.g. database/creds/app.
+	TypeRead Type = "read"
+	// TypeWrite is a logical write with vault.param.* (vault write), e.g.
+	// pki/issue/web.
+	TypeWrite Type = "write"
 )
+
+// labelParamPrefix starts the labels that give a read's query parameters
+// or a write's body: vault.param.common_name=web.example.com.
+const labelParamPrefix = "vault.param."
 
 // legacyPrefix is the label prefix of the seed proof-of-concept. Its labels are
 // accepted as aliases so that stacks written for it deploy unchanged.
@@ -80,9 +89,12 @@ type Plan struct {
 	Wrap    bool
 	WrapTTL time.Duration
 	// TokenTTL (0: the operator's default) and TokenPolicies (nil: all the
-	// task's policies) shape a TypeToken value.
+	// task's policies) shape the token a TypeToken value is, or the token a
+	// TypeRead or TypeWrite reads with (whose leases end with it).
 	TokenTTL      time.Duration
 	TokenPolicies []string
+	// Params are a TypeRead's query parameters or a TypeWrite's body.
+	Params map[string]string
 }
 
 // where names the secret's source in errors: its Vault path, or what it mints.
@@ -114,29 +126,47 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 		case "kv":
 		case "token", "vault_token": // vault_token: the seed proof-of-concept's name
 			p.Type = TypeToken
+		case "read":
+			p.Type = TypeRead
+		case "write":
+			p.Type = TypeWrite
 		default:
-			return Plan{}, fmt.Errorf("label %s=%s is not supported: use kv or token", l.key, l.value)
+			return Plan{}, fmt.Errorf("label %s=%s is not supported: use kv, read, write or token", l.key, l.value)
 		}
+	}
+	for k, v := range labels {
+		if name, ok := strings.CutPrefix(strings.TrimPrefix(k, legacyPrefix), labelParamPrefix); ok {
+			if p.Type != TypeRead && p.Type != TypeWrite {
+				return Plan{}, fmt.Errorf("label %s applies only to %s=read or write (%s)", k, LabelType, p.where())
+			}
+			if p.Params == nil {
+				p.Params = map[string]string{}
+			}
+			p.Params[name] = v
+		}
+	}
+	if p.Type != TypeToken && p.Path == "" {
+		return Plan{}, fmt.Errorf("label %s is missing: set it to the Vault path of the secret, e.g. %s=secret/myapp/db", LabelPath, LabelPath)
+	}
+	if l, ok := known[LabelVersion]; ok && p.Type != TypeKV {
+		return Plan{}, fmt.Errorf("label %s applies only to %s=kv (%s)", l.key, LabelType, p.where())
 	}
 	switch p.Type {
 	case TypeKV:
-		if p.Path == "" {
-			return Plan{}, fmt.Errorf("label %s is missing: set it to the Vault path of the secret, e.g. %s=secret/myapp/db", LabelPath, LabelPath)
-		}
 		for _, name := range []string{LabelTokenTTL, LabelTokenPolicies} {
 			if l, ok := known[name]; ok {
-				return Plan{}, fmt.Errorf("label %s applies only to %s=token (%s)", l.key, LabelType, p.where())
+				return Plan{}, fmt.Errorf("label %s applies only to %s=token, read or write (%s)", l.key, LabelType, p.where())
 			}
 		}
 	case TypeToken:
-		for _, name := range []string{LabelPath, LabelVersion} {
-			if l, ok := known[name]; ok {
-				return Plan{}, fmt.Errorf("label %s has no meaning with %s=token: remove it", l.key, LabelType)
-			}
+		if l, ok := known[LabelPath]; ok {
+			return Plan{}, fmt.Errorf("label %s has no meaning with %s=token: remove it", l.key, LabelType)
 		}
 		if p.Field == "" {
 			p.Field = "token"
 		}
+	}
+	if p.Type != TypeKV {
 		if l, ok := known[LabelTokenTTL]; ok {
 			d, err := parseutil.ParseDurationSecond(l.value)
 			if err != nil || d <= 0 {
@@ -231,14 +261,14 @@ func vaultLabels(labels map[string]string) (map[string]label, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		name := strings.TrimPrefix(k, legacyPrefix)
-		if !strings.HasPrefix(name, "vault.") {
+		if !strings.HasPrefix(name, "vault.") || strings.HasPrefix(name, labelParamPrefix) {
 			continue
 		}
 		switch name {
 		case LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelTokenTTL, LabelTokenPolicies:
 		default:
 			return nil, fmt.Errorf("label %s is not a swarmvault label: use %s", k, strings.Join([]string{
-				LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelTokenTTL, LabelTokenPolicies}, ", "))
+				LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelTokenTTL, LabelTokenPolicies, labelParamPrefix + "<name>"}, ", "))
 		}
 		if prev, dup := known[name]; dup && prev.value != labels[k] {
 			return nil, fmt.Errorf("labels %s and %s disagree: keep one of them", prev.key, k)

@@ -65,7 +65,7 @@ func TestParsePlan(t *testing.T) {
 		{
 			name:    "unknown vault label",
 			labels:  map[string]string{"vault.path": "secret/db", "vault.feild": "pw"},
-			wantErr: "label vault.feild is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.token.ttl, vault.token.policies",
+			wantErr: "label vault.feild is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.token.ttl, vault.token.policies, vault.param.<name>",
 		},
 		{
 			name:    "alias and label disagree",
@@ -120,7 +120,7 @@ func TestParsePlan(t *testing.T) {
 		{
 			name:    "unknown type",
 			labels:  map[string]string{"vault.path": "secret/db", "vault.type": "pki"},
-			wantErr: "label vault.type=pki is not supported: use kv or token",
+			wantErr: "label vault.type=pki is not supported: use kv, read, write or token",
 		},
 		{
 			name:    "path with a token",
@@ -130,7 +130,32 @@ func TestParsePlan(t *testing.T) {
 		{
 			name:    "token labels on a KV secret",
 			labels:  map[string]string{"vault.path": "secret/db", "vault.token.policies": "root"},
-			wantErr: "label vault.token.policies applies only to vault.type=token (Vault path secret/db)",
+			wantErr: "label vault.token.policies applies only to vault.type=token, read or write (Vault path secret/db)",
+		},
+		{
+			name:   "read with query parameters and a lease TTL",
+			labels: map[string]string{"vault.type": "read", "vault.path": "database/creds/app", "vault.param.x": "1", "vault.token.ttl": "2h"},
+			want:   Plan{Path: "database/creds/app", Format: FormatRaw, Type: TypeRead, Params: map[string]string{"x": "1"}, TokenTTL: 2 * time.Hour},
+		},
+		{
+			name:   "write with a body",
+			labels: map[string]string{"vault.type": "write", "vault.path": "pki/issue/web", "vault.param.common_name": "web.example.com", "vault.field": "certificate"},
+			want:   Plan{Path: "pki/issue/web", Field: "certificate", Format: FormatRaw, Type: TypeWrite, Params: map[string]string{"common_name": "web.example.com"}},
+		},
+		{
+			name:    "params on a KV secret",
+			labels:  map[string]string{"vault.path": "secret/db", "vault.param.x": "1"},
+			wantErr: "label vault.param.x applies only to vault.type=read or write (Vault path secret/db)",
+		},
+		{
+			name:    "read needs a path",
+			labels:  map[string]string{"vault.type": "read"},
+			wantErr: "label vault.path is missing: set it to the Vault path of the secret, e.g. vault.path=secret/myapp/db",
+		},
+		{
+			name:    "a version on a read",
+			labels:  map[string]string{"vault.type": "read", "vault.path": "database/creds/app", "vault.version": "2"},
+			wantErr: "label vault.version applies only to vault.type=kv (Vault path database/creds/app)",
 		},
 		{
 			name:    "bad token TTL",

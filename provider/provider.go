@@ -144,6 +144,8 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 	switch plan.Type {
 	case TypeToken:
 		value, err = p.tokenValue(ctx, req, plan, policies)
+	case TypeRead, TypeWrite:
+		value, err = p.logicalValue(ctx, req, plan, policies)
 	default:
 		value, err = p.kvValue(ctx, req, plan, policies)
 	}
@@ -177,20 +179,15 @@ func (p *Provider) kvValue(ctx context.Context, req Request, plan Plan, policies
 	if err != nil {
 		return nil, err
 	}
-	if plan.Wrap {
-		sel, err := selectData(data, plan)
-		if err != nil {
-			return nil, err
-		}
-		return wrap(ctx, client, sel, p.wrapTTL(plan), "Vault path "+plan.Path)
-	}
-	return render(data, plan)
+	return p.finish(ctx, client, data, plan)
 }
 
-// tokenValue mints the token a vault.type=token secret hands to the task,
-// with the policies the labels ask for (a subset of the task's own) and a
-// TTL capped by TOKEN_MAX_TTL.
-func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
+// taskTokenFor mints an orphan service token for the task: the token a
+// vault.type=token secret hands over, or the one a read or write is made
+// with, whose leases (dynamic credentials) end when it does. Its policies are
+// the task's, or the subset vault.token.policies names; its TTL is
+// vault.token.ttl or TOKEN_TTL, capped by TOKEN_MAX_TTL.
+func (p *Provider) taskTokenFor(ctx context.Context, req Request, plan Plan, policies []string) (*api.Secret, error) {
 	asked := policies
 	if plan.TokenPolicies != nil {
 		if extra, ok := subset(plan.TokenPolicies, policies); !ok {
@@ -203,8 +200,12 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 	if ttl == 0 {
 		ttl = p.opts.TokenTTL
 	}
-	ttl = min(ttl, p.opts.TokenMaxTTL)
-	s, err := p.mint(ctx, req, asked, taskToken, ttl)
+	return p.mint(ctx, req, asked, taskToken, min(ttl, p.opts.TokenMaxTTL))
+}
+
+// tokenValue is a vault.type=token secret: a token for the task.
+func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
+	s, err := p.taskTokenFor(ctx, req, plan, policies)
 	if err != nil {
 		return nil, err
 	}
@@ -214,14 +215,56 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 		"policies": s.Auth.Policies,
 		"ttl":      s.Auth.LeaseDuration,
 	}
-	if plan.Wrap {
-		sel, err := selectData(data, plan)
-		if err != nil {
-			return nil, err
-		}
-		return wrap(ctx, p.vault, sel, p.wrapTTL(plan), "a task token")
+	return p.finish(ctx, p.vault, data, plan)
+}
+
+// logicalValue is a vault.type=read or write secret: what `vault read` or
+// `vault write` with vault.param.* gives, read with a token of the task's.
+// That token is not revoked after the request: a dynamic secret's lease
+// ends with it.
+func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
+	s, err := p.taskTokenFor(ctx, req, plan, policies)
+	if err != nil {
+		return nil, err
 	}
-	return render(data, plan)
+	client, err := p.withToken(s.Auth.ClientToken)
+	if err != nil {
+		return nil, err
+	}
+	var out *api.Secret
+	if plan.Type == TypeWrite {
+		body := map[string]any{}
+		for k, v := range plan.Params {
+			body[k] = v
+		}
+		out, err = client.Logical().WriteWithContext(ctx, plan.Path, body)
+	} else {
+		query := map[string][]string{}
+		for k, v := range plan.Params {
+			query[k] = []string{v}
+		}
+		out, err = client.Logical().ReadWithDataWithContext(ctx, plan.Path, query)
+	}
+	if err != nil {
+		return nil, vaultErrorDoing(err, string(plan.Type), plan.Path, plan.Path)
+	}
+	if out == nil || out.Data == nil {
+		return nil, fmt.Errorf("Vault gives no data at path %s (%s=%s): check label %s", plan.Path, LabelType, plan.Type, LabelPath)
+	}
+	return p.finish(ctx, client, out.Data, plan)
+}
+
+// finish turns data into the secret's value: wrapped with client's token
+// when the labels ask for it, rendered otherwise.
+func (p *Provider) finish(ctx context.Context, client *api.Client, data map[string]any, plan Plan) ([]byte, error) {
+	if !plan.Wrap {
+		return render(data, plan)
+	}
+	sel, err := selectData(data, plan)
+	if err != nil {
+		return nil, err
+	}
+	return wrap(ctx, client, sel, p.wrapTTL(plan), plan.where())
 }
 
 func (p *Provider) wrapTTL(plan Plan) time.Duration {

@@ -127,6 +127,21 @@ func (f *fakeVault) asTask(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// asServiceTask guards a read/write endpoint: only an orphan service token
+// minted for a task may call it (a batch token's leases would die with it).
+func (f *fakeVault) asServiceTask(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		m, ok := f.minted[r.Header.Get("X-Vault-Token")]
+		f.mu.Unlock()
+		if !ok || m.req.Type == "batch" || m.path != "auth/token/create-orphan" {
+			vaultErrorResponse(w, http.StatusForbidden, "permission denied")
+			return
+		}
+		h(w, r)
+	}
+}
+
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
@@ -186,6 +201,18 @@ func newFakeVault(t *testing.T) *fakeVault {
 		case <-r.Context().Done():
 		case <-time.After(5 * time.Second):
 		}
+	}))
+	f.mux.HandleFunc("/v1/database/creds/app", f.asServiceTask(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, `{"lease_id":"database/creds/app/x","lease_duration":3600,"data":{"username":"v-app-`+r.URL.Query().Get("suffix")+`","password":"dyn-pw"}}`)
+	}))
+	f.mux.HandleFunc("/v1/pki/issue/web", f.asServiceTask(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]string
+		json.NewDecoder(r.Body).Decode(&body)
+		if r.Method != http.MethodPut && r.Method != http.MethodPost {
+			vaultErrorResponse(w, http.StatusMethodNotAllowed, "unsupported operation")
+			return
+		}
+		writeJSON(w, http.StatusOK, `{"data":{"certificate":"CERT for `+body["common_name"]+`","private_key":"KEY"}}`)
 	}))
 	f.Server = httptest.NewServer(f.mux)
 	t.Cleanup(f.Close)

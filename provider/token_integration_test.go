@@ -33,7 +33,8 @@ func newTokenFixture(t testing.TB) *tokenFixture {
 	f.role = "it-" + f.kv2
 	ctx := context.Background()
 	policies := map[string]string{
-		f.role + "-app":    fmt.Sprintf("path %q { capabilities = [\"read\"] }", f.kv2+"/data/app/*"),
+		f.role + "-app": fmt.Sprintf("path %q { capabilities = [\"read\"] }\npath %q { capabilities = [\"read\"] }\npath \"sys/tools/random\" { capabilities = [\"update\"] }",
+			f.kv2+"/data/app/*", f.kv1+"/app/*"),
 		f.role + "-other":  fmt.Sprintf("path %q { capabilities = [\"read\"] }", f.kv2+"/data/other/*"),
 		f.role + "-plugin": fmt.Sprintf("path \"auth/token/create/%s\" { capabilities = [\"update\"] }", f.role),
 	}
@@ -248,5 +249,30 @@ func TestIntegrationAuditLogShowsTheTask(t *testing.T) {
 	}
 	if !found {
 		t.Error("no audit entry for the read")
+	}
+}
+
+func TestIntegrationReadAndWrite(t *testing.T) {
+	f := newTokenFixture(t)
+	p := f.provider(t, Options{})
+	ctx := context.Background()
+
+	// vault write sys/tools/random bytes=16 format=hex
+	resp := p.GetSecret(ctx, taskRequest(map[string]string{
+		"vault.type": "write", "vault.path": "sys/tools/random", "vault.param.bytes": "16", "vault.param.format": "hex", "vault.field": "random_bytes"}))
+	if resp.Err != "" || len(resp.Value) != 32 || strings.Trim(string(resp.Value), "0123456789abcdef") != "" {
+		t.Errorf("write: Value %q Err %q", resp.Value, resp.Err)
+	}
+	// vault read <kv v1 path>: a plain logical read.
+	resp = p.GetSecret(ctx, taskRequest(map[string]string{"vault.type": "read", "vault.path": f.kv1 + "/app/db", "vault.field": "password"}))
+	if resp.Err != "" || string(resp.Value) != "kv1-pw" {
+		t.Errorf("read: Value %q Err %q", resp.Value, resp.Err)
+	}
+	// Another service's policies do not allow it.
+	other := taskRequest(map[string]string{"vault.type": "write", "vault.path": "sys/tools/random"})
+	other.ServiceName = "other"
+	want := "secret db_pw: permission denied to write Vault path sys/tools/random: the token's policies must grant update on sys/tools/random"
+	if resp := p.GetSecret(ctx, other); resp.Err != want {
+		t.Errorf("Err:\n got %q\nwant %q", resp.Err, want)
 	}
 }

@@ -200,3 +200,53 @@ func TestWrap(t *testing.T) {
 		})
 	}
 }
+
+func TestReadAndWrite(t *testing.T) {
+	tests := []struct {
+		name    string
+		labels  map[string]string
+		want    string
+		wantTTL string
+	}{
+		{name: "a dynamic read with a query parameter", labels: map[string]string{"vault.type": "read", "vault.path": "database/creds/app", "vault.param.suffix": "x1", "vault.field": "username"},
+			want: "v-app-x1", wantTTL: "1h0m0s"},
+		{name: "the lease lives as long as vault.token.ttl asks", labels: map[string]string{"vault.type": "read", "vault.path": "database/creds/app", "vault.token.ttl": "3h", "vault.format": "json"},
+			want: `{"password":"dyn-pw","username":"v-app-"}`, wantTTL: "3h0m0s"},
+		{name: "a write with a body", labels: map[string]string{"vault.type": "write", "vault.path": "pki/issue/web", "vault.param.common_name": "web.example.com", "vault.field": "certificate"},
+			want: "CERT for web.example.com", wantTTL: "1h0m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vault := newFakeVault(t)
+			p, _ := newTestProvider(t, vault.URL, Options{})
+			resp := p.GetSecret(context.Background(), taskRequest(tt.labels))
+			if resp.Err != "" || string(resp.Value) != tt.want || !resp.DoNotReuse {
+				t.Fatalf("Value %q Err %q DoNotReuse %v", resp.Value, resp.Err, resp.DoNotReuse)
+			}
+			m := vault.mintedTokens()
+			if len(m) != 1 || m[0].req.TTL != tt.wantTTL {
+				t.Errorf("minted %+v", m)
+			}
+			if len(vault.revoked) != 0 {
+				t.Errorf("the reading token was revoked, and with it the lease: %v", vault.revoked)
+			}
+		})
+	}
+}
+
+func TestReadAndWriteErrors(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	for _, tt := range []struct {
+		labels map[string]string
+		want   string
+	}{
+		{map[string]string{"vault.type": "read", "vault.path": "database/creds/nope"}, "secret db_pw: Vault gives no data at path database/creds/nope (vault.type=read): check label vault.path"},
+		{map[string]string{"vault.type": "write", "vault.path": "secret/data/forbidden"}, "secret db_pw: permission denied to write Vault path secret/data/forbidden: the token's policies must grant update on secret/data/forbidden"},
+	} {
+		resp := p.GetSecret(context.Background(), taskRequest(tt.labels))
+		if resp.Err != tt.want {
+			t.Errorf("Err:\n got %q\nwant %q", resp.Err, tt.want)
+		}
+	}
+}
