@@ -297,6 +297,7 @@ func TestSwarm(t *testing.T) {
 				t.Errorf("container %s: /run/secrets/%s is not 24 random bytes in hex", c[:12], random)
 			}
 			randoms[r] = true
+			f.issue(r)
 		}
 		if len(randoms) != 2 {
 			t.Errorf("the two tasks got the same vault.type=write value: a value was reused between tasks")
