@@ -14,6 +14,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/swarmvault/swarmvault/provider"
+	"github.com/swarmvault/swarmvault/vaultauth"
 )
 
 // config is the plugin's configuration. It comes from the environment only,
@@ -31,10 +32,14 @@ type config struct {
 	CACert string
 	// SkipVerify turns off TLS verification (tests only). VAULT_SKIP_VERIFY, default false.
 	SkipVerify bool
-	// Token is the plugin's own Vault token as a value. VAULT_TOKEN.
-	Token string
-	// TokenFile is a file holding the plugin's own Vault token. VAULT_TOKEN_FILE.
-	TokenFile string
+	// Namespace is the Vault Enterprise namespace. VAULT_NAMESPACE.
+	Namespace string
+	// Auth is how the plugin logs in: VAULT_AUTH_METHOD (token, approle,
+	// cert, helper) and the settings each method reads (see vaultauth.Settings).
+	Auth vaultauth.Settings
+	// HelperService and HelperSecret name the helper service and its secret
+	// for VAULT_AUTH_METHOD=helper. HELPER_SERVICE, HELPER_SECRET.
+	HelperService, HelperSecret string
 	// Timeout bounds the Vault calls of one request. VAULT_CLIENT_TIMEOUT, default 10s.
 	Timeout time.Duration
 	// Policies is POLICY_TEMPLATE, parsed: the Vault policies of each task's
@@ -58,17 +63,30 @@ type config struct {
 // once, each by name with what to set instead.
 func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
-		VaultAddr:   getenv("VAULT_ADDR"),
-		CACert:      getenv("VAULT_CACERT"),
-		Token:       getenv("VAULT_TOKEN"),
-		TokenFile:   getenv("VAULT_TOKEN_FILE"),
-		Timeout:     provider.DefaultTimeout,
-		TokenRole:   getenv("TOKEN_ROLE"),
-		TokenTTL:    provider.DefaultTokenTTL,
-		TokenMaxTTL: provider.DefaultTokenMaxTTL,
-		WrapTTL:     provider.DefaultWrapTTL,
-		LogLevel:    logrus.InfoLevel,
-		LogFormat:   "text",
+		VaultAddr: getenv("VAULT_ADDR"),
+		CACert:    getenv("VAULT_CACERT"),
+		Namespace: getenv("VAULT_NAMESPACE"),
+		Auth: vaultauth.Settings{
+			Method:       getenv("VAULT_AUTH_METHOD"),
+			Addr:         getenv("VAULT_ADDR"),
+			Token:        getenv("VAULT_TOKEN"),
+			TokenFile:    getenv("VAULT_TOKEN_FILE"),
+			RoleIDFile:   getenv("VAULT_ROLE_ID_FILE"),
+			SecretIDFile: getenv("VAULT_SECRET_ID_FILE"),
+			Mount:        getenv("VAULT_AUTH_MOUNT"),
+			ClientCert:   getenv("VAULT_CLIENT_CERT"),
+			ClientKey:    getenv("VAULT_CLIENT_KEY"),
+			CertRole:     getenv("VAULT_CERT_ROLE"),
+		},
+		HelperService: getenv("HELPER_SERVICE"),
+		HelperSecret:  getenv("HELPER_SECRET"),
+		Timeout:       provider.DefaultTimeout,
+		TokenRole:     getenv("TOKEN_ROLE"),
+		TokenTTL:      provider.DefaultTokenTTL,
+		TokenMaxTTL:   provider.DefaultTokenMaxTTL,
+		WrapTTL:       provider.DefaultWrapTTL,
+		LogLevel:      logrus.InfoLevel,
+		LogFormat:     "text",
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -85,12 +103,29 @@ func loadConfig(getenv func(string) string) (config, error) {
 			bad("VAULT_CACERT %s holds no PEM certificate", c.CACert)
 		}
 	}
-	if v := getenv("VAULT_SKIP_VERIFY"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			bad("VAULT_SKIP_VERIFY=%s is not a boolean: use true or false", v)
+	for _, b := range []struct {
+		name string
+		to   *bool
+	}{
+		{"VAULT_SKIP_VERIFY", &c.SkipVerify},
+		{"VAULT_SECRET_ID_WRAPPED", &c.Auth.SecretIDWrapped},
+		{"VAULT_SECRET_ID_REMOVE", &c.Auth.SecretIDRemove},
+	} {
+		if v := getenv(b.name); v != "" {
+			parsed, err := strconv.ParseBool(v)
+			if err != nil {
+				bad("%s=%s is not a boolean: use true or false", b.name, v)
+			}
+			*b.to = parsed
 		}
-		c.SkipVerify = b
+	}
+	for _, f := range []struct{ name, path string }{{"VAULT_CLIENT_CERT", c.Auth.ClientCert}, {"VAULT_CLIENT_KEY", c.Auth.ClientKey}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			bad("%s cannot be read: %v (is the file on the plugin's credentials mount?)", f.name, err)
+		}
 	}
 	for _, d := range []struct {
 		name, example string
@@ -143,7 +178,7 @@ func (c config) vaultClient() (*api.Client, error) {
 	}
 	vc.Address = c.VaultAddr
 	vc.Timeout = c.Timeout
-	if err := vc.ConfigureTLS(&api.TLSConfig{CACert: c.CACert, Insecure: c.SkipVerify}); err != nil {
+	if err := vc.ConfigureTLS(&api.TLSConfig{CACert: c.CACert, Insecure: c.SkipVerify, ClientCert: c.Auth.ClientCert, ClientKey: c.Auth.ClientKey}); err != nil {
 		return nil, fmt.Errorf("failed to configure TLS for Vault: %w", err)
 	}
 	client, err := api.NewClient(vc)
@@ -153,5 +188,8 @@ func (c config) vaultClient() (*api.Client, error) {
 	// api.NewClient takes VAULT_TOKEN from the environment by itself; the
 	// token is vaultauth's to set, from whichever source is configured.
 	client.ClearToken()
+	if c.Namespace != "" {
+		client.SetNamespace(c.Namespace)
+	}
 	return client, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/swarmvault/swarmvault/provider"
+	"github.com/swarmvault/swarmvault/vaultauth"
 )
 
 func env(m map[string]string) func(string) string {
@@ -31,7 +32,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{VaultAddr: "https://vault:8200", Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text",
+	want := config{VaultAddr: "https://vault:8200", Auth: vaultauth.Settings{Addr: "https://vault:8200"}, Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text",
 		TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute}
 	if got := policiesFor(t, c); got != "svc" {
 		t.Errorf("default POLICY_TEMPLATE gives %q, want the service name", got)
@@ -48,12 +49,18 @@ func TestLoadConfigSettings(t *testing.T) {
 		"VAULT_ADDR": "http://127.0.0.1:8200", "VAULT_CACERT": ca, "VAULT_SKIP_VERIFY": "true",
 		"VAULT_TOKEN_FILE": "/run/swarmvault/token", "VAULT_CLIENT_TIMEOUT": "3", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
 		"POLICY_TEMPLATE": "base,{{.ServiceName}}", "TOKEN_ROLE": "tasks", "TOKEN_TTL": "10m", "TOKEN_MAX_TTL": "2h", "WRAP_TTL": "30s",
+		"VAULT_NAMESPACE": "team-a", "VAULT_AUTH_METHOD": "approle", "VAULT_ROLE_ID_FILE": "/r", "VAULT_SECRET_ID_FILE": "/s",
+		"VAULT_SECRET_ID_WRAPPED": "true", "VAULT_SECRET_ID_REMOVE": "1", "VAULT_AUTH_MOUNT": "ar", "VAULT_CERT_ROLE": "plugin",
+		"HELPER_SERVICE": "helper", "HELPER_SECRET": "bootstrap",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A bare number of seconds is accepted for VAULT_CLIENT_TIMEOUT, as Vault's CLI accepts it.
-	want := config{VaultAddr: "http://127.0.0.1:8200", CACert: ca, SkipVerify: true, TokenFile: "/run/swarmvault/token",
+	want := config{VaultAddr: "http://127.0.0.1:8200", CACert: ca, SkipVerify: true, Namespace: "team-a",
+		Auth: vaultauth.Settings{Method: "approle", Addr: "http://127.0.0.1:8200", TokenFile: "/run/swarmvault/token", RoleIDFile: "/r", SecretIDFile: "/s",
+			SecretIDWrapped: true, SecretIDRemove: true, Mount: "ar", CertRole: "plugin"},
+		HelperService: "helper", HelperSecret: "bootstrap",
 		Timeout: 3 * time.Second, LogLevel: logrus.DebugLevel, LogFormat: "json",
 		TokenRole: "tasks", TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second}
 	if got := policiesFor(t, c); got != "base,svc" {
@@ -67,13 +74,14 @@ func TestLoadConfigSettings(t *testing.T) {
 
 func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 	_, err := loadConfig(env(map[string]string{
-		"VAULT_CACERT": "/nonexistent/ca.pem", "VAULT_SKIP_VERIFY": "maybe", "VAULT_CLIENT_TIMEOUT": "soon",
+		"VAULT_CACERT": "/nonexistent/ca.pem", "VAULT_SKIP_VERIFY": "maybe", "VAULT_CLIENT_TIMEOUT": "soon", "VAULT_CLIENT_CERT": "/nonexistent/c.pem",
 		"LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "TOKEN_TTL": "48h", "WRAP_TTL": "0s", "POLICY_TEMPLATE": "{{.ServiceName",
 	}))
 	want := strings.Join([]string{
 		"VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200",
 		"VAULT_CACERT cannot be read: open /nonexistent/ca.pem: no such file or directory (is the file on the plugin's credentials mount?)",
 		"VAULT_SKIP_VERIFY=maybe is not a boolean: use true or false",
+		"VAULT_CLIENT_CERT cannot be read: stat /nonexistent/c.pem: no such file or directory (is the file on the plugin's credentials mount?)",
 		"VAULT_CLIENT_TIMEOUT=soon is not a duration: use e.g. 10s",
 		"WRAP_TTL=0s is not a duration: use e.g. 5m",
 		"TOKEN_TTL=48h0m0s is longer than TOKEN_MAX_TTL=24h0m0s: lower it or raise TOKEN_MAX_TTL",
@@ -151,7 +159,9 @@ func TestPluginConfigDeclaresEverySetting(t *testing.T) {
 		}
 		declared[e.Name] = e.Value
 	}
-	read := []string{"VAULT_ADDR", "VAULT_CACERT", "VAULT_SKIP_VERIFY", "VAULT_TOKEN", "VAULT_TOKEN_FILE", "VAULT_CLIENT_TIMEOUT",
+	read := []string{"VAULT_ADDR", "VAULT_CACERT", "VAULT_SKIP_VERIFY", "VAULT_NAMESPACE", "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY",
+		"VAULT_AUTH_METHOD", "VAULT_TOKEN", "VAULT_TOKEN_FILE", "VAULT_ROLE_ID_FILE", "VAULT_SECRET_ID_FILE", "VAULT_SECRET_ID_WRAPPED",
+		"VAULT_SECRET_ID_REMOVE", "VAULT_AUTH_MOUNT", "VAULT_CERT_ROLE", "HELPER_SERVICE", "HELPER_SECRET", "VAULT_CLIENT_TIMEOUT",
 		"POLICY_TEMPLATE", "TOKEN_ROLE", "TOKEN_TTL", "TOKEN_MAX_TTL", "WRAP_TTL", "LOG_LEVEL", "LOG_FORMAT"}
 	for _, name := range read {
 		if _, ok := declared[name]; !ok {

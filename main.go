@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
+	"github.com/swarmvault/swarmvault/bootstrap"
 	"github.com/swarmvault/swarmvault/provider"
 	"github.com/swarmvault/swarmvault/vaultauth"
 )
@@ -50,14 +50,21 @@ func realMain() error {
 	if err != nil {
 		return err
 	}
-	auth, err := vaultauth.NewTokenAuth(cfg.Token, cfg.TokenFile)
+	auth, err := vaultauth.New(cfg.Auth, func() (vaultauth.SecretSource, error) {
+		return bootstrap.NewSocketHelperReader(cfg.HelperService, cfg.HelperSecret)
+	})
 	if err != nil {
 		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	login(ctx, log, client, auth, cfg.Timeout)
+	// The token's one owner. Start-up does not wait for a login: the engine
+	// restores plugins at boot, maybe before Vault is up, and a plugin that
+	// exits then stays down; until a login succeeds, requests wait for it
+	// up to their deadline and then fail with the reason.
+	tokens := vaultauth.NewManager(client, auth, log)
+	go tokens.Run(ctx)
 
 	srv := provider.NewServer(provider.New(client, log, provider.Options{
 		Timeout:     cfg.Timeout,
@@ -66,6 +73,7 @@ func realMain() error {
 		TokenTTL:    cfg.TokenTTL,
 		TokenMaxTTL: cfg.TokenMaxTTL,
 		WrapTTL:     cfg.WrapTTL,
+		Reauth:      tokens,
 	}))
 	l, err := provider.Listen(*socket)
 	if err != nil {
@@ -85,25 +93,4 @@ func realMain() error {
 	waitCtx, cancel := context.WithTimeout(context.Background(), cfg.Timeout+time.Second)
 	defer cancel()
 	return srv.Wait(waitCtx)
-}
-
-// login sets the plugin's token on the client and asks Vault about it.
-// Vault being down or refusing the token is logged, not fatal: the engine
-// restores plugins at boot, maybe before Vault is up, and a plugin that exits
-// then stays down; meanwhile each request reports Vault's answer.
-func login(ctx context.Context, log *logrus.Logger, client *api.Client, auth *vaultauth.TokenAuth, timeout time.Duration) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	s, err := client.Auth().Login(ctx, auth)
-	if err != nil {
-		if tok, terr := auth.Token(); terr == nil {
-			client.SetToken(tok)
-		}
-		log.WithError(err).Error("cannot verify the plugin's Vault token; requests will fail until Vault accepts it")
-		return
-	}
-	log.WithFields(logrus.Fields{
-		"policies": s.Auth.Policies,
-		"ttl":      (time.Duration(s.Auth.LeaseDuration) * time.Second).String(),
-	}).Info("plugin token accepted by Vault")
 }

@@ -104,7 +104,7 @@ func TestProcessServesAndStopsOnSIGTERM(t *testing.T) {
 	if !strings.Contains(stdout.String(), `msg="swarmvault serving"`) || !strings.Contains(stdout.String(), `msg="shutting down"`) {
 		t.Errorf("stdout lacks start/stop lines:\n%s", stdout.String())
 	}
-	if !strings.Contains(stderr.String(), "cannot verify the plugin's Vault token") {
+	if !strings.Contains(stderr.String(), `msg="Vault login failed"`) {
 		t.Errorf("stderr lacks the start-up token check:\n%s", stderr.String())
 	}
 	if strings.Contains(stdout.String()+stderr.String(), "process-test-token") {

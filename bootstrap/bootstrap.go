@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 )
 
@@ -152,4 +154,23 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	}
 	l.n -= len(p)
 	return l.w.Write(p)
+}
+
+// DockerSocket is where the plugin finds the Docker socket: plugin/config.json
+// mounts /dev/null there unless the operator points the docker-socket mount
+// at /var/run/docker.sock, which only the helper method needs (the socket is
+// root on the host).
+const DockerSocket = "/run/docker.sock"
+
+// NewSocketHelperReader is NewHelperReader over the Docker socket at
+// DockerSocket, checked to be a socket so that a missing mount is named.
+func NewSocketHelperReader(service, secret string) (*HelperReader, error) {
+	if st, err := os.Stat(DockerSocket); err != nil || st.Mode()&os.ModeSocket == 0 {
+		return nil, errors.New("VAULT_AUTH_METHOD=helper needs the Docker socket: docker plugin set <plugin> docker-socket.source=/var/run/docker.sock")
+	}
+	c, err := client.NewClientWithOpts(client.WithHost("unix://"+DockerSocket), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the Docker client: %w", err)
+	}
+	return NewHelperReader(c, service, secret)
 }

@@ -48,6 +48,15 @@ type Options struct {
 	// ReadTokenTTL is the TTL of the batch token that reads for a task; it
 	// only has to outlive the request. Default: twice Timeout.
 	ReadTokenTTL time.Duration
+	// Reauth, when set, is asked to log the plugin in again when Vault
+	// calls its token invalid.
+	Reauth Reauther
+}
+
+// Reauther logs the plugin in again. refused is the token Vault refused:
+// if the plugin holds another one already, there is nothing to do.
+type Reauther interface {
+	Reauth(ctx context.Context, refused string) error
 }
 
 // Default option values.

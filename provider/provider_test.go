@@ -34,6 +34,7 @@ type fakeVault struct {
 
 	mu      sync.Mutex
 	minted  map[string]mintedToken // by token
+	dead    map[string]bool        // plugin tokens Vault calls invalid
 	wrapped []wrapCall
 	revoked []string
 }
@@ -63,7 +64,15 @@ func (f *fakeVault) mintedTokens() []mintedToken {
 // revocation and sys/wrapping/wrap.
 func (f *fakeVault) handleTokens() {
 	create := func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("X-Vault-Token") != pluginToken {
+		f.mu.Lock()
+		tok := r.Header.Get("X-Vault-Token")
+		dead := f.dead[tok]
+		f.mu.Unlock()
+		switch {
+		case dead:
+			vaultErrorResponse(w, http.StatusForbidden, "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n")
+			return
+		case tok != pluginToken && !strings.HasPrefix(tok, "plugin-token-"):
 			vaultErrorResponse(w, http.StatusForbidden, "permission denied")
 			return
 		}
@@ -79,16 +88,16 @@ func (f *fakeVault) handleTokens() {
 			return
 		}
 		f.mu.Lock()
-		tok := fmt.Sprintf("task-token-%d", len(f.minted))
+		minted := fmt.Sprintf("task-token-%d", len(f.minted))
 		if f.minted == nil {
 			f.minted = map[string]mintedToken{}
 		}
-		f.minted[tok] = mintedToken{path: path, req: req}
+		f.minted[minted] = mintedToken{path: path, req: req}
 		f.mu.Unlock()
 		orphan := strings.HasSuffix(path, "create-orphan") || strings.Contains(path, "/create/orphan-")
 		ttl, _ := time.ParseDuration(req.TTL)
 		writeJSON(w, http.StatusOK, fmt.Sprintf(`{"auth":{"client_token":%q,"accessor":"acc-%s","policies":%s,"lease_duration":%d,"renewable":%v,"orphan":%v}}`,
-			tok, tok, mustJSON(req.Policies), int(ttl.Seconds()), req.Type != "batch", orphan))
+			minted, minted, mustJSON(req.Policies), int(ttl.Seconds()), req.Type != "batch", orphan))
 	}
 	f.mux.HandleFunc("/v1/auth/token/create", create)
 	f.mux.HandleFunc("/v1/auth/token/create-orphan", create)

@@ -52,16 +52,27 @@ func (p *Provider) mint(ctx context.Context, req Request, policies []string, kin
 	} else {
 		tcr.ExplicitMaxTTL = p.opts.TokenMaxTTL.String()
 	}
-	tokens := p.vault.Auth().Token()
-	var s *api.Secret
-	var err error
-	switch {
-	case p.opts.TokenRole != "":
-		s, err = tokens.CreateWithRoleWithContext(ctx, tcr, p.opts.TokenRole)
-	case kind == taskToken:
-		s, err = tokens.CreateOrphanWithContext(ctx, tcr)
-	default:
-		s, err = tokens.CreateWithContext(ctx, tcr)
+	create := func() (*api.Secret, error) {
+		tokens := p.vault.Auth().Token()
+		switch {
+		case p.opts.TokenRole != "":
+			return tokens.CreateWithRoleWithContext(ctx, tcr, p.opts.TokenRole)
+		case kind == taskToken:
+			return tokens.CreateOrphanWithContext(ctx, tcr)
+		default:
+			return tokens.CreateWithContext(ctx, tcr)
+		}
+	}
+	used := p.vault.Token()
+	s, err := create()
+	if (invalidToken(err) || used == "" && isForbidden(err)) && p.opts.Reauth != nil {
+		// The plugin's token died (revoked, expired, Vault restored from a
+		// backup), or the first login is not done yet: one login, shared
+		// with concurrent requests, then retry.
+		if rerr := p.opts.Reauth.Reauth(ctx, used); rerr != nil {
+			return nil, fmt.Errorf("Vault refused the plugin's token and %w", rerr)
+		}
+		s, err = create()
 	}
 	if err != nil {
 		return nil, p.mintError(err, req, policies)
@@ -75,6 +86,27 @@ func (p *Provider) mint(ctx context.Context, req Request, policies []string, kin
 		return nil, fmt.Errorf("TOKEN_ROLE %s makes child tokens, which die with the plugin's token: set orphan=true on the role", p.opts.TokenRole)
 	}
 	return s, nil
+}
+
+// invalidToken tells a refused token from a token that lacks a permission:
+// Vault adds "invalid token" only for the former. Only then does a re-login
+// help; for a missing permission it would be a login per request.
+func invalidToken(err error) bool {
+	var re *api.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusForbidden {
+		return false
+	}
+	for _, e := range re.Errors {
+		if strings.Contains(e, "invalid token") {
+			return true
+		}
+	}
+	return false
+}
+
+func isForbidden(err error) bool {
+	var re *api.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
 }
 
 func (p *Provider) mintError(err error, req Request, policies []string) error {

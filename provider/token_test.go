@@ -2,6 +2,8 @@ package provider
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -248,5 +250,71 @@ func TestReadAndWriteErrors(t *testing.T) {
 		if resp.Err != tt.want {
 			t.Errorf("Err:\n got %q\nwant %q", resp.Err, tt.want)
 		}
+	}
+}
+
+// fakeReauther logs the plugin in again with plugin-token-<n>.
+type fakeReauther struct {
+	client  interface{ SetToken(string) }
+	calls   int
+	refused []string
+	err     error
+}
+
+func (f *fakeReauther) Reauth(_ context.Context, refused string) error {
+	f.calls++
+	f.refused = append(f.refused, refused)
+	if f.err == nil {
+		f.client.SetToken(fmt.Sprintf("plugin-token-%d", f.calls+1))
+	}
+	return f.err
+}
+
+func TestDeadPluginTokenIsReplacedOnce(t *testing.T) {
+	vault := newFakeVault(t)
+	vault.dead = map[string]bool{pluginToken: true}
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	re := &fakeReauther{client: p.vault}
+	p.opts.Reauth = re
+	resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username"}))
+	if resp.Err != "" || string(resp.Value) != "app" {
+		t.Fatalf("Value %q Err %q", resp.Value, resp.Err)
+	}
+	if re.calls != 1 || re.refused[0] != pluginToken {
+		t.Errorf("Reauth calls %d refused %v", re.calls, re.refused)
+	}
+}
+
+func TestMissingPermissionIsNoReasonToLogIn(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{TokenRole: "forbidden-role"})
+	re := &fakeReauther{client: p.vault}
+	p.opts.Reauth = re
+	p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.path": "secret/app/db"}))
+	if re.calls != 0 {
+		t.Errorf("a missing permission caused %d logins", re.calls)
+	}
+}
+
+func TestLoginFailureIsTheRequestError(t *testing.T) {
+	vault := newFakeVault(t)
+	vault.dead = map[string]bool{pluginToken: true}
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	p.opts.Reauth = &fakeReauther{client: p.vault, err: errors.New("the plugin cannot log in to Vault: approle: invalid secret id")}
+	resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.path": "secret/app/db"}))
+	if want := "secret db_pw: Vault refused the plugin's token and the plugin cannot log in to Vault: approle: invalid secret id"; resp.Err != want {
+		t.Errorf("Err:\n got %q\nwant %q", resp.Err, want)
+	}
+}
+
+func TestRequestBeforeTheFirstLoginWaitsForIt(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	p.vault.ClearToken()
+	re := &fakeReauther{client: p.vault}
+	p.opts.Reauth = re
+	resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username"}))
+	if resp.Err != "" || re.calls != 1 || re.refused[0] != "" {
+		t.Errorf("Err %q, Reauth calls %d %v", resp.Err, re.calls, re.refused)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
+	"sync"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -20,9 +20,15 @@ import (
 type TokenAuth struct {
 	token string
 	file  string
+
+	mu   sync.Mutex
+	last string // the token of the last login, to tell a changed file
 }
 
-var _ api.AuthMethod = (*TokenAuth)(nil)
+var (
+	_ api.AuthMethod = (*TokenAuth)(nil)
+	_ Changer        = (*TokenAuth)(nil)
+)
 
 // NewTokenAuth validates the token settings: exactly one of a value
 // (VAULT_TOKEN) or a file (VAULT_TOKEN_FILE), the file readable and not empty.
@@ -65,33 +71,22 @@ func (a *TokenAuth) Login(ctx context.Context, client *api.Client) (*api.Secret,
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.Clone()
-	if err != nil {
-		return nil, fmt.Errorf("failed to clone the Vault client: %w", err)
+	a.mu.Lock()
+	a.last = tok
+	a.mu.Unlock()
+	return tokenSecret(ctx, client, tok, a.source())
+}
+
+// Changed reports whether the token file now holds another token than the
+// one last logged in with: the operator rotated it.
+func (a *TokenAuth) Changed() bool {
+	if a.file == "" {
+		return false
 	}
-	c.SetToken(tok)
-	self, err := c.Auth().Token().LookupSelfWithContext(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("Vault does not accept the plugin's token (%s): %w", a.source(), err)
-	}
-	policies, err := self.TokenPolicies()
-	if err != nil {
-		return nil, fmt.Errorf("failed to read the token's policies: %w", err)
-	}
-	ttl, err := self.TokenTTL()
-	if err != nil {
-		return nil, fmt.Errorf("failed to read the token's TTL: %w", err)
-	}
-	renewable, _ := self.TokenIsRenewable()
-	// Shaped like a login response, so that client.Auth().Login sets the
-	// token and callers read policies and TTL the same way for every method.
-	return &api.Secret{Auth: &api.SecretAuth{
-		ClientToken:   tok,
-		Policies:      policies,
-		TokenPolicies: policies,
-		LeaseDuration: int(ttl / time.Second),
-		Renewable:     renewable,
-	}}, nil
+	tok, err := a.Token()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return err == nil && tok != a.last
 }
 
 func (a *TokenAuth) source() string {

@@ -1,0 +1,208 @@
+package vaultauth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/sirupsen/logrus"
+)
+
+// fakeMethod is an auth method whose logins hand out tok-1, tok-2, …; the
+// first failFirst logins fail.
+type fakeMethod struct {
+	logins    atomic.Int32
+	failFirst int32
+	renewable bool
+	ttl       int
+	delay     time.Duration
+}
+
+func (f *fakeMethod) Login(ctx context.Context, _ *api.Client) (*api.Secret, error) {
+	n := f.logins.Add(1)
+	time.Sleep(f.delay)
+	if n <= f.failFirst {
+		return nil, errors.New("connection refused")
+	}
+	return &api.Secret{Auth: &api.SecretAuth{ClientToken: fmt.Sprintf("tok-%d", n), Renewable: f.renewable, LeaseDuration: f.ttl}}, nil
+}
+
+// renewVault answers renew-self: with ttl while renew returns true, 403 after.
+func renewVault(t *testing.T, renew func(token string) bool) *api.Client {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/auth/token/renew-self" {
+			http.NotFound(w, r)
+			return
+		}
+		tok := r.Header.Get("X-Vault-Token")
+		w.Header().Set("Content-Type", "application/json")
+		if !renew(tok) {
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`{"errors":["permission denied"]}`))
+			return
+		}
+		fmt.Fprintf(w, `{"auth":{"client_token":%q,"renewable":true,"lease_duration":2}}`, tok)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := api.DefaultConfig()
+	cfg.Address = srv.URL
+	cfg.MaxRetries = 0
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ClearToken()
+	return c
+}
+
+func quietLog() (*logrus.Logger, *lockedBuffer) {
+	var b lockedBuffer
+	l := logrus.New()
+	l.SetOutput(&b)
+	l.SetLevel(logrus.DebugLevel)
+	return l, &b
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func startManager(t *testing.T, client *api.Client, method api.AuthMethod) (*Manager, *lockedBuffer) {
+	t.Helper()
+	log, logs := quietLog()
+	m := NewManager(client, method, log)
+	m.MinBackoff, m.MaxBackoff, m.CheckInterval = 10*time.Millisecond, 50*time.Millisecond, 20*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return m, logs
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestManagerRenewsThenLogsInAgainWhenRenewalIsRefused(t *testing.T) {
+	var renewals atomic.Int32
+	client := renewVault(t, func(tok string) bool {
+		// tok-1 is renewed once, then refused (revoked); tok-2 renews.
+		return tok != "tok-1" || renewals.Add(1) <= 1
+	})
+	method := &fakeMethod{renewable: true, ttl: 2}
+	startManager(t, client, method)
+	waitUntil(t, "a second login after the refused renewal", func() bool { return client.Token() == "tok-2" })
+	if n := renewals.Load(); n < 2 {
+		t.Errorf("tok-1 renewed %d times before the re-login, want a renewal then a refusal", n)
+	}
+}
+
+func TestManagerRetriesLoginWithBackoff(t *testing.T) {
+	client := renewVault(t, func(string) bool { return true })
+	method := &fakeMethod{failFirst: 3}
+	_, logs := startManager(t, client, method)
+	waitUntil(t, "a login after 3 failures", func() bool { return client.Token() == "tok-4" })
+	if n := strings.Count(logs.String(), "Vault login failed"); n != 3 {
+		t.Errorf("%d failed logins logged, want 3:\n%s", n, logs.String())
+	}
+}
+
+func TestReauthIsOneLoginForConcurrentRequests(t *testing.T) {
+	client := renewVault(t, func(string) bool { return true })
+	method := &fakeMethod{delay: 20 * time.Millisecond} // not renewable: kept until Reauth
+	m, _ := startManager(t, client, method)
+	waitUntil(t, "the first login", func() bool { return client.Token() == "tok-1" })
+
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := m.Reauth(ctx, "tok-1"); err != nil {
+				t.Errorf("Reauth: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if client.Token() != "tok-2" || method.logins.Load() != 2 {
+		t.Errorf("after 20 concurrent Reauth: token %s, %d logins; want tok-2 after 2 logins", client.Token(), method.logins.Load())
+	}
+	// A request that saw an old token does not cause another login.
+	if err := m.Reauth(context.Background(), "tok-1"); err != nil || method.logins.Load() != 2 {
+		t.Errorf("Reauth with a stale token: %v, %d logins", err, method.logins.Load())
+	}
+}
+
+func TestReauthWaitsNoLongerThanTheRequestDeadline(t *testing.T) {
+	client := renewVault(t, func(string) bool { return true })
+	method := &fakeMethod{failFirst: 1 << 30}
+	m, _ := startManager(t, client, method)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := m.Reauth(ctx, "")
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Reauth took %v with a 200ms deadline", took)
+	}
+	if err == nil || err.Error() != "the plugin cannot log in to Vault: unable to log in to auth method: connection refused" {
+		t.Errorf("Reauth: %v", err)
+	}
+}
+
+func TestManagerLogsInAgainWhenTheTokenFileChanges(t *testing.T) {
+	client := renewVault(t, func(string) bool { return true })
+	lookups := map[string]bool{}
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		lookups[r.Header.Get("X-Vault-Token")] = true
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"data":{"policies":["default"],"ttl":0,"renewable":false}}`))
+	}))
+	defer srv.Close()
+	client.SetAddress(srv.URL)
+	file := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(file, []byte("first\n"), 0o600)
+	a, err := NewTokenAuth("", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, client, a)
+	waitUntil(t, "login with the first token", func() bool { return client.Token() == "first" })
+	os.WriteFile(file, []byte("second\n"), 0o600)
+	waitUntil(t, "login with the rotated token", func() bool { return client.Token() == "second" })
+}
