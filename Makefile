@@ -26,9 +26,11 @@ test: test-unit test-integration e2e
 test-unit:
 	$(GO) test -race -count=1 ./...
 
+# Includes a 3-minute run through token renewals and re-logins (SWARMVAULT_SOAK).
 test-integration: vault-dev
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token \
-		$(GO) test -race -count=1 -tags integration ./provider/ ./vaultauth/
+	VAULT_SERVER_BIN=$$(e2e/vault.sh build) \
+		$(GO) test -race -count=1 -timeout 20m -tags integration ./provider/ ./vaultauth/
 
 e2e: plugin vault-dev
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token PLUGIN=$(PLUGIN) \

@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -106,6 +107,8 @@ func main() {
 	rootID := flag.String("dev-root-token-id", "", "create the root token with this ID, like vault server -dev-root-token-id")
 	noKV := flag.Bool("dev-no-kv", false, "do not mount a KV v2 engine at secret/")
 	logLevel := flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	tlsCert := flag.String("tls-cert", "", "serve TLS with this PEM certificate (with -tls-key), asking clients for a certificate (cert auth)")
+	tlsKey := flag.String("tls-key", "", "PEM key of -tls-cert")
 	flag.Parse()
 
 	logger := hclog.NewInterceptLogger(&hclog.LoggerOptions{
@@ -113,13 +116,13 @@ func main() {
 		Level:  hclog.LevelFromString(*logLevel),
 		Output: os.Stderr,
 	})
-	if err := run(logger, *addr, *tokenFile, *rootID, !*noKV); err != nil {
+	if err := run(logger, *addr, *tokenFile, *rootID, !*noKV, *tlsCert, *tlsKey); err != nil {
 		logger.Error("vaultserver failed", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(logger hclog.InterceptLogger, addr, tokenFile, rootID string, mountKV bool) error {
+func run(logger hclog.InterceptLogger, addr, tokenFile, rootID string, mountKV bool, tlsCert, tlsKey string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("bad -addr %q: %w", addr, err)
@@ -135,6 +138,16 @@ func run(logger hclog.InterceptLogger, addr, tokenFile, rootID string, mountKV b
 	}
 	defer ln.Close()
 	apiAddr := "http://" + ln.Addr().String()
+	if tlsCert != "" || tlsKey != "" {
+		cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+		if err != nil {
+			return fmt.Errorf("-tls-cert/-tls-key: %w", err)
+		}
+		// RequestClientCert: Vault's cert auth method reads the client's
+		// certificate from the connection and verifies it itself.
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12})
+		apiAddr = "https://" + ln.Addr().String()
+	}
 
 	reg := &registry{
 		credential: map[string]logical.Factory{

@@ -1,0 +1,295 @@
+package vaultauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// loginVault is an httptest Vault for the login methods: wrapping tokens
+// (single use, with a creation path), AppRole and cert logins, lookup-self.
+type loginVault struct {
+	mu       sync.Mutex
+	wrapped  map[string]wrappedValue // by wrapping token
+	secretID string                  // the AppRole secret-id that logs in
+	tokens   map[string]bool         // tokens lookup-self accepts
+	logins   []map[string]any        // login bodies
+	headers  []http.Header
+}
+
+type wrappedValue struct {
+	creationPath string
+	response     string // what unwrap answers
+}
+
+func newLoginVault(t *testing.T) (*loginVault, *api.Client) {
+	t.Helper()
+	v := &loginVault{wrapped: map[string]wrappedValue{}, tokens: map[string]bool{}}
+	srv := httptest.NewServer(http.HandlerFunc(v.serve))
+	t.Cleanup(srv.Close)
+	cfg := api.DefaultConfig()
+	cfg.Address = srv.URL
+	cfg.MaxRetries = 0
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken("dead-old-token") // logins must not send it
+	return v, c
+}
+
+func (v *loginVault) serve(w http.ResponseWriter, r *http.Request) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var body map[string]any
+	json.NewDecoder(r.Body).Decode(&body)
+	v.headers = append(v.headers, r.Header.Clone())
+	w.Header().Set("Content-Type", "application/json")
+	fail := func(code int, msg string) {
+		w.WriteHeader(code)
+		fmt.Fprintf(w, `{"errors":[%q]}`, msg)
+	}
+	switch r.URL.Path {
+	case "/v1/sys/wrapping/lookup":
+		tok, _ := body["token"].(string)
+		wv, ok := v.wrapped[tok]
+		if !ok {
+			fail(http.StatusBadRequest, "wrapping token is not valid or does not exist")
+			return
+		}
+		fmt.Fprintf(w, `{"data":{"creation_path":%q,"creation_ttl":300}}`, wv.creationPath)
+	case "/v1/sys/wrapping/unwrap":
+		tok := r.Header.Get("X-Vault-Token")
+		if t, _ := body["token"].(string); t != "" {
+			tok = t
+		}
+		wv, ok := v.wrapped[tok]
+		if !ok {
+			fail(http.StatusBadRequest, "wrapping token is not valid or does not exist")
+			return
+		}
+		delete(v.wrapped, tok)
+		w.Write([]byte(wv.response))
+	case "/v1/auth/approle/login", "/v1/auth/other/login":
+		v.logins = append(v.logins, body)
+		if body["secret_id"] != v.secretID || body["role_id"] != "role-1" {
+			fail(http.StatusBadRequest, "invalid role or secret ID")
+			return
+		}
+		w.Write([]byte(`{"auth":{"client_token":"approle-token","policies":["swarmvault"],"lease_duration":20,"renewable":true}}`))
+	case "/v1/auth/cert/login":
+		v.logins = append(v.logins, body)
+		w.Write([]byte(`{"auth":{"client_token":"cert-token","policies":["swarmvault"],"lease_duration":60,"renewable":true}}`))
+	case "/v1/auth/token/lookup-self":
+		if !v.tokens[r.Header.Get("X-Vault-Token")] {
+			fail(http.StatusForbidden, "permission denied")
+			return
+		}
+		w.Write([]byte(`{"data":{"policies":["swarmvault"],"ttl":3600,"renewable":true}}`))
+	default:
+		fail(http.StatusNotFound, "")
+	}
+}
+
+func writeCred(t *testing.T, dir, name, value string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(value+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestAppRoleLogin(t *testing.T) {
+	v, client := newLoginVault(t)
+	v.secretID = "secret-1"
+	dir := t.TempDir()
+	a, err := NewAppRoleAuth(writeCred(t, dir, "role-id", "role-1"), writeCred(t, dir, "secret-id", "secret-1"), "", false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := client.Auth().Login(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Auth.ClientToken != "approle-token" || client.Token() != "approle-token" {
+		t.Errorf("login gave %+v", s.Auth)
+	}
+	if h := v.headers[0].Get("X-Vault-Token"); h != "" {
+		t.Errorf("the login sent the old token %q", h)
+	}
+}
+
+func TestAppRoleWrappedSecretIDUnwrapsOnceAndIsRemoved(t *testing.T) {
+	v, client := newLoginVault(t)
+	v.secretID = "secret-from-wrap"
+	v.wrapped["wrap-1"] = wrappedValue{creationPath: "auth/approle/role/swarmvault/secret-id", response: `{"data":{"secret_id":"secret-from-wrap"}}`}
+	dir := t.TempDir()
+	secretFile := writeCred(t, dir, "secret-id", "wrap-1")
+	a, err := NewAppRoleAuth(writeCred(t, dir, "role-id", "role-1"), secretFile, "", true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // the second login reuses the unwrapped secret-id
+		if _, err := client.Auth().Login(context.Background(), a); err != nil {
+			t.Fatalf("login %d: %v", i+1, err)
+		}
+	}
+	if _, err := os.Stat(secretFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("VAULT_SECRET_ID_REMOVE: the file is still there (%v)", err)
+	}
+	if len(v.logins) != 2 || v.logins[1]["secret_id"] != "secret-from-wrap" {
+		t.Errorf("logins %v", v.logins)
+	}
+}
+
+func TestAppRoleRefusesASecretIDWrappedElsewhere(t *testing.T) {
+	v, client := newLoginVault(t)
+	// A wrapping token made by anyone with sys/wrapping/wrap: its content is
+	// the wrapper's choice.
+	v.wrapped["wrap-evil"] = wrappedValue{creationPath: "sys/wrapping/wrap", response: `{"data":{"secret_id":"attacker"}}`}
+	dir := t.TempDir()
+	a, err := NewAppRoleAuth(writeCred(t, dir, "role-id", "role-1"), writeCred(t, dir, "secret-id", "wrap-evil"), "", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Auth().Login(context.Background(), a)
+	want := "the wrapped secret-id in VAULT_SECRET_ID_FILE was wrapped at sys/wrapping/wrap, not at ^auth/approle/role/[^/]+/(custom-)?secret-id$: refusing it"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v", err)
+	}
+	if _, still := v.wrapped["wrap-evil"]; !still {
+		t.Error("the refused wrapping token was unwrapped")
+	}
+}
+
+func TestAppRoleSettings(t *testing.T) {
+	dir := t.TempDir()
+	role := writeCred(t, dir, "role-id", "r")
+	for _, tt := range []struct{ role, secret, want string }{
+		{"", "/x", "VAULT_ROLE_ID_FILE is not set: VAULT_AUTH_METHOD=approle needs the role-id in a file on the plugin's credentials mount"},
+		{role, "", "VAULT_SECRET_ID_FILE is not set: VAULT_AUTH_METHOD=approle needs a secret-id (or a wrapped one) in a file on the plugin's credentials mount"},
+		{role, filepath.Join(dir, "nope"), "VAULT_SECRET_ID_FILE cannot be read: open " + filepath.Join(dir, "nope") + ": no such file or directory"},
+	} {
+		if _, err := NewAppRoleAuth(tt.role, tt.secret, "", false, false); err == nil || err.Error() != tt.want {
+			t.Errorf("error %v\nwant %s", err, tt.want)
+		}
+	}
+}
+
+func TestCertLogin(t *testing.T) {
+	v, client := newLoginVault(t)
+	a, err := NewCertAuth("https://vault:8200", "/c.pem", "/k.pem", "", "swarmvault")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Auth().Login(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if client.Token() != "cert-token" || v.logins[0]["name"] != "swarmvault" {
+		t.Errorf("token %s, login %v", client.Token(), v.logins)
+	}
+	for _, tt := range []struct{ addr, cert, key, want string }{
+		{"https://vault:8200", "", "/k", "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY must both be set for VAULT_AUTH_METHOD=cert: files on the plugin's credentials mount"},
+		{"http://vault:8200", "/c", "/k", "VAULT_ADDR=http://vault:8200 is not https: VAULT_AUTH_METHOD=cert presents its certificate in the TLS handshake"},
+	} {
+		if _, err := NewCertAuth(tt.addr, tt.cert, tt.key, "", ""); err == nil || err.Error() != tt.want {
+			t.Errorf("error %v\nwant %s", err, tt.want)
+		}
+	}
+}
+
+// staticSource is a helper service that holds value, or fails with err.
+type staticSource struct {
+	value string
+	err   error
+}
+
+func (s staticSource) Read(context.Context) ([]byte, error) { return []byte(s.value), s.err }
+
+func TestHelperLogin(t *testing.T) {
+	dir := t.TempDir()
+	role := writeCred(t, dir, "role-id", "role-1")
+	tests := []struct {
+		name      string
+		value     string
+		roleID    string
+		setup     func(v *loginVault)
+		wantToken string
+		wantErr   string
+	}{
+		{name: "a plain token", value: "plain-token\n", setup: func(v *loginVault) { v.tokens["plain-token"] = true }, wantToken: "plain-token"},
+		{name: "a wrapped token", value: "wrap-tok", setup: func(v *loginVault) {
+			v.tokens["unwrapped-token"] = true
+			v.wrapped["wrap-tok"] = wrappedValue{creationPath: "auth/token/create/swarmvault", response: `{"auth":{"client_token":"unwrapped-token"}}`}
+		}, wantToken: "unwrapped-token"},
+		{name: "an AppRole secret-id", value: "secret-1", roleID: role, setup: func(v *loginVault) { v.secretID = "secret-1" }, wantToken: "approle-token"},
+		{name: "a wrapped AppRole secret-id", value: "wrap-sid", roleID: role, setup: func(v *loginVault) {
+			v.secretID = "secret-2"
+			v.wrapped["wrap-sid"] = wrappedValue{creationPath: "auth/approle/role/x/secret-id", response: `{"data":{"secret_id":"secret-2"}}`}
+		}, wantToken: "approle-token"},
+		{name: "garbage", value: "not-a-token", setup: func(*loginVault) {},
+			wantErr: "Vault does not accept the plugin's token (the helper service's secret)"},
+		{name: "helper gone", value: "", setup: func(*loginVault) {},
+			wantErr: "HELPER_SERVICE helper has no running tasks"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, client := newLoginVault(t)
+			tt.setup(v)
+			src := staticSource{value: tt.value}
+			if tt.name == "helper gone" {
+				src.err = errors.New("HELPER_SERVICE helper has no running tasks: create it (global, on the managers) or fix the name")
+			}
+			a, err := NewHelperAuth(src, tt.roleID, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = client.Auth().Login(context.Background(), a)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want %s", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "not-a-token") {
+					t.Error("the error quotes the helper's secret")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if client.Token() != tt.wantToken {
+				t.Errorf("token %q, want %q", client.Token(), tt.wantToken)
+			}
+		})
+	}
+}
+
+func TestNewPicksTheMethod(t *testing.T) {
+	dir := t.TempDir()
+	tok := writeCred(t, dir, "token", "t")
+	if m, err := New(Settings{TokenFile: tok}, nil); err != nil || fmt.Sprintf("%T", m) != "*vaultauth.TokenAuth" {
+		t.Errorf("default: %T %v", m, err)
+	}
+	if _, err := New(Settings{Method: "kerberos"}, nil); err == nil || err.Error() != "VAULT_AUTH_METHOD=kerberos is not a method: use token, approle, cert or helper" {
+		t.Errorf("unknown method: %v", err)
+	}
+	called := false
+	_, err := New(Settings{Method: "helper"}, func() (SecretSource, error) {
+		called = true
+		return nil, errors.New("VAULT_AUTH_METHOD=helper needs the Docker socket")
+	})
+	if !called || err == nil {
+		t.Errorf("helper: called %v, err %v", called, err)
+	}
+}
