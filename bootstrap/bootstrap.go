@@ -20,6 +20,7 @@ import (
 	"path"
 	"strings"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -87,6 +88,9 @@ func (r *HelperReader) helperContainer(ctx context.Context, node string) (string
 		filters.Arg("service", r.service),
 		filters.Arg("desired-state", "running"),
 	)})
+	if cerrdefs.IsNotFound(err) {
+		return "", fmt.Errorf("HELPER_SERVICE %s does not exist: create it (global, on the managers) or fix the name", r.service)
+	}
 	if err != nil {
 		return "", fmt.Errorf("cannot list the tasks of HELPER_SERVICE %s: %w", r.service, err)
 	}

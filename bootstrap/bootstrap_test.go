@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/swarm"
@@ -126,6 +127,13 @@ func TestHelperReaderErrors(t *testing.T) {
 			name:    "helper missing",
 			fake:    &fakeDocker{info: onNode("node-a"), taskList: func(swarm.TaskListOptions) ([]swarm.Task, error) { return nil, nil }},
 			wantErr: "HELPER_SERVICE helper has no running tasks: create it (global, on the managers) or fix the name",
+		},
+		{
+			name: "helper service does not exist",
+			fake: &fakeDocker{info: onNode("node-a"), taskList: func(swarm.TaskListOptions) ([]swarm.Task, error) {
+				return nil, cerrdefs.ErrNotFound.WithMessage("service helper not found")
+			}},
+			wantErr: "HELPER_SERVICE helper does not exist: create it (global, on the managers) or fix the name",
 		},
 		{
 			name:    "helper not on this node",

@@ -16,6 +16,11 @@ image=swarmvault-test/busybox:latest
 
 if [ "${1:-}" = clean ]; then
 	docker stack rm "$stack" >/dev/null 2>&1 || true
+	for _ in $(seq 1 60); do
+		docker ps -aq --filter "label=com.docker.stack.namespace=$stack" | grep -q . || break
+		sleep 1
+	done
+	docker secret rm "${stack}_bootstrap" >/dev/null 2>&1 || true
 	exit 0
 fi
 
@@ -43,19 +48,20 @@ vault_api PUT sys/policies/acl/$stack-plugin \
 token=$(vault_api POST auth/token/create "{\"policies\":[\"$stack-plugin\"],\"ttl\":\"24h\",\"display_name\":\"$stack-plugin\"}" |
 	sed -n 's/.*"client_token":"\([^"]*\)".*/\1/p')
 [ -n "$token" ] || { echo "demo: Vault gave no token" >&2; exit 1; }
-creds="$root/.e2e/demo-credentials"
-mkdir -p "$creds" && chmod 700 "$creds"
-(umask 077 && printf '%s\n' "$token" >"$creds/token")
-
-say "configuring and enabling the plugin $PLUGIN"
+say "configuring and enabling the plugin $PLUGIN: it logs in with the helper service's secret"
 docker plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
+# An empty credentials directory: the helper method needs no file, but the
+# mount's source must exist.
+creds="$root/.e2e/demo-credentials"
+mkdir -p "$creds" && chmod 700 "$creds" && rm -f "$creds/token"
 set -x
-docker plugin set "$PLUGIN" credentials.source="$creds" VAULT_ADDR="$VAULT_ADDR" \
-	VAULT_TOKEN_FILE=/run/swarmvault/token VAULT_TOKEN= TOKEN_ROLE="$stack" LOG_LEVEL=info
+docker plugin set "$PLUGIN" credentials.source="$creds" docker-socket.source=/var/run/docker.sock \
+	VAULT_ADDR="$VAULT_ADDR" VAULT_AUTH_METHOD=helper HELPER_SERVICE=${stack}_vault-helper HELPER_SECRET=vault_bootstrap \
+	VAULT_TOKEN_FILE= VAULT_TOKEN= TOKEN_ROLE="$stack" LOG_LEVEL=info
 docker plugin enable "$PLUGIN"
 { set +x; } 2>/dev/null
 
-say "deploying docker-compose.yml as stack $stack"
+say "removing an earlier demo stack"
 docker stack rm "$stack" >/dev/null 2>&1 || true
 # A removed stack's containers and secrets linger while its tasks stop; a
 # redeploy before they are gone would reuse its secrets' names too early.
@@ -64,10 +70,17 @@ for _ in $(seq 1 60); do
 	  docker secret ls -q --filter "label=com.docker.stack.namespace=$stack"; } | grep -q . || break
 	sleep 1
 done
-SWARMVAULT_DRIVER=$PLUGIN SWARMVAULT_APP_IMAGE=$image \
+say "the plugin's token as the swarm secret ${stack}_bootstrap, for the stack's helper service"
+docker secret rm "${stack}_bootstrap" >/dev/null 2>&1 || true
+printf '%s' "$token" | docker secret create "${stack}_bootstrap" - >/dev/null
+
+say "deploying docker-compose.yml as stack $stack"
+SWARMVAULT_DRIVER=$PLUGIN SWARMVAULT_APP_IMAGE=$image SWARMVAULT_HELPER_IMAGE=$image SWARMVAULT_BOOTSTRAP_SECRET=${stack}_bootstrap \
 	docker stack deploy --compose-file docker-compose.yml "$stack"
 
 service_id=$(docker service inspect --format '{{.ID}}' "${stack}_app")
+# The app's first task may fail while the helper starts (the plugin cannot
+# log in yet); swarm starts a new one.
 say "waiting for the task"
 for _ in $(seq 1 90); do
 	cid=$(docker ps -q --filter "label=com.docker.swarm.service.id=$service_id" --filter status=running | head -n 1)

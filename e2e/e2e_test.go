@@ -51,12 +51,14 @@ func randHex(n int) string {
 // fixture is the Vault side of a run: what was written, and every value and
 // token handed out, none of which may appear in any log.
 type fixture struct {
-	root    *api.Client
-	kv1     string // KV v1 mount of this run
-	role    string // the token role task tokens are made through
-	issued  []string
-	v1, v2  map[string]string // versions 1 and 2 of secret/<run>/db
-	kv1Data map[string]string
+	root *api.Client
+	kv1  string // KV v1 mount of this run
+	role string // the token role task tokens are made through
+	// pluginPolicy may only make tokens through role.
+	pluginPolicy string
+	issued       []string
+	v1, v2       map[string]string // versions 1 and 2 of secret/<run>/db
+	kv1Data      map[string]string
 }
 
 // issue records values handed out, line by line: a log could hold one line
@@ -122,6 +124,7 @@ func setUpVault(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { root.Sys().DeletePolicy(policy) })
+	f.pluginPolicy = policy
 	s, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{policy}, TTL: "2h", DisplayName: "plugin-" + run})
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +161,16 @@ func readRules(paths ...string) string {
 	return rules.String()
 }
 
+// helperSecret returns what the helper service's task holds now.
+func helperSecret(t *testing.T, helper string) string {
+	t.Helper()
+	ids := runningContainers(t, helper)
+	if len(ids) != 1 {
+		t.Fatalf("helper tasks: %s", taskStates(helper))
+	}
+	return string(readSecretFile(t, ids[0], "vault_bootstrap"))
+}
+
 func toAny(m map[string]string) map[string]any {
 	out := map[string]any{}
 	for k, v := range m {
@@ -180,17 +193,75 @@ func configurePlugin(t *testing.T, token, role string) {
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tryDocker("plugin", "disable", "-f", pluginName)
-	docker(t, "plugin", "set", pluginName,
+	setPlugin(t,
 		"credentials.source="+dir,
-		"VAULT_ADDR="+os.Getenv("VAULT_ADDR"),
+		"docker-socket.source=/dev/null",
+		"VAULT_AUTH_METHOD=token",
 		"VAULT_TOKEN_FILE=/run/swarmvault/token",
 		"VAULT_TOKEN=",
 		"TOKEN_ROLE="+role,
 		"POLICY_TEMPLATE={{.ServiceName}}",
 		// debug, so that the leak check covers everything the plugin can log.
 		"LOG_LEVEL=debug")
+}
+
+// setPlugin disables the plugin, changes settings and enables it again, as
+// an operator must (docker plugin set works only on a disabled plugin).
+func setPlugin(t *testing.T, settings ...string) {
+	t.Helper()
+	tryDocker("plugin", "disable", "-f", pluginName)
+	docker(t, append([]string{"plugin", "set", pluginName, "VAULT_ADDR=" + os.Getenv("VAULT_ADDR")}, settings...)...)
 	docker(t, "plugin", "enable", pluginName)
+}
+
+// pluginToken makes a token with the plugin's policy, as an operator hands
+// the plugin one.
+func (f *fixture) pluginToken(t *testing.T) string {
+	t.Helper()
+	s, err := f.root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{f.pluginPolicy}, TTL: "2h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.issue(s.Auth.ClientToken)
+	t.Cleanup(func() { f.root.Auth().Token().RevokeOrphan(s.Auth.ClientToken) })
+	return s.Auth.ClientToken
+}
+
+// createPlainSecret makes an ordinary swarm secret (no driver).
+func createPlainSecret(t *testing.T, name, value string) {
+	t.Helper()
+	cmd := exec.Command("docker", "secret", "create", name, "-")
+	cmd.Stdin = strings.NewReader(value)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker secret create %s: %v: %s", name, err, out)
+	}
+	t.Cleanup(func() { removeSecret(name) })
+}
+
+// deployStack deploys docker-compose.yml as stack, its secrets served by the
+// plugin from secret/<path>, its helper holding the swarm secret bootstrap.
+func deployStack(t *testing.T, stack, path, bootstrap string) {
+	t.Helper()
+	dockerEnv(t, []string{
+		"SWARMVAULT_DRIVER=" + pluginName,
+		"SWARMVAULT_APP_IMAGE=" + testImage,
+		"SWARMVAULT_HELPER_IMAGE=" + testImage,
+		"SWARMVAULT_PATH=secret/" + path,
+		"SWARMVAULT_BOOTSTRAP_SECRET=" + bootstrap,
+	}, "stack", "deploy", "--compose-file", "../docker-compose.yml", stack)
+	t.Cleanup(func() {
+		tryDocker("stack", "rm", stack)
+		waitGone(t, "label=com.docker.stack.namespace="+stack)
+	})
+}
+
+// waitGone waits until no container matches filter.
+func waitGone(t *testing.T, filter string) {
+	t.Helper()
+	waitFor(t, "containers of "+filter+" to go", 60*time.Second, func() (bool, string) {
+		out, _ := tryDocker("ps", "-aq", "--filter", filter)
+		return strings.TrimSpace(out) == "", out
+	})
 }
 
 // auditHasRead tells whether Vault's file audit log has a request to path
@@ -307,12 +378,9 @@ func TestSwarm(t *testing.T) {
 	t.Run("driver secrets from docker stack deploy", func(t *testing.T) {
 		stack := run + "stack"
 		f.servicePolicy(t, stack+"_app", "secret/data/"+run+"/*")
-		dockerEnv(t, []string{
-			"SWARMVAULT_DRIVER=" + pluginName,
-			"SWARMVAULT_APP_IMAGE=" + testImage,
-			"SWARMVAULT_PATH=secret/" + run + "/db",
-		}, "stack", "deploy", "--compose-file", "../docker-compose.yml", stack)
-		t.Cleanup(func() { tryDocker("stack", "rm", stack) })
+		// The plugin logs in with its token file here: the helper's secret is unused.
+		createPlainSecret(t, run+"_unused_bootstrap", "unused")
+		deployStack(t, stack, run+"/db", run+"_unused_bootstrap")
 		containers := waitRunning(t, stack+"_app", 1)
 		if got := readSecretFile(t, containers[0], "db_password"); string(got) != f.v2["password"] {
 			t.Errorf("/run/secrets/db_password differs from Vault (%d bytes, want %d)", len(got), len(f.v2["password"]))
@@ -461,12 +529,7 @@ func TestSwarm(t *testing.T) {
 		helperValue := "helper-" + randHex(8)
 		f.issue(helperValue)
 		name := run + "_helper"
-		cmd := exec.Command("docker", "secret", "create", name, "-")
-		cmd.Stdin = strings.NewReader(helperValue)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("docker secret create: %v: %s", err, out)
-		}
-		t.Cleanup(func() { tryDocker("secret", "rm", name) })
+		createPlainSecret(t, name, helperValue)
 		service := run + "-helper"
 		createService(t, service, []string{"--mode", "global", "--constraint", "node.role==manager"}, name)
 		waitRunning(t, service, 1)
@@ -496,6 +559,72 @@ func TestSwarm(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "cannot read /run/secrets/not_attached in HELPER_SERVICE "+service+" (exit 1: cat: can't open '/run/secrets/not_attached': No such file or directory)") {
 			t.Errorf("reading a secret the helper lacks: %v", err)
 		}
+	})
+
+	t.Run("helper method: the plugin's token comes from a helper service, again when it dies", func(t *testing.T) {
+		stack := run + "h"
+		helper := stack + "_vault-helper"
+		for _, svc := range []string{stack + "_app", run + "-h-after", run + "-h-gone", run + "-h-back"} {
+			f.servicePolicy(t, svc, "secret/data/"+run+"/*")
+		}
+		createPlainSecret(t, run+"_boot1", f.pluginToken(t))
+		// Only the helper method: no token file, the Docker socket mounted.
+		setPlugin(t,
+			"VAULT_AUTH_METHOD=helper", "HELPER_SERVICE="+helper, "HELPER_SECRET=vault_bootstrap",
+			"docker-socket.source=/var/run/docker.sock", "VAULT_TOKEN_FILE=", "VAULT_TOKEN=",
+			"TOKEN_ROLE="+f.role, "LOG_LEVEL=debug")
+		deployStack(t, stack, run+"/db", run+"_boot1")
+		// The app's first tasks may fail while the helper starts; swarm retries them.
+		c := waitRunning(t, stack+"_app", 1)[0]
+		if got := readSecretFile(t, c, "db_password"); string(got) != f.v2["password"] {
+			t.Errorf("the stack served by the helper-method plugin got a different value")
+		}
+
+		served := func(service string) {
+			t.Helper()
+			secret := service + "_pw"
+			createDriverSecret(t, secret, map[string]string{"vault.path": "secret/" + run + "/db", "vault.field": "password"})
+			createService(t, service, nil, secret)
+			c := waitRunning(t, service, 1)[0]
+			if got := readSecretFile(t, c, secret); string(got) != f.v2["password"] {
+				t.Errorf("service %s got a different value", service)
+			}
+		}
+
+		// Rotate the helper's secret and revoke the token the plugin holds.
+		old := helperSecret(t, helper)
+		createPlainSecret(t, run+"_boot2", f.pluginToken(t))
+		docker(t, "service", "update", "--detach", "--secret-rm", run+"_boot1",
+			"--secret-add", "source="+run+"_boot2,target=vault_bootstrap", helper)
+		waitFor(t, "the helper to hold the new secret", 60*time.Second, func() (bool, string) {
+			ids := runningContainers(t, helper)
+			if len(ids) != 1 {
+				return false, taskStates(helper)
+			}
+			out, _ := tryDocker("exec", ids[0], "cat", "/run/secrets/vault_bootstrap")
+			return out != old, "old secret"
+		})
+		if err := f.root.Auth().Token().RevokeOrphan(old); err != nil {
+			t.Fatal(err)
+		}
+		served(run + "-h-after")
+
+		// The helper gone and the token dead: the plugin says which.
+		current := helperSecret(t, helper)
+		docker(t, "service", "rm", helper)
+		waitGone(t, "label=com.docker.swarm.service.name="+helper)
+		if err := f.root.Auth().Token().RevokeOrphan(current); err != nil {
+			t.Fatal(err)
+		}
+		gone := run + "-h-gone"
+		createDriverSecret(t, gone+"_pw", map[string]string{"vault.path": "secret/" + run + "/db"})
+		createService(t, gone, []string{"--restart-condition", "none"}, gone+"_pw")
+		waitForLogLine(t, mark, "secret "+gone+"_pw: Vault refused the plugin's token and the plugin cannot log in to Vault: unable to log in to auth method: HELPER_SERVICE "+helper+" does not exist: create it (global, on the managers) or fix the name")
+
+		// Back: the next task is served.
+		createPlainSecret(t, run+"_boot3", f.pluginToken(t))
+		deployStack(t, stack, run+"/db", run+"_boot3")
+		served(run + "-h-back")
 	})
 
 	t.Run("no log contains a secret value or token", func(t *testing.T) {

@@ -125,13 +125,16 @@ func createDriverSecret(t *testing.T, name string, labels map[string]string) {
 	}
 	args = append(args, name)
 	docker(t, args...)
-	t.Cleanup(func() {
-		// A secret in use by a service being removed is refused for a moment.
-		for i := 0; i < 20; i++ {
-			if _, err := tryDocker("secret", "rm", name); err == nil || strings.Contains(err.Error(), "No such secret") {
-				return
-			}
-			time.Sleep(500 * time.Millisecond)
+	t.Cleanup(func() { removeSecret(name) })
+}
+
+// removeSecret removes a secret, retrying while a service being removed
+// still uses it.
+func removeSecret(name string) {
+	for i := 0; i < 40; i++ {
+		if _, err := tryDocker("secret", "rm", name); err == nil || strings.Contains(err.Error(), "No such secret") {
+			return
 		}
-	})
+		time.Sleep(500 * time.Millisecond)
+	}
 }

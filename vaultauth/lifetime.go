@@ -61,30 +61,40 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 }
 
-// loginWithBackoff logs in until it succeeds or ctx ends.
+// loginWithBackoff logs in until it succeeds or ctx ends. Between failures
+// it waits with capped exponential backoff and jitter; a request waiting for
+// a login (Reauth) cuts the wait short, but logins stay at least MinBackoff
+// apart, so that waiting requests cannot make a login storm.
 func (m *Manager) loginWithBackoff(ctx context.Context) (*api.Secret, error) {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval = m.MinBackoff, m.MaxBackoff
 	b.MaxElapsedTime = 0 // never give up: the plugin is useless without a token
 	b.RandomizationFactor = 0.5
+	b.Reset() // the constructor's Reset took the default initial interval
 	var s *api.Secret
-	err := backoff.RetryNotify(func() error {
+	for {
 		var err error
 		s, err = m.client.Auth().Login(ctx, m.method)
-		if err != nil {
-			m.mu.Lock()
-			m.lastErr = err
-			m.mu.Unlock()
-			if ctx.Err() != nil {
-				return backoff.Permanent(err)
+		if err == nil {
+			break
+		}
+		m.mu.Lock()
+		m.lastErr = err
+		m.mu.Unlock()
+		wait := b.NextBackOff()
+		m.log.WithError(err).WithField("retry_in", wait.Round(time.Millisecond).String()).Error("Vault login failed")
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		case <-timer.C:
+		case <-m.relogin:
+			timer.Stop()
+			if !sleep(ctx, m.MinBackoff) {
+				return nil, ctx.Err()
 			}
 		}
-		return err
-	}, backoff.WithContext(b, ctx), func(err error, wait time.Duration) {
-		m.log.WithError(err).WithField("retry_in", wait.Round(time.Millisecond).String()).Error("Vault login failed")
-	})
-	if err != nil {
-		return nil, err
 	}
 	// A re-login asked for before this login is answered by it: drop the
 	// request, the waiters are released below.
@@ -147,6 +157,17 @@ func (m *Manager) keepAlive(ctx context.Context, s *api.Secret) {
 				return
 			}
 		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -206,3 +206,40 @@ func TestManagerLogsInAgainWhenTheTokenFileChanges(t *testing.T) {
 	os.WriteFile(file, []byte("second\n"), 0o600)
 	waitUntil(t, "login with the rotated token", func() bool { return client.Token() == "second" })
 }
+
+// switchMethod fails until ok is set.
+type switchMethod struct {
+	ok     atomic.Bool
+	logins atomic.Int32
+}
+
+func (s *switchMethod) Login(context.Context, *api.Client) (*api.Secret, error) {
+	s.logins.Add(1)
+	if !s.ok.Load() {
+		return nil, errors.New("HELPER_SERVICE helper has no running tasks")
+	}
+	return &api.Secret{Auth: &api.SecretAuth{ClientToken: "fresh"}}, nil
+}
+
+func TestWaitingRequestCutsTheBackoffShort(t *testing.T) {
+	client := renewVault(t, func(string) bool { return true })
+	method := &switchMethod{}
+	log, _ := quietLog()
+	m := NewManager(client, method, log)
+	m.MinBackoff, m.MaxBackoff = 20*time.Millisecond, time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx)
+	// Let the backoff grow well past a request's deadline.
+	waitUntil(t, "8 failed logins", func() bool { return method.logins.Load() >= 8 })
+	method.ok.Store(true)
+
+	reqCtx, reqCancel := context.WithTimeout(context.Background(), time.Second)
+	defer reqCancel()
+	if err := m.Reauth(reqCtx, ""); err != nil {
+		t.Fatalf("a request waiting for the login: %v", err)
+	}
+	if client.Token() != "fresh" {
+		t.Errorf("token %q", client.Token())
+	}
+}
