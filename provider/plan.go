@@ -119,8 +119,32 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-
 	p := Plan{Path: strings.Trim(known[LabelPath].value, "/"), Field: known[LabelField].value, Format: FormatRaw, Type: TypeKV}
+	for _, step := range []func(map[string]label) error{
+		func(known map[string]label) error { return p.parseSource(known, labels) },
+		p.parseTokenLabels,
+		p.parseWrap,
+		p.parseFormat,
+		p.parseVersionAndReuse,
+	} {
+		if err := step(known); err != nil {
+			return Plan{}, err
+		}
+	}
+	if p.Reuse && (p.Type != TypeKV || p.Wrap) {
+		// A token or a wrapping token is good once: shared, a second task
+		// would get one already used or another task's identity.
+		return Plan{}, fmt.Errorf("label %s=true cannot apply to %s: each task needs its own value", known[LabelReuse].key, p.where())
+	}
+	if p.Wrap && p.Format != FormatRaw {
+		return Plan{}, fmt.Errorf("label %s=%s cannot apply with %s: the file holds a wrapping token, and unwrapping gives the data as Vault keeps it (%s)", LabelFormat, p.Format, LabelWrap, p.where())
+	}
+	return p, nil
+}
+
+// parseSource reads what the value comes from: vault.type, the path (not
+// for a token), vault.param.* (read and write only).
+func (p *Plan) parseSource(known map[string]label, labels map[string]string) error {
 	if l, ok := known[LabelType]; ok {
 		switch l.value {
 		case "kv":
@@ -131,13 +155,13 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 		case "write":
 			p.Type = TypeWrite
 		default:
-			return Plan{}, fmt.Errorf("label %s=%s is not supported: use kv, read, write or token", l.key, l.value)
+			return fmt.Errorf("label %s=%s is not supported: use kv, read, write or token", l.key, l.value)
 		}
 	}
 	for k, v := range labels {
 		if name, ok := strings.CutPrefix(strings.TrimPrefix(k, legacyPrefix), labelParamPrefix); ok {
 			if p.Type != TypeRead && p.Type != TypeWrite {
-				return Plan{}, fmt.Errorf("label %s applies only to %s=read or write (%s)", k, LabelType, p.where())
+				return fmt.Errorf("label %s applies only to %s=read or write (%s)", k, LabelType, p.where())
 			}
 			if p.Params == nil {
 				p.Params = map[string]string{}
@@ -146,62 +170,79 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 		}
 	}
 	if p.Type != TypeToken && p.Path == "" {
-		return Plan{}, fmt.Errorf("label %s is missing: set it to the Vault path of the secret, e.g. %s=secret/myapp/db", LabelPath, LabelPath)
+		return fmt.Errorf("label %s is missing: set it to the Vault path of the secret, e.g. %s=secret/myapp/db", LabelPath, LabelPath)
 	}
 	if l, ok := known[LabelVersion]; ok && p.Type != TypeKV {
-		return Plan{}, fmt.Errorf("label %s applies only to %s=kv (%s)", l.key, LabelType, p.where())
+		return fmt.Errorf("label %s applies only to %s=kv (%s)", l.key, LabelType, p.where())
 	}
-	switch p.Type {
-	case TypeKV:
-		for _, name := range []string{LabelTokenTTL, LabelTokenPolicies} {
-			if l, ok := known[name]; ok {
-				return Plan{}, fmt.Errorf("label %s applies only to %s=token, read or write (%s)", l.key, LabelType, p.where())
-			}
-		}
-	case TypeToken:
+	if p.Type == TypeToken {
 		if l, ok := known[LabelPath]; ok {
-			return Plan{}, fmt.Errorf("label %s has no meaning with %s=token: remove it", l.key, LabelType)
+			return fmt.Errorf("label %s has no meaning with %s=token: remove it", l.key, LabelType)
 		}
 		if p.Field == "" {
 			p.Field = "token"
 		}
 	}
-	if p.Type != TypeKV {
-		if l, ok := known[LabelTokenTTL]; ok {
-			d, err := parseutil.ParseDurationSecond(l.value)
-			if err != nil || d <= 0 {
-				return Plan{}, fmt.Errorf("label %s=%s is not a duration: use e.g. 1h", l.key, l.value)
+	return nil
+}
+
+// parseTokenLabels reads vault.token.ttl and vault.token.policies, which
+// shape a task's own token: the one a token secret is, or a read or write is
+// made with.
+func (p *Plan) parseTokenLabels(known map[string]label) error {
+	if p.Type == TypeKV {
+		for _, name := range []string{LabelTokenTTL, LabelTokenPolicies} {
+			if l, ok := known[name]; ok {
+				return fmt.Errorf("label %s applies only to %s=token, read or write (%s)", l.key, LabelType, p.where())
 			}
-			p.TokenTTL = d
 		}
-		if l, ok := known[LabelTokenPolicies]; ok {
-			for _, pol := range strings.Split(l.value, ",") {
-				if pol = strings.TrimSpace(pol); pol != "" {
-					p.TokenPolicies = append(p.TokenPolicies, pol)
-				}
+		return nil
+	}
+	if l, ok := known[LabelTokenTTL]; ok {
+		d, err := parseutil.ParseDurationSecond(l.value)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("label %s=%s is not a duration: use e.g. 1h", l.key, l.value)
+		}
+		p.TokenTTL = d
+	}
+	if l, ok := known[LabelTokenPolicies]; ok {
+		for _, pol := range strings.Split(l.value, ",") {
+			if pol = strings.TrimSpace(pol); pol != "" {
+				p.TokenPolicies = append(p.TokenPolicies, pol)
 			}
-			if len(p.TokenPolicies) == 0 {
-				return Plan{}, fmt.Errorf("label %s is empty: name policies, or remove it to give the task all its policies", l.key)
-			}
+		}
+		if len(p.TokenPolicies) == 0 {
+			return fmt.Errorf("label %s is empty: name policies, or remove it to give the task all its policies", l.key)
 		}
 	}
-	where := p.where()
-	if l, ok := known[LabelWrap]; ok && l.value != "false" {
-		p.Wrap = true
-		if l.value != "true" {
-			d, err := parseutil.ParseDurationSecond(l.value)
-			if err != nil || d <= 0 {
-				return Plan{}, fmt.Errorf("label %s=%s is neither true nor a TTL: use e.g. %s=5m (%s)", l.key, l.value, LabelWrap, where)
-			}
-			p.WrapTTL = d
-		}
+	return nil
+}
+
+// parseWrap reads vault.wrap: true (the operator's TTL), false, or a TTL.
+func (p *Plan) parseWrap(known map[string]label) error {
+	l, ok := known[LabelWrap]
+	if !ok || l.value == "false" {
+		return nil
 	}
+	p.Wrap = true
+	if l.value != "true" {
+		d, err := parseutil.ParseDurationSecond(l.value)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("label %s=%s is neither true nor a TTL: use e.g. %s=5m (%s)", l.key, l.value, LabelWrap, p.where())
+		}
+		p.WrapTTL = d
+	}
+	return nil
+}
+
+// parseFormat reads vault.format and vault.template.
+func (p *Plan) parseFormat(known map[string]label) error {
 	if l, ok := known[LabelFormat]; ok {
 		switch f := Format(l.value); f {
 		case FormatRaw, FormatJSON, FormatEnv, FormatTemplate:
 			p.Format = f
 		default:
-			return Plan{}, fmt.Errorf("label %s=%s is not a format: use raw, json, env or template (%s)", l.key, l.value, where)
+			return fmt.Errorf("label %s=%s is not a format: use raw, json, env or template (%s)", l.key, l.value, p.where())
 		}
 	}
 	if l, ok := known[LabelTemplate]; ok {
@@ -209,43 +250,39 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 			p.Format = FormatTemplate
 		}
 		if p.Format != FormatTemplate {
-			return Plan{}, fmt.Errorf("label %s is set but %s=%s: set %s=template or remove %s (%s)", l.key, known[LabelFormat].key, p.Format, LabelFormat, l.key, where)
+			return fmt.Errorf("label %s is set but %s=%s: set %s=template or remove %s (%s)", l.key, known[LabelFormat].key, p.Format, LabelFormat, l.key, p.where())
 		}
 		// missingkey=error: a template naming a field the secret lacks fails
 		// the task instead of writing "<no value>" into a connection string.
 		t, err := template.New(LabelTemplate).Option("missingkey=error").Parse(l.value)
 		if err != nil {
-			return Plan{}, fmt.Errorf("label %s does not parse: %v (%s)", l.key, err, where)
+			return fmt.Errorf("label %s does not parse: %v (%s)", l.key, err, p.where())
 		}
 		p.Template = t
 	}
 	if p.Format == FormatTemplate && p.Template == nil {
-		return Plan{}, fmt.Errorf("label %s=template needs a %s label (%s)", known[LabelFormat].key, LabelTemplate, where)
+		return fmt.Errorf("label %s=template needs a %s label (%s)", known[LabelFormat].key, LabelTemplate, p.where())
 	}
+	return nil
+}
 
+// parseVersionAndReuse reads vault.version and vault.reuse.
+func (p *Plan) parseVersionAndReuse(known map[string]label) error {
 	if l, ok := known[LabelVersion]; ok {
 		v, err := strconv.Atoi(l.value)
 		if err != nil || v < 1 {
-			return Plan{}, fmt.Errorf("label %s=%s is not a version number: use a positive integer (%s)", l.key, l.value, where)
+			return fmt.Errorf("label %s=%s is not a version number: use a positive integer (%s)", l.key, l.value, p.where())
 		}
 		p.Version = v
 	}
 	if l, ok := known[LabelReuse]; ok {
 		b, err := strconv.ParseBool(l.value)
 		if err != nil {
-			return Plan{}, fmt.Errorf("label %s=%s is not a boolean: use true or false (%s)", l.key, l.value, where)
+			return fmt.Errorf("label %s=%s is not a boolean: use true or false (%s)", l.key, l.value, p.where())
 		}
 		p.Reuse = b
 	}
-	if p.Reuse && (p.Type != TypeKV || p.Wrap) {
-		// A token or a wrapping token is good once: shared, a second task
-		// would get one already used or another task's identity.
-		return Plan{}, fmt.Errorf("label %s=true cannot apply to %s: each task needs its own value", known[LabelReuse].key, where)
-	}
-	if p.Wrap && p.Format != FormatRaw {
-		return Plan{}, fmt.Errorf("label %s=%s cannot apply with %s: the file holds a wrapping token, and unwrapping gives the data as Vault keeps it (%s)", LabelFormat, p.Format, LabelWrap, where)
-	}
-	return p, nil
+	return nil
 }
 
 // vaultLabels picks the vault.* labels (and their legacy aliases) out of a
