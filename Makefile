@@ -14,7 +14,7 @@ export GOTOOLCHAIN ?= local
 
 # Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
 .PHONY: all build test test-unit test-integration e2e plugin rootfs docker \
-	vault-dev vault-stop demo demo-clean clean
+	vault-dev vault-stop demo demo-clean clean bench
 
 all: build
 
@@ -27,10 +27,12 @@ test-unit:
 	$(GO) test -race -count=1 ./...
 
 # Includes a 3-minute run through token renewals and re-logins (SWARMVAULT_SOAK).
-test-integration: vault-dev
+test-integration: vault-dev build
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token \
 	VAULT_SERVER_BIN=$$(e2e/vault.sh build) \
 		$(GO) test -race -count=1 -timeout 20m -tags integration ./provider/ ./vaultauth/
+	@echo "bench harness smoke run (asserts only that it runs):"
+	$(GO) run ./bench -plugin bin/swarmvault -duration 200ms -rounds 1 -concurrency 1,4 >/dev/null
 
 e2e: plugin vault-dev
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token PLUGIN=$(PLUGIN) \
@@ -64,6 +66,12 @@ demo: plugin vault-dev
 
 demo-clean:
 	PLUGIN=$(PLUGIN) e2e/demo.sh clean
+
+# Not part of make test: benchmarks are noisy by nature. Results and how to
+# read them: bench/RESULTS.md.
+bench: plugin vault-dev
+	$(GO) run ./bench -plugin bin/swarmvault -vault-addr http://127.0.0.1:8200 -root-token-file .e2e/vault-token
+	PLUGIN=$(PLUGIN) bench/scale.sh 50 3
 
 clean:
 	rm -rf bin plugin/rootfs

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -169,6 +170,19 @@ func loadConfig(getenv func(string) string) (config, error) {
 	return c, errors.Join(errs...)
 }
 
+// idleConnsPerHost is how many kept-alive connections to Vault the plugin
+// keeps. The Vault client's default (GOMAXPROCS+1) makes a node's burst of
+// tasks open and close connections at every request (measured in bench/).
+const idleConnsPerHost = 128
+
+// tuneTransport keeps enough idle connections to Vault for bursts.
+func tuneTransport(vc *api.Config) {
+	if t, ok := vc.HttpClient.Transport.(*http.Transport); ok {
+		t.MaxIdleConns = idleConnsPerHost
+		t.MaxIdleConnsPerHost = idleConnsPerHost
+	}
+}
+
 // vaultClient makes the Vault client every request shares: one pooled HTTP
 // transport, so requests reuse keep-alive connections.
 func (c config) vaultClient() (*api.Client, error) {
@@ -178,6 +192,7 @@ func (c config) vaultClient() (*api.Client, error) {
 	}
 	vc.Address = c.VaultAddr
 	vc.Timeout = c.Timeout
+	tuneTransport(vc)
 	if err := vc.ConfigureTLS(&api.TLSConfig{CACert: c.CACert, Insecure: c.SkipVerify, ClientCert: c.Auth.ClientCert, ClientKey: c.Auth.ClientKey}); err != nil {
 		return nil, fmt.Errorf("failed to configure TLS for Vault: %w", err)
 	}

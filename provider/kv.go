@@ -65,6 +65,9 @@ func (p *Provider) kvMount(ctx context.Context, client *api.Client, path string)
 	}
 	s, err := client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+path)
 	var re *api.ResponseError
+	if invalidToken(err) {
+		return mount{}, fmt.Errorf("%w: Vault refused the task's token to read path %s", errInvalidToken, path)
+	}
 	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
 		// Vault answers a path under no mount and a path the token may not
 		// use alike, so as not to reveal which mounts exist.
@@ -173,6 +176,8 @@ func vaultErrorDoing(err error, doing, path, apiPath string) error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("Vault did not answer in time to %s path %s: check Vault's health or raise VAULT_CLIENT_TIMEOUT", doing, path)
+	case invalidToken(err):
+		return fmt.Errorf("%w: Vault refused the task's token to %s path %s", errInvalidToken, doing, path)
 	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
 		return fmt.Errorf("permission denied to %s Vault path %s: the token's policies must grant %s on %s", doing, path, capability, apiPath)
 	case errors.As(err, &re):
@@ -183,6 +188,9 @@ func vaultErrorDoing(err error, doing, path, apiPath string) error {
 		return fmt.Errorf("Vault's answer for path %s cannot be read (%v): check that VAULT_ADDR points at Vault", path, err)
 	}
 }
+
+// errInvalidToken marks a read refused because its token is no longer valid.
+var errInvalidToken = errors.New("invalid token")
 
 // transportCause is the cause of a failed HTTP call: url.Error's own text
 // repeats the method and whole URL, while its cause ("dial tcp

@@ -8,6 +8,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"strings"
@@ -95,10 +96,11 @@ func (o *Options) setDefaults() {
 // Provider answers secret requests from Vault. Its own token only mints a
 // token per task; every read for a task is made with that task's token.
 type Provider struct {
-	vault  *api.Client
-	opts   Options
-	mounts *mountCache
-	log    logrus.FieldLogger
+	vault      *api.Client
+	opts       Options
+	mounts     *mountCache
+	readTokens *tokenCache
+	log        logrus.FieldLogger
 }
 
 // New returns a Provider whose client carries the address, TLS settings and
@@ -106,10 +108,11 @@ type Provider struct {
 func New(client *api.Client, log logrus.FieldLogger, opts Options) *Provider {
 	opts.setDefaults()
 	return &Provider{
-		vault:  client,
-		opts:   opts,
-		mounts: newMountCache(opts.MountCacheTTL),
-		log:    log,
+		vault:      client,
+		opts:       opts,
+		mounts:     newMountCache(opts.MountCacheTTL),
+		readTokens: newTokenCache(),
+		log:        log,
 	}
 }
 
@@ -174,17 +177,35 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 	return secrets.Response{Value: value, DoNotReuse: !plan.Reuse}
 }
 
-// kvValue reads a KV secret with a batch token minted for this task alone.
+// kvValue reads a KV secret with a batch token minted for this task alone,
+// or, for a vault.reuse=true secret, one shared by the requests with the
+// same policies for half its TTL: Swarm gives such a value to every task of
+// the node anyway, so a token per task would only cost a round trip.
 func (p *Provider) kvValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
-	s, err := p.mint(ctx, req, policies, readToken, p.opts.ReadTokenTTL)
-	if err != nil {
-		return nil, err
+	key := strings.Join(policies, ",")
+	client, cached := (*api.Client)(nil), false
+	if plan.Reuse {
+		client, cached = p.readTokens.get(key)
 	}
-	client, err := p.withToken(s.Auth.ClientToken)
-	if err != nil {
-		return nil, err
+	if !cached {
+		s, err := p.mint(ctx, req, policies, readToken, p.opts.ReadTokenTTL)
+		if err != nil {
+			return nil, err
+		}
+		if client, err = p.withToken(s.Auth.ClientToken); err != nil {
+			return nil, err
+		}
+		if plan.Reuse {
+			p.readTokens.put(key, client, p.opts.ReadTokenTTL/2)
+		}
 	}
 	data, err := p.readKV(ctx, client, plan)
+	if cached && errors.Is(err, errInvalidToken) {
+		// The shared token died with its parent (the plugin's token was
+		// revoked): forget it and read with a new one.
+		p.readTokens.drop(key)
+		return p.kvValue(ctx, req, plan, policies)
+	}
 	if err != nil {
 		return nil, err
 	}

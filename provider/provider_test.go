@@ -127,7 +127,12 @@ func (f *fakeVault) asTask(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		m, ok := f.minted[r.Header.Get("X-Vault-Token")]
+		dead := f.dead[r.Header.Get("X-Vault-Token")]
 		f.mu.Unlock()
+		if dead {
+			vaultErrorResponse(w, http.StatusForbidden, "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n")
+			return
+		}
 		if !ok || m.req.Type != "batch" {
 			vaultErrorResponse(w, http.StatusForbidden, "permission denied")
 			return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -86,6 +87,46 @@ func (p *Provider) mint(ctx context.Context, req Request, policies []string, kin
 		return nil, fmt.Errorf("TOKEN_ROLE %s makes child tokens, which die with the plugin's token: set orphan=true on the role", p.opts.TokenRole)
 	}
 	return s, nil
+}
+
+// tokenCache keeps read tokens of vault.reuse=true secrets, by policy set.
+type tokenCache struct {
+	now func() time.Time
+
+	mu     sync.Mutex
+	tokens map[string]cachedToken
+}
+
+type cachedToken struct {
+	client *api.Client
+	until  time.Time
+}
+
+func newTokenCache() *tokenCache {
+	return &tokenCache{now: time.Now, tokens: map[string]cachedToken{}}
+}
+
+func (c *tokenCache) get(key string) (*api.Client, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.tokens[key]
+	if !ok || c.now().After(t.until) {
+		delete(c.tokens, key)
+		return nil, false
+	}
+	return t.client, true
+}
+
+func (c *tokenCache) put(key string, client *api.Client, life time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tokens[key] = cachedToken{client: client, until: c.now().Add(life)}
+}
+
+func (c *tokenCache) drop(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.tokens, key)
 }
 
 // invalidToken tells a refused token from a token that lacks a permission:

@@ -318,3 +318,48 @@ func TestRequestBeforeTheFirstLoginWaitsForIt(t *testing.T) {
 		t.Errorf("Err %q, Reauth calls %d %v", resp.Err, re.calls, re.refused)
 	}
 }
+
+func TestReuseSharesAReadTokenPerPolicySet(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
+	get := func(req Request) {
+		t.Helper()
+		if resp := p.GetSecret(context.Background(), req); resp.Err != "" || string(resp.Value) != "app" {
+			t.Fatalf("Value %q Err %q", resp.Value, resp.Err)
+		}
+	}
+	get(reuse)
+	get(reuse)
+	if n := len(vault.mintedTokens()); n != 1 {
+		t.Errorf("two reuse requests minted %d tokens, want 1", n)
+	}
+	// Another service (other policies) gets its own token; so does every
+	// request that is not reuse.
+	other := reuse
+	other.ServiceName = "other"
+	get(other)
+	task := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username"})
+	get(task)
+	get(task)
+	if n := len(vault.mintedTokens()); n != 4 {
+		t.Errorf("%d tokens minted, want 4", n)
+	}
+
+	// A shared token that died is replaced, and the request served.
+	vault.mu.Lock()
+	vault.dead = map[string]bool{}
+	for tok := range vault.minted {
+		vault.dead[tok] = true
+	}
+	vault.mu.Unlock()
+	get(reuse)
+	// After half the read token's TTL the shared token is not used again.
+	now := time.Now()
+	p.readTokens.now = func() time.Time { return now.Add(p.opts.ReadTokenTTL) }
+	before := len(vault.mintedTokens())
+	get(reuse)
+	if n := len(vault.mintedTokens()); n != before+1 {
+		t.Errorf("after expiry: %d tokens, want %d", n, before+1)
+	}
+}

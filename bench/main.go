@@ -1,0 +1,402 @@
+// Command bench measures what swarmvault adds to a secret fetch: for each
+// mode it serves requests through the real plugin binary (its socket handler,
+// a process of its own) and makes the same Vault calls directly with the
+// Vault API client (the floor), the two sides interleaved in one run so that
+// the noise of a shared machine falls on both. It also reports the plugin
+// process's RSS, idle and after the highest concurrency.
+//
+//	go run ./bench -plugin bin/swarmvault -vault-addr http://127.0.0.1:8200 -root-token-file .e2e/vault-token
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/secrets"
+	"github.com/hashicorp/vault/api"
+)
+
+func main() {
+	if err := realMain(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// mode is one way a secret is served, with the Vault calls the plugin makes
+// for it; floor makes the same calls directly.
+type mode struct {
+	name   string
+	labels map[string]string
+	floor  func(ctx context.Context, v *vaultSide, task int) error
+}
+
+func realMain() error {
+	plugin := flag.String("plugin", "bin/swarmvault", "the plugin binary")
+	addr := flag.String("vault-addr", "http://127.0.0.1:8200", "Vault's address (a dev server)")
+	rootFile := flag.String("root-token-file", ".e2e/vault-token", "file with a root token of that Vault")
+	dur := flag.Duration("duration", 3*time.Second, "how long each side runs in each cell")
+	concs := flag.String("concurrency", "1,16,64", "concurrencies")
+	rounds := flag.Int("rounds", 3, "rounds; each runs every cell, plugin and floor alternating")
+	only := flag.String("modes", "reuse,task,token,wrap", "modes to run")
+	flag.Parse()
+
+	rootTok, err := os.ReadFile(*rootFile)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	v, err := setUpVault(ctx, *addr, strings.TrimSpace(string(rootTok)))
+	if err != nil {
+		return fmt.Errorf("setting up Vault: %w", err)
+	}
+	defer v.cleanUp()
+
+	p, err := startPlugin(*plugin, *addr, v)
+	if err != nil {
+		return err
+	}
+	defer p.stop()
+	idleRSS := p.rss()
+
+	modes := []mode{
+		{name: "reuse", labels: map[string]string{"vault.path": v.kv + "/app/db", "vault.field": "password", "vault.reuse": "true"},
+			floor: func(ctx context.Context, v *vaultSide, _ int) error { return v.read(ctx, v.reader) }},
+		{name: "task", labels: map[string]string{"vault.path": v.kv + "/app/db", "vault.field": "password"},
+			floor: func(ctx context.Context, v *vaultSide, task int) error {
+				c, err := v.mint(ctx, "batch", task)
+				if err != nil {
+					return err
+				}
+				return v.read(ctx, c)
+			}},
+		{name: "token", labels: map[string]string{"vault.type": "token"},
+			floor: func(ctx context.Context, v *vaultSide, task int) error { _, err := v.mint(ctx, "service", task); return err }},
+		{name: "wrap", labels: map[string]string{"vault.path": v.kv + "/app/db", "vault.field": "password", "vault.wrap": "true"},
+			floor: func(ctx context.Context, v *vaultSide, task int) error {
+				c, err := v.mint(ctx, "batch", task)
+				if err != nil {
+					return err
+				}
+				if err := v.read(ctx, c); err != nil {
+					return err
+				}
+				w, _ := c.CloneWithHeaders()
+				w.SetToken(c.Token())
+				w.SetWrappingLookupFunc(func(string, string) string { return "5m" })
+				_, err = w.Logical().WriteWithContext(ctx, "sys/wrapping/wrap", map[string]any{"password": "x"})
+				return err
+			}},
+	}
+	var levels []int
+	for _, s := range strings.Split(*concs, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("-concurrency: %w", err)
+		}
+		levels = append(levels, n)
+	}
+
+	results := map[string]*cell{} // key mode/conc/side
+	var taskSeq atomic.Int64
+	for r := 0; r < *rounds; r++ {
+		for _, m := range modes {
+			if !strings.Contains(","+*only+",", ","+m.name+",") {
+				continue
+			}
+			for _, c := range levels {
+				sides := []string{"plugin", "floor"}
+				if r%2 == 1 {
+					sides = []string{"floor", "plugin"}
+				}
+				for _, side := range sides {
+					key := fmt.Sprintf("%s/%d/%s", m.name, c, side)
+					if results[key] == nil {
+						results[key] = &cell{}
+					}
+					var do func(ctx context.Context) error
+					if side == "plugin" {
+						do = func(ctx context.Context) error { return p.get(ctx, m.labels, int(taskSeq.Add(1))) }
+					} else {
+						do = func(ctx context.Context) error { return m.floor(ctx, v, int(taskSeq.Add(1))) }
+					}
+					if err := run(results[key], c, *dur, do); err != nil {
+						return fmt.Errorf("%s: %w", key, err)
+					}
+				}
+			}
+		}
+	}
+	busyRSS := p.rss()
+
+	fmt.Printf("| mode | concurrency | plugin p50 | floor p50 | p50 ratio | plugin p99 | floor p99 | plugin req/s | floor req/s | req/s ratio |\n")
+	fmt.Printf("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, m := range modes {
+		for _, c := range levels {
+			pl, fl := results[fmt.Sprintf("%s/%d/plugin", m.name, c)], results[fmt.Sprintf("%s/%d/floor", m.name, c)]
+			if pl == nil || fl == nil {
+				continue
+			}
+			fmt.Printf("| %s | %d | %s | %s | %.2f | %s | %s | %.0f | %.0f | %.2f |\n", m.name, c,
+				ms(pl.pct(50)), ms(fl.pct(50)), float64(pl.pct(50))/float64(fl.pct(50)),
+				ms(pl.pct(99)), ms(fl.pct(99)), pl.rate(), fl.rate(), pl.rate()/fl.rate())
+		}
+	}
+	fmt.Printf("\nplugin RSS: %.1f MB idle, %.1f MB after the runs at concurrency %d\n", float64(idleRSS)/1e6, float64(busyRSS)/1e6, levels[len(levels)-1])
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
+
+// cell collects the latencies of one mode, concurrency and side.
+type cell struct {
+	mu      sync.Mutex
+	lat     []time.Duration
+	elapsed time.Duration
+}
+
+func (c *cell) pct(p int) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.lat) == 0 {
+		return 0
+	}
+	sort.Slice(c.lat, func(i, j int) bool { return c.lat[i] < c.lat[j] })
+	return c.lat[(len(c.lat)-1)*p/100]
+}
+
+func (c *cell) rate() float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return float64(len(c.lat)) / c.elapsed.Seconds()
+}
+
+// run calls do from conc goroutines for d, bounded in time and count.
+func run(c *cell, conc int, d time.Duration, do func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ctx.Err() == nil && n < 1_000_000; n++ {
+				t := time.Now()
+				err := do(context.Background())
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				c.mu.Lock()
+				c.lat = append(c.lat, time.Since(t))
+				c.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	c.mu.Lock()
+	c.elapsed += time.Since(start)
+	c.mu.Unlock()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
+// vaultSide is the Vault set-up both sides use: a KV v1 mount with a
+// secret, a task policy and a token role, and a plugin token that may only
+// use the role.
+type vaultSide struct {
+	root, plugin, reader *api.Client
+	kv, role, policy     string
+	pluginToken          string
+}
+
+func setUpVault(ctx context.Context, addr, rootToken string) (*vaultSide, error) {
+	cfg := api.DefaultConfig()
+	cfg.Address = addr
+	// The same transport settings as the plugin's (config.go), so that the
+	// floor is a tuned client too.
+	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
+		t.MaxIdleConns, t.MaxIdleConnsPerHost = 128, 128
+	}
+	root, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	root.SetToken(rootToken)
+	run := fmt.Sprintf("bench-%x", time.Now().UnixNano())
+	v := &vaultSide{root: root, kv: run + "-kv", role: run + "-tasks", policy: run + "-app"}
+	if err := root.Sys().MountWithContext(ctx, v.kv, &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err = root.KVv2(v.kv).Put(ctx, "app/db", map[string]any{"password": "bench-pw"}); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, err
+		}
+	}
+	if err := root.Sys().PutPolicyWithContext(ctx, v.policy, fmt.Sprintf("path %q { capabilities = [\"read\"] }", v.kv+"/data/app/*")); err != nil {
+		return nil, err
+	}
+	if err := root.Sys().PutPolicyWithContext(ctx, run+"-plugin", fmt.Sprintf("path \"auth/token/create/%s\" { capabilities = [\"update\"] }", v.role)); err != nil {
+		return nil, err
+	}
+	if _, err := root.Logical().WriteWithContext(ctx, "auth/token/roles/"+v.role, map[string]any{
+		"allowed_policies": []string{v.policy}, "orphan": true, "token_type": "default-service",
+	}); err != nil {
+		return nil, err
+	}
+	s, err := root.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{Policies: []string{run + "-plugin"}, TTL: "1h"})
+	if err != nil {
+		return nil, err
+	}
+	v.pluginToken = s.Auth.ClientToken
+	v.plugin, _ = root.CloneWithHeaders()
+	v.plugin.SetToken(v.pluginToken)
+	// The floor of "reuse": one read with a token that may read.
+	r, err := v.mintTTL(ctx, "service", 0, "1h")
+	if err != nil {
+		return nil, err
+	}
+	v.reader = r
+	return v, nil
+}
+
+// mint makes a token for a task through the role, as the plugin does, and
+// returns a client acting as it.
+func (v *vaultSide) mint(ctx context.Context, typ string, task int) (*api.Client, error) {
+	return v.mintTTL(ctx, typ, task, "20s")
+}
+
+func (v *vaultSide) mintTTL(ctx context.Context, typ string, task int, ttl string) (*api.Client, error) {
+	s, err := v.plugin.Auth().Token().CreateWithRoleWithContext(ctx, &api.TokenCreateRequest{
+		Policies: []string{v.policy}, TTL: ttl, Type: typ,
+		Metadata: map[string]string{"service": "bench", "task_id": strconv.Itoa(task)},
+	}, v.role)
+	if err != nil {
+		return nil, err
+	}
+	c, _ := v.plugin.CloneWithHeaders()
+	c.SetToken(s.Auth.ClientToken)
+	return c, nil
+}
+
+func (v *vaultSide) read(ctx context.Context, c *api.Client) error {
+	s, err := c.KVv2(v.kv).Get(ctx, "app/db")
+	if err != nil {
+		return err
+	}
+	if s.Data["password"] != "bench-pw" {
+		return errors.New("unexpected value")
+	}
+	return nil
+}
+
+func (v *vaultSide) cleanUp() {
+	v.root.Sys().Unmount(v.kv)
+	v.root.Auth().Token().RevokeOrphan(v.pluginToken)
+}
+
+// pluginProc is the plugin binary running on a socket of its own.
+type pluginProc struct {
+	cmd    *exec.Cmd
+	client *http.Client
+	dir    string
+}
+
+func startPlugin(bin, addr string, v *vaultSide) (*pluginProc, error) {
+	dir, err := os.MkdirTemp("", "swarmvault-bench")
+	if err != nil {
+		return nil, err
+	}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(v.pluginToken), 0o600); err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(dir, "plugin.sock")
+	cmd := exec.Command(bin, "-socket", sock)
+	cmd.Env = []string{"VAULT_ADDR=" + addr, "VAULT_TOKEN_FILE=" + tokenFile, "TOKEN_ROLE=" + v.role,
+		"POLICY_TEMPLATE=" + v.policy, "LOG_LEVEL=warn"}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &pluginProc{cmd: cmd, dir: dir, client: &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: 128,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err := p.get(context.Background(), map[string]string{"vault.path": v.kv + "/app/db", "vault.field": "password"}, 0); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("the plugin does not serve: %w", err)
+		}
+	}
+	time.Sleep(time.Second) // settle before the idle RSS
+	return p, nil
+}
+
+// get asks the plugin for a secret as the engine does.
+func (p *pluginProc) get(ctx context.Context, labels map[string]string, task int) error {
+	body, _ := json.Marshal(struct {
+		secrets.Request
+		NodeID string
+	}{secrets.Request{SecretName: "bench", SecretLabels: labels, ServiceName: "bench", TaskID: strconv.Itoa(task), TaskName: "bench.1"}, "node"})
+	resp, err := p.client.Post("http://plugin/SecretProvider.GetSecret", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var r secrets.Response
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return err
+	}
+	if r.Err != "" || len(r.Value) == 0 {
+		return fmt.Errorf("plugin: %s", r.Err)
+	}
+	return nil
+}
+
+// rss is the plugin process's resident set size in bytes.
+func (p *pluginProc) rss() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func (p *pluginProc) stop() {
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+	os.RemoveAll(p.dir)
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Scale-up in the real swarm: time from `docker service scale x=N` to N
+# running tasks, for a service whose one secret comes from the plugin and
+# for the same service with a native swarm secret. The two alternate, ROUNDS
+# times, in one run. Needs the swarm, the dev Vault and the plugin built
+# (make bench sees to them); configures the plugin with a token file.
+#
+#   bench/scale.sh [N] [ROUNDS]     default 50 tasks, 3 rounds
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+N=${1:-50}
+ROUNDS=${2:-3}
+PLUGIN=${PLUGIN:-swarmvault:latest}
+VAULT_ADDR=${VAULT_ADDR:-http://127.0.0.1:8200}
+image=swarmvault-test/busybox:latest
+run=scale$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+root_token=$(cat .e2e/vault-token)
+vault_api() { curl -sSf -X "$1" -H "X-Vault-Token: $root_token" ${3:+-d "$3"} "$VAULT_ADDR/v1/$2"; }
+
+cleanup() {
+	docker service rm "$run-vault" "$run-native" >/dev/null 2>&1 || true
+	for _ in $(seq 1 60); do
+		docker ps -aq --filter "label=com.docker.swarm.service.name=$run-vault" --filter "label=com.docker.swarm.service.name=$run-native" | grep -q . || break
+		sleep 1
+	done
+	docker secret rm "${run}_vault" "${run}_native" >/dev/null 2>&1 || true
+	vault_api DELETE "secret/metadata/$run" >/dev/null 2>&1 || true
+	vault_api DELETE "sys/policies/acl/$run-vault" >/dev/null 2>&1 || true
+	vault_api DELETE "sys/policies/acl/$run-plugin" >/dev/null 2>&1 || true
+	vault_api DELETE "auth/token/roles/$run" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+# Vault: the secret, the service's policy, a role, a plugin token.
+vault_api POST "secret/data/$run/db" '{"data":{"password":"scale-pw"}}' >/dev/null
+vault_api PUT "sys/policies/acl/$run-vault" "{\"policy\":\"path \\\"secret/data/$run/*\\\" { capabilities = [\\\"read\\\"] }\"}" >/dev/null
+vault_api POST "auth/token/roles/$run" "{\"allowed_policies\":[\"$run-vault\"],\"orphan\":true,\"token_type\":\"default-service\"}" >/dev/null
+vault_api PUT "sys/policies/acl/$run-plugin" "{\"policy\":\"path \\\"auth/token/create/$run\\\" { capabilities = [\\\"update\\\"] }\"}" >/dev/null
+token=$(vault_api POST auth/token/create "{\"policies\":[\"$run-plugin\"],\"ttl\":\"2h\"}" | sed -n 's/.*"client_token":"\([^"]*\)".*/\1/p')
+creds="$root/.e2e/bench-credentials"
+mkdir -p "$creds" && chmod 700 "$creds"
+(umask 077 && printf '%s\n' "$token" >"$creds/token")
+docker plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
+docker plugin set "$PLUGIN" credentials.source="$creds" docker-socket.source=/dev/null VAULT_ADDR="$VAULT_ADDR" \
+	VAULT_AUTH_METHOD=token VAULT_TOKEN_FILE=/run/swarmvault/token VAULT_TOKEN= TOKEN_ROLE="$run" LOG_LEVEL=warn
+docker plugin enable "$PLUGIN" >/dev/null
+
+docker secret create --driver "$PLUGIN" --label "vault.path=secret/$run/db" --label vault.field=password "${run}_vault" >/dev/null
+printf 'scale-pw' | docker secret create "${run}_native" - >/dev/null
+# --network host: no overlay network, all traffic on loopback.
+for kind in vault native; do
+	docker service create --detach --quiet --name "$run-$kind" --network host --replicas 0 \
+		--secret "${run}_$kind" "$image" sleep 3600 >/dev/null
+done
+
+# scale_time SERVICE: seconds from scale to N running tasks, then back to 0.
+scale_time() {
+	local svc=$1 start end
+	start=$(date +%s.%N)
+	docker service scale --detach "$svc=$N" >/dev/null
+	until [ "$(docker service ps -q --filter desired-state=running --filter "name=$svc" "$svc" |
+		xargs -r docker inspect --format '{{.Status.State}}' | grep -c '^running$')" -ge "$N" ]; do
+		sleep 0.2
+	done
+	end=$(date +%s.%N)
+	docker service scale --detach "$svc=0" >/dev/null
+	for _ in $(seq 1 120); do
+		docker ps -q --filter "label=com.docker.swarm.service.name=$svc" | grep -q . || break
+		sleep 0.5
+	done
+	echo "$end - $start" | bc
+}
+
+command -v bc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bc >/dev/null
+echo "| round | Vault secret (s) | native secret (s) | ratio |"
+echo "|---|---|---|---|"
+for r in $(seq 1 "$ROUNDS"); do
+	# Alternate which goes first, so drift over the run falls on both.
+	if [ $((r % 2)) = 1 ]; then
+		v=$(scale_time "$run-vault"); n=$(scale_time "$run-native")
+	else
+		n=$(scale_time "$run-native"); v=$(scale_time "$run-vault")
+	fi
+	printf '| %s | %.2f | %.2f | %.2f |\n' "$r" "$v" "$n" "$(echo "$v / $n" | bc -l)"
+done
