@@ -86,7 +86,10 @@ func realMain() error {
 				return v.read(ctx, c)
 			}},
 		{name: "token", labels: map[string]string{"vault.type": "token"},
-			floor: func(ctx context.Context, v *vaultSide, task int) error { _, err := v.mint(ctx, "service", task); return err }},
+			floor: func(ctx context.Context, v *vaultSide, task int) error {
+				_, err := v.mint(ctx, "service", task)
+				return err
+			}},
 		{name: "wrap", labels: map[string]string{"vault.path": v.kv + "/app/db", "vault.field": "password", "vault.wrap": "true"},
 			floor: func(ctx context.Context, v *vaultSide, task int) error {
 				c, err := v.mint(ctx, "batch", task)
