@@ -55,16 +55,7 @@ func renewVault(t *testing.T, renew func(token string) bool) *api.Client {
 		}
 		fmt.Fprintf(w, `{"auth":{"client_token":%q,"renewable":true,"lease_duration":2}}`, tok)
 	}))
-	t.Cleanup(srv.Close)
-	cfg := api.DefaultConfig()
-	cfg.Address = srv.URL
-	cfg.MaxRetries = 0
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.ClearToken()
-	return c
+	return clientFor(t, srv)
 }
 
 func quietLog() (*logrus.Logger, *lockedBuffer) {

@@ -35,7 +35,15 @@ type wrappedValue struct {
 func newLoginVault(t *testing.T) (*loginVault, *api.Client) {
 	t.Helper()
 	v := &loginVault{wrapped: map[string]wrappedValue{}, tokens: map[string]bool{}}
-	srv := httptest.NewServer(http.HandlerFunc(v.serve))
+	c := clientFor(t, httptest.NewServer(http.HandlerFunc(v.serve)))
+	c.SetToken("dead-old-token") // logins must not send it
+	return v, c
+}
+
+// clientFor returns a Vault client of srv, without token or retries, and
+// closes srv when the test ends.
+func clientFor(t *testing.T, srv *httptest.Server) *api.Client {
+	t.Helper()
 	t.Cleanup(srv.Close)
 	cfg := api.DefaultConfig()
 	cfg.Address = srv.URL
@@ -44,8 +52,8 @@ func newLoginVault(t *testing.T) (*loginVault, *api.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetToken("dead-old-token") // logins must not send it
-	return v, c
+	c.ClearToken()
+	return c
 }
 
 func (v *loginVault) serve(w http.ResponseWriter, r *http.Request) {

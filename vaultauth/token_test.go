@@ -68,16 +68,7 @@ func fakeLookupSelf(t *testing.T, valid string) *api.Client {
 		}
 		w.Write([]byte(`{"data":{"id":"` + valid + `","policies":["default","swarmvault"],"ttl":3600,"renewable":true}}`))
 	}))
-	t.Cleanup(srv.Close)
-	cfg := api.DefaultConfig()
-	cfg.Address = srv.URL
-	cfg.MaxRetries = 0
-	c, err := api.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.ClearToken()
-	return c
+	return clientFor(t, srv)
 }
 
 func TestLoginSetsTheToken(t *testing.T) {
