@@ -18,6 +18,10 @@ const DefaultPolicyTemplate = "{{.ServiceName}}"
 type PolicyTemplate struct {
 	text string
 	tmpl *template.Template
+	// perRequest is set when the template calls serviceLabel, which must be
+	// bound to each request's labels on a clone; otherwise the parsed
+	// template is executed as it is (safe for concurrent use).
+	perRequest bool
 }
 
 // policyData is what POLICY_TEMPLATE sees of a request.
@@ -41,24 +45,27 @@ func ParsePolicyTemplate(text string) (*PolicyTemplate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("POLICY_TEMPLATE does not parse: %w", err)
 	}
-	return &PolicyTemplate{text: text, tmpl: t}, nil
+	return &PolicyTemplate{text: text, tmpl: t, perRequest: strings.Contains(text, "serviceLabel")}, nil
 }
 
 // Policies renders the template for one request: a comma-separated list,
 // blanks dropped, sorted and deduplicated. An error fails this request only.
 func (p *PolicyTemplate) Policies(req Request) ([]string, error) {
-	labels := req.ServiceLabels
-	t, err := p.tmpl.Clone()
-	if err != nil {
-		return nil, fmt.Errorf("POLICY_TEMPLATE cannot be used: %w", err)
-	}
-	t.Funcs(template.FuncMap{"serviceLabel": func(key string) (string, error) {
-		v, ok := labels[key]
-		if !ok {
-			return "", fmt.Errorf("service %s has no label %s", req.ServiceName, key)
+	t := p.tmpl
+	if p.perRequest {
+		var err error
+		if t, err = p.tmpl.Clone(); err != nil {
+			return nil, fmt.Errorf("POLICY_TEMPLATE cannot be used: %w", err)
 		}
-		return v, nil
-	}})
+		labels := req.ServiceLabels
+		t.Funcs(template.FuncMap{"serviceLabel": func(key string) (string, error) {
+			v, ok := labels[key]
+			if !ok {
+				return "", fmt.Errorf("service %s has no label %s", req.ServiceName, key)
+			}
+			return v, nil
+		}})
+	}
 	var b bytes.Buffer
 	data := policyData{
 		ServiceName: req.ServiceName, ServiceID: req.ServiceID, SecretName: req.SecretName,

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -106,4 +107,24 @@ func TestSubset(t *testing.T) {
 	if p, ok := subset([]string{"a", "root"}, []string{"a", "b"}); ok || p != "root" {
 		t.Errorf("root ⊄ {a,b}: got %q %v", p, ok)
 	}
+}
+
+// A template without serviceLabel is executed as parsed, from many
+// requests at once.
+func TestPolicyTemplateSharedConcurrently(t *testing.T) {
+	p := mustPolicies(t, "{{.ServiceName}},base")
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := policyRequest()
+			req.ServiceName = fmt.Sprintf("svc%d", i)
+			got, err := p.Policies(req)
+			if err != nil || strings.Join(got, ",") != "base,"+req.ServiceName {
+				t.Errorf("request %d: %v %v", i, got, err)
+			}
+		}()
+	}
+	wg.Wait()
 }

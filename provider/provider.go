@@ -165,6 +165,15 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 		return p.fail(entry, req, err)
 	}
 
+	if entry.Logger.IsLevelEnabled(logrus.InfoLevel) {
+		logDelivered(entry, plan, start)
+	}
+	// DoNotReuse by default: without it Swarm keeps one value per node and a
+	// later task's fetch overwrites it, so per-task values would be shared.
+	return secrets.Response{Value: value, DoNotReuse: !plan.Reuse}
+}
+
+func logDelivered(entry *logrus.Entry, plan Plan, start time.Time) {
 	entry.WithFields(logrus.Fields{
 		"type":     plan.Type,
 		"wrapped":  plan.Wrap,
@@ -172,9 +181,6 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 		"reuse":    plan.Reuse,
 		"duration": time.Since(start).Round(time.Microsecond).String(),
 	}).Info("secret delivered")
-	// DoNotReuse by default: without it Swarm keeps one value per node and a
-	// later task's fetch overwrites it, so per-task values would be shared.
-	return secrets.Response{Value: value, DoNotReuse: !plan.Reuse}
 }
 
 // kvValue reads a KV secret with a batch token minted for this task alone,
