@@ -5,11 +5,17 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"log"
 	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -213,4 +219,75 @@ func writeTestCA(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// The TLS and namespace settings reach Vault: a server that requires a
+// client certificate signed by its CA, and checks the namespace header.
+func TestVaultClientTLSAndNamespace(t *testing.T) {
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, _ := x509.ParseCertificate(caDER)
+	leaf := func(name string, server bool) tls.Certificate {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		if server {
+			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		}
+		der, _ := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+		return p
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	var gotNamespace string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotNamespace = r.Header.Get("X-Vault-Namespace")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"initialized":true,"sealed":false}`))
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{leaf("127.0.0.1", true)}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below is expected
+	srv.StartTLS()
+	defer srv.Close()
+
+	client := leaf("plugin", false)
+	keyDER, _ := x509.MarshalECPrivateKey(client.PrivateKey.(*ecdsa.PrivateKey))
+	settings := map[string]string{
+		"VAULT_ADDR": srv.URL, "VAULT_NAMESPACE": "team-a",
+		"VAULT_CACERT":      write("ca.pem", "CERTIFICATE", caDER),
+		"VAULT_CLIENT_CERT": write("client.pem", "CERTIFICATE", client.Certificate[0]),
+		"VAULT_CLIENT_KEY":  write("client-key.pem", "EC PRIVATE KEY", keyDER),
+	}
+	c, err := loadConfig(env(settings))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, err := c.vaultClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vc.Sys().Health(); err != nil {
+		t.Fatalf("with CA and client certificate: %v", err)
+	}
+	if gotNamespace != "team-a" {
+		t.Errorf("X-Vault-Namespace %q", gotNamespace)
+	}
+
+	// Without the client certificate the handshake fails.
+	delete(settings, "VAULT_CLIENT_CERT")
+	delete(settings, "VAULT_CLIENT_KEY")
+	c, _ = loadConfig(env(settings))
+	vc, _ = c.vaultClient()
+	if _, err := vc.Sys().Health(); err == nil {
+		t.Error("reached a server that requires a client certificate without one")
+	}
 }
