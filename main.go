@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -36,7 +37,18 @@ func main() {
 
 func realMain() error {
 	socket := flag.String("socket", provider.SocketPath, "Unix socket to serve the plugin API on")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until the plugin stops (for bench/)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	cfg, err := loadConfig(os.Getenv)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/docker/go-plugins-helpers/secrets"
@@ -54,6 +55,7 @@ func realMain() error {
 	concs := flag.String("concurrency", "1,16,64", "concurrencies")
 	rounds := flag.Int("rounds", 3, "rounds; each runs every cell, plugin and floor alternating")
 	only := flag.String("modes", "reuse,task,token,wrap", "modes to run")
+	profile := flag.String("plugin-cpuprofile", "", "write the plugin process's CPU profile here")
 	flag.Parse()
 
 	rootTok, err := os.ReadFile(*rootFile)
@@ -67,7 +69,7 @@ func realMain() error {
 	}
 	defer v.cleanUp()
 
-	p, err := startPlugin(*plugin, *addr, v)
+	p, err := startPlugin(*plugin, *addr, v, *profile)
 	if err != nil {
 		return err
 	}
@@ -174,7 +176,12 @@ func realMain() error {
 				ms(pl.pct(99)), ms(fl.pct(99)), pl.rate(), fl.rate(), pl.rate()/fl.rate())
 		}
 	}
-	fmt.Printf("\nprotocol hop alone (a request refused before any Vault call), concurrency 1: p50 %s, p99 %s\n", ms(hop.pct(50)), ms(hop.pct(99)))
+	var total int
+	for _, c := range results {
+		total += len(c.lat)
+	}
+	fmt.Printf("\nrequests through the plugin and the floor: %d\n", total)
+	fmt.Printf("protocol hop alone (a request refused before any Vault call), concurrency 1: p50 %s, p99 %s\n", ms(hop.pct(50)), ms(hop.pct(99)))
 	fmt.Printf("plugin RSS: %.1f MB idle, %.1f MB after the runs at concurrency %d\n", float64(idleRSS)/1e6, float64(busyRSS)/1e6, levels[len(levels)-1])
 	return nil
 }
@@ -342,7 +349,7 @@ type pluginProc struct {
 	dir    string
 }
 
-func startPlugin(bin, addr string, v *vaultSide) (*pluginProc, error) {
+func startPlugin(bin, addr string, v *vaultSide, profile string) (*pluginProc, error) {
 	dir, err := os.MkdirTemp("", "swarmvault-bench")
 	if err != nil {
 		return nil, err
@@ -352,7 +359,11 @@ func startPlugin(bin, addr string, v *vaultSide) (*pluginProc, error) {
 		return nil, err
 	}
 	sock := filepath.Join(dir, "plugin.sock")
-	cmd := exec.Command(bin, "-socket", sock)
+	args := []string{"-socket", sock}
+	if profile != "" {
+		args = append(args, "-cpuprofile", profile)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = []string{"VAULT_ADDR=" + addr, "VAULT_TOKEN_FILE=" + tokenFile, "TOKEN_ROLE=" + v.role,
 		"POLICY_TEMPLATE=" + v.policy, "LOG_LEVEL=warn"}
 	cmd.Stderr = os.Stderr
@@ -413,8 +424,17 @@ func (p *pluginProc) rss() int64 {
 	return 0
 }
 
+// stop ends the plugin as the engine does, with SIGTERM (which also
+// flushes a CPU profile), killing it if it lingers.
 func (p *pluginProc) stop() {
-	p.cmd.Process.Kill()
-	p.cmd.Wait()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
 	os.RemoveAll(p.dir)
 }
