@@ -170,6 +170,12 @@ func TestIntegrationServesThroughTokenExpiry(t *testing.T) {
 	logins := strings.Count(logs.String(), `msg="logged in to Vault"`)
 	renewals := strings.Count(logs.String(), `msg="renewed the plugin's token"`)
 	t.Logf("%v: %d requests served, %d failed; %d logins, %d renewals", soak, served.Load(), failed.Load(), logins, renewals)
+	// The Manager logs every login and renewal at debug: none shows a credential.
+	for _, secret := range []string{f.roleID, client.Token()} {
+		if strings.Contains(logs.String(), secret) {
+			t.Errorf("the log holds a credential (%d bytes)", len(secret))
+		}
+	}
 	if want := int(soak/time.Minute) + 1; logins < want || renewals == 0 {
 		t.Errorf("%d logins and %d renewals in %v: want at least %d logins (60 s max TTL) and some renewals", logins, renewals, soak, want)
 	}
