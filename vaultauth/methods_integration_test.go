@@ -37,7 +37,6 @@ type appRoleFixture struct {
 	wrappedSecretID  func(t *testing.T) string
 	taskPolicy       string
 	pluginPolicy     string
-	tokenTTL, maxTTL string
 }
 
 func newAppRoleFixture(t *testing.T, tokenTTL, maxTTL string) *appRoleFixture {
