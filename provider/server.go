@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
+	"time"
 
 	"github.com/docker/go-plugins-helpers/sdk"
 	"github.com/docker/go-plugins-helpers/secrets"
@@ -20,8 +20,9 @@ import (
 const SocketPath = "/run/docker/plugins/plugin.sock"
 
 const (
-	manifest = `{"Implements": ["secretprovider"]}`
-	getPath  = "/SecretProvider.GetSecret"
+	manifest     = `{"Implements": ["secretprovider"]}`
+	activatePath = "/Plugin.Activate"
+	getPath      = "/SecretProvider.GetSecret"
 )
 
 // SecretGetter answers one secret request.
@@ -29,20 +30,35 @@ type SecretGetter interface {
 	GetSecret(ctx context.Context, req Request) secrets.Response
 }
 
-// Server serves the secretprovider protocol on a listener. It uses
-// go-plugins-helpers' sdk handler with a request type of our own, because the
-// engine's NodeID has no field in secrets.Request.
+// maxBodyBytes bounds a request body. The engine's request is a few KB (a
+// secret's and a service's labels); anything larger is not the engine.
+const maxBodyBytes = 1 << 20
+
+// readHeaderTimeout bounds how long a connection may take to send its
+// request headers.
+const readHeaderTimeout = 10 * time.Second
+
+// Server serves the secretprovider protocol on a listener, with
+// go-plugins-helpers' request decoding and response encoding and a request
+// type of our own, because the engine's NodeID has no field in
+// secrets.Request. It runs its own http.Server (sdk.Handler's cannot be shut
+// down): Shutdown lets requests under way finish and closes kept-alive
+// connections, so no request is served after it.
 type Server struct {
-	handler  sdk.Handler
-	inflight sync.WaitGroup
+	http *http.Server
 }
 
 // NewServer returns a Server that hands each request to g.
 func NewServer(g SecretGetter) *Server {
-	s := &Server{handler: sdk.NewHandler(manifest)}
-	s.handler.HandleFunc(getPath, func(w http.ResponseWriter, r *http.Request) {
-		s.inflight.Add(1)
-		defer s.inflight.Done()
+	mux := http.NewServeMux()
+	// Managed plugins are not activated (config.json declares the
+	// interface), but a legacy engine or a test may ask.
+	mux.HandleFunc(activatePath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", sdk.DefaultContentTypeV1_1)
+		fmt.Fprintln(w, manifest)
+	})
+	mux.HandleFunc(getPath, func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 		var req Request
 		if err := sdk.DecodeRequest(w, r, &req); err != nil {
 			return
@@ -50,31 +66,25 @@ func NewServer(g SecretGetter) *Server {
 		res := g.GetSecret(r.Context(), req)
 		sdk.EncodeResponse(w, res, res.Err != "")
 	})
-	return s
+	return &Server{http: &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout}}
 }
 
-// Serve answers requests on l until l is closed.
+// Serve answers requests on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.handler.Serve(l)
-	if errors.Is(err, net.ErrClosed) {
+	err := s.http.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
-// Wait blocks until the requests under way have been answered, or ctx ends.
-func (s *Server) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		s.inflight.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("requests still under way at shutdown: %w", ctx.Err())
+// Shutdown stops accepting connections, closes idle ones, and waits until
+// the requests under way have been answered, or ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.http.Shutdown(ctx); err != nil {
+		return fmt.Errorf("requests still under way at shutdown: %w", err)
 	}
+	return nil
 }
 
 // Listen creates the Unix socket at path. A socket file left by a previous

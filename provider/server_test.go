@@ -1,14 +1,17 @@
 package provider
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,10 +140,10 @@ func TestListenRemovesStaleSocket(t *testing.T) {
 	l.Close()
 }
 
-func TestServerWaitsForRequestsUnderWay(t *testing.T) {
+func TestServerShutdownFinishesRequestsUnderWay(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{})
-	client, srv, l := serve(t, getterFunc(func(context.Context, Request) secrets.Response {
+	client, srv, _ := serve(t, getterFunc(func(context.Context, Request) secrets.Response {
 		close(started)
 		<-release
 		return secrets.Response{Value: []byte("late")}
@@ -149,23 +152,85 @@ func TestServerWaitsForRequestsUnderWay(t *testing.T) {
 	go func() {
 		resp, err := client.Post("http://plugin/SecretProvider.GetSecret", "application/json", strings.NewReader(engineRequest))
 		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
+			if !strings.Contains(string(body), `"Value":"bGF0ZQ=="`) {
+				err = fmt.Errorf("body %s", body)
+			}
 		}
 		done <- err
 	}()
 	<-started
-	l.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := srv.Wait(ctx); err == nil {
-		t.Fatal("Wait returned while a request was under way")
+	if err := srv.Shutdown(ctx); err == nil {
+		t.Fatal("Shutdown returned while a request was under way")
 	}
 	close(release)
-	if err := srv.Wait(context.Background()); err != nil {
+	if err := srv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
 		t.Errorf("the request under way at shutdown failed: %v", err)
+	}
+}
+
+// A kept-alive connection must not carry a request past Shutdown: closing
+// only the listener (what the plugin did before) left it served.
+func TestServerServesNothingAfterShutdown(t *testing.T) {
+	var calls atomic.Int32
+	path := filepath.Join(t.TempDir(), "plugin.sock")
+	l, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(getterFunc(func(context.Context, Request) secrets.Response {
+		calls.Add(1)
+		return secrets.Response{Value: []byte("v")}
+	}))
+	go srv.Serve(l)
+	conn, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	post := "POST /SecretProvider.GetSecret HTTP/1.1\r\nHost: plugin\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+	br := bufio.NewReader(conn)
+	fmt.Fprintf(conn, post, len(engineRequest), engineRequest)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, post, len(engineRequest), engineRequest)
+	conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if resp, err := http.ReadResponse(br, nil); err == nil {
+		t.Errorf("a request on a kept-alive connection was answered after Shutdown: %s", resp.Status)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("GetSecret called %d times, want 1", n)
+	}
+}
+
+func TestServerRefusesAnOversizedBody(t *testing.T) {
+	var called atomic.Bool
+	client, _, _ := serve(t, getterFunc(func(context.Context, Request) secrets.Response {
+		called.Store(true)
+		return secrets.Response{Value: []byte("v")}
+	}))
+	big := `{"SecretName":"db_pw","SecretLabels":{"vault.path":"` + strings.Repeat("a", maxBodyBytes) + `"}}`
+	resp, err := client.Post("http://plugin/SecretProvider.GetSecret", "application/json", strings.NewReader(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || called.Load() {
+		t.Errorf("status %d, GetSecret called: %v; want 400 before any call", resp.StatusCode, called.Load())
 	}
 }
