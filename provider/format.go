@@ -3,9 +3,11 @@ package provider
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
+	"text/template"
 )
 
 // MaxValueSize is Swarm's limit on a secret value (swarmkit's MaxSecretSize):
@@ -39,10 +41,13 @@ func render(data map[string]any, p Plan) ([]byte, error) {
 	case FormatEnv:
 		out, err = envLines(data, p)
 	case FormatTemplate:
-		var b bytes.Buffer
-		if err = p.Template.Execute(&b, v); err != nil {
-			// text/template's message names the template and the key, not data.
-			return nil, fmt.Errorf("label %s failed on %s: %v", LabelTemplate, p.where(), err)
+		// A bounded writer: a template's loops could otherwise render far
+		// more than Swarm's limit into memory before the size check below.
+		b := cappedBuffer{max: MaxValueSize}
+		if err = p.Template.Execute(&b, v); errors.Is(err, errTooLarge) {
+			return nil, tooLarge(p)
+		} else if err != nil {
+			return nil, fmt.Errorf("label %s failed on %s: %s", LabelTemplate, p.where(), templateError(p.Template, v))
 		}
 		out = b.Bytes()
 	default:
@@ -56,26 +61,73 @@ func render(data map[string]any, p Plan) ([]byte, error) {
 	case len(out) == 0:
 		return nil, fmt.Errorf("%s gives an empty value and Swarm refuses empty secrets: check %s and the data in Vault", p.where(), LabelField)
 	case len(out) >= MaxValueSize:
-		return nil, fmt.Errorf("%s gives %d bytes, over Swarm's limit of %d: select less with %s", p.where(), len(out), MaxValueSize-1, LabelField)
+		return nil, tooLarge(p)
 	}
 	return out, nil
 }
 
-// selectData is what a wrapped value holds: the selected field under its own
-// name, or all the data.
-func selectData(data map[string]any, p Plan) (map[string]any, error) {
-	if p.Field == "" {
-		return data, nil
+// templateError is a failed vault.template's error for the log and
+// Response.Err. text/template quotes the data in some errors ("range can't
+// iterate over <value>"), so the error shown is that of the same template
+// run again over the data with every value hidden: it has the same position
+// and cause, and can quote nothing but the data's keys, which errors name
+// anyway.
+func templateError(t *template.Template, data any) string {
+	err := t.Execute(&cappedBuffer{max: MaxValueSize}, hideValues(data))
+	if err == nil || errors.Is(err, errTooLarge) {
+		return "it fails on the data (the cause is not shown, as it would quote the secret)"
 	}
-	v, ok := data[p.Field]
-	if !ok {
-		return nil, missingField(data, p)
+	return err.Error()
+}
+
+// hideValues copies data with every value replaced by one of its type.
+func hideValues(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			out[k] = hideValues(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = hideValues(e)
+		}
+		return out
+	case string:
+		return "<hidden>"
+	case json.Number:
+		return json.Number("0")
+	case bool:
+		return false
+	default:
+		return nil
 	}
-	return map[string]any{p.Field: v}, nil
+}
+
+func tooLarge(p Plan) error {
+	return fmt.Errorf("%s gives %d bytes or more, over Swarm's limit of %d: select less with %s", p.where(), MaxValueSize, MaxValueSize-1, LabelField)
+}
+
+// errTooLarge stops a template once its output reaches Swarm's limit.
+var errTooLarge = errors.New("value too large")
+
+// cappedBuffer is a bytes.Buffer that refuses to grow to max bytes.
+type cappedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if c.Len()+len(p) >= c.max {
+		return 0, errTooLarge
+	}
+	return c.Buffer.Write(p)
 }
 
 func missingField(data map[string]any, p Plan) error {
-	return fmt.Errorf("label %s=%s names no field of %s (its fields: %s)", LabelField, p.Field, p.where(), fieldList(data))
+	return fmt.Errorf("label %s=%s names no field of %s (its fields: %s)", LabelField, quote(p.Field), p.where(), fieldList(data))
 }
 
 // marshal writes JSON as a user expects to read it in a file: no HTML

@@ -165,7 +165,7 @@ func TestIntegrationKV(t *testing.T) {
 		{
 			name:    "missing field",
 			labels:  map[string]string{"vault.path": f.kv2 + "/app/db", "vault.field": "pasword"},
-			wantErr: "secret db_pw: label vault.field=pasword names no field of Vault path " + f.kv2 + "/app/db (its fields: password, port, username)",
+			wantErr: "secret db_pw: label vault.field=\"pasword\" names no field of Vault path " + f.kv2 + "/app/db (its fields: password, port, username)",
 		},
 		{
 			name:    "version on KV v1",

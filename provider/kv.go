@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -97,8 +98,9 @@ func (p *Provider) kvMount(ctx context.Context, client *api.Client, path string)
 	return m, nil
 }
 
-// readKV reads the data of a KV secret, KV v1 or v2 as the mount says.
-func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan) (map[string]any, error) {
+// readKV reads a KV secret, KV v1 or v2 as the mount says, and returns the
+// secret's value: rendered, or with vault.wrap the read's own answer wrapped.
+func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan) ([]byte, error) {
 	m, err := p.kvMount(ctx, client, plan.Path)
 	if err != nil {
 		return nil, err
@@ -108,16 +110,19 @@ func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan) (m
 	if rel == "" || plan.Path+"/" == m.path {
 		return nil, fmt.Errorf("label %s=%s names the mount itself: add the secret's path below it, e.g. %ssomething", LabelPath, plan.Path, m.path)
 	}
+	if m.kvVersion == 1 && plan.Version != 0 {
+		return nil, fmt.Errorf("label %s=%d cannot apply to Vault path %s: mount %s is KV v1, which keeps no versions", LabelVersion, plan.Version, plan.Path, m.path)
+	}
+	if plan.Wrap {
+		return p.readKVWrapped(ctx, client, plan, m, rel)
+	}
 
 	if m.kvVersion == 1 {
-		if plan.Version != 0 {
-			return nil, fmt.Errorf("label %s=%d cannot apply to Vault path %s: mount %s is KV v1, which keeps no versions", LabelVersion, plan.Version, plan.Path, m.path)
-		}
 		s, err := client.KVv1(mountName).Get(ctx, rel)
 		if err != nil {
 			return nil, kvError(err, plan, m.path+rel)
 		}
-		return s.Data, nil
+		return render(s.Data, plan)
 	}
 
 	apiPath := m.path + "data/" + rel
@@ -144,7 +149,34 @@ func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan) (m
 		}
 		return nil, fmt.Errorf("%s of Vault path %s is deleted: undelete it (vault kv undelete) or set label %s to a live version", which, plan.Path, LabelVersion)
 	}
-	return s.Data, nil
+	return render(s.Data, plan)
+}
+
+// readKVWrapped reads a KV secret response-wrapped, as `vault kv get
+// -wrap-ttl` does: the wrapping token's creation path is the KV API path
+// (secret/data/app/db on KV v2). api's KV helpers cannot read wrapped, so the
+// API path is the one the mount look-up gave.
+func (p *Provider) readKVWrapped(ctx context.Context, client *api.Client, plan Plan, m mount, rel string) ([]byte, error) {
+	apiPath := m.path + rel
+	var query map[string][]string
+	if m.kvVersion == 2 {
+		apiPath = m.path + "data/" + rel
+		if plan.Version != 0 {
+			query = map[string][]string{"version": {strconv.Itoa(plan.Version)}}
+		}
+	}
+	wc, err := wrapping(client, p.wrapTTL(plan))
+	if err != nil {
+		return nil, err
+	}
+	s, err := wc.Logical().ReadWithDataWithContext(ctx, apiPath, query)
+	if err != nil {
+		return nil, kvError(err, plan, apiPath)
+	}
+	if s == nil {
+		return nil, kvError(api.ErrSecretNotFound, plan, apiPath)
+	}
+	return wrapToken(s, plan.where())
 }
 
 func kvError(err error, plan Plan, apiPath string) error {
@@ -181,7 +213,7 @@ func vaultErrorDoing(err error, doing, path, apiPath string) error {
 	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
 		return fmt.Errorf("permission denied to %s Vault path %s: the token's policies must grant %s on %s", doing, path, capability, apiPath)
 	case errors.As(err, &re):
-		return fmt.Errorf("Vault refused to %s path %s (HTTP %d: %s)", doing, path, re.StatusCode, strings.Join(re.Errors, "; "))
+		return fmt.Errorf("Vault refused to %s path %s (HTTP %d: %s)", doing, path, re.StatusCode, vaultErrors(re))
 	case errors.As(err, &ue):
 		return fmt.Errorf("cannot reach Vault to %s path %s: %v; check VAULT_ADDR and that Vault is up", doing, path, transportCause(err))
 	default:

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
 )
@@ -120,6 +122,11 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 		return Plan{}, err
 	}
 	p := Plan{Path: strings.Trim(known[LabelPath].value, "/"), Field: known[LabelField].value, Format: FormatRaw, Type: TypeKV}
+	if l, ok := known[LabelPath]; ok && p.Path != "" {
+		if err := checkPath(l.key, p.Path); err != nil {
+			return Plan{}, err
+		}
+	}
 	for _, step := range []func(map[string]label) error{
 		func(known map[string]label) error { return p.parseSource(known, labels) },
 		p.parseTokenLabels,
@@ -134,10 +141,16 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 	if p.Reuse && (p.Type != TypeKV || p.Wrap) {
 		// A token or a wrapping token is good once: shared, a second task
 		// would get one already used or another task's identity.
-		return Plan{}, fmt.Errorf("label %s=true cannot apply to %s: each task needs its own value", known[LabelReuse].key, p.where())
+		return Plan{}, fmt.Errorf("label %s=true cannot apply to %s: each task needs its own value", showKey(known[LabelReuse].key), p.where())
 	}
 	if p.Wrap && p.Format != FormatRaw {
 		return Plan{}, fmt.Errorf("label %s=%s cannot apply with %s: the file holds a wrapping token, and unwrapping gives the data as Vault keeps it (%s)", LabelFormat, p.Format, LabelWrap, p.where())
+	}
+	if l, ok := known[LabelField]; ok && p.Wrap {
+		// Vault wraps the response of the call itself, so that the task can
+		// check the wrapping token's creation path; a field cannot be cut
+		// out of a response only the task can open.
+		return Plan{}, fmt.Errorf("label %s cannot apply with %s: Vault wraps the whole response at its source so that the task can verify where it was made; unwrap it in the task and select the field there (%s)", showKey(l.key), LabelWrap, p.where())
 	}
 	return p, nil
 }
@@ -155,29 +168,31 @@ func (p *Plan) parseSource(known map[string]label, labels map[string]string) err
 		case "write":
 			p.Type = TypeWrite
 		default:
-			return fmt.Errorf("label %s=%s is not supported: use kv, read, write or token", l.key, l.value)
+			return fmt.Errorf("label %s=%s is not supported: use kv, read, write or token", showKey(l.key), quote(l.value))
 		}
 	}
-	for k, v := range labels {
-		if name, ok := strings.CutPrefix(strings.TrimPrefix(k, legacyPrefix), labelParamPrefix); ok {
-			if p.Type != TypeRead && p.Type != TypeWrite {
-				return fmt.Errorf("label %s applies only to %s=read or write (%s)", k, LabelType, p.where())
-			}
-			if p.Params == nil {
-				p.Params = map[string]string{}
-			}
-			p.Params[name] = v
+	params, err := paramLabels(labels)
+	if err != nil {
+		return err
+	}
+	for name, l := range params {
+		if p.Type != TypeRead && p.Type != TypeWrite {
+			return fmt.Errorf("label %s applies only to %s=read or write (%s)", showKey(l.key), LabelType, p.where())
 		}
+		if p.Params == nil {
+			p.Params = map[string]string{}
+		}
+		p.Params[name] = l.value
 	}
 	if p.Type != TypeToken && p.Path == "" {
 		return fmt.Errorf("label %s is missing: set it to the Vault path of the secret, e.g. %s=secret/myapp/db", LabelPath, LabelPath)
 	}
 	if l, ok := known[LabelVersion]; ok && p.Type != TypeKV {
-		return fmt.Errorf("label %s applies only to %s=kv (%s)", l.key, LabelType, p.where())
+		return fmt.Errorf("label %s applies only to %s=kv (%s)", showKey(l.key), LabelType, p.where())
 	}
 	if p.Type == TypeToken {
 		if l, ok := known[LabelPath]; ok {
-			return fmt.Errorf("label %s has no meaning with %s=token: remove it", l.key, LabelType)
+			return fmt.Errorf("label %s has no meaning with %s=token: remove it", showKey(l.key), LabelType)
 		}
 		if p.Field == "" {
 			p.Field = "token"
@@ -193,7 +208,7 @@ func (p *Plan) parseTokenLabels(known map[string]label) error {
 	if p.Type == TypeKV {
 		for _, name := range []string{LabelTokenTTL, LabelTokenPolicies} {
 			if l, ok := known[name]; ok {
-				return fmt.Errorf("label %s applies only to %s=token, read or write (%s)", l.key, LabelType, p.where())
+				return fmt.Errorf("label %s applies only to %s=token, read or write (%s)", showKey(l.key), LabelType, p.where())
 			}
 		}
 		return nil
@@ -201,7 +216,7 @@ func (p *Plan) parseTokenLabels(known map[string]label) error {
 	if l, ok := known[LabelTokenTTL]; ok {
 		d, err := parseutil.ParseDurationSecond(l.value)
 		if err != nil || d <= 0 {
-			return fmt.Errorf("label %s=%s is not a duration: use e.g. 1h", l.key, l.value)
+			return fmt.Errorf("label %s=%s is not a duration: use e.g. 1h", showKey(l.key), quote(l.value))
 		}
 		p.TokenTTL = d
 	}
@@ -212,7 +227,7 @@ func (p *Plan) parseTokenLabels(known map[string]label) error {
 			}
 		}
 		if len(p.TokenPolicies) == 0 {
-			return fmt.Errorf("label %s is empty: name policies, or remove it to give the task all its policies", l.key)
+			return fmt.Errorf("label %s is empty: name policies, or remove it to give the task all its policies", showKey(l.key))
 		}
 	}
 	return nil
@@ -228,7 +243,7 @@ func (p *Plan) parseWrap(known map[string]label) error {
 	if l.value != "true" {
 		d, err := parseutil.ParseDurationSecond(l.value)
 		if err != nil || d <= 0 {
-			return fmt.Errorf("label %s=%s is neither true nor a TTL: use e.g. %s=5m (%s)", l.key, l.value, LabelWrap, p.where())
+			return fmt.Errorf("label %s=%s is neither true nor a TTL: use e.g. %s=5m (%s)", showKey(l.key), quote(l.value), LabelWrap, p.where())
 		}
 		p.WrapTTL = d
 	}
@@ -242,7 +257,7 @@ func (p *Plan) parseFormat(known map[string]label) error {
 		case FormatRaw, FormatJSON, FormatEnv, FormatTemplate:
 			p.Format = f
 		default:
-			return fmt.Errorf("label %s=%s is not a format: use raw, json, env or template (%s)", l.key, l.value, p.where())
+			return fmt.Errorf("label %s=%s is not a format: use raw, json, env or template (%s)", showKey(l.key), quote(l.value), p.where())
 		}
 	}
 	if l, ok := known[LabelTemplate]; ok {
@@ -250,18 +265,18 @@ func (p *Plan) parseFormat(known map[string]label) error {
 			p.Format = FormatTemplate
 		}
 		if p.Format != FormatTemplate {
-			return fmt.Errorf("label %s is set but %s=%s: set %s=template or remove %s (%s)", l.key, known[LabelFormat].key, p.Format, LabelFormat, l.key, p.where())
+			return fmt.Errorf("label %s is set but %s=%s: set %s=template or remove %s (%s)", showKey(l.key), showKey(known[LabelFormat].key), p.Format, LabelFormat, showKey(l.key), p.where())
 		}
 		// missingkey=error: a template naming a field the secret lacks fails
 		// the task instead of writing "<no value>" into a connection string.
 		t, err := template.New(LabelTemplate).Option("missingkey=error").Parse(l.value)
 		if err != nil {
-			return fmt.Errorf("label %s does not parse: %v (%s)", l.key, err, p.where())
+			return fmt.Errorf("label %s does not parse: %v (%s)", showKey(l.key), err, p.where())
 		}
 		p.Template = t
 	}
 	if p.Format == FormatTemplate && p.Template == nil {
-		return fmt.Errorf("label %s=template needs a %s label (%s)", known[LabelFormat].key, LabelTemplate, p.where())
+		return fmt.Errorf("label %s=template needs a %s label (%s)", showKey(known[LabelFormat].key), LabelTemplate, p.where())
 	}
 	return nil
 }
@@ -271,14 +286,14 @@ func (p *Plan) parseVersionAndReuse(known map[string]label) error {
 	if l, ok := known[LabelVersion]; ok {
 		v, err := strconv.Atoi(l.value)
 		if err != nil || v < 1 {
-			return fmt.Errorf("label %s=%s is not a version number: use a positive integer (%s)", l.key, l.value, p.where())
+			return fmt.Errorf("label %s=%s is not a version number: use a positive integer (%s)", showKey(l.key), quote(l.value), p.where())
 		}
 		p.Version = v
 	}
 	if l, ok := known[LabelReuse]; ok {
 		b, err := strconv.ParseBool(l.value)
 		if err != nil {
-			return fmt.Errorf("label %s=%s is not a boolean: use true or false (%s)", l.key, l.value, p.where())
+			return fmt.Errorf("label %s=%s is not a boolean: use true or false (%s)", showKey(l.key), quote(l.value), p.where())
 		}
 		p.Reuse = b
 	}
@@ -291,12 +306,7 @@ func vaultLabels(labels map[string]string) (map[string]label, error) {
 	known := map[string]label{}
 	// Sorted, so that with two conflicting spellings the error is the same
 	// every time.
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range sortedLabelKeys(labels) {
 		name := strings.TrimPrefix(k, legacyPrefix)
 		if !strings.HasPrefix(name, "vault.") || strings.HasPrefix(name, labelParamPrefix) {
 			continue
@@ -304,13 +314,70 @@ func vaultLabels(labels map[string]string) (map[string]label, error) {
 		switch name {
 		case LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelTokenTTL, LabelTokenPolicies:
 		default:
-			return nil, fmt.Errorf("label %s is not a swarmvault label: use %s", k, strings.Join([]string{
+			return nil, fmt.Errorf("label %s is not a swarmvault label: use %s", showKey(k), strings.Join([]string{
 				LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelTokenTTL, LabelTokenPolicies, labelParamPrefix + "<name>"}, ", "))
 		}
 		if prev, dup := known[name]; dup && prev.value != labels[k] {
-			return nil, fmt.Errorf("labels %s and %s disagree: keep one of them", prev.key, k)
+			return nil, fmt.Errorf("labels %s and %s disagree: keep one of them", showKey(prev.key), showKey(k))
 		}
 		known[name] = label{key: k, value: labels[k]}
 	}
 	return known, nil
+}
+
+// paramLabels picks the vault.param.* labels (and their legacy aliases) out
+// of a secret's labels, keyed by parameter name. Two spellings of one
+// parameter with different values are refused, as for every other label:
+// otherwise map order would pick one at random.
+func paramLabels(labels map[string]string) (map[string]label, error) {
+	params := map[string]label{}
+	for _, k := range sortedLabelKeys(labels) {
+		name, ok := strings.CutPrefix(strings.TrimPrefix(k, legacyPrefix), labelParamPrefix)
+		if !ok {
+			continue
+		}
+		if name == "" {
+			return nil, fmt.Errorf("label %s names no parameter: use %s<name>", showKey(k), labelParamPrefix)
+		}
+		if prev, dup := params[name]; dup && prev.value != labels[k] {
+			return nil, fmt.Errorf("labels %s and %s disagree: keep one of them", showKey(prev.key), showKey(k))
+		}
+		params[name] = label{key: k, value: labels[k]}
+	}
+	return params, nil
+}
+
+func sortedLabelKeys(labels map[string]string) []string {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// maxPathLen bounds vault.path. Vault itself sets no limit, but no real path
+// comes near it, and every error and log line quotes the path.
+const maxPathLen = 512
+
+// checkPath refuses a vault.path that Vault would not read as written. The
+// Vault client cleans a request path (path.Join), so secret/../kv1/app would
+// read kv1/app while the log, the error and the token's metadata name the
+// first; an empty segment is cleaned away likewise. Control characters would
+// break the log line that names the path.
+func checkPath(key, path string) error {
+	if len(path) > maxPathLen {
+		return fmt.Errorf("label %s is %d bytes long: a Vault path here is at most %d", showKey(key), len(path), maxPathLen)
+	}
+	for _, r := range path {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return fmt.Errorf("label %s=%s holds a control or non-printing character: write the path as plain text", showKey(key), quote(path))
+		}
+	}
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("label %s=%s has an empty, . or .. segment, which Vault would resolve to another path: name the path itself, e.g. secret/myapp/db", showKey(key), quote(path))
+		}
+	}
+	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,12 +48,37 @@ type Options struct {
 	TokenTTL, TokenMaxTTL time.Duration
 	// WrapTTL is the wrapping TTL of vault.wrap=true (WRAP_TTL).
 	WrapTTL time.Duration
-	// ReadTokenTTL is the TTL of the batch token that reads for a task; it
-	// only has to outlive the request. Default: twice Timeout.
+	// ReadTokenTTL is the TTL of the batch token that reads for a task.
+	// Default: ReadTokenTTL(Timeout).
 	ReadTokenTTL time.Duration
 	// Reauth, when set, is asked to log the plugin in again when Vault
 	// calls its token invalid.
 	Reauth Reauther
+	// AllowedTypes are the vault.type values this install serves
+	// (ALLOWED_TYPES); nil serves all.
+	AllowedTypes []Type
+}
+
+// AllTypes are the vault.type values, in the order errors list them.
+var AllTypes = []Type{TypeKV, TypeRead, TypeWrite, TypeToken}
+
+// ParseAllowedTypes parses ALLOWED_TYPES, a comma-separated list of
+// vault.type values; empty means all.
+func ParseAllowedTypes(list string) ([]Type, error) {
+	if strings.TrimSpace(list) == "" {
+		return AllTypes, nil
+	}
+	var out []Type
+	for _, t := range strings.Split(list, ",") {
+		t = strings.TrimSpace(t)
+		if !slices.Contains(AllTypes, Type(t)) {
+			return nil, fmt.Errorf("ALLOWED_TYPES=%s names %s, which is not a vault.type: use a comma list of kv, read, write and token", list, strconv.Quote(t))
+		}
+		if !slices.Contains(out, Type(t)) {
+			out = append(out, Type(t))
+		}
+	}
+	return out, nil
 }
 
 // Reauther logs the plugin in again. refused is the token Vault refused:
@@ -68,6 +95,10 @@ const (
 	DefaultTokenMaxTTL   = 24 * time.Hour
 	DefaultWrapTTL       = 5 * time.Minute
 )
+
+// ReadTokenTTL is the default TTL of a read token for a request deadline:
+// it only has to outlive the request.
+func ReadTokenTTL(timeout time.Duration) time.Duration { return 2 * timeout }
 
 func (o *Options) setDefaults() {
 	if o.Timeout <= 0 {
@@ -89,7 +120,7 @@ func (o *Options) setDefaults() {
 		o.WrapTTL = DefaultWrapTTL
 	}
 	if o.ReadTokenTTL <= 0 {
-		o.ReadTokenTTL = 2 * o.Timeout
+		o.ReadTokenTTL = ReadTokenTTL(o.Timeout)
 	}
 }
 
@@ -143,6 +174,9 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 	if plan.Path != "" {
 		entry = entry.WithField("path", plan.Path)
 	}
+	if p.opts.AllowedTypes != nil && !slices.Contains(p.opts.AllowedTypes, plan.Type) {
+		return p.fail(entry, req, fmt.Errorf("%s=%s is not served by this plugin (ALLOWED_TYPES=%s): use one of those types, or ask the operator to allow it", LabelType, plan.Type, joinTypes(p.opts.AllowedTypes)))
+	}
 
 	policies, err := p.opts.Policies.Policies(req)
 	if err != nil {
@@ -164,13 +198,20 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 	if err != nil {
 		return p.fail(entry, req, err)
 	}
-
 	if entry.Logger.IsLevelEnabled(logrus.InfoLevel) {
 		logDelivered(entry, plan, start)
 	}
 	// DoNotReuse by default: without it Swarm keeps one value per node and a
 	// later task's fetch overwrites it, so per-task values would be shared.
 	return secrets.Response{Value: value, DoNotReuse: !plan.Reuse}
+}
+
+func joinTypes(types []Type) string {
+	s := make([]string, len(types))
+	for i, t := range types {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ",")
 }
 
 func logDelivered(entry *logrus.Entry, plan Plan, start time.Time) {
@@ -189,46 +230,47 @@ func logDelivered(entry *logrus.Entry, plan Plan, start time.Time) {
 // the node anyway, so a token per task would only cost a round trip.
 func (p *Provider) kvValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
 	key := strings.Join(policies, ",")
-	client, cached := (*api.Client)(nil), false
-	if plan.Reuse {
-		client, cached = p.readTokens.get(key)
-	}
-	if !cached {
-		s, err := p.mint(ctx, req, policies, readToken, p.opts.ReadTokenTTL)
-		if err != nil {
-			return nil, err
+	// At most two tries: the second only when a shared token turned out to
+	// be dead (the plugin's token, its parent, was revoked or replaced).
+	for try := 0; ; try++ {
+		client, cached := (*api.Client)(nil), false
+		if plan.Reuse && try == 0 {
+			client, cached = p.readTokens.get(key)
 		}
-		if client, err = p.withToken(s.Auth.ClientToken); err != nil {
-			return nil, err
+		if !cached {
+			s, err := p.mint(ctx, req, policies, readToken, p.opts.ReadTokenTTL, 0)
+			if err != nil {
+				return nil, err
+			}
+			if client, err = p.withToken(s.Auth.ClientToken); err != nil {
+				return nil, err
+			}
+			if plan.Reuse {
+				// Half the TTL Vault granted, which may be less than asked.
+				p.readTokens.put(key, client, time.Duration(s.Auth.LeaseDuration)*time.Second/2)
+			}
 		}
-		if plan.Reuse {
-			p.readTokens.put(key, client, p.opts.ReadTokenTTL/2)
+		value, err := p.readKV(ctx, client, plan)
+		if cached && errors.Is(err, errInvalidToken) {
+			p.readTokens.drop(key)
+			continue
 		}
+		return value, err
 	}
-	data, err := p.readKV(ctx, client, plan)
-	if cached && errors.Is(err, errInvalidToken) {
-		// The shared token died with its parent (the plugin's token was
-		// revoked): forget it and read with a new one.
-		p.readTokens.drop(key)
-		return p.kvValue(ctx, req, plan, policies)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return p.finish(ctx, client, data, plan)
 }
 
 // taskTokenFor mints an orphan service token for the task: the token a
 // vault.type=token secret hands over, or the one a read or write is made
 // with, whose leases (dynamic credentials) end when it does. Its policies are
 // the task's, or the subset vault.token.policies names; its TTL is
-// vault.token.ttl or TOKEN_TTL, capped by TOKEN_MAX_TTL.
-func (p *Provider) taskTokenFor(ctx context.Context, req Request, plan Plan, policies []string) (*api.Secret, error) {
+// vault.token.ttl or TOKEN_TTL, capped by TOKEN_MAX_TTL. With wrapTTL > 0 the
+// token comes wrapped (only WrapInfo is set).
+func (p *Provider) taskTokenFor(ctx context.Context, req Request, plan Plan, policies []string, wrapTTL time.Duration) (*api.Secret, error) {
 	asked := policies
 	if plan.TokenPolicies != nil {
 		if extra, ok := subset(plan.TokenPolicies, policies); !ok {
 			return nil, fmt.Errorf("label %s asks for policy %s, which POLICY_TEMPLATE does not give service %s (it gives: %s)",
-				LabelTokenPolicies, extra, req.ServiceName, strings.Join(policies, ", "))
+				LabelTokenPolicies, quote(extra), req.ServiceName, strings.Join(policies, ", "))
 		}
 		asked = plan.TokenPolicies
 	}
@@ -236,14 +278,22 @@ func (p *Provider) taskTokenFor(ctx context.Context, req Request, plan Plan, pol
 	if ttl == 0 {
 		ttl = p.opts.TokenTTL
 	}
-	return p.mint(ctx, req, asked, taskToken, min(ttl, p.opts.TokenMaxTTL))
+	return p.mint(ctx, req, asked, taskToken, min(ttl, p.opts.TokenMaxTTL), wrapTTL)
 }
 
-// tokenValue is a vault.type=token secret: a token for the task.
+// tokenValue is a vault.type=token secret: a token for the task, or, with
+// vault.wrap, the token create's own answer wrapped.
 func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
-	s, err := p.taskTokenFor(ctx, req, plan, policies)
+	var wrapTTL time.Duration
+	if plan.Wrap {
+		wrapTTL = p.wrapTTL(plan)
+	}
+	s, err := p.taskTokenFor(ctx, req, plan, policies, wrapTTL)
 	if err != nil {
 		return nil, err
+	}
+	if plan.Wrap {
+		return wrapToken(s, plan.where())
 	}
 	data := map[string]any{
 		"token":    s.Auth.ClientToken,
@@ -251,7 +301,7 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 		"policies": s.Auth.Policies,
 		"ttl":      s.Auth.LeaseDuration,
 	}
-	return p.finish(ctx, p.vault, data, plan)
+	return render(data, plan)
 }
 
 // logicalValue is a vault.type=read or write secret: what `vault read` or
@@ -259,13 +309,18 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 // That token is not revoked after the request: a dynamic secret's lease
 // ends with it.
 func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
-	s, err := p.taskTokenFor(ctx, req, plan, policies)
+	s, err := p.taskTokenFor(ctx, req, plan, policies, 0)
 	if err != nil {
 		return nil, err
 	}
 	client, err := p.withToken(s.Auth.ClientToken)
 	if err != nil {
 		return nil, err
+	}
+	if plan.Wrap {
+		if client, err = wrapping(client, p.wrapTTL(plan)); err != nil {
+			return nil, err
+		}
 	}
 	var out *api.Secret
 	if plan.Type == TypeWrite {
@@ -284,34 +339,17 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 	if err != nil {
 		return nil, vaultErrorDoing(err, string(plan.Type), plan.Path, plan.Path)
 	}
+	if plan.Wrap {
+		return wrapToken(out, plan.where())
+	}
 	if out == nil || out.Data == nil {
 		return nil, fmt.Errorf("Vault gives no data at path %s (%s=%s): check label %s", plan.Path, LabelType, plan.Type, LabelPath)
 	}
-	return p.finish(ctx, client, out.Data, plan)
-}
-
-// finish turns data into the secret's value: wrapped with client's token
-// when the labels ask for it, rendered otherwise.
-func (p *Provider) finish(ctx context.Context, client *api.Client, data map[string]any, plan Plan) ([]byte, error) {
-	if !plan.Wrap {
-		return render(data, plan)
-	}
-	sel, err := selectData(data, plan)
-	if err != nil {
-		return nil, err
-	}
-	return wrap(ctx, client, sel, p.wrapTTL(plan), plan.where())
-}
-
-func (p *Provider) wrapTTL(plan Plan) time.Duration {
-	if plan.WrapTTL > 0 {
-		return plan.WrapTTL
-	}
-	return p.opts.WrapTTL
+	return render(out.Data, plan)
 }
 
 func (p *Provider) fail(entry *logrus.Entry, req Request, err error) secrets.Response {
-	msg := fmt.Sprintf("secret %s: %v", req.SecretName, err)
+	msg := oneLine(fmt.Sprintf("secret %s: %s", req.SecretName, errText(err)))
 	entry.Error(msg)
 	return secrets.Response{Err: msg, DoNotReuse: true}
 }

@@ -37,6 +37,8 @@ type fakeVault struct {
 	dead    map[string]bool        // plugin tokens Vault calls invalid
 	wrapped []wrapCall
 	revoked []string
+	// grantTTL, when set, is the TTL granted to every token, whatever asked.
+	grantTTL time.Duration
 }
 
 // mintedToken is a token the fake made, with the request that made it.
@@ -45,9 +47,44 @@ type mintedToken struct {
 	req  api.TokenCreateRequest
 }
 
+// wrapCall is a call Vault answered response-wrapped.
 type wrapCall struct {
-	token, ttl string
-	data       map[string]any
+	token, ttl, path, query string
+	data                    map[string]any // what unwrapping gives
+}
+
+// wrapAtSource answers a request that carries X-Vault-Wrap-TTL as Vault
+// does: the handler's 200 answer is kept for the unwrap, and the client gets
+// wrap_info naming the path as creation_path (and, for a token, its
+// accessor as wrapped_accessor).
+func (f *fakeVault) wrapAtSource(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ttl := r.Header.Get("X-Vault-Wrap-TTL")
+		if ttl == "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != http.StatusOK {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+			return
+		}
+		var answer map[string]any
+		json.Unmarshal(rec.Body.Bytes(), &answer)
+		accessor := ""
+		if auth, ok := answer["auth"].(map[string]any); ok {
+			accessor, _ = auth["accessor"].(string)
+		}
+		path := strings.TrimPrefix(r.URL.Path, "/v1/")
+		f.mu.Lock()
+		f.wrapped = append(f.wrapped, wrapCall{token: r.Header.Get("X-Vault-Token"), ttl: ttl, path: path, query: r.URL.RawQuery, data: answer})
+		n := len(f.wrapped)
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, fmt.Sprintf(`{"wrap_info":{"token":"wrapping-token-%d","ttl":300,"creation_path":%q,"wrapped_accessor":%q}}`, n, path, accessor))
+	})
 }
 
 func (f *fakeVault) mintedTokens() []mintedToken {
@@ -83,8 +120,8 @@ func (f *fakeVault) handleTokens() {
 			vaultErrorResponse(w, http.StatusForbidden, "permission denied")
 			return
 		}
-		if slices.Contains(req.Policies, "root") {
-			vaultErrorResponse(w, http.StatusBadRequest, "token policies ([\"root\"]) must be subset of the parent token's policies")
+		if slices.Contains(req.Policies, "admin") {
+			vaultErrorResponse(w, http.StatusBadRequest, "2 errors occurred:\n\t* token policies ([\"admin\"]) must be subset of the parent token's policies\n\t* one more cause\n\n")
 			return
 		}
 		f.mu.Lock()
@@ -96,6 +133,9 @@ func (f *fakeVault) handleTokens() {
 		f.mu.Unlock()
 		orphan := strings.HasSuffix(path, "create-orphan") || strings.Contains(path, "/create/orphan-")
 		ttl, _ := time.ParseDuration(req.TTL)
+		if f.grantTTL > 0 {
+			ttl = f.grantTTL
+		}
 		writeJSON(w, http.StatusOK, fmt.Sprintf(`{"auth":{"client_token":%q,"accessor":"acc-%s","policies":%s,"lease_duration":%d,"renewable":%v,"orphan":%v}}`,
 			minted, minted, mustJSON(req.Policies), int(ttl.Seconds()), req.Type != "batch", orphan))
 	}
@@ -110,14 +150,18 @@ func (f *fakeVault) handleTokens() {
 		f.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	})
-	f.mux.HandleFunc("/v1/sys/wrapping/wrap", func(w http.ResponseWriter, r *http.Request) {
-		var data map[string]any
-		json.NewDecoder(r.Body).Decode(&data)
+	f.mux.HandleFunc("/v1/auth/token/lookup-accessor", func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Accessor string }
+		json.NewDecoder(r.Body).Decode(&body)
 		f.mu.Lock()
-		f.wrapped = append(f.wrapped, wrapCall{token: r.Header.Get("X-Vault-Token"), ttl: r.Header.Get("X-Vault-Wrap-TTL"), data: data})
-		n := len(f.wrapped)
+		m, ok := f.minted[strings.TrimPrefix(body.Accessor, "acc-")]
 		f.mu.Unlock()
-		writeJSON(w, http.StatusOK, fmt.Sprintf(`{"wrap_info":{"token":"wrapping-token-%d","ttl":300}}`, n))
+		if !ok {
+			vaultErrorResponse(w, http.StatusBadRequest, "invalid accessor")
+			return
+		}
+		orphan := strings.HasSuffix(m.path, "create-orphan") || strings.Contains(m.path, "/create/orphan-")
+		writeJSON(w, http.StatusOK, fmt.Sprintf(`{"data":{"accessor":%q,"orphan":%v}}`, body.Accessor, orphan))
 	})
 }
 
@@ -228,7 +272,7 @@ func newFakeVault(t *testing.T) *fakeVault {
 		}
 		writeJSON(w, http.StatusOK, `{"data":{"certificate":"CERT for `+body["common_name"]+`","private_key":"KEY"}}`)
 	}))
-	f.Server = httptest.NewServer(f.mux)
+	f.Server = httptest.NewServer(f.wrapAtSource(f.mux))
 	t.Cleanup(f.Close)
 	return f
 }
@@ -302,7 +346,7 @@ func TestGetSecret(t *testing.T) {
 		{
 			name:    "bad label fails before Vault",
 			labels:  map[string]string{"vault.path": "secret/app/db", "vault.format": "xml"},
-			wantErr: "secret db_pw: label vault.format=xml is not a format: use raw, json, env or template (Vault path secret/app/db)",
+			wantErr: "secret db_pw: label vault.format=\"xml\" is not a format: use raw, json, env or template (Vault path secret/app/db)",
 		},
 		{
 			name:    "missing KV v2 path",

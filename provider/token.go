@@ -40,8 +40,10 @@ func tokenMeta(req Request) map[string]string {
 }
 
 // mint creates a token for one task with the plugin's own token, through
-// TOKEN_ROLE when the operator set one.
-func (p *Provider) mint(ctx context.Context, req Request, policies []string, kind tokenKind, ttl time.Duration) (*api.Secret, error) {
+// TOKEN_ROLE when the operator set one. With wrapTTL > 0 Vault answers the
+// create response-wrapped: the plugin never sees the token, only the
+// wrapping token and the wrapped token's accessor.
+func (p *Provider) mint(ctx context.Context, req Request, policies []string, kind tokenKind, ttl, wrapTTL time.Duration) (*api.Secret, error) {
 	tcr := &api.TokenCreateRequest{
 		Policies:    policies,
 		Metadata:    tokenMeta(req),
@@ -54,7 +56,14 @@ func (p *Provider) mint(ctx context.Context, req Request, policies []string, kin
 		tcr.ExplicitMaxTTL = p.opts.TokenMaxTTL.String()
 	}
 	create := func() (*api.Secret, error) {
-		tokens := p.vault.Auth().Token()
+		client := p.vault
+		if wrapTTL > 0 {
+			var err error
+			if client, err = wrapping(p.vault, wrapTTL); err != nil {
+				return nil, err
+			}
+		}
+		tokens := client.Auth().Token()
 		switch {
 		case p.opts.TokenRole != "":
 			return tokens.CreateWithRoleWithContext(ctx, tcr, p.opts.TokenRole)
@@ -78,16 +87,52 @@ func (p *Provider) mint(ctx context.Context, req Request, policies []string, kin
 	if err != nil {
 		return nil, p.mintError(err, req, policies)
 	}
+	if wrapTTL > 0 {
+		if s == nil || s.WrapInfo == nil || s.WrapInfo.Token == "" {
+			return nil, fmt.Errorf("Vault returned no wrapped token for service %s", req.ServiceName)
+		}
+		if kind == taskToken && p.opts.TokenRole != "" {
+			return s, p.checkOrphan(ctx, s.WrapInfo.WrappedAccessor)
+		}
+		return s, nil
+	}
 	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
 		return nil, fmt.Errorf("Vault returned no token for service %s", req.ServiceName)
 	}
 	if kind == taskToken && !s.Auth.Orphan {
-		// Handed out, it would die whenever the plugin's token does.
 		p.revokeQuietly(s.Auth.Accessor)
-		return nil, fmt.Errorf("TOKEN_ROLE %s makes child tokens, which die with the plugin's token: set orphan=true on the role", p.opts.TokenRole)
+		return nil, errNotOrphan(p.opts.TokenRole)
 	}
 	return s, nil
 }
+
+// errNotOrphan: a task token that is not an orphan would die whenever the
+// plugin's token does.
+func errNotOrphan(role string) error {
+	return fmt.Errorf("TOKEN_ROLE %s makes child tokens, which die with the plugin's token: set orphan=true on the role", role)
+}
+
+// checkOrphan checks that a wrapped task token made through TOKEN_ROLE is an
+// orphan: the plugin cannot see the token itself, only its accessor.
+func (p *Provider) checkOrphan(ctx context.Context, accessor string) error {
+	s, err := p.vault.Auth().Token().LookupAccessorWithContext(ctx, accessor)
+	if err != nil {
+		if isForbidden(err) {
+			return fmt.Errorf("the plugin's token may not look up the accessor of a wrapped task token: grant it update on auth/token/lookup-accessor, needed with TOKEN_ROLE and vault.wrap to check the role makes orphans")
+		}
+		return fmt.Errorf("cannot look up a wrapped task token's accessor: %s", errText(err))
+	}
+	if orphan, _ := s.Data["orphan"].(bool); !orphan {
+		p.revokeQuietly(accessor)
+		return errNotOrphan(p.opts.TokenRole)
+	}
+	return nil
+}
+
+// maxCachedTokens bounds the read tokens kept for vault.reuse=true secrets:
+// one per policy set, and a POLICY_TEMPLATE with .TaskID makes a policy set
+// per task.
+const maxCachedTokens = 256
 
 // tokenCache keeps read tokens of vault.reuse=true secrets, by policy set.
 type tokenCache struct {
@@ -110,23 +155,48 @@ func (c *tokenCache) get(key string) (*api.Client, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t, ok := c.tokens[key]
-	if !ok || c.now().After(t.until) {
+	if !ok || !c.now().Before(t.until) {
 		delete(c.tokens, key)
 		return nil, false
 	}
 	return t.client, true
 }
 
+// put keeps client for life. Expired entries go first; a full cache drops
+// the entry that would expire soonest.
 func (c *tokenCache) put(key string, client *api.Client, life time.Duration) {
+	if life <= 0 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.tokens[key] = cachedToken{client: client, until: c.now().Add(life)}
+	now := c.now()
+	if _, ok := c.tokens[key]; !ok && len(c.tokens) >= maxCachedTokens {
+		soonest := ""
+		for k, t := range c.tokens {
+			if !now.Before(t.until) {
+				delete(c.tokens, k)
+			} else if soonest == "" || t.until.Before(c.tokens[soonest].until) {
+				soonest = k
+			}
+		}
+		if len(c.tokens) >= maxCachedTokens {
+			delete(c.tokens, soonest)
+		}
+	}
+	c.tokens[key] = cachedToken{client: client, until: now.Add(life)}
 }
 
 func (c *tokenCache) drop(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.tokens, key)
+}
+
+func (c *tokenCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.tokens)
 }
 
 // invalidToken tells a refused token from a token that lacks a permission:
@@ -162,7 +232,7 @@ func (p *Provider) mintError(err error, req Request, policies []string) error {
 	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
 		return fmt.Errorf("the plugin's token may not create tokens for service %s: grant it update on %s (and sudo for create-orphan without TOKEN_ROLE)", req.ServiceName, path)
 	case errors.As(err, &re):
-		return fmt.Errorf("Vault refused a token with policies %s for service %s (HTTP %d: %s): check POLICY_TEMPLATE and TOKEN_ROLE", strings.Join(policies, ","), req.ServiceName, re.StatusCode, strings.Join(re.Errors, "; "))
+		return fmt.Errorf("Vault refused a token with policies %s for service %s (HTTP %d: %s): check POLICY_TEMPLATE and TOKEN_ROLE", strings.Join(policies, ","), req.ServiceName, re.StatusCode, vaultErrors(re))
 	default:
 		return fmt.Errorf("cannot reach Vault to create a token for service %s: %v; check VAULT_ADDR and that Vault is up", req.ServiceName, transportCause(err))
 	}
@@ -187,28 +257,4 @@ func (p *Provider) withToken(token string) (*api.Client, error) {
 	}
 	c.SetToken(token)
 	return c, nil
-}
-
-// wrap response-wraps data with sys/wrapping/wrap and returns the single-use
-// wrapping token. Unwrapping gives data back, as `vault unwrap` shows it.
-func wrap(ctx context.Context, client *api.Client, data map[string]any, ttl time.Duration, where string) ([]byte, error) {
-	c, err := client.CloneWithHeaders()
-	if err != nil {
-		return nil, fmt.Errorf("failed to clone the Vault client: %w", err)
-	}
-	c.SetToken(client.Token())
-	ttlText := ttl.String()
-	c.SetWrappingLookupFunc(func(string, string) string { return ttlText })
-	s, err := c.Logical().WriteWithContext(ctx, "sys/wrapping/wrap", data)
-	if err != nil {
-		var re *api.ResponseError
-		if errors.As(err, &re) {
-			return nil, fmt.Errorf("Vault refused to wrap %s (HTTP %d: %s): the task's policies need update on sys/wrapping/wrap (the default policy has it)", where, re.StatusCode, strings.Join(re.Errors, "; "))
-		}
-		return nil, fmt.Errorf("cannot wrap %s: %w", where, err)
-	}
-	if s == nil || s.WrapInfo == nil || s.WrapInfo.Token == "" {
-		return nil, fmt.Errorf("Vault returned no wrapping token for %s", where)
-	}
-	return []byte(s.WrapInfo.Token), nil
 }

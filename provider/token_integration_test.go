@@ -36,7 +36,7 @@ func newTokenFixture(t testing.TB) *tokenFixture {
 		f.role + "-app": fmt.Sprintf("path %q { capabilities = [\"read\"] }\npath %q { capabilities = [\"read\"] }\npath \"sys/tools/random\" { capabilities = [\"update\"] }",
 			f.kv2+"/data/app/*", f.kv1+"/app/*"),
 		f.role + "-other":  fmt.Sprintf("path %q { capabilities = [\"read\"] }", f.kv2+"/data/other/*"),
-		f.role + "-plugin": fmt.Sprintf("path \"auth/token/create/%s\" { capabilities = [\"update\"] }", f.role),
+		f.role + "-plugin": fmt.Sprintf("path \"auth/token/create/%s\" { capabilities = [\"update\"] }\npath \"auth/token/lookup-accessor\" { capabilities = [\"update\"] }", f.role),
 	}
 	for name, rules := range policies {
 		if err := f.root.Sys().PutPolicyWithContext(ctx, name, rules); err != nil {
@@ -141,7 +141,7 @@ func TestIntegrationTokenLabelsCannotWiden(t *testing.T) {
 	f := newTokenFixture(t)
 	p := f.provider(t, Options{})
 	resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.type": "token", "vault.token.policies": f.role + "-other"}))
-	want := "secret db_pw: label vault.token.policies asks for policy " + f.role + "-other, which POLICY_TEMPLATE does not give service app (it gives: " + f.role + "-app)"
+	want := "secret db_pw: label vault.token.policies asks for policy \"" + f.role + "-other\", which POLICY_TEMPLATE does not give service app (it gives: " + f.role + "-app)"
 	if resp.Err != want {
 		t.Errorf("Err:\n got %q\nwant %q", resp.Err, want)
 	}
@@ -157,6 +157,9 @@ func TestIntegrationWithoutRoleOrSudo(t *testing.T) {
 	}
 }
 
+// Vault wraps the call that makes each value: the wrapping token's
+// creation path, which a task checks with sys/wrapping/lookup, names that
+// call, and the token unwraps once.
 func TestIntegrationWrappedValueUnwrapsOnce(t *testing.T) {
 	f := newTokenFixture(t)
 	// Read tokens live 2 s here: the wrapping token must outlive the batch
@@ -164,21 +167,34 @@ func TestIntegrationWrappedValueUnwrapsOnce(t *testing.T) {
 	p := f.provider(t, Options{ReadTokenTTL: 2 * time.Second, Timeout: time.Second})
 	ctx := context.Background()
 	tests := []struct {
-		name   string
-		labels map[string]string
-		check  func(t *testing.T, data map[string]any)
+		name         string
+		labels       map[string]string
+		creationPath string
+		check        func(t *testing.T, s *api.Secret)
 	}{
-		{name: "a KV field", labels: map[string]string{"vault.path": f.kv2 + "/app/db", "vault.field": "password", "vault.wrap": "1m"},
-			check: func(t *testing.T, data map[string]any) {
-				if len(data) != 1 || data["password"] != "v4-pw\nzweite Zeile ✓" {
-					t.Errorf("unwrapped %v", data)
+		{name: "a KV v2 secret", labels: map[string]string{"vault.path": f.kv2 + "/app/db", "vault.wrap": "1m"},
+			creationPath: f.kv2 + "/data/app/db",
+			check: func(t *testing.T, s *api.Secret) {
+				data, _ := s.Data["data"].(map[string]any)
+				if data["password"] != "v4-pw\nzweite Zeile ✓" {
+					t.Errorf("unwrapped %v", s.Data)
 				}
 			}},
 		{name: "a task token", labels: map[string]string{"vault.type": "token", "vault.wrap": "true"},
-			check: func(t *testing.T, data map[string]any) {
-				tok, _ := data["token"].(string)
-				if _, err := f.root.Auth().Token().Lookup(tok); err != nil {
+			creationPath: "auth/token/create/" + f.role,
+			check: func(t *testing.T, s *api.Secret) {
+				if s.Auth == nil {
+					t.Fatalf("unwrapped no token: %+v", s)
+				}
+				if _, err := f.root.Auth().Token().Lookup(s.Auth.ClientToken); err != nil {
 					t.Errorf("the unwrapped token does not work: %v", err)
+				}
+			}},
+		{name: "a logical write", labels: map[string]string{"vault.type": "write", "vault.path": "sys/tools/random", "vault.param.bytes": "8", "vault.wrap": "1m"},
+			creationPath: "sys/tools/random",
+			check: func(t *testing.T, s *api.Secret) {
+				if b, _ := s.Data["random_bytes"].(string); b == "" {
+					t.Errorf("unwrapped %v", s.Data)
 				}
 			}},
 	}
@@ -191,11 +207,19 @@ func TestIntegrationWrappedValueUnwrapsOnce(t *testing.T) {
 			time.Sleep(3 * time.Second)
 			unwrapper, _ := f.root.Clone()
 			unwrapper.SetToken("")
+			look, err := unwrapper.Logical().WriteWithContext(ctx, "sys/wrapping/lookup", map[string]any{"token": string(resp.Value)})
+			if err != nil {
+				t.Fatalf("lookup: %v", err)
+			}
+			if got := look.Data["creation_path"]; got != tt.creationPath {
+				t.Errorf("creation_path %v, want %s", got, tt.creationPath)
+			}
 			s, err := unwrapper.Logical().UnwrapWithContext(ctx, string(resp.Value))
 			if err != nil {
 				t.Fatalf("first unwrap: %v", err)
 			}
-			tt.check(t, s.Data)
+			tt.check(t, s)
+			unwrapper.ClearToken()
 			_, err = unwrapper.Logical().UnwrapWithContext(ctx, string(resp.Value))
 			if err == nil || !strings.Contains(err.Error(), "wrapping token is not valid or does not exist") {
 				t.Errorf("second unwrap: %v", err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/docker/go-plugins-helpers/secrets"
+	"github.com/hashicorp/vault/api"
 )
 
 func taskRequest(labels map[string]string) Request {
@@ -120,7 +121,7 @@ func TestTokenSecretErrors(t *testing.T) {
 		{
 			name:    "labels cannot widen the task's policies",
 			labels:  map[string]string{"vault.type": "token", "vault.token.policies": "app,admin"},
-			wantErr: "secret db_pw: label vault.token.policies asks for policy admin, which POLICY_TEMPLATE does not give service app (it gives: app)",
+			wantErr: "secret db_pw: label vault.token.policies asks for policy \"admin\", which POLICY_TEMPLATE does not give service app (it gives: app)",
 		},
 		{
 			name:    "a role that makes child tokens",
@@ -136,10 +137,18 @@ func TestTokenSecretErrors(t *testing.T) {
 			wantErr: "secret db_pw: the plugin's token may not create tokens for service app: grant it update on auth/token/create/forbidden-role (and sudo for create-orphan without TOKEN_ROLE)",
 		},
 		{
+			// Vault's multi-line error list becomes one line.
 			name:    "Vault refuses the policies",
 			labels:  map[string]string{"vault.path": "secret/app/db"},
-			opts:    Options{Policies: mustPolicies(t, "root")},
-			wantErr: `secret db_pw: Vault refused a token with policies root for service app (HTTP 400: token policies (["root"]) must be subset of the parent token's policies): check POLICY_TEMPLATE and TOKEN_ROLE`,
+			opts:    Options{Policies: mustPolicies(t, "admin")},
+			wantErr: `secret db_pw: Vault refused a token with policies admin for service app (HTTP 400: token policies (["admin"]) must be subset of the parent token's policies; one more cause): check POLICY_TEMPLATE and TOKEN_ROLE`,
+		},
+		{
+			name:    "a wrapped token through a role that makes child tokens",
+			labels:  map[string]string{"vault.type": "token", "vault.wrap": "true"},
+			opts:    Options{TokenRole: "child-tasks"},
+			wantErr: "secret db_pw: TOKEN_ROLE child-tasks makes child tokens, which die with the plugin's token: set orphan=true on the role",
+			revoked: []string{"acc-task-token-0"},
 		},
 		{
 			name:    "a template error fails this request",
@@ -163,41 +172,51 @@ func TestTokenSecretErrors(t *testing.T) {
 	}
 }
 
-func TestWrap(t *testing.T) {
+// Vault wraps the call that makes the value, so that the wrapping token's
+// creation path names it: the plugin never calls sys/wrapping/wrap.
+func TestWrapAtTheSource(t *testing.T) {
 	tests := []struct {
 		name      string
 		labels    map[string]string
+		opts      Options
 		wantTTL   string
-		wantData  map[string]any
-		wantAsKey string // whose token wrapped: "task" or "plugin"
+		wantPath  string // the creation path a task can check
+		wantQuery string
+		wantAs    string // whose token made the wrapped call: "plugin" or "task"
 	}{
-		{name: "a KV field with the operator's TTL", labels: map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.wrap": "true"},
-			wantTTL: "5m0s", wantData: map[string]any{"username": "app"}, wantAsKey: "task"},
-		{name: "a whole KV secret with its own TTL", labels: map[string]string{"vault.path": "kv1/app/db", "vault.wrap": "90s"},
-			wantTTL: "1m30s", wantData: map[string]any{"password": testPassword}, wantAsKey: "task"},
+		{name: "a KV v2 secret with the operator's TTL", labels: map[string]string{"vault.path": "secret/app/db", "vault.wrap": "true"},
+			wantTTL: "5m0s", wantPath: "secret/data/app/db", wantAs: "task"},
+		{name: "a pinned KV v2 version", labels: map[string]string{"vault.path": "secret/app/db", "vault.version": "1", "vault.wrap": "true"},
+			wantTTL: "5m0s", wantPath: "secret/data/app/db", wantQuery: "version=1", wantAs: "task"},
+		{name: "a KV v1 secret with its own TTL", labels: map[string]string{"vault.path": "kv1/app/db", "vault.wrap": "90s"},
+			wantTTL: "1m30s", wantPath: "kv1/app/db", wantAs: "task"},
 		{name: "a task token", labels: map[string]string{"vault.type": "token", "vault.wrap": "true"},
-			wantTTL: "5m0s", wantData: map[string]any{"token": "task-token-0"}, wantAsKey: "plugin"},
+			wantTTL: "5m0s", wantPath: "auth/token/create-orphan", wantAs: "plugin"},
+		{name: "a task token through an orphan role", labels: map[string]string{"vault.type": "token", "vault.wrap": "true"}, opts: Options{TokenRole: "orphan-tasks"},
+			wantTTL: "5m0s", wantPath: "auth/token/create/orphan-tasks", wantAs: "plugin"},
+		{name: "a dynamic secret", labels: map[string]string{"vault.type": "read", "vault.path": "database/creds/app", "vault.wrap": "2m"},
+			wantTTL: "2m0s", wantPath: "database/creds/app", wantAs: "task"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			vault := newFakeVault(t)
-			p, logs := newTestProvider(t, vault.URL, Options{})
+			p, logs := newTestProvider(t, vault.URL, tt.opts)
 			resp := p.GetSecret(context.Background(), taskRequest(tt.labels))
 			if resp.Err != "" || string(resp.Value) != "wrapping-token-1" || !resp.DoNotReuse {
 				t.Fatalf("Value %q Err %q", resp.Value, resp.Err)
 			}
 			if len(vault.wrapped) != 1 {
-				t.Fatalf("%d wrap calls", len(vault.wrapped))
+				t.Fatalf("%d wrapped calls", len(vault.wrapped))
 			}
 			w := vault.wrapped[0]
-			if w.ttl != tt.wantTTL || !reflect.DeepEqual(w.data, tt.wantData) {
-				t.Errorf("wrapped %+v", w)
+			if w.ttl != tt.wantTTL || w.path != tt.wantPath || w.query != tt.wantQuery {
+				t.Errorf("wrapped %s?%s with TTL %s, want %s?%s with %s", w.path, w.query, w.ttl, tt.wantPath, tt.wantQuery, tt.wantTTL)
 			}
-			if as := map[bool]string{true: "plugin", false: "task"}[w.token == pluginToken]; as != tt.wantAsKey {
+			if as := map[bool]string{true: "plugin", false: "task"}[w.token == pluginToken]; as != tt.wantAs {
 				t.Errorf("wrapped with the %s's token", as)
 			}
-			if strings.Contains(logs.String(), "wrapping-token") {
-				t.Error("the wrapping token is in the log")
+			if strings.Contains(logs.String(), "wrapping-token") || strings.Contains(logs.String(), "task-token-") {
+				t.Error("a wrapping token or a task token is in the log")
 			}
 		})
 	}
@@ -361,5 +380,116 @@ func TestReuseSharesAReadTokenPerPolicySet(t *testing.T) {
 	get(reuse)
 	if n := len(vault.mintedTokens()); n != before+1 {
 		t.Errorf("after expiry: %d tokens, want %d", n, before+1)
+	}
+}
+
+// A shared token that turns out dead is retried once with a fresh one; when
+// that one is refused too, the request fails instead of minting on.
+func TestReuseRetriesADeadTokenOnce(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
+	if resp := p.GetSecret(context.Background(), reuse); resp.Err != "" {
+		t.Fatal(resp.Err)
+	}
+	// From now on every read token is refused as invalid.
+	vault.mu.Lock()
+	vault.dead = map[string]bool{}
+	for i := 0; i < 100; i++ {
+		vault.dead[fmt.Sprintf("task-token-%d", i)] = true
+	}
+	vault.mu.Unlock()
+	resp := p.GetSecret(context.Background(), reuse)
+	if want := "secret db_pw: invalid token: Vault refused the task's token to read path secret/app/db"; resp.Err != want {
+		t.Errorf("Err %q, want %q", resp.Err, want)
+	}
+	if n := len(vault.mintedTokens()); n != 2 {
+		t.Errorf("%d tokens minted, want 2: the first, and one retry", n)
+	}
+}
+
+// The shared token is kept for half the TTL Vault granted, which may be
+// shorter than asked (a role's or the mount's max TTL).
+func TestReuseTokenLivesHalfTheGrantedTTL(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{ReadTokenTTL: time.Hour})
+	vault.grantTTL = 10 * time.Second
+	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
+	get := func() {
+		t.Helper()
+		if resp := p.GetSecret(context.Background(), reuse); resp.Err != "" {
+			t.Fatal(resp.Err)
+		}
+	}
+	get()
+	now := time.Now()
+	p.readTokens.now = func() time.Time { return now.Add(4 * time.Second) }
+	get()
+	if n := len(vault.mintedTokens()); n != 1 {
+		t.Fatalf("%d tokens minted within half the granted TTL, want 1", n)
+	}
+	p.readTokens.now = func() time.Time { return now.Add(6 * time.Second) }
+	get()
+	if n := len(vault.mintedTokens()); n != 2 {
+		t.Errorf("%d tokens minted past half the granted TTL (5s of 10s), want 2", n)
+	}
+}
+
+// With a POLICY_TEMPLATE per task, every task is its own policy set: the
+// cache of shared tokens stays bounded.
+func TestReuseTokenCacheIsBounded(t *testing.T) {
+	c := newTokenCache()
+	now := time.Now()
+	c.now = func() time.Time { return now }
+	for i := 0; i < 3*maxCachedTokens; i++ {
+		c.put(fmt.Sprintf("task-%d", i), nil, time.Duration(i+1)*time.Second)
+	}
+	if n := c.len(); n != maxCachedTokens {
+		t.Errorf("%d entries, want %d", n, maxCachedTokens)
+	}
+	// The entries that would expire soonest went first.
+	if _, ok := c.get("task-0"); ok {
+		t.Error("the oldest entry is still there")
+	}
+	if _, ok := c.get(fmt.Sprintf("task-%d", 3*maxCachedTokens-1)); !ok {
+		t.Error("the newest entry is gone")
+	}
+	// Expired entries go before live ones.
+	c.now = func() time.Time { return now.Add(time.Hour) }
+	c.put("fresh", nil, time.Minute)
+	if n := c.len(); n != 1 {
+		t.Errorf("%d entries after all others expired, want 1", n)
+	}
+}
+
+func TestAllowedTypes(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{AllowedTypes: []Type{TypeKV, TypeToken}})
+	resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.type": "write", "vault.path": "pki/issue/web", "vault.param.common_name": "web"}))
+	if want := "secret db_pw: vault.type=write is not served by this plugin (ALLOWED_TYPES=kv,token): use one of those types, or ask the operator to allow it"; resp.Err != want {
+		t.Errorf("Err %q, want %q", resp.Err, want)
+	}
+	if n := len(vault.mintedTokens()); n != 0 {
+		t.Errorf("%d tokens minted for a type not allowed", n)
+	}
+	if resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.type": "token"})); resp.Err != "" {
+		t.Errorf("an allowed type: %s", resp.Err)
+	}
+}
+
+// A login error that reaches Response.Err through a re-login is one line,
+// as Vault's multi-line error lists become elsewhere.
+func TestLoginFailureIsOneLine(t *testing.T) {
+	vault := newFakeVault(t)
+	vault.dead = map[string]bool{pluginToken: true}
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	loginErr := fmt.Errorf("AppRole login at auth/approle failed: %w", &api.ResponseError{
+		HTTPMethod: "PUT", URL: "http://vault/v1/auth/approle/login", StatusCode: 400,
+		Errors: []string{"2 errors occurred:\n\t* invalid role or secret ID\n\t* one more\n\n"},
+	})
+	p.opts.Reauth = &fakeReauther{client: p.vault, err: fmt.Errorf("the plugin cannot log in to Vault: %w", loginErr)}
+	resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.path": "secret/app/db"}))
+	if want := "secret db_pw: Vault refused the plugin's token and the plugin cannot log in to Vault: AppRole login at auth/approle failed: HTTP 400: invalid role or secret ID; one more"; resp.Err != want {
+		t.Errorf("Err:\n got %q\nwant %q", resp.Err, want)
 	}
 }

@@ -1,0 +1,114 @@
+package provider
+
+import (
+	"errors"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Whoever may create a secret writes its labels, and whoever may deploy a
+// service writes its labels; both end up in errors that the leader's dockerd
+// log shows to operators. The helpers here keep such text on one line and
+// short, so that a label can neither forge log lines nor flood the log.
+
+// maxEcho is how many bytes of a label value an error quotes.
+const maxEcho = 64
+
+// MaxErrLen bounds Response.Err (and its log line), in bytes.
+const MaxErrLen = 1024
+
+// quote renders a label value for an error: Go-quoted, so that a newline or
+// a control character shows as an escape, and cut at maxEcho bytes.
+func quote(v string) string {
+	if len(v) <= maxEcho {
+		return strconv.Quote(v)
+	}
+	return strconv.Quote(cut(v, maxEcho)) + "…"
+}
+
+// plainKey is a label key that reads unambiguously as it is.
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// showKey renders a label key as written when it is a plain name (every key
+// swarmvault knows is), quoted otherwise.
+func showKey(k string) string {
+	if plainKey.MatchString(k) {
+		return k
+	}
+	return quote(k)
+}
+
+// cut shortens s to at most n bytes without splitting a UTF-8 sequence.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// oneLine makes msg one line of at most MaxErrLen bytes: line breaks and
+// tabs become single spaces, other control characters Go escapes. It is the
+// last guard before a message leaves the plugin; the sentences themselves
+// already quote what users wrote.
+func oneLine(msg string) string {
+	var b strings.Builder
+	space := false
+	for _, r := range msg {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t' || r == '\u2028' || r == '\u2029':
+			space = true
+			continue
+		case space:
+			if b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			space = false
+		}
+		if r == utf8.RuneError || !unicode.IsPrint(r) && r != ' ' {
+			b.WriteString(strings.Trim(strconv.QuoteRune(r), "'"))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	out := strings.TrimSpace(b.String())
+	if len(out) > MaxErrLen {
+		out = cut(out, MaxErrLen-len("…")) + "…"
+	}
+	return out
+}
+
+// vaultErrors is the text of Vault's error list, one line: Vault (and the
+// multierror lists it sends) put each cause on its own line with a bullet.
+func vaultErrors(re *api.ResponseError) string {
+	var parts []string
+	for _, e := range re.Errors {
+		for _, line := range strings.Split(e, "\n") {
+			line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+			if line == "" || strings.HasSuffix(line, "errors occurred:") || strings.HasSuffix(line, "error occurred:") {
+				continue
+			}
+			parts = append(parts, line)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// errText is err's text for an error sentence, with a Vault response error
+// in it shown as its status and causes: api.ResponseError's own text spans
+// lines and repeats the method and URL.
+func errText(err error) string {
+	var re *api.ResponseError
+	if !errors.As(err, &re) {
+		return err.Error()
+	}
+	short := "HTTP " + strconv.Itoa(re.StatusCode) + ": " + vaultErrors(re)
+	return strings.Replace(err.Error(), re.Error(), short, 1)
+}
