@@ -25,7 +25,13 @@ type AppRoleAuth struct {
 	file, secretID string
 }
 
-var _ api.AuthMethod = (*AppRoleAuth)(nil)
+var (
+	_ api.AuthMethod = (*AppRoleAuth)(nil)
+	_ TokenCreator   = (*AppRoleAuth)(nil)
+)
+
+// CreatesToken implements TokenCreator: each login makes a new token.
+func (a *AppRoleAuth) CreatesToken() bool { return true }
 
 // NewAppRoleAuth validates the AppRole settings: VAULT_ROLE_ID_FILE and
 // VAULT_SECRET_ID_FILE readable, the mount (VAULT_AUTH_MOUNT) named.
@@ -36,9 +42,7 @@ func NewAppRoleAuth(roleIDFile, secretIDFile, mount string, wrapped, remove bool
 	case secretIDFile == "":
 		return nil, errors.New("VAULT_SECRET_ID_FILE is not set: VAULT_AUTH_METHOD=approle needs a secret-id (or a wrapped one) in a file on the plugin's credentials mount")
 	}
-	if mount == "" {
-		mount = "approle"
-	}
+	mount = mountPath(mount, "approle")
 	if _, err := readFile("VAULT_ROLE_ID_FILE", roleIDFile); err != nil {
 		return nil, err
 	}
@@ -79,13 +83,9 @@ func (a *AppRoleAuth) currentSecretID(ctx context.Context, c *api.Client) (strin
 	}
 	secretID := v
 	if a.wrapped {
-		s, err := unwrapChecked(ctx, c, v, secretIDPath(a.mount), "the wrapped secret-id in VAULT_SECRET_ID_FILE")
-		if err != nil {
+		var err error
+		if secretID, err = unwrapSecretID(ctx, c, v, a.mount, "the wrapped secret-id in VAULT_SECRET_ID_FILE"); err != nil {
 			return "", err
-		}
-		secretID, _ = s.Data["secret_id"].(string)
-		if secretID == "" {
-			return "", errors.New("the wrapped secret-id in VAULT_SECRET_ID_FILE unwrapped to no secret_id")
 		}
 	}
 	a.file, a.secretID = v, secretID

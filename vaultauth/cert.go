@@ -16,7 +16,10 @@ type CertAuth struct {
 	mount, role string
 }
 
-var _ api.AuthMethod = (*CertAuth)(nil)
+var (
+	_ api.AuthMethod = (*CertAuth)(nil)
+	_ TokenCreator   = (*CertAuth)(nil)
+)
 
 // NewCertAuth validates the cert method's settings: a client certificate
 // and key, and an https VAULT_ADDR (the certificate travels in the TLS
@@ -28,11 +31,11 @@ func NewCertAuth(addr, clientCert, clientKey, mount, role string) (*CertAuth, er
 	case !strings.HasPrefix(addr, "https://"):
 		return nil, fmt.Errorf("VAULT_ADDR=%s is not https: VAULT_AUTH_METHOD=cert presents its certificate in the TLS handshake", addr)
 	}
-	if mount == "" {
-		mount = "cert"
-	}
-	return &CertAuth{mount: mount, role: role}, nil
+	return &CertAuth{mount: mountPath(mount, "cert"), role: role}, nil
 }
+
+// CreatesToken implements TokenCreator: each login makes a new token.
+func (a *CertAuth) CreatesToken() bool { return true }
 
 // Login implements api.AuthMethod.
 func (a *CertAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {

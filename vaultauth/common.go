@@ -72,7 +72,14 @@ func unwrapChecked(ctx context.Context, c *api.Client, wrapped string, allowed *
 	if !allowed.MatchString(path) {
 		return nil, fmt.Errorf("%s was wrapped at %s, not at %s: refusing it", what, path, allowed)
 	}
-	s, err := c.Logical().UnwrapWithContext(ctx, wrapped)
+	// api's Unwrap sets the wrapping token on a client without one: unwrap
+	// through a copy, so that the spent wrapping token is not sent along
+	// with the login that follows.
+	uc, err := anonymous(c)
+	if err != nil {
+		return nil, err
+	}
+	s, err := uc.Logical().UnwrapWithContext(ctx, wrapped)
 	if err != nil {
 		return nil, fmt.Errorf("cannot unwrap %s: %w", what, err)
 	}
@@ -80,6 +87,29 @@ func unwrapChecked(ctx context.Context, c *api.Client, wrapped string, allowed *
 		return nil, fmt.Errorf("%s unwrapped to nothing", what)
 	}
 	return s, nil
+}
+
+// unwrapSecretID unwraps a wrapped AppRole secret-id, checking it was made by
+// the AppRole mount, and that it holds a secret_id.
+func unwrapSecretID(ctx context.Context, c *api.Client, wrapped, mount, what string) (string, error) {
+	s, err := unwrapChecked(ctx, c, wrapped, secretIDPath(mount), what)
+	if err != nil {
+		return "", err
+	}
+	secretID, _ := s.Data["secret_id"].(string)
+	if secretID == "" {
+		return "", fmt.Errorf("%s unwrapped to no secret_id", what)
+	}
+	return secretID, nil
+}
+
+// mountPath is VAULT_AUTH_MOUNT as a path segment (approle, not /approle/),
+// or def when it is not set.
+func mountPath(mount, def string) string {
+	if m := strings.Trim(mount, "/"); m != "" {
+		return m
+	}
+	return def
 }
 
 // secretIDPath matches where Vault creates secret-ids of an AppRole mount.

@@ -27,7 +27,10 @@ type HelperAuth struct {
 	mount      string
 }
 
-var _ api.AuthMethod = (*HelperAuth)(nil)
+var (
+	_ api.AuthMethod = (*HelperAuth)(nil)
+	_ TokenCreator   = (*HelperAuth)(nil)
+)
 
 // NewHelperAuth returns the helper method; source is validated by its own
 // constructor (HELPER_SERVICE, HELPER_SECRET).
@@ -37,11 +40,12 @@ func NewHelperAuth(source SecretSource, roleIDFile, mount string) (*HelperAuth, 
 			return nil, err
 		}
 	}
-	if mount == "" {
-		mount = "approle"
-	}
-	return &HelperAuth{source: source, roleIDFile: roleIDFile, mount: mount}, nil
+	return &HelperAuth{source: source, roleIDFile: roleIDFile, mount: mountPath(mount, "approle")}, nil
 }
+
+// CreatesToken implements TokenCreator: with VAULT_ROLE_ID_FILE each login
+// makes a new token; a token the helper hands over is not the plugin's.
+func (a *HelperAuth) CreatesToken() bool { return a.roleIDFile != "" }
 
 // tokenCreatePath matches where Vault creates tokens, for wrapped ones.
 var tokenCreatePath = regexp.MustCompile(`^auth/token/create(-orphan|/[^/]+)?$`)
@@ -69,11 +73,9 @@ func (a *HelperAuth) Login(ctx context.Context, client *api.Client) (*api.Secret
 		}
 		secretID := v
 		if wrapped {
-			s, err := unwrapChecked(ctx, c, v, secretIDPath(a.mount), "the helper's wrapped secret-id")
-			if err != nil {
+			if secretID, err = unwrapSecretID(ctx, c, v, a.mount, "the helper's wrapped secret-id"); err != nil {
 				return nil, err
 			}
-			secretID, _ = s.Data["secret_id"].(string)
 		}
 		return appRoleLogin(ctx, c, roleID, secretID, a.mount)
 	}

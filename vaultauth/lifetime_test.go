@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -232,5 +233,201 @@ func TestWaitingRequestCutsTheBackoffShort(t *testing.T) {
 	}
 	if client.Token() != "fresh" {
 		t.Errorf("token %q", client.Token())
+	}
+}
+
+// hangingMethod's first login waits for its context to end, as a Docker or
+// Vault call that never answers would; later logins succeed.
+type hangingMethod struct{ logins atomic.Int32 }
+
+func (h *hangingMethod) Login(ctx context.Context, _ *api.Client) (*api.Secret, error) {
+	if h.logins.Add(1) == 1 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return &api.Secret{Auth: &api.SecretAuth{ClientToken: "after-hang"}}, nil
+}
+
+func TestALoginThatHangsIsCutAtLoginTimeout(t *testing.T) {
+	client := renewVault(t, func(string) bool { return true })
+	method := &hangingMethod{}
+	log, logs := quietLog()
+	m := NewManager(client, method, log)
+	m.MinBackoff, m.MaxBackoff, m.LoginTimeout = 10*time.Millisecond, 50*time.Millisecond, 100*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx)
+	waitUntil(t, "a login after the hung one", func() bool { return client.Token() == "after-hang" })
+	if !strings.Contains(logs.String(), "no answer within 100ms (LoginTimeout)") {
+		t.Errorf("the hung login is not named:\n%s", logs.String())
+	}
+}
+
+// A token that cannot be renewed is replaced before it expires, not at the
+// first request it fails.
+func TestNonRenewableTokenIsReplacedAhead(t *testing.T) {
+	client := renewVault(t, func(string) bool { return true })
+	method := &fakeMethod{ttl: 1} // 1 s, not renewable
+	startManager(t, client, method)
+	start := time.Now()
+	waitUntil(t, "a second login", func() bool { return client.Token() == "tok-2" })
+	if took := time.Since(start); took >= time.Second {
+		t.Errorf("replaced after %v, when the token had expired", took)
+	}
+}
+
+// sameMethod hands out the same token at every login: a token file or a
+// helper secret the operator has not rotated.
+type sameMethod struct{ logins atomic.Int32 }
+
+func (s *sameMethod) Login(context.Context, *api.Client) (*api.Secret, error) {
+	s.logins.Add(1)
+	return &api.Secret{Auth: &api.SecretAuth{ClientToken: "same", LeaseDuration: 1}}, nil
+}
+
+// At the end of its life a token is not adopted again as if new: that
+// would log in in a loop until it expired. The plugin says what to do.
+func TestTheSameTokenIsNotAdoptedAgainAtItsEnd(t *testing.T) {
+	client := renewVault(t, func(string) bool { return true })
+	method := &sameMethod{}
+	log, logs := quietLog()
+	m := NewManager(client, method, log)
+	m.MinBackoff, m.MaxBackoff, m.CheckInterval = 200*time.Millisecond, 400*time.Millisecond, time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx)
+	waitUntil(t, "the token refused as the same again", func() bool { return strings.Contains(logs.String(), "the login gave the same token again") })
+	time.Sleep(time.Second)
+	if n := method.logins.Load(); n > 6 {
+		t.Errorf("%d logins in about 2 s: a login loop", n)
+	}
+	if client.Token() != "same" {
+		t.Errorf("the client dropped the token while it still works: %q", client.Token())
+	}
+}
+
+// revokeVault records revoke-self calls by token.
+func revokeVault(t *testing.T) (*api.Client, func() []string) {
+	t.Helper()
+	var mu sync.Mutex
+	var revoked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/auth/token/revoke-self" {
+			http.NotFound(w, r)
+			return
+		}
+		mu.Lock()
+		revoked = append(revoked, r.Header.Get("X-Vault-Token"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	return clientFor(t, srv), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), revoked...)
+	}
+}
+
+// creatingMethod is fakeMethod for a method whose logins create tokens.
+type creatingMethod struct {
+	fakeMethod
+	creates bool
+}
+
+func (c *creatingMethod) CreatesToken() bool { return c.creates }
+
+func TestTokensALoginCreatedAreRevokedWhenReplacedAndAtLogout(t *testing.T) {
+	client, revoked := revokeVault(t)
+	method := &creatingMethod{creates: true}
+	log, _ := quietLog()
+	m := NewManager(client, method, log)
+	m.MinBackoff, m.RevokeDelay = 10*time.Millisecond, 100*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	waitUntil(t, "the first login", func() bool { return client.Token() == "tok-1" })
+	if err := m.Reauth(context.Background(), "tok-1"); err != nil {
+		t.Fatal(err)
+	}
+	// The replaced token lives on for RevokeDelay: read tokens it made may
+	// be in use.
+	if got := revoked(); len(got) != 0 {
+		t.Errorf("revoked at once: %v", got)
+	}
+	waitUntil(t, "tok-1 revoked", func() bool { return len(revoked()) == 1 })
+	cancel()
+	<-done
+	m.Logout()
+	if got := revoked(); !reflect.DeepEqual(got, []string{"tok-1", "tok-2"}) {
+		t.Errorf("revoked %v, want tok-1 then tok-2", got)
+	}
+}
+
+func TestLogoutRevokesAReplacedTokenAtOnce(t *testing.T) {
+	client, revoked := revokeVault(t)
+	method := &creatingMethod{creates: true}
+	log, _ := quietLog()
+	m := NewManager(client, method, log)
+	m.MinBackoff, m.RevokeDelay = 10*time.Millisecond, time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	waitUntil(t, "the first login", func() bool { return client.Token() == "tok-1" })
+	m.Reauth(context.Background(), "tok-1")
+	cancel()
+	<-done
+	m.Logout()
+	if got := revoked(); len(got) != 2 {
+		t.Errorf("revoked %v, want tok-1 and tok-2 without waiting an hour", got)
+	}
+}
+
+// A token handed to the plugin (the token method, a helper's token) may be
+// every manager's: it is never revoked.
+func TestATokenHandedToThePluginIsNeverRevoked(t *testing.T) {
+	client, revoked := revokeVault(t)
+	method := &creatingMethod{creates: false}
+	log, _ := quietLog()
+	m := NewManager(client, method, log)
+	m.MinBackoff, m.RevokeDelay = 10*time.Millisecond, 10*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	waitUntil(t, "the first login", func() bool { return client.Token() == "tok-1" })
+	m.Reauth(context.Background(), "tok-1")
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	<-done
+	m.Logout()
+	if got := revoked(); len(got) != 0 {
+		t.Errorf("revoked %v", got)
+	}
+}
+
+// One refusal is one login, however requests interleave with it: a second
+// login would spend a secret-id with num_uses for nothing. Requests that saw
+// the refused token keep arriving while the new login is under way.
+func TestOneRefusalIsOneLogin(t *testing.T) {
+	for round := range 20 {
+		client := renewVault(t, func(string) bool { return true })
+		method := &fakeMethod{delay: 2 * time.Millisecond}
+		m, _ := startManager(t, client, method)
+		waitUntil(t, "the first login", func() bool { return client.Token() == "tok-1" })
+		var wg sync.WaitGroup
+		for i := range 50 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				time.Sleep(time.Duration(i%10) * time.Millisecond / 2)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				m.Reauth(ctx, "tok-1")
+			}()
+		}
+		wg.Wait()
+		time.Sleep(20 * time.Millisecond)
+		if n := method.logins.Load(); n != 2 {
+			t.Fatalf("round %d: %d logins for one refusal, want 2 in all", round, n)
+		}
 	}
 }

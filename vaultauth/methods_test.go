@@ -25,6 +25,20 @@ type loginVault struct {
 	tokens   map[string]bool         // tokens lookup-self accepts
 	logins   []map[string]any        // login bodies
 	headers  []http.Header
+	paths    []string // of each request, as headers
+}
+
+// tokensSentTo returns the X-Vault-Token of each request to path.
+func (v *loginVault) tokensSentTo(path string) []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []string
+	for i, p := range v.paths {
+		if p == path {
+			out = append(out, v.headers[i].Get("X-Vault-Token"))
+		}
+	}
+	return out
 }
 
 type wrappedValue struct {
@@ -62,6 +76,7 @@ func (v *loginVault) serve(w http.ResponseWriter, r *http.Request) {
 	var body map[string]any
 	json.NewDecoder(r.Body).Decode(&body)
 	v.headers = append(v.headers, r.Header.Clone())
+	v.paths = append(v.paths, r.URL.Path)
 	w.Header().Set("Content-Type", "application/json")
 	fail := func(code int, msg string) {
 		w.WriteHeader(code)
@@ -158,6 +173,94 @@ func TestAppRoleWrappedSecretIDUnwrapsOnceAndIsRemoved(t *testing.T) {
 	}
 	if len(v.logins) != 2 || v.logins[1]["secret_id"] != "secret-from-wrap" {
 		t.Errorf("logins %v", v.logins)
+	}
+	// api's Unwrap sets the wrapping token on a client without one: the
+	// login must not carry the spent wrapping token along.
+	if sent := v.tokensSentTo("/v1/auth/approle/login"); len(sent) != 2 || sent[0] != "" || sent[1] != "" {
+		t.Errorf("the logins sent tokens %q, want none", sent)
+	}
+}
+
+// A wrapped secret-id that unwraps to no secret_id is refused by the
+// AppRole and the helper methods alike.
+func TestWrappedSecretIDWithoutSecretID(t *testing.T) {
+	for _, name := range []string{"approle", "helper"} {
+		t.Run(name, func(t *testing.T) {
+			v, client := newLoginVault(t)
+			v.wrapped["wrap-empty"] = wrappedValue{creationPath: "auth/approle/role/x/secret-id", response: `{"data":{"secret_id":""}}`}
+			dir := t.TempDir()
+			role := writeCred(t, dir, "role-id", "role-1")
+			var a api.AuthMethod
+			var err error
+			what := "the wrapped secret-id in VAULT_SECRET_ID_FILE"
+			if name == "approle" {
+				a, err = NewAppRoleAuth(role, writeCred(t, dir, "secret-id", "wrap-empty"), "", true, false)
+			} else {
+				a, err = NewHelperAuth(staticSource{value: "wrap-empty"}, role, "")
+				what = "the helper's wrapped secret-id"
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = client.Auth().Login(context.Background(), a)
+			if want := what + " unwrapped to no secret_id"; err == nil || !strings.HasSuffix(err.Error(), want) {
+				t.Errorf("error %v, want %s", err, want)
+			}
+			if len(v.logins) != 0 {
+				t.Errorf("logged in with an empty secret-id: %v", v.logins)
+			}
+		})
+	}
+}
+
+// VAULT_AUTH_MOUNT=/approle/ is the mount approle, not auth//approle//login.
+func TestAuthMountSlashesAreTrimmed(t *testing.T) {
+	v, client := newLoginVault(t)
+	v.secretID = "secret-1"
+	dir := t.TempDir()
+	a, err := NewAppRoleAuth(writeCred(t, dir, "role-id", "role-1"), writeCred(t, dir, "secret-id", "secret-1"), "/approle/", false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Auth().Login(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCertAuth("https://vault:8200", "/c.pem", "/k.pem", "cert/", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Auth().Login(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHelperAuth(staticSource{value: "secret-1"}, writeCred(t, dir, "role-id2", "role-1"), "//approle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Auth().Login(context.Background(), h); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(v.tokensSentTo("/v1/auth/approle/login")) + len(v.tokensSentTo("/v1/auth/cert/login")); n != 3 {
+		t.Errorf("requests went to %v", v.paths)
+	}
+}
+
+// Only a token a login made is the plugin's to revoke.
+func TestCreatesToken(t *testing.T) {
+	dir := t.TempDir()
+	role := writeCred(t, dir, "role-id", "r")
+	tok, _ := NewTokenAuth("t", "")
+	ar, _ := NewAppRoleAuth(role, writeCred(t, dir, "secret-id", "s"), "", false, false)
+	cert, _ := NewCertAuth("https://vault:8200", "/c", "/k", "", "")
+	helperToken, _ := NewHelperAuth(staticSource{}, "", "")
+	helperAppRole, _ := NewHelperAuth(staticSource{}, role, "")
+	for _, tt := range []struct {
+		m    api.AuthMethod
+		want bool
+	}{{tok, false}, {ar, true}, {cert, true}, {helperToken, false}, {helperAppRole, true}} {
+		c, ok := tt.m.(TokenCreator)
+		if got := ok && c.CreatesToken(); got != tt.want {
+			t.Errorf("%T: creates token %v, want %v", tt.m, got, tt.want)
+		}
 	}
 }
 
