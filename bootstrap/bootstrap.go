@@ -124,10 +124,18 @@ func (r *HelperReader) cat(ctx context.Context, cid string) ([]byte, error) {
 		return nil, fmt.Errorf("cannot attach to exec in the helper's container %.12s: %w", cid, err)
 	}
 	defer att.Close()
+	// The attached stream is a hijacked connection, which ignores ctx: close
+	// it when ctx ends, or a cat that never exits would hold the login.
+	stop := context.AfterFunc(ctx, att.Close)
+	defer stop()
 
 	var stdout, stderr bytes.Buffer
-	// Without a TTY the stream is multiplexed: stdcopy splits it.
-	if _, err := stdcopy.StdCopy(&limitWriter{w: &stdout, n: maxSecretSize}, &stderr, att.Reader); err != nil {
+	// Without a TTY the stream is multiplexed: stdcopy splits it. stderr
+	// only has to name cat's complaint; more is dropped.
+	if _, err := stdcopy.StdCopy(&limitWriter{w: &stdout, n: maxSecretSize}, &truncWriter{w: &stderr, n: maxStderr}, att.Reader); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("reading %s from the helper's container %.12s took too long: %w", file, cid, ctx.Err())
+		}
 		return nil, fmt.Errorf("failed to read %s from the helper's container %.12s: %w", file, cid, err)
 	}
 	res, err := r.docker.ContainerExecInspect(ctx, exec.ID)
@@ -158,6 +166,25 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	}
 	l.n -= len(p)
 	return l.w.Write(p)
+}
+
+// maxStderr bounds what is kept of cat's stderr in the helper.
+const maxStderr = 1024
+
+// truncWriter keeps the first n bytes written and drops the rest.
+type truncWriter struct {
+	w io.Writer
+	n int
+}
+
+func (t *truncWriter) Write(p []byte) (int, error) {
+	if keep := min(len(p), t.n); keep > 0 {
+		t.n -= keep
+		if _, err := t.w.Write(p[:keep]); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
 }
 
 // DockerSocket is where the plugin finds the Docker socket: plugin/config.json
