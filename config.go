@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -58,6 +59,9 @@ type config struct {
 	LogLevel logrus.Level
 	// LogFormat is text or json. LOG_FORMAT, default text.
 	LogFormat string
+	// AllowedTypes are the vault.type values served. ALLOWED_TYPES, default
+	// kv,read,write,token.
+	AllowedTypes []provider.Type
 }
 
 // loadConfig reads and validates every setting, reporting all bad settings at
@@ -167,7 +171,41 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.LogFormat = v
 	}
+	if c.AllowedTypes, err = provider.ParseAllowedTypes(getenv("ALLOWED_TYPES")); err != nil {
+		bad("%v", err)
+	}
+	if c.SkipVerify && c.Auth.Method == "cert" {
+		// The certificate login proves the plugin's identity to a server
+		// whose own identity would go unchecked.
+		bad("VAULT_SKIP_VERIFY=true cannot go with VAULT_AUTH_METHOD=cert: give Vault's CA in VAULT_CACERT instead")
+	}
 	return c, errors.Join(errs...)
+}
+
+// warnings are the settings that work but put tokens and secrets at risk,
+// one sentence each, for a warning at every start.
+func (c config) warnings() []string {
+	var w []string
+	if c.SkipVerify {
+		w = append(w, "VAULT_SKIP_VERIFY=true: Vault's certificate is not verified, so anyone on the path to Vault can read every token and secret; give Vault's CA in VAULT_CACERT instead")
+	}
+	if u, err := url.Parse(c.VaultAddr); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		w = append(w, "VAULT_ADDR="+c.VaultAddr+" is plain http to another host: tokens and secrets cross the network unencrypted; use https")
+	}
+	if c.TokenRole == "" {
+		w = append(w, "TOKEN_ROLE is not set: task tokens are made with auth/token/create-orphan, which needs sudo, and with sudo Vault does not check that a task's policies are a subset of the plugin's; a token role with allowed_policies bounds them")
+	}
+	return w
+}
+
+// isLoopback tells whether host (a name or an address) stays on this
+// machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // idleConnsPerHost is how many kept-alive connections to Vault the plugin
@@ -192,6 +230,11 @@ func (c config) vaultClient() (*api.Client, error) {
 	}
 	vc.Address = c.VaultAddr
 	vc.Timeout = c.Timeout
+	// No retries: the client's default retries a POST on a 5xx, and a token
+	// create or a vault.type=write (pki/issue) that Vault carried out before
+	// failing would leave a second live token or certificate. A failed
+	// secret fails its task, and Swarm's restart policy retries the task.
+	vc.MaxRetries = 0
 	tuneTransport(vc)
 	if err := vc.ConfigureTLS(&api.TLSConfig{CACert: c.CACert, Insecure: c.SkipVerify, ClientCert: c.Auth.ClientCert, ClientKey: c.Auth.ClientKey}); err != nil {
 		return nil, fmt.Errorf("failed to configure TLS for Vault: %w", err)

@@ -18,11 +18,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/docker/go-plugins-helpers/secrets"
+	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
 	"github.com/swarmvault/swarmvault/provider"
@@ -39,12 +42,13 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config{VaultAddr: "https://vault:8200", Auth: vaultauth.Settings{Addr: "https://vault:8200"}, Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text",
-		TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute}
+		TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute,
+		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeRead, provider.TypeWrite, provider.TypeToken}}
 	if got := policiesFor(t, c); got != "svc" {
 		t.Errorf("default POLICY_TEMPLATE gives %q, want the service name", got)
 	}
 	c.Policies = nil
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
 	}
 }
@@ -57,7 +61,7 @@ func TestLoadConfigSettings(t *testing.T) {
 		"POLICY_TEMPLATE": "base,{{.ServiceName}}", "TOKEN_ROLE": "tasks", "TOKEN_TTL": "10m", "TOKEN_MAX_TTL": "2h", "WRAP_TTL": "30s",
 		"VAULT_NAMESPACE": "team-a", "VAULT_AUTH_METHOD": "approle", "VAULT_ROLE_ID_FILE": "/r", "VAULT_SECRET_ID_FILE": "/s",
 		"VAULT_SECRET_ID_WRAPPED": "true", "VAULT_SECRET_ID_REMOVE": "1", "VAULT_AUTH_MOUNT": "ar", "VAULT_CERT_ROLE": "plugin",
-		"HELPER_SERVICE": "helper", "HELPER_SECRET": "bootstrap",
+		"HELPER_SERVICE": "helper", "HELPER_SECRET": "bootstrap", "ALLOWED_TYPES": "kv, token,kv",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -68,12 +72,13 @@ func TestLoadConfigSettings(t *testing.T) {
 			SecretIDWrapped: true, SecretIDRemove: true, Mount: "ar", CertRole: "plugin"},
 		HelperService: "helper", HelperSecret: "bootstrap",
 		Timeout: 3 * time.Second, LogLevel: logrus.DebugLevel, LogFormat: "json",
-		TokenRole: "tasks", TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second}
+		TokenRole: "tasks", TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second,
+		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeToken}}
 	if got := policiesFor(t, c); got != "base,svc" {
 		t.Errorf("POLICY_TEMPLATE gives %q", got)
 	}
 	c.Policies = nil
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
 	}
 }
@@ -135,7 +140,8 @@ func TestPluginConfigDeclaresEverySetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pc struct {
-		Interface struct {
+		Entrypoint []string
+		Interface  struct {
 			Types  []string
 			Socket string
 		}
@@ -151,6 +157,10 @@ func TestPluginConfigDeclaresEverySetting(t *testing.T) {
 	}
 	if len(pc.Interface.Types) != 1 || pc.Interface.Types[0] != "docker.secretprovider/1.0" || pc.Interface.Socket != "plugin.sock" {
 		t.Errorf("interface %+v", pc.Interface)
+	}
+	// Under dockerd the time of a line is dockerd's to write.
+	if want := []string{"/swarmvault", "-log-timestamps=false"}; !reflect.DeepEqual(pc.Entrypoint, want) {
+		t.Errorf("entrypoint %q, want %q", pc.Entrypoint, want)
 	}
 	if pc.Network.Type != "host" {
 		t.Errorf("network %q, want host", pc.Network.Type)
@@ -168,7 +178,7 @@ func TestPluginConfigDeclaresEverySetting(t *testing.T) {
 	read := []string{"VAULT_ADDR", "VAULT_CACERT", "VAULT_SKIP_VERIFY", "VAULT_NAMESPACE", "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY",
 		"VAULT_AUTH_METHOD", "VAULT_TOKEN", "VAULT_TOKEN_FILE", "VAULT_ROLE_ID_FILE", "VAULT_SECRET_ID_FILE", "VAULT_SECRET_ID_WRAPPED",
 		"VAULT_SECRET_ID_REMOVE", "VAULT_AUTH_MOUNT", "VAULT_CERT_ROLE", "HELPER_SERVICE", "HELPER_SECRET", "VAULT_CLIENT_TIMEOUT",
-		"POLICY_TEMPLATE", "TOKEN_ROLE", "TOKEN_TTL", "TOKEN_MAX_TTL", "WRAP_TTL", "LOG_LEVEL", "LOG_FORMAT"}
+		"POLICY_TEMPLATE", "TOKEN_ROLE", "TOKEN_TTL", "TOKEN_MAX_TTL", "WRAP_TTL", "LOG_LEVEL", "LOG_FORMAT", "ALLOWED_TYPES"}
 	for _, name := range read {
 		if _, ok := declared[name]; !ok {
 			t.Errorf("%s is read but not declared in plugin/config.json", name)
@@ -184,9 +194,106 @@ func TestPluginConfigDeclaresEverySetting(t *testing.T) {
 	}
 }
 
+func TestLoggerTimestamps(t *testing.T) {
+	for _, tt := range []struct {
+		format     string
+		timestamps bool
+		want       bool
+	}{
+		{"text", true, true},
+		{"text", false, false},
+		// A JSON line keeps its time: a pipeline parses it on its own.
+		{"json", false, true},
+	} {
+		var out bytes.Buffer
+		newLogger(logrus.InfoLevel, tt.format, tt.timestamps, &out, io.Discard).Info("hello")
+		if got := strings.Contains(out.String(), "time="+`"`) || strings.Contains(out.String(), `"time":`); got != tt.want {
+			t.Errorf("%s, timestamps=%v: %q has a time: %v, want %v", tt.format, tt.timestamps, out.String(), got, tt.want)
+		}
+	}
+}
+
+// The settings that work but put tokens at risk warn at every start; a
+// safe configuration warns of nothing.
+func TestConfigWarnings(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"https with a token role", map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks"}, nil},
+		{"http on loopback", map[string]string{"VAULT_ADDR": "http://127.0.0.1:8200", "TOKEN_ROLE": "tasks"}, nil},
+		{"http on localhost", map[string]string{"VAULT_ADDR": "http://localhost:8200", "TOKEN_ROLE": "tasks"}, nil},
+		{"http on ::1", map[string]string{"VAULT_ADDR": "http://[::1]:8200", "TOKEN_ROLE": "tasks"}, nil},
+		{"http to another host", map[string]string{"VAULT_ADDR": "http://vault.example.com:8200", "TOKEN_ROLE": "tasks"},
+			[]string{"VAULT_ADDR=http://vault.example.com:8200 is plain http to another host: tokens and secrets cross the network unencrypted; use https"}},
+		{"skip verify", map[string]string{"VAULT_ADDR": "https://vault:8200", "VAULT_SKIP_VERIFY": "true", "TOKEN_ROLE": "tasks"},
+			[]string{"VAULT_SKIP_VERIFY=true: Vault's certificate is not verified, so anyone on the path to Vault can read every token and secret; give Vault's CA in VAULT_CACERT instead"}},
+		{"no token role", map[string]string{"VAULT_ADDR": "https://vault:8200"},
+			[]string{"TOKEN_ROLE is not set: task tokens are made with auth/token/create-orphan, which needs sudo, and with sudo Vault does not check that a task's policies are a subset of the plugin's; a token role with allowed_policies bounds them"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := loadConfig(env(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.warnings(); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("warnings:\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSkipVerifyRefusedWithCertLogin(t *testing.T) {
+	_, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "VAULT_SKIP_VERIFY": "true", "VAULT_AUTH_METHOD": "cert"}))
+	if want := "VAULT_SKIP_VERIFY=true cannot go with VAULT_AUTH_METHOD=cert: give Vault's CA in VAULT_CACERT instead"; err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+}
+
+func TestAllowedTypesRefusesAnUnknownType(t *testing.T) {
+	_, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "ALLOWED_TYPES": "kv,pki"}))
+	if want := `ALLOWED_TYPES=kv,pki names "pki", which is not a vault.type: use a comma list of kv, read, write and token`; err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+}
+
+// The Vault client retries nothing: a POST that Vault carried out before
+// answering 5xx (a token create, a pki/issue) must not be made twice.
+// VAULT_MAX_RETRIES in the environment changes nothing either.
+func TestVaultClientDoesNotRetry(t *testing.T) {
+	t.Setenv("VAULT_MAX_RETRIES", "5")
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte(`{"errors":["internal error"]}`))
+	}))
+	defer srv.Close()
+	c, err := loadConfig(env(map[string]string{"VAULT_ADDR": srv.URL}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := c.vaultClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetToken("t")
+	if _, err := client.Auth().Token().CreateOrphan(&api.TokenCreateRequest{}); err == nil {
+		t.Fatal("no error from a 500")
+	}
+	if _, err := client.Logical().Write("pki/issue/web", map[string]any{"common_name": "x"}); err == nil {
+		t.Fatal("no error from a 500")
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("Vault saw %d calls for 2 requests answered 500: the client retried", n)
+	}
+}
+
 func TestLoggerSplitsByLevel(t *testing.T) {
 	var out, errs bytes.Buffer
-	log := newLogger(logrus.DebugLevel, "text", &out, &errs)
+	log := newLogger(logrus.DebugLevel, "text", true, &out, &errs)
 	log.Debug("d")
 	log.Info("i")
 	log.Warn("w")

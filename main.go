@@ -38,6 +38,9 @@ func main() {
 func realMain() error {
 	socket := flag.String("socket", provider.SocketPath, "Unix socket to serve the plugin API on")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until the plugin stops (for bench/)")
+	// plugin/config.json passes false: dockerd stamps every line it logs
+	// for a plugin, and a second time in the text would only be noise.
+	logTimestamps := flag.Bool("log-timestamps", true, "start text log lines with their time")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -56,7 +59,10 @@ func realMain() error {
 		// plugin is disabled, which it stays after this exit.
 		return err
 	}
-	log := newLogger(cfg.LogLevel, cfg.LogFormat, os.Stdout, os.Stderr)
+	log := newLogger(cfg.LogLevel, cfg.LogFormat, *logTimestamps, os.Stdout, os.Stderr)
+	for _, w := range cfg.warnings() {
+		log.Warn(w)
+	}
 
 	client, err := cfg.vaultClient()
 	if err != nil {
@@ -76,16 +82,26 @@ func realMain() error {
 	// exits then stays down; until a login succeeds, requests wait for it
 	// up to their deadline and then fail with the reason.
 	tokens := vaultauth.NewManager(client, auth, log)
-	go tokens.Run(ctx)
+	// A login makes a few Vault calls, and the helper's some Docker calls.
+	tokens.LoginTimeout = 3 * cfg.Timeout
+	// A replaced token's read tokens (batch, its children) die with it:
+	// revoke it only once the longest of them has expired.
+	tokens.RevokeDelay = provider.ReadTokenTTL(cfg.Timeout)
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		tokens.Run(ctx)
+	}()
 
 	srv := provider.NewServer(provider.New(client, log, provider.Options{
-		Timeout:     cfg.Timeout,
-		Policies:    cfg.Policies,
-		TokenRole:   cfg.TokenRole,
-		TokenTTL:    cfg.TokenTTL,
-		TokenMaxTTL: cfg.TokenMaxTTL,
-		WrapTTL:     cfg.WrapTTL,
-		Reauth:      tokens,
+		Timeout:      cfg.Timeout,
+		Policies:     cfg.Policies,
+		TokenRole:    cfg.TokenRole,
+		TokenTTL:     cfg.TokenTTL,
+		TokenMaxTTL:  cfg.TokenMaxTTL,
+		WrapTTL:      cfg.WrapTTL,
+		Reauth:       tokens,
+		AllowedTypes: cfg.AllowedTypes,
 	}))
 	l, err := provider.Listen(*socket)
 	if err != nil {
@@ -101,8 +117,12 @@ func realMain() error {
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
-	l.Close()
+	// Requests under way finish (each within VAULT_CLIENT_TIMEOUT); none
+	// starts. Then the plugin's own token goes, if a login made it.
 	waitCtx, cancel := context.WithTimeout(context.Background(), cfg.Timeout+time.Second)
 	defer cancel()
-	return srv.Wait(waitCtx)
+	err = srv.Shutdown(waitCtx)
+	<-runDone
+	tokens.Logout()
+	return err
 }
