@@ -13,7 +13,7 @@ DOCKER_BUILD := DOCKER_BUILDKIT=0 docker build -q
 export GOTOOLCHAIN ?= local
 
 # Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
-.PHONY: all build test test-unit test-integration e2e plugin rootfs docker \
+.PHONY: all build test lint fuzz test-unit test-integration e2e plugin rootfs docker \
 	vault-dev vault-stop demo demo-clean clean bench
 
 all: build
@@ -21,7 +21,25 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/swarmvault .
 
-test: test-unit test-integration e2e
+test: lint test-unit test-integration e2e
+
+# Pinned, and fetched through the module proxy by `go run`.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) mod tidy -diff
+	$(GO) vet -tags 'integration e2e' ./...
+	$(GO) run $(STATICCHECK) -tags 'integration e2e' ./...
+
+# `go test` runs each fuzz target's seed corpus; this runs each target for
+# FUZZTIME (a duration, or a count such as 1000000x).
+FUZZTIME ?= 1m
+FUZZ_TARGETS := FuzzParsePlan FuzzPolicies FuzzRender
+fuzz:
+	for f in $(FUZZ_TARGETS); do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) ./provider/ || exit 1; \
+	done
 
 test-unit:
 	$(GO) test -race -count=1 ./...

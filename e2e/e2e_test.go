@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -310,12 +311,23 @@ func waitForLogLine(t *testing.T, mark int64, text string) {
 	t.Helper()
 	waitFor(t, "plugin log line: "+text, 60*time.Second, func() (bool, string) {
 		for _, line := range strings.Split(logSince(t, mark), "\n") {
-			if strings.Contains(line, text) && strings.Contains(line, "level=error") && strings.Contains(line, "plugin=") {
+			if strings.Contains(line, inDockerdLog(text)) && strings.Contains(line, "level=error") && strings.Contains(line, "plugin=") {
 				return true, ""
 			}
 		}
 		return false, "not in " + dockerdLog
 	})
+}
+
+// inDockerdLog is text as it stands in dockerd's log: quoted twice, once
+// by the plugin's logger, once by dockerd's, each escaping quotes and
+// backslashes.
+func inDockerdLog(text string) string {
+	for range 2 {
+		q := strconv.Quote(text)
+		text = q[1 : len(q)-1]
+	}
+	return text
 }
 
 func TestSwarm(t *testing.T) {
@@ -401,7 +413,7 @@ func TestSwarm(t *testing.T) {
 		}{
 			"badlabel": {
 				labels: map[string]string{"vault.path": "secret/" + run + "/db", "vault.format": "xml"},
-				line:   "secret " + run + "_badlabel: label vault.format=xml is not a format: use raw, json, env or template (Vault path secret/" + run + "/db)",
+				line:   "secret " + run + "_badlabel: label vault.format=\"xml\" is not a format: use raw, json, env or template (Vault path secret/" + run + "/db)",
 			},
 			"missing": {
 				labels: map[string]string{"vault.path": "secret/" + run + "/nope"},
@@ -413,7 +425,7 @@ func TestSwarm(t *testing.T) {
 			},
 			"notemplate": {
 				labels: map[string]string{"vault.type": "token", "vault.token.policies": "plugin-" + run},
-				line:   "secret " + run + "_notemplate: label vault.token.policies asks for policy plugin-" + run + ", which POLICY_TEMPLATE does not give service " + run + "-notemplate (it gives: " + run + "-notemplate)",
+				line:   "secret " + run + "_notemplate: label vault.token.policies asks for policy \"plugin-" + run + "\", which POLICY_TEMPLATE does not give service " + run + "-notemplate (it gives: " + run + "-notemplate)",
 			},
 		}
 		for key, c := range failing {
@@ -464,7 +476,7 @@ func TestSwarm(t *testing.T) {
 		createDriverSecret(t, a+"_pw", map[string]string{"vault.path": "secret/" + run + "/" + a + "/db", "vault.field": "password"})
 		createDriverSecret(t, b+"_pw", map[string]string{"vault.path": "secret/" + run + "/" + b + "/db", "vault.field": "password"})
 		createDriverSecret(t, a+"_token", map[string]string{"vault.type": "token", "vault.token.ttl": "10m"})
-		createDriverSecret(t, a+"_wrapped", map[string]string{"vault.path": "secret/" + run + "/" + a + "/db", "vault.field": "password", "vault.wrap": "2m"})
+		createDriverSecret(t, a+"_wrapped", map[string]string{"vault.path": "secret/" + run + "/" + a + "/db", "vault.wrap": "2m"})
 		createService(t, a, nil, a+"_pw", a+"_token", a+"_wrapped")
 		createService(t, b, nil, b+"_pw")
 		ca := waitRunning(t, a, 1)[0]
@@ -497,11 +509,19 @@ func TestSwarm(t *testing.T) {
 			t.Errorf("A's task token reads B's path")
 		}
 
+		// Wrapped at the source: the creation path a task checks before
+		// unwrapping names the KV read, not sys/wrapping/wrap.
 		wrapping := string(readSecretFile(t, ca, a+"_wrapped"))
 		f.issue(wrapping)
+		anon, _ := f.root.Clone()
+		anon.ClearToken()
+		look, err := anon.Logical().Write("sys/wrapping/lookup", map[string]any{"token": wrapping})
+		if want := "secret/data/" + run + "/" + a + "/db"; err != nil || look.Data["creation_path"] != want {
+			t.Errorf("wrapping token lookup: %v, creation path %v, want %s", err, look, want)
+		}
 		out, err = inTask(a+"_wrapped", "sys/wrapping/unwrap", "{}")
-		var unwrapped struct{ Data map[string]string }
-		if err != nil || json.Unmarshal([]byte(out), &unwrapped) != nil || unwrapped.Data["password"] != pw[a] {
+		var unwrapped struct{ Data struct{ Data map[string]any } }
+		if err != nil || json.Unmarshal([]byte(out), &unwrapped) != nil || unwrapped.Data.Data["password"] != pw[a] {
 			t.Errorf("unwrapping from inside the task: %v", err)
 		}
 		if _, err := inTask(a+"_wrapped", "sys/wrapping/unwrap", "{}"); err == nil {
@@ -520,6 +540,8 @@ func TestSwarm(t *testing.T) {
 		// A's secret pointing at B's path fails A's new task, with the path.
 		createDriverSecret(t, a+"_steals_b", map[string]string{"vault.path": "secret/" + run + "/" + b + "/db", "vault.field": "password"})
 		docker(t, "service", "update", "--detach", "--secret-add", a+"_steals_b", a)
+		// Cleanups run last first: the service must go before its secret.
+		t.Cleanup(func() { tryDocker("service", "rm", a) })
 		waitForLogLine(t, mark, "secret "+a+"_steals_b: permission denied to read Vault path secret/"+run+"/"+b+"/db: the token's policies must grant read on secret/data/"+run+"/"+b+"/db")
 	})
 
@@ -636,6 +658,13 @@ func TestSwarm(t *testing.T) {
 		logs["vault"] = string(b)
 		if !strings.Contains(logs["dockerd (plugin lines included)"], "secret delivered") {
 			t.Fatal("the plugin's lines are not in dockerd's log: the check would prove nothing")
+		}
+		// dockerd stamps each plugin line: the plugin adds no time of its own.
+		for _, line := range strings.Split(logs["dockerd (plugin lines included)"], "\n") {
+			if strings.Contains(line, "plugin=") && strings.Contains(line, `msg="time=`) {
+				t.Errorf("a plugin line with a second timestamp: %s", line)
+				break
+			}
 		}
 		for name, text := range logs {
 			for _, v := range f.issued {
