@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
@@ -27,6 +28,7 @@ type fakeDocker struct {
 	stdout     string
 	stderr     string
 	exitCode   int
+	hang       bool // the exec never writes or ends, as a cat on a stuck mount
 }
 
 func (f *fakeDocker) Info(context.Context) (system.Info, error) { return f.info() }
@@ -40,6 +42,12 @@ func (f *fakeDocker) ContainerExecCreate(_ context.Context, cid string, o contai
 // ContainerExecAttach returns the streams multiplexed as the engine sends
 // them without a TTY.
 func (f *fakeDocker) ContainerExecAttach(context.Context, string, container.ExecAttachOptions) (types.HijackedResponse, error) {
+	if f.hang {
+		// The hijacked connection stays open and silent: a read returns
+		// only when the connection is closed.
+		c1, _ := net.Pipe()
+		return types.HijackedResponse{Conn: c1, Reader: bufio.NewReader(c1)}, nil
+	}
 	var b bytes.Buffer
 	stdcopy.NewStdWriter(&b, stdcopy.Stdout).Write([]byte(f.stdout))
 	if f.stderr != "" {
@@ -180,5 +188,49 @@ func TestNewHelperReaderValidates(t *testing.T) {
 		if _, err := NewHelperReader(&fakeDocker{}, tt.service, tt.secret); err == nil || err.Error() != tt.wantErr {
 			t.Errorf("(%q, %q): error %v, want %s", tt.service, tt.secret, err, tt.wantErr)
 		}
+	}
+}
+
+func helperOnThisNode(f *fakeDocker) *fakeDocker {
+	f.info = onNode("n")
+	f.taskList = func(swarm.TaskListOptions) ([]swarm.Task, error) {
+		return []swarm.Task{task("n", swarm.TaskStateRunning, "c")}, nil
+	}
+	f.execCreate = func(string, container.ExecOptions) (container.ExecCreateResponse, error) {
+		return container.ExecCreateResponse{ID: "e"}, nil
+	}
+	return f
+}
+
+// The attached stream ignores the context: without closing it when the
+// deadline ends, a cat that never exits held the login, and every later one.
+func TestAHungExecEndsAtTheDeadline(t *testing.T) {
+	r, err := NewHelperReader(helperOnThisNode(&fakeDocker{hang: true}), "helper", "boot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := r.Read(ctx); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "reading /run/secrets/boot from the helper's container c took too long") {
+			t.Errorf("error %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still blocked 5 s after its deadline")
+	}
+}
+
+// What cat says on stderr is capped: it ends up in a log line.
+func TestHelperStderrIsCapped(t *testing.T) {
+	r, err := NewHelperReader(helperOnThisNode(&fakeDocker{exitCode: 1, stderr: strings.Repeat("e", 100000)}), "helper", "boot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Read(context.Background())
+	if err == nil || len(err.Error()) > maxStderr+300 {
+		t.Errorf("error of %d bytes", len(err.Error()))
 	}
 }
