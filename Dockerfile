@@ -1,7 +1,8 @@
-# The plugin's root filesystem: the static binary and a CA bundle, nothing
-# else. It starts FROM scratch over a binary built beforehand (make build), so
-# it builds with no registry at all; `make plugin` exports it to plugin/rootfs.
+# The plugin's root filesystem: the static binary, nothing else (Vault's CA
+# roots are compiled in, see main.go). It starts FROM scratch over a binary
+# built beforehand (make build), so it builds with no registry at all; make
+# exports it to bin/plugin-<arch>/rootfs, next to plugin/config.json.
 FROM scratch
-COPY bin/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY bin/swarmvault /swarmvault
+ARG BIN=bin/swarmvault
+COPY ${BIN} /swarmvault
 ENTRYPOINT ["/swarmvault"]

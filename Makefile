@@ -5,7 +5,19 @@
 GO      ?= go
 PLUGIN  ?= swarmvault:latest
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+# The architecture to build for: make plugin GOARCH=arm64 (built here, it
+# cannot run here). Its binary is bin/swarmvault-<arch>, its plugin dir
+# bin/plugin-<arch>.
+HOSTARCH := $(shell $(GO) env GOARCH)
+GOARCH  ?= $(HOSTARCH)
+BIN     := bin/swarmvault$(if $(filter $(HOSTARCH),$(GOARCH)),,-$(GOARCH))
+PLUGIN_DIR := bin/plugin-$(GOARCH)
+# make push: REGISTRY=host:port, TAG (default: the commit); an arm64 push is
+# tagged TAG-arm64.
+REGISTRY ?=
+TAG     ?= $(VERSION)
+PUSH_TAG  = $(TAG)$(if $(filter amd64,$(GOARCH)),,-$(GOARCH))
+PUSH_NAME = $(REGISTRY)/swarmvault:$(PUSH_TAG)
 # The legacy builder: BuildKit needs the buildx CLI plugin, which a machine
 # with only Debian's docker.io does not have.
 DOCKER_BUILD := DOCKER_BUILDKIT=0 docker build -q
@@ -13,13 +25,15 @@ DOCKER_BUILD := DOCKER_BUILDKIT=0 docker build -q
 export GOTOOLCHAIN ?= local
 
 # Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
-.PHONY: all build test lint fuzz test-unit test-integration e2e plugin rootfs docker \
+.PHONY: all build test lint fuzz test-unit test-integration e2e plugin rootfs push docker \
 	vault-dev vault-stop demo demo-clean clean bench
 
 all: build
 
+# -trimpath and a fixed version make the binary the same from the same
+# commit and toolchain, wherever it is built.
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/swarmvault .
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) .
 
 test: lint test-unit test-integration e2e
 
@@ -65,19 +79,44 @@ vault-dev:
 vault-stop:
 	e2e/vault.sh stop
 
+# The plugin dir docker plugin create takes: config.json and rootfs/, every
+# file's time set to the epoch (docker export stamps what it creates), so
+# that the same binary gives the same plugin digest.
 rootfs: build docker
-	cp $(CA_BUNDLE) bin/ca-certificates.crt
-	$(DOCKER_BUILD) -t swarmvault-rootfs:build .
-	rm -rf plugin/rootfs && mkdir -p plugin/rootfs
-	id=$$(docker create swarmvault-rootfs:build) && \
-		docker export $$id | tar -x -C plugin/rootfs && docker rm -v $$id >/dev/null
+	$(DOCKER_BUILD) --build-arg BIN=$(BIN) -t swarmvault-rootfs:$(GOARCH) .
+	rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)/rootfs
+	cp plugin/config.json $(PLUGIN_DIR)/config.json
+	id=$$(docker create swarmvault-rootfs:$(GOARCH)) && \
+		docker export $$id | tar -x -C $(PLUGIN_DIR)/rootfs && docker rm -v $$id >/dev/null
+	chmod -R go-w $(PLUGIN_DIR)
+	find $(PLUGIN_DIR) -exec touch -h -d @0 {} +
 
-# Leaves the plugin disabled: it needs VAULT_ADDR and a token (docker plugin
-# set) before `docker plugin enable`.
+# A local build, for this engine only; leaves the plugin disabled: it needs
+# VAULT_ADDR and a token (docker plugin set) before docker plugin enable.
+# Its version says -local: an engine refuses to create a plugin whose
+# content it already holds, and a push (make push) of the same commit must
+# not collide with it.
+plugin: VERSION := $(VERSION)-local
 plugin: rootfs
 	docker plugin rm -f $(PLUGIN) >/dev/null 2>&1 || true
-	docker plugin create $(PLUGIN) plugin
+	docker plugin create $(PLUGIN) $(PLUGIN_DIR)
 	@echo "created $(PLUGIN) (disabled): docker plugin set $(PLUGIN) VAULT_ADDR=… then docker plugin enable $(PLUGIN)"
+
+# Publishes the plugin as users install it: REGISTRY/swarmvault:TAG. The
+# plugin is created on this engine only to be pushed, then removed. The
+# digest printed last is what users pin (REGISTRY/swarmvault@sha256:…).
+push: rootfs
+	@test -n "$(REGISTRY)" || { echo "make push needs REGISTRY=host:port (e.g. 127.0.0.1:5000)"; exit 1; }
+	docker plugin rm -f $(PUSH_NAME) >/dev/null 2>&1 || true
+	docker plugin create $(PUSH_NAME) $(PLUGIN_DIR)
+	docker plugin push $(PUSH_NAME)
+	docker plugin rm -f $(PUSH_NAME) >/dev/null
+	@# The CLI does not print the manifest digest for a plugin: ask the
+	@# registry (one without auth, as the test bed's; else see its UI).
+	@d=$$(curl --noproxy '*' -sfI -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+		http://$(REGISTRY)/v2/swarmvault/manifests/$(PUSH_TAG) | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p'); \
+	if [ -n "$$d" ]; then echo "$$d" >bin/push-$(GOARCH).digest; echo "pushed $(REGISTRY)/swarmvault@$$d ($(PUSH_TAG))"; \
+	else echo "pushed $(PUSH_NAME): pin it by the Docker-Content-Digest your registry gives for that tag"; fi
 
 demo: plugin vault-dev
 	PLUGIN=$(PLUGIN) e2e/demo.sh
@@ -92,4 +131,4 @@ bench: plugin vault-dev
 	PLUGIN=$(PLUGIN) bench/scale.sh 50 3
 
 clean:
-	rm -rf bin plugin/rootfs
+	rm -rf bin

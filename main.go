@@ -15,6 +15,11 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	// Mozilla's CA roots, used only where the system has none: the plugin's
+	// rootfs holds the binary alone, so that a build from the same commit
+	// is the same plugin on any machine (a CA bundle copied from the build
+	// machine would differ between machines).
+	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"github.com/swarmvault/swarmvault/bootstrap"
 	"github.com/swarmvault/swarmvault/provider"
