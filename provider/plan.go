@@ -271,7 +271,8 @@ func (p *Plan) parseFormat(known map[string]label) error {
 		// the task instead of writing "<no value>" into a connection string.
 		t, err := template.New(LabelTemplate).Option("missingkey=error").Parse(l.value)
 		if err != nil {
-			return fmt.Errorf("label %s does not parse: %v (%s)", showKey(l.key), err, p.where())
+			// text/template quotes the template text, invalid bytes and all.
+			return fmt.Errorf("label %s does not parse: %s (%s)", showKey(l.key), clip(oneLine(err.Error()), 256), p.where())
 		}
 		p.Template = t
 	}

@@ -54,6 +54,14 @@ func cut(s string, n int) string {
 	return s[:n]
 }
 
+// clip shortens s to at most n bytes, marking the cut with "…".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return cut(s, n) + "…"
+}
+
 // oneLine makes msg one line of at most MaxErrLen bytes: line breaks and
 // tabs become single spaces, other control characters Go escapes. It is the
 // last guard before a message leaves the plugin; the sentences themselves
@@ -78,11 +86,7 @@ func oneLine(msg string) string {
 		}
 		b.WriteRune(r)
 	}
-	out := strings.TrimSpace(b.String())
-	if len(out) > MaxErrLen {
-		out = cut(out, MaxErrLen-len("…")) + "…"
-	}
-	return out
+	return clip(strings.TrimSpace(b.String()), MaxErrLen-len("…"))
 }
 
 // vaultErrors is the text of Vault's error list, one line: Vault (and the
