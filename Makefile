@@ -25,7 +25,7 @@ DOCKER_BUILD := DOCKER_BUILDKIT=0 docker build -q
 export GOTOOLCHAIN ?= local
 
 # Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
-.PHONY: all build test lint fuzz test-unit test-integration e2e plugin rootfs push docker \
+.PHONY: all build test lint fuzz test-unit test-integration e2e e2e-cluster plugin rootfs push docker \
 	vault-dev vault-stop demo demo-clean clean bench
 
 all: build
@@ -35,7 +35,7 @@ all: build
 build:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) .
 
-test: lint test-unit test-integration e2e
+test: lint test-unit test-integration e2e e2e-cluster
 
 # Pinned, and fetched through the module proxy by `go run`.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -69,6 +69,16 @@ test-integration: vault-dev build
 e2e: plugin vault-dev
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token PLUGIN=$(PLUGIN) \
 		$(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/
+
+# The 3-manager bed (e2e/cluster.sh), the plugin pushed to the bed's
+# registry and installed on every manager; the bed is removed afterwards,
+# whatever the result (CLUSTER_KEEP=1 keeps it, to look at a failure).
+e2e-cluster: vault-dev docker
+	e2e/registry.sh start >/dev/null
+	e2e/cluster.sh up
+	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token \
+		$(GO) test -count=1 -tags 'e2e cluster' -run TestCluster -timeout 30m -v ./e2e/; \
+		rc=$$?; [ -n "$(CLUSTER_KEEP)" ] || e2e/cluster.sh down; exit $$rc
 
 docker:
 	e2e/docker.sh images >/dev/null
@@ -113,8 +123,8 @@ push: rootfs
 	docker plugin rm -f $(PUSH_NAME) >/dev/null
 	@# The CLI does not print the manifest digest for a plugin: ask the
 	@# registry (one without auth, as the test bed's; else see its UI).
-	@d=$$(curl --noproxy '*' -sfI -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
-		http://$(REGISTRY)/v2/swarmvault/manifests/$(PUSH_TAG) | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p'); \
+	@d=$$(for scheme in https http; do curl --noproxy '*' -sfI -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+		$$scheme://$(REGISTRY)/v2/swarmvault/manifests/$(PUSH_TAG) && break; done | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p'); \
 	if [ -n "$$d" ]; then echo "$$d" >bin/push-$(GOARCH).digest; echo "pushed $(REGISTRY)/swarmvault@$$d ($(PUSH_TAG))"; \
 	else echo "pushed $(PUSH_NAME): pin it by the Docker-Content-Digest your registry gives for that tag"; fi
 

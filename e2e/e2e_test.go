@@ -57,9 +57,11 @@ type fixture struct {
 	role string // the token role task tokens are made through
 	// pluginPolicy may only make tokens through role.
 	pluginPolicy string
-	issued       []string
-	v1, v2       map[string]string // versions 1 and 2 of secret/<run>/db
-	kv1Data      map[string]string
+	// pluginToken is the plugin's own token, made with pluginPolicy.
+	pluginToken string
+	issued      []string
+	v1, v2      map[string]string // versions 1 and 2 of secret/<run>/db
+	kv1Data     map[string]string
 }
 
 // issue records values handed out, line by line: a log could hold one line
@@ -70,7 +72,18 @@ func (f *fixture) issue(values ...string) {
 	}
 }
 
+// setUpVault prepares Vault for a run and gives the one-node bed's plugin
+// its token.
 func setUpVault(t *testing.T) *fixture {
+	t.Helper()
+	f := vaultFixture(t)
+	configurePlugin(t, f.pluginToken, f.role)
+	return f
+}
+
+// vaultFixture writes this run's secrets, token role and the plugin's
+// policy to Vault, and makes the plugin's token.
+func vaultFixture(t *testing.T) *fixture {
 	t.Helper()
 	if os.Getenv("VAULT_ADDR") == "" || os.Getenv("VAULT_TOKEN_FILE") == "" {
 		t.Fatal("VAULT_ADDR and VAULT_TOKEN_FILE (the dev Vault's root token) must be set: run make e2e")
@@ -130,11 +143,9 @@ func setUpVault(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pluginToken := s.Auth.ClientToken
-	f.issue(pluginToken)
-	t.Cleanup(func() { root.Auth().Token().RevokeOrphan(pluginToken) })
-
-	configurePlugin(t, pluginToken, f.role)
+	f.pluginToken = s.Auth.ClientToken
+	f.issue(f.pluginToken)
+	t.Cleanup(func() { root.Auth().Token().RevokeOrphan(f.pluginToken) })
 	return f
 }
 
@@ -215,9 +226,9 @@ func setPlugin(t *testing.T, settings ...string) {
 	docker(t, "plugin", "enable", pluginName)
 }
 
-// pluginToken makes a token with the plugin's policy, as an operator hands
+// newPluginToken makes a token with the plugin's policy, as an operator hands
 // the plugin one.
-func (f *fixture) pluginToken(t *testing.T) string {
+func (f *fixture) newPluginToken(t *testing.T) string {
 	t.Helper()
 	s, err := f.root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{f.pluginPolicy}, TTL: "2h"})
 	if err != nil {
@@ -589,7 +600,7 @@ func TestSwarm(t *testing.T) {
 		for _, svc := range []string{stack + "_app", run + "-h-after", run + "-h-gone", run + "-h-back"} {
 			f.servicePolicy(t, svc, "secret/data/"+run+"/*")
 		}
-		createPlainSecret(t, run+"_boot1", f.pluginToken(t))
+		createPlainSecret(t, run+"_boot1", f.newPluginToken(t))
 		// Only the helper method: no token file, the Docker socket mounted.
 		setPlugin(t,
 			"VAULT_AUTH_METHOD=helper", "HELPER_SERVICE="+helper, "HELPER_SECRET=vault_bootstrap",
@@ -615,7 +626,7 @@ func TestSwarm(t *testing.T) {
 
 		// Rotate the helper's secret and revoke the token the plugin holds.
 		old := helperSecret(t, helper)
-		createPlainSecret(t, run+"_boot2", f.pluginToken(t))
+		createPlainSecret(t, run+"_boot2", f.newPluginToken(t))
 		docker(t, "service", "update", "--detach", "--secret-rm", run+"_boot1",
 			"--secret-add", "source="+run+"_boot2,target=vault_bootstrap", helper)
 		waitFor(t, "the helper to hold the new secret", 60*time.Second, func() (bool, string) {
@@ -644,7 +655,7 @@ func TestSwarm(t *testing.T) {
 		waitForLogLine(t, mark, "secret "+gone+"_pw: Vault refused the plugin's token and the plugin cannot log in to Vault: unable to log in to auth method: HELPER_SERVICE "+helper+" does not exist: create it (global, on the managers) or fix the name")
 
 		// Back: the next task is served.
-		createPlainSecret(t, run+"_boot3", f.pluginToken(t))
+		createPlainSecret(t, run+"_boot3", f.newPluginToken(t))
 		deployStack(t, stack, run+"/db", run+"_boot3")
 		served(run + "-h-back")
 	})

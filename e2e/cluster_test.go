@@ -1,0 +1,456 @@
+//go:build e2e && cluster
+
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The cluster e2e runs on e2e/cluster.sh's managers (make e2e-cluster
+// starts them, and removes them after). The plugin is installed on every
+// manager from the test bed's registry, pinned by digest, as the README
+// tells users; only the leader calls it, so each part below is about what
+// happens when leadership, or the plugin, moves or dies.
+
+const registry = "127.0.0.1:5000"
+
+// clusterAlias is the name every manager installs the plugin under.
+const clusterAlias = "vault"
+
+// bed runs e2e/cluster.sh.
+func bed(t *testing.T, args ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("./cluster.sh", args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("cluster.sh %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return strings.TrimSpace(stdout.String())
+}
+
+// tryOn runs the docker CLI against node i's engine.
+func tryOn(i int, args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("docker", append([]string{"-H", fmt.Sprintf("unix:///run/svn%d/docker.sock", i)}, args...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+func on(t *testing.T, i int, args ...string) string {
+	t.Helper()
+	out, err := tryOn(i, args...)
+	if err != nil {
+		t.Fatalf("node %d: docker %s: %v", i, strings.Join(args, " "), err)
+	}
+	return out
+}
+
+// leader returns the node that leads, asking the nodes that answer.
+func leader(t *testing.T) int {
+	t.Helper()
+	var l int
+	waitFor(t, "a leader", 90*time.Second, func() (bool, string) {
+		out, err := exec.Command("./cluster.sh", "leader").Output()
+		if err != nil {
+			return false, "no node leads"
+		}
+		l, _ = strconv.Atoi(strings.TrimSpace(string(out)))
+		return l > 0, ""
+	})
+	return l
+}
+
+// waitLeaderOtherThan waits until a node other than old leads, and returns it.
+func waitLeaderOtherThan(t *testing.T, old int) int {
+	t.Helper()
+	var l int
+	waitFor(t, fmt.Sprintf("a leader other than node %d", old), 120*time.Second, func() (bool, string) {
+		out, err := exec.Command("./cluster.sh", "leader").Output()
+		l, _ = strconv.Atoi(strings.TrimSpace(string(out)))
+		return err == nil && l > 0 && l != old, fmt.Sprintf("leader %d", l)
+	})
+	return l
+}
+
+// clusterTask is a running task: where, and its container there.
+type clusterTask struct {
+	id, node, container string
+	nodeIndex           int
+}
+
+// nodeIndexes maps swarm node IDs to bed indices (the hostname is svnI).
+func nodeIndexes(t *testing.T, via int) map[string]int {
+	t.Helper()
+	out := on(t, via, "node", "ls", "--format", "{{.ID}} {{.Hostname}}")
+	m := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var id, host string
+		fmt.Sscan(line, &id, &host)
+		i, _ := strconv.Atoi(strings.TrimPrefix(host, "svn"))
+		m[id] = i
+	}
+	return m
+}
+
+// runningTasks lists the running tasks of service, asking node via.
+func runningTasks(t *testing.T, via int, service string) []clusterTask {
+	t.Helper()
+	out, err := tryOn(via, "service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running", service)
+	if err != nil {
+		return nil
+	}
+	idx := nodeIndexes(t, via)
+	var tasks []clusterTask
+	for _, id := range strings.Fields(out) {
+		info, err := tryOn(via, "inspect", "--format", "{{.Status.State}} {{.NodeID}} {{.Status.ContainerStatus.ContainerID}}", id)
+		if err != nil {
+			continue
+		}
+		var state, node, container string
+		fmt.Sscan(info, &state, &node, &container)
+		if state == "running" && container != "" {
+			tasks = append(tasks, clusterTask{id: id, node: node, container: container, nodeIndex: idx[node]})
+		}
+	}
+	return tasks
+}
+
+func waitTasks(t *testing.T, via int, service string, n int) []clusterTask {
+	t.Helper()
+	return waitTasksOff(t, via, service, n, 0)
+}
+
+// waitTasksOff waits for n running tasks of service, none on node dead
+// (whose tasks stay "running" until the managers call it down).
+func waitTasksOff(t *testing.T, via int, service string, n, dead int) []clusterTask {
+	t.Helper()
+	var tasks []clusterTask
+	waitFor(t, fmt.Sprintf("%d running tasks of %s", n, service), 180*time.Second, func() (bool, string) {
+		tasks = runningTasks(t, via, service)
+		tasks = slices.DeleteFunc(tasks, func(c clusterTask) bool { return c.nodeIndex == dead })
+		out, _ := tryOn(via, "service", "ps", "--no-trunc", "--format", "{{.Name}} {{.Node}} {{.CurrentState}} {{.Error}}", service)
+		return len(tasks) == n, out
+	})
+	return tasks
+}
+
+// waitManagers waits until every manager is the leader or reachable: a
+// leader may be killed only while the others keep a quorum.
+func waitManagers(t *testing.T, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%d reachable managers", n), 120*time.Second, func() (bool, string) {
+		out, err := exec.Command("./cluster.sh", "leader").Output()
+		if err != nil {
+			return false, "no leader"
+		}
+		l, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		ls, _ := tryOn(l, "node", "ls", "--format", "{{.ManagerStatus}}")
+		return strings.Count(ls, "Leader")+strings.Count(ls, "Reachable") == n, ls
+	})
+}
+
+// checkValues reads each task's secret file on its own node.
+func checkValues(t *testing.T, tasks []clusterTask, secret, want string) {
+	t.Helper()
+	for _, task := range tasks {
+		got, err := tryOn(task.nodeIndex, "exec", task.container, "cat", "/run/secrets/"+secret)
+		if err != nil {
+			// What the engine says of the container, for the record.
+			state, _ := tryOn(task.nodeIndex, "inspect", "--format", "created {{.Created}} started {{.State.StartedAt}} restarts {{.RestartCount}} mounts {{json .Mounts}}", task.container)
+			t.Errorf("task %.12s on node %d: %v; container: %s", task.id, task.nodeIndex, err, strings.TrimSpace(state))
+		} else if got != want {
+			t.Errorf("task %.12s on node %d got %d bytes, not the value", task.id, task.nodeIndex, len(got))
+		}
+	}
+}
+
+// pluginPID is the pid of the plugin process of node i: a runc container
+// on the node's network (host network), running /swarmvault.
+func pluginPID(i int) int {
+	out, err := exec.Command("ip", "netns", "pids", fmt.Sprintf("svn%d", i)).Output()
+	if err != nil {
+		return 0
+	}
+	for _, f := range strings.Fields(string(out)) {
+		cmdline, _ := os.ReadFile("/proc/" + f + "/cmdline")
+		if strings.HasPrefix(string(cmdline), "/swarmvault\x00") {
+			pid, _ := strconv.Atoi(f)
+			return pid
+		}
+	}
+	return 0
+}
+
+func TestCluster(t *testing.T) {
+	nodes := strings.Fields(bed(t, "nodes"))
+	if len(nodes) < 3 {
+		t.Fatalf("the cluster bed has %d nodes: run e2e/cluster.sh up (make e2e-cluster does)", len(nodes))
+	}
+	all := make([]int, len(nodes))
+	for k, n := range nodes {
+		all[k], _ = strconv.Atoi(n)
+	}
+	f := vaultFixture(t)
+
+	// Publish as users get it: two pushes of this commit give one digest,
+	// and every manager installs that digest.
+	var digest string
+	for round := range 2 {
+		cmd := exec.Command("make", "-C", "..", "push", "REGISTRY="+registry, "TAG="+run+"-"+strconv.Itoa(round))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("make push: %v\n%s", err, out)
+		}
+		b, err := os.ReadFile(filepath.Join("..", "bin", "push-amd64.digest"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := strings.TrimSpace(string(b))
+		if round == 1 && d != digest {
+			t.Fatalf("two make push runs of one commit gave %s and %s", digest, d)
+		}
+		digest = d
+	}
+	t.Logf("plugin digest %s, the same from two builds", digest)
+
+	creds, err := filepath.Abs(filepath.Join("..", ".e2e", "cluster", "creds-"+run))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(creds, 0o700)
+	if err := os.WriteFile(filepath.Join(creds, "token"), []byte(f.pluginToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(creds) })
+	// Engine 20.10 crashes (a nil-interface panic in its plugin fetch) on
+	// `docker plugin install NAME@sha256:…`, so the managers install by
+	// tag and the test checks each runs the rootfs the digest names.
+	wantRootfs := rootfsOf(t, digest)
+	for _, i := range all {
+		tryOn(i, "plugin", "rm", "-f", clusterAlias)
+		on(t, i, "plugin", "install", "--grant-all-permissions", "--alias", clusterAlias, registry+"/swarmvault:"+run+"-1",
+			"VAULT_ADDR=http://127.0.0.1:8200", "VAULT_TOKEN_FILE=/run/swarmvault/token", "TOKEN_ROLE="+f.role,
+			"LOG_LEVEL=debug", "credentials.source="+creds)
+		if got := strings.TrimSpace(on(t, i, "plugin", "inspect", "-f", "{{index .Config.rootfs.diff_ids 0}}", clusterAlias)); got != wantRootfs {
+			t.Fatalf("node %d runs rootfs %s, not %s of %s", i, got, wantRootfs, digest)
+		}
+	}
+	marks := map[int]int64{}
+	for _, i := range all {
+		st, err := os.Stat(nodeLog(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		marks[i] = st.Size()
+	}
+
+	service := run + "-spread"
+	secret := run + "_spread"
+	f.servicePolicy(t, service, "secret/data/"+run+"/*")
+	via := leader(t)
+	on(t, via, "secret", "create", "--driver", clusterAlias, "--label", "vault.path=secret/"+run+"/db", "--label", "vault.field=password", secret)
+	want := f.v2["password"]
+
+	t.Run("6 replicas over 3 managers: every task gets its value byte for byte", func(t *testing.T) {
+		on(t, via, "service", "create", "--detach", "--name", service, "--replicas", "6", "--network", "host",
+			"--secret", secret, testImage, "sleep", "3600")
+		tasks := waitTasks(t, via, service, 6)
+		checkValues(t, tasks, secret, want)
+		spread := map[int]bool{}
+		for _, task := range tasks {
+			spread[task.nodeIndex] = true
+		}
+		if len(spread) != 3 {
+			t.Errorf("tasks on %d nodes, want 3", len(spread))
+		}
+	})
+
+	t.Run("leader killed while scaling up: a new leader serves, running tasks keep their files", func(t *testing.T) {
+		old := leader(t)
+		survivor := all[0]
+		if survivor == old {
+			survivor = all[1]
+		}
+		before := map[string]clusterTask{}
+		for _, task := range runningTasks(t, survivor, service) {
+			if task.nodeIndex != old {
+				before[task.container] = task
+			}
+		}
+		on(t, survivor, "service", "scale", "--detach", service+"=12")
+		start := time.Now()
+		bed(t, "kill", strconv.Itoa(old))
+		newLeader := waitLeaderOtherThan(t, old)
+		t.Logf("node %d killed: node %d leads after %s", old, newLeader, time.Since(start).Round(100*time.Millisecond))
+
+		tasks := waitTasksOff(t, newLeader, service, 12, old)
+		t.Logf("12 tasks running on the survivors %s after the kill", time.Since(start).Round(100*time.Millisecond))
+		checkValues(t, tasks, secret, want)
+		// The containers that ran on the survivors before still run, with
+		// their files as they were.
+		var kept []clusterTask
+		for _, task := range tasks {
+			if _, ok := before[task.container]; ok {
+				kept = append(kept, task)
+			}
+		}
+		if len(kept) != len(before) {
+			t.Errorf("%d of the %d containers on the surviving nodes still run", len(kept), len(before))
+		}
+		checkValues(t, kept, secret, want)
+		if !nodeLogHas(t, newLeader, marks[newLeader], "secret delivered") {
+			t.Errorf("the new leader's plugin served no task")
+		}
+
+		// The old leader comes back, and its plugin serves when it leads:
+		// the new leader is killed in turn, and if the third node wins that
+		// election, leadership is handed on without more crashes (a demoted
+		// leader steps down; promoted again, it is a manager as before).
+		bed(t, "start", strconv.Itoa(old))
+		waitManagers(t, len(all))
+		if l := leader(t); l != old {
+			bed(t, "kill", strconv.Itoa(l))
+			t.Logf("node %d (leader) killed: node %d leads", l, waitLeaderOtherThan(t, l))
+			bed(t, "start", strconv.Itoa(l))
+			waitManagers(t, len(all))
+		}
+		for try := 0; leader(t) != old; try++ {
+			if try == 6 {
+				t.Fatalf("node %d did not lead again after %d hand-overs", old, try)
+			}
+			l := leader(t)
+			on(t, old, "node", "demote", fmt.Sprintf("svn%d", l))
+			t.Logf("node %d (leader) demoted: node %d leads", l, waitLeaderOtherThan(t, l))
+			on(t, old, "node", "promote", fmt.Sprintf("svn%d", l))
+			waitManagers(t, len(all))
+		}
+		mark := nodeLogSize(t, old)
+		on(t, old, "service", "scale", "--detach", service+"=13")
+		waitTasks(t, old, service, 13)
+		if !nodeLogHas(t, old, mark, "secret delivered") {
+			t.Errorf("node %d leads again, but its plugin served no new task", old)
+		}
+		checkValues(t, runningTasks(t, old, service), secret, want)
+	})
+
+	t.Run("plugin process killed on the leader: the engine restarts it and the next task is served", func(t *testing.T) {
+		l := leader(t)
+		pid := pluginPID(l)
+		if pid == 0 {
+			t.Fatalf("no plugin process on node %d", l)
+		}
+		start := time.Now()
+		syscall.Kill(pid, syscall.SIGKILL)
+		var restarted time.Duration
+		waitFor(t, "a new plugin process", 30*time.Second, func() (bool, string) {
+			p := pluginPID(l)
+			restarted = time.Since(start)
+			return p != 0 && p != pid, ""
+		})
+		mark := nodeLogSize(t, l)
+		on(t, l, "service", "scale", "--detach", service+"=14")
+		waitTasks(t, l, service, 14)
+		t.Logf("plugin killed on leader %d: a new process after %s, the next task served %s after the kill",
+			l, restarted.Round(time.Millisecond), time.Since(start).Round(100*time.Millisecond))
+		if !nodeLogHas(t, l, mark, "secret delivered") {
+			t.Errorf("the restarted plugin served no task")
+		}
+		checkValues(t, runningTasks(t, l, service), secret, want)
+	})
+
+	t.Run("no node's log contains a secret value or token", func(t *testing.T) {
+		for _, i := range all {
+			b, err := os.ReadFile(nodeLog(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := string(b[marks[i]:])
+			for _, v := range f.issued {
+				if strings.Contains(text, v) {
+					t.Errorf("node %d's dockerd log contains an issued value or token (%d bytes)", i, len(v))
+				}
+			}
+		}
+		served := slices.ContainsFunc(all, func(i int) bool { return nodeLogHas(t, i, marks[i], "secret delivered") })
+		if !served {
+			t.Fatal("no node's log has the plugin's lines: the check would prove nothing")
+		}
+	})
+}
+
+// rootfsOf is the rootfs diff ID of the plugin a manifest digest names,
+// from the registry: manifest → config → rootfs.diff_ids.
+func rootfsOf(t *testing.T, digest string) string {
+	t.Helper()
+	get := func(path string, out any) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+registry+"/v2/swarmvault/"+path, nil)
+		req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			t.Fatalf("registry %s: %v", path, err)
+		}
+	}
+	var manifest struct{ Config struct{ Digest string } }
+	get("manifests/"+digest, &manifest)
+	var config struct {
+		Rootfs struct {
+			DiffIDs []string `json:"diff_ids"`
+		}
+	}
+	get("blobs/"+manifest.Config.Digest, &config)
+	if len(config.Rootfs.DiffIDs) != 1 {
+		t.Fatalf("plugin config of %s: rootfs %v", digest, config.Rootfs.DiffIDs)
+	}
+	return config.Rootfs.DiffIDs[0]
+}
+
+func nodeLog(i int) string {
+	return filepath.Join("..", ".e2e", "cluster", fmt.Sprintf("svn%d.log", i))
+}
+
+func nodeLogSize(t *testing.T, i int) int64 {
+	t.Helper()
+	st, err := os.Stat(nodeLog(i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
+// nodeLogHas tells whether node i's dockerd log, after mark, has a plugin
+// line containing text.
+func nodeLogHas(t *testing.T, i int, mark int64, text string) bool {
+	t.Helper()
+	b, err := os.ReadFile(nodeLog(i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mark > int64(len(b)) {
+		mark = 0
+	}
+	for _, line := range strings.Split(string(b[mark:]), "\n") {
+		if strings.Contains(line, "plugin=") && strings.Contains(line, inDockerdLog(text)) {
+			return true
+		}
+	}
+	return false
+}
