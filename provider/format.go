@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"text/template"
 )
@@ -148,7 +149,7 @@ func marshal(v any) ([]byte, error) {
 // sorted by key. A value with a newline cannot be written on one line and is
 // refused rather than silently mangled.
 func envLines(data map[string]any, p Plan) ([]byte, error) {
-	keys := sortedKeys(data)
+	keys := slices.Sorted(maps.Keys(data))
 	if p.Field != "" {
 		keys = []string{p.Field}
 	}
@@ -178,14 +179,5 @@ func fieldList(data map[string]any) string {
 	if len(data) == 0 {
 		return "none"
 	}
-	return strings.Join(sortedKeys(data), ", ")
-}
-
-func sortedKeys(data map[string]any) []string {
-	keys := make([]string, 0, len(data))
-	for k := range data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+	return strings.Join(slices.Sorted(maps.Keys(data)), ", ")
 }

@@ -3,6 +3,7 @@ package provider
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ import (
 // encodeLabels packs labels into one fuzz input: key NUL value NUL …
 func encodeLabels(labels map[string]string) []byte {
 	var b []byte
-	for _, k := range sortedLabelKeys(labels) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		b = append(b, k...)
 		b = append(b, 0)
 		b = append(b, labels[k]...)

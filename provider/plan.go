@@ -2,7 +2,8 @@ package provider
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -307,7 +308,7 @@ func vaultLabels(labels map[string]string) (map[string]label, error) {
 	known := map[string]label{}
 	// Sorted, so that with two conflicting spellings the error is the same
 	// every time.
-	for _, k := range sortedLabelKeys(labels) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		name := strings.TrimPrefix(k, legacyPrefix)
 		if !strings.HasPrefix(name, "vault.") || strings.HasPrefix(name, labelParamPrefix) {
 			continue
@@ -332,7 +333,7 @@ func vaultLabels(labels map[string]string) (map[string]label, error) {
 // otherwise map order would pick one at random.
 func paramLabels(labels map[string]string) (map[string]label, error) {
 	params := map[string]label{}
-	for _, k := range sortedLabelKeys(labels) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		name, ok := strings.CutPrefix(strings.TrimPrefix(k, legacyPrefix), labelParamPrefix)
 		if !ok {
 			continue
@@ -346,15 +347,6 @@ func paramLabels(labels map[string]string) (map[string]label, error) {
 		params[name] = label{key: k, value: labels[k]}
 	}
 	return params, nil
-}
-
-func sortedLabelKeys(labels map[string]string) []string {
-	keys := make([]string, 0, len(labels))
-	for k := range labels {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // maxPathLen bounds vault.path. Vault itself sets no limit, but no real path

@@ -336,16 +336,27 @@ type creatingMethod struct {
 
 func (c *creatingMethod) CreatesToken() bool { return c.creates }
 
-func TestTokensALoginCreatedAreRevokedWhenReplacedAndAtLogout(t *testing.T) {
+// revoking runs a Manager over revokeVault, logged in as tok-1; stop ends
+// Run and calls Logout, as main does at shutdown.
+func revoking(t *testing.T, creates bool, delay time.Duration) (m *Manager, revoked func() []string, stop func()) {
+	t.Helper()
 	client, revoked := revokeVault(t)
-	method := &creatingMethod{creates: true}
 	log, _ := quietLog()
-	m := NewManager(client, method, log)
-	m.MinBackoff, m.RevokeDelay = 10*time.Millisecond, 100*time.Millisecond
+	m = NewManager(client, &creatingMethod{creates: creates}, log)
+	m.MinBackoff, m.RevokeDelay = 10*time.Millisecond, delay
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { m.Run(ctx); close(done) }()
 	waitUntil(t, "the first login", func() bool { return client.Token() == "tok-1" })
+	return m, revoked, func() {
+		cancel()
+		<-done
+		m.Logout()
+	}
+}
+
+func TestTokensALoginCreatedAreRevokedWhenReplacedAndAtLogout(t *testing.T) {
+	m, revoked, stop := revoking(t, true, 100*time.Millisecond)
 	if err := m.Reauth(context.Background(), "tok-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -355,28 +366,16 @@ func TestTokensALoginCreatedAreRevokedWhenReplacedAndAtLogout(t *testing.T) {
 		t.Errorf("revoked at once: %v", got)
 	}
 	waitUntil(t, "tok-1 revoked", func() bool { return len(revoked()) == 1 })
-	cancel()
-	<-done
-	m.Logout()
+	stop()
 	if got := revoked(); !reflect.DeepEqual(got, []string{"tok-1", "tok-2"}) {
 		t.Errorf("revoked %v, want tok-1 then tok-2", got)
 	}
 }
 
 func TestLogoutRevokesAReplacedTokenAtOnce(t *testing.T) {
-	client, revoked := revokeVault(t)
-	method := &creatingMethod{creates: true}
-	log, _ := quietLog()
-	m := NewManager(client, method, log)
-	m.MinBackoff, m.RevokeDelay = 10*time.Millisecond, time.Hour
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { m.Run(ctx); close(done) }()
-	waitUntil(t, "the first login", func() bool { return client.Token() == "tok-1" })
+	m, revoked, stop := revoking(t, true, time.Hour)
 	m.Reauth(context.Background(), "tok-1")
-	cancel()
-	<-done
-	m.Logout()
+	stop()
 	if got := revoked(); len(got) != 2 {
 		t.Errorf("revoked %v, want tok-1 and tok-2 without waiting an hour", got)
 	}
@@ -385,20 +384,10 @@ func TestLogoutRevokesAReplacedTokenAtOnce(t *testing.T) {
 // A token handed to the plugin (the token method, a helper's token) may be
 // every manager's: it is never revoked.
 func TestATokenHandedToThePluginIsNeverRevoked(t *testing.T) {
-	client, revoked := revokeVault(t)
-	method := &creatingMethod{creates: false}
-	log, _ := quietLog()
-	m := NewManager(client, method, log)
-	m.MinBackoff, m.RevokeDelay = 10*time.Millisecond, 10*time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { m.Run(ctx); close(done) }()
-	waitUntil(t, "the first login", func() bool { return client.Token() == "tok-1" })
+	m, revoked, stop := revoking(t, false, 10*time.Millisecond)
 	m.Reauth(context.Background(), "tok-1")
 	time.Sleep(100 * time.Millisecond)
-	cancel()
-	<-done
-	m.Logout()
+	stop()
 	if got := revoked(); len(got) != 0 {
 		t.Errorf("revoked %v", got)
 	}
