@@ -92,19 +92,20 @@ func realMain() error {
 				_, err := v.mint(ctx, "service", task)
 				return err
 			}},
-		{name: "wrap", labels: map[string]string{"vault.path": v.kv + "/app/db", "vault.field": "password", "vault.wrap": "true"},
+		// Wrapped at the source: the KV read itself answered wrapped.
+		{name: "wrap", labels: map[string]string{"vault.path": v.kv + "/app/db", "vault.wrap": "true"},
 			floor: func(ctx context.Context, v *vaultSide, task int) error {
 				c, err := v.mint(ctx, "batch", task)
 				if err != nil {
 					return err
 				}
-				if err := v.read(ctx, c); err != nil {
-					return err
-				}
 				w, _ := c.CloneWithHeaders()
 				w.SetToken(c.Token())
 				w.SetWrappingLookupFunc(func(string, string) string { return "5m" })
-				_, err = w.Logical().WriteWithContext(ctx, "sys/wrapping/wrap", map[string]any{"password": "x"})
+				s, err := w.Logical().ReadWithContext(ctx, v.kv+"/data/app/db")
+				if err == nil && (s == nil || s.WrapInfo == nil) {
+					err = errors.New("no wrapping token")
+				}
 				return err
 			}},
 	}
