@@ -106,8 +106,10 @@ rootfs: build docker
 # Its version says -local: an engine refuses to create a plugin whose
 # content it already holds, and a push (make push) of the same commit must
 # not collide with it.
-plugin: VERSION := $(VERSION)-local
-plugin: rootfs
+# (A make of its own: a build made earlier in the same run, e.g. by
+# test-integration, would otherwise be taken as it is.)
+plugin:
+	$(MAKE) rootfs VERSION=$(VERSION)-local
 	docker plugin rm -f $(PLUGIN) >/dev/null 2>&1 || true
 	docker plugin create $(PLUGIN) $(PLUGIN_DIR)
 	@echo "created $(PLUGIN) (disabled): docker plugin set $(PLUGIN) VAULT_ADDR=… then docker plugin enable $(PLUGIN)"
@@ -115,8 +117,9 @@ plugin: rootfs
 # Publishes the plugin as users install it: REGISTRY/swarmvault:TAG. The
 # plugin is created on this engine only to be pushed, then removed. The
 # digest printed last is what users pin (REGISTRY/swarmvault@sha256:…).
-push: rootfs
+push:
 	@test -n "$(REGISTRY)" || { echo "make push needs REGISTRY=host:port (e.g. 127.0.0.1:5000)"; exit 1; }
+	$(MAKE) rootfs VERSION=$(VERSION)
 	docker plugin rm -f $(PUSH_NAME) >/dev/null 2>&1 || true
 	docker plugin create $(PUSH_NAME) $(PLUGIN_DIR)
 	docker plugin push $(PUSH_NAME)

@@ -19,8 +19,13 @@
 # a --network host task use http://127.0.0.1:8200 on every node. Traffic goes
 # only to loopback and to the addresses of the namespaces made here.
 #
-# State: .e2e/cluster/ (node count, logs, forwarder pids); engines under
-# /var/lib/svnI (data) and /run/svnI (exec root, socket, pid).
+# Engines: Debian's dockerd 20.10 on every node, except the nodes listed in
+# CURRENT_ENGINE_NODES (e.g. "3"), which run a current engine built by
+# e2e/engine.sh: a mixed-version swarm, as users have in the middle of an
+# engine upgrade. `up` records the choice, so `kill` and `start` keep it.
+#
+# State: .e2e/cluster/ (node count, engine choice, logs, forwarder pids);
+# engines under /var/lib/svnI (data) and /run/svnI (exec root, socket, pid).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -148,9 +153,12 @@ start_engine() {
 	clear_node "$i"
 	setup_netns "$i"
 	mkdir -p "/run/svn$i" "/var/lib/svn$i"
-	log "starting node $i ($(node_ip "$i"), log: $state/svn$i.log)"
+	# The current engine's directory holds its dockerd and the runc it needs.
+	local engine=""
+	[ -s "$state/engine-svn$i" ] && engine="PATH=$(cat "$state/engine-svn$i"):\$PATH "
+	log "starting node $i ($(node_ip "$i"), ${engine:+current engine, }log: $state/svn$i.log)"
 	# Its own hostname, so that node.hostname tells the nodes apart.
-	nohup nsenter --net="/var/run/netns/svn$i" unshare --uts sh -c "hostname svn$i; exec dockerd \
+	nohup nsenter --net="/var/run/netns/svn$i" unshare --uts sh -c "hostname svn$i; ${engine}exec dockerd \
 		--data-root /var/lib/svn$i --exec-root /run/svn$i/exec --pidfile /run/svn$i/docker.pid \
 		-H unix://$(sock "$i") --bridge none --iptables=false" >>"$state/svn$i.log" 2>&1 &
 	disown
@@ -210,6 +218,11 @@ up() {
 	[ -s "$state/count" ] && [ "$(cat "$state/count")" -gt "$n" ] && n=$(cat "$state/count")
 	echo "$n" >"$state/count"
 	setup_bridge
+	for i in $(nodes); do
+		if [[ " ${CURRENT_ENGINE_NODES:-} " == *" $i "* ]]; then
+			"$root/e2e/engine.sh" build >"$state/engine-svn$i"
+		fi
+	done
 	for i in $(nodes); do
 		setup_netns "$i"
 		start_engine "$i"
@@ -275,7 +288,7 @@ down() {
 	for chain in DOCKER-USER FORWARD; do
 		iptables -D "$chain" -i "$bridge" -o "$bridge" -j ACCEPT 2>/dev/null || true
 	done
-	rm -f "$state/count"
+	rm -f "$state/count" "$state"/engine-svn*
 	log "down"
 }
 

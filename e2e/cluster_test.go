@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 )
 
 // The cluster e2e runs on e2e/cluster.sh's managers (make e2e-cluster
@@ -373,6 +375,116 @@ func TestCluster(t *testing.T) {
 		checkValues(t, runningTasks(t, l, service), secret, want)
 	})
 
+	t.Run("Vault unresponsive during a deploy: tasks fail within VAULT_CLIENT_TIMEOUT, then are served without a plugin restart", func(t *testing.T) {
+		l := leader(t)
+		pid := pluginPID(l)
+		vaultPID := pidOf(t, filepath.Join("..", ".e2e", "vault.pid"))
+		svc := run + "-stalled"
+		f.servicePolicy(t, svc, "secret/data/"+run+"/*")
+		mark := nodeLogSize(t, l)
+		if err := syscall.Kill(vaultPID, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		stopped := true
+		defer func() {
+			if stopped {
+				syscall.Kill(vaultPID, syscall.SIGCONT)
+			}
+		}()
+		start := time.Now()
+		on(t, l, "service", "create", "--detach", "--name", svc, "--replicas", "2", "--network", "host",
+			"--secret", secret, testImage, "sleep", "3600")
+		line := "Vault did not answer in time to create a token for service " + svc + ": check Vault's health or raise VAULT_CLIENT_TIMEOUT"
+		waitFor(t, "the plugin's timeout line", 60*time.Second, func() (bool, string) {
+			return nodeLogHas(t, l, mark, line), ""
+		})
+		// VAULT_CLIENT_TIMEOUT is 10 s; scheduling the task takes a moment.
+		if took := time.Since(start); took > 20*time.Second {
+			t.Errorf("the first task failed %s after the deploy, VAULT_CLIENT_TIMEOUT is 10s", took.Round(time.Second))
+		}
+		t.Logf("Vault stopped: the first task failed with the timeout line %s after the deploy", time.Since(start).Round(100*time.Millisecond))
+		syscall.Kill(vaultPID, syscall.SIGCONT)
+		stopped = false
+		resumed := time.Now()
+		checkValues(t, waitTasks(t, l, svc, 2), secret, want)
+		t.Logf("Vault resumed: both tasks served %s later", time.Since(resumed).Round(100*time.Millisecond))
+		if now := pluginPID(l); now != pid {
+			t.Errorf("the plugin restarted (pid %d, then %d)", pid, now)
+		}
+	})
+
+	t.Run("a failover re-fetches for every running task: counted in Vault's audit log", func(t *testing.T) {
+		const n = 30
+		svc := run + "-refetch"
+		tokenSecret := run + "_refetch_token"
+		f.servicePolicy(t, svc, "secret/data/"+run+"/*")
+		on(t, via, "secret", "create", "--driver", clusterAlias, "--label", "vault.type=token", "--label", "vault.token.ttl=10m", tokenSecret)
+		// The earlier services give way: n tasks with two secrets is the load.
+		l := leader(t)
+		tryOn(l, "service", "rm", service, run+"-stalled")
+		on(t, l, "service", "create", "--detach", "--name", svc, "--replicas", strconv.Itoa(n), "--network", "host",
+			"--secret", secret, "--secret", tokenSecret, testImage, "sleep", "3600")
+		waitTasks(t, l, svc, n)
+
+		auditLog, err := filepath.Abs(filepath.Join("..", ".e2e", "audit-"+run+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		device := run + "-audit"
+		if err := f.root.Sys().EnableAuditWithOptions(device, &api.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": auditLog}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.root.Sys().DisableAudit(device); os.Remove(auditLog) })
+
+		onDead := 0
+		for _, task := range runningTasks(t, l, svc) {
+			if task.nodeIndex == l {
+				onDead++
+			}
+		}
+		start := time.Now()
+		bed(t, "kill", strconv.Itoa(l))
+		newLeader := waitLeaderOtherThan(t, l)
+		waitTasksOff(t, newLeader, svc, n, l)
+		// Let the re-fetches settle: no new audit entry for 10 s.
+		var c refetchCount
+		waitFor(t, "the audit log to settle", 120*time.Second, func() (bool, string) {
+			before := c
+			time.Sleep(10 * time.Second)
+			c = countAudit(t, auditLog, f.role, "secret/data/"+run+"/db")
+			return c == before, fmt.Sprintf("%+v", c)
+		})
+		t.Logf("failover with %d running tasks (%d on the killed leader, rescheduled) in %s: %d task tokens created, %d read tokens created, %d reads of the KV path",
+			n, onDead, time.Since(start).Round(time.Second), c.service, c.batch, c.reads)
+		if c.service < n-onDead {
+			t.Errorf("%d task tokens created: fewer than the %d tasks on the surviving nodes, so no re-fetch is counted", c.service, n-onDead)
+		}
+		bed(t, "start", strconv.Itoa(l))
+		waitManagers(t, len(all))
+	})
+
+	t.Run("Vault restarted empty: with its token file rewritten, the plugin logs in again and serves", func(t *testing.T) {
+		l := leader(t)
+		mark := nodeLogSize(t, l)
+		for _, cmd := range []string{"stop", "start"} {
+			if out, err := exec.Command("./vault.sh", cmd).CombinedOutput(); err != nil {
+				t.Fatalf("vault.sh %s: %v\n%s", cmd, err, out)
+			}
+		}
+		f2 := vaultFixture(t)
+		t.Cleanup(func() { f.issue(f2.issued...) })
+		if err := os.WriteFile(filepath.Join(creds, "token"), []byte(f2.pluginToken+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		svc := run + "-after-restart"
+		f2.servicePolicy(t, svc, "secret/data/"+run+"/*")
+		on(t, l, "service", "create", "--detach", "--name", svc, "--network", "host", "--secret", secret, testImage, "sleep", "3600")
+		checkValues(t, waitTasks(t, l, svc, 1), secret, f2.v2["password"])
+		if !nodeLogHas(t, l, mark, "logged in to Vault") {
+			t.Errorf("no new login in the leader's log")
+		}
+	})
+
 	t.Run("no node's log contains a secret value or token", func(t *testing.T) {
 		for _, i := range all {
 			b, err := os.ReadFile(nodeLog(i))
@@ -421,6 +533,56 @@ func rootfsOf(t *testing.T, digest string) string {
 		t.Fatalf("plugin config of %s: rootfs %v", digest, config.Rootfs.DiffIDs)
 	}
 	return config.Rootfs.DiffIDs[0]
+}
+
+func pidOf(t *testing.T, file string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// refetchCount is what Vault's audit log shows of a failover: tokens the
+// plugin created (service: vault.type=token; batch: the read tokens) and
+// reads of the KV path.
+type refetchCount struct{ service, batch, reads int }
+
+func countAudit(t *testing.T, file, role, kvPath string) refetchCount {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c refetchCount
+	for _, line := range strings.Split(string(b), "\n") {
+		var e struct {
+			Type     string
+			Request  struct{ Path string }
+			Response struct {
+				Auth struct {
+					TokenType string `json:"token_type"`
+				}
+			}
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Type != "response" {
+			continue
+		}
+		switch {
+		case e.Request.Path == "auth/token/create/"+role && e.Response.Auth.TokenType == "service":
+			c.service++
+		case e.Request.Path == "auth/token/create/"+role && e.Response.Auth.TokenType == "batch":
+			c.batch++
+		case e.Request.Path == kvPath:
+			c.reads++
+		}
+	}
+	return c
 }
 
 func nodeLog(i int) string {
