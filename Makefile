@@ -73,9 +73,12 @@ e2e: plugin vault-dev
 # The 3-manager bed (e2e/cluster.sh), the plugin pushed to the bed's
 # registry and installed on every manager; the bed is removed afterwards,
 # whatever the result (CLUSTER_KEEP=1 keeps it, to look at a failure).
+# Node 3 runs a current engine (e2e/engine.sh, built once per machine), the
+# others Debian's 20.10: one mixed-version swarm tests both engines.
+CURRENT_ENGINE_NODES ?= 3
 e2e-cluster: vault-dev docker
 	e2e/registry.sh start >/dev/null
-	e2e/cluster.sh up
+	CURRENT_ENGINE_NODES="$(CURRENT_ENGINE_NODES)" e2e/cluster.sh up
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token \
 		$(GO) test -count=1 -tags 'e2e cluster' -run TestCluster -timeout 30m -v ./e2e/; \
 		rc=$$?; [ -n "$(CLUSTER_KEEP)" ] || e2e/cluster.sh down; exit $$rc

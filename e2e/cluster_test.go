@@ -239,19 +239,27 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(creds) })
-	// Engine 20.10 crashes (a nil-interface panic in its plugin fetch) on
-	// `docker plugin install NAME@sha256:…`, so the managers install by
-	// tag and the test checks each runs the rootfs the digest names.
+	// A current engine installs the plugin pinned by digest, as the README
+	// says. Engine 20.10 crashes (a panic in its plugin fetch) on an
+	// install by digest, so there the manager installs by tag, and the
+	// test checks each manager runs the rootfs the digest names.
 	wantRootfs := rootfsOf(t, digest)
+	engines := map[int]string{}
 	for _, i := range all {
+		engines[i] = strings.TrimSpace(on(t, i, "version", "--format", "{{.Server.Version}}"))
+		ref := registry + "/swarmvault@" + digest
+		if strings.HasPrefix(engines[i], "20.10.") {
+			ref = registry + "/swarmvault:" + run + "-1"
+		}
 		tryOn(i, "plugin", "rm", "-f", clusterAlias)
-		on(t, i, "plugin", "install", "--grant-all-permissions", "--alias", clusterAlias, registry+"/swarmvault:"+run+"-1",
+		on(t, i, "plugin", "install", "--grant-all-permissions", "--alias", clusterAlias, ref,
 			"VAULT_ADDR=http://127.0.0.1:8200", "VAULT_TOKEN_FILE=/run/swarmvault/token", "TOKEN_ROLE="+f.role,
 			"LOG_LEVEL=debug", "credentials.source="+creds)
 		if got := strings.TrimSpace(on(t, i, "plugin", "inspect", "-f", "{{index .Config.rootfs.diff_ids 0}}", clusterAlias)); got != wantRootfs {
 			t.Fatalf("node %d runs rootfs %s, not %s of %s", i, got, wantRootfs, digest)
 		}
 	}
+	t.Logf("engines: %v", engines)
 	marks := map[int]int64{}
 	for _, i := range all {
 		st, err := os.Stat(nodeLog(i))
@@ -350,8 +358,42 @@ func TestCluster(t *testing.T) {
 		checkValues(t, runningTasks(t, old, service), secret, want)
 	})
 
+	t.Run("every engine of the swarm leads in turn, and its plugin serves", func(t *testing.T) {
+		// In a mixed-version swarm (CURRENT_ENGINE_NODES), the leader's
+		// engine is the one that calls the plugin: each kind must lead once.
+		byEngine := map[string]int{}
+		for _, i := range all {
+			if _, ok := byEngine[engines[i]]; !ok {
+				byEngine[engines[i]] = i
+			}
+		}
+		replicas := len(runningTasks(t, leader(t), service))
+		for engine, i := range byEngine {
+			for try := 0; leader(t) != i; try++ {
+				if try == 6 {
+					t.Fatalf("node %d (engine %s) did not lead after %d hand-overs", i, engine, try)
+				}
+				l := leader(t)
+				on(t, i, "node", "demote", fmt.Sprintf("svn%d", l))
+				waitLeaderOtherThan(t, l)
+				on(t, i, "node", "promote", fmt.Sprintf("svn%d", l))
+				waitManagers(t, len(all))
+			}
+			mark := nodeLogSize(t, i)
+			replicas++
+			on(t, i, "service", "scale", "--detach", fmt.Sprintf("%s=%d", service, replicas))
+			waitTasks(t, i, service, replicas)
+			if !nodeLogHas(t, i, mark, "secret delivered") {
+				t.Errorf("node %d (engine %s) leads, but its plugin served no new task", i, engine)
+			}
+			t.Logf("node %d (engine %s) led and served", i, engine)
+		}
+		checkValues(t, runningTasks(t, leader(t), service), secret, want)
+	})
+
 	t.Run("plugin process killed on the leader: the engine restarts it and the next task is served", func(t *testing.T) {
 		l := leader(t)
+		replicas := len(runningTasks(t, l, service)) + 1
 		pid := pluginPID(l)
 		if pid == 0 {
 			t.Fatalf("no plugin process on node %d", l)
@@ -365,8 +407,8 @@ func TestCluster(t *testing.T) {
 			return p != 0 && p != pid, ""
 		})
 		mark := nodeLogSize(t, l)
-		on(t, l, "service", "scale", "--detach", service+"=14")
-		waitTasks(t, l, service, 14)
+		on(t, l, "service", "scale", "--detach", fmt.Sprintf("%s=%d", service, replicas))
+		waitTasks(t, l, service, replicas)
 		t.Logf("plugin killed on leader %d: a new process after %s, the next task served %s after the kill",
 			l, restarted.Round(time.Millisecond), time.Since(start).Round(100*time.Millisecond))
 		if !nodeLogHas(t, l, mark, "secret delivered") {

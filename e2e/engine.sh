@@ -38,7 +38,8 @@ build() {
 	fi
 	local tmp
 	tmp=$(mktemp -d "$cache/.engine-XXXXXX")
-	trap 'rm -rf "$tmp"' EXIT
+	# shellcheck disable=SC2064
+	trap "rm -rf '$tmp'" EXIT
 	log "building dockerd $moby_version (once per machine; minutes) -> $dir"
 	mkdir -p "$tmp/mod" "$tmp/bin"
 	(cd "$tmp/mod" && go mod init engine >/dev/null 2>&1 &&
