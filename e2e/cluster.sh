@@ -12,8 +12,9 @@
 #   e2e/cluster.sh nodes     print the indices of the nodes
 #   e2e/cluster.sh down      remove engines, namespaces, bridge, forwarders and the iptables rule
 #
-# Every node reaches the dev Vault (127.0.0.1:8200) and the registry
-# (127.0.0.1:5000) at the same loopback address as the host: socat forwards
+# Every node reaches the dev Vault (127.0.0.1:8200), a second one for
+# side-by-side instances (127.0.0.1:8201) and the registry (127.0.0.1:5000)
+# at the same loopback address as the host: socat forwards
 # each node's loopback port to the bridge address, and the bridge address to
 # the host's loopback. So a plugin (host network = its node's namespace) and
 # a --network host task use http://127.0.0.1:8200 on every node. Traffic goes
@@ -33,7 +34,7 @@ state="$root/.e2e/cluster"
 bridge=svbr0
 net=192.168.239 # the bridge's /24, this test bed's own
 host_ip=$net.1
-ports=(8200 5000) # forwarded into every node: Vault, registry
+ports=(8200 8201 5000) # forwarded into every node: Vault, a second Vault, registry
 images=(swarmvault-test/busybox:latest)
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }

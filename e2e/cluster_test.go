@@ -417,6 +417,148 @@ func TestCluster(t *testing.T) {
 		checkValues(t, runningTasks(t, l, service), secret, want)
 	})
 
+	t.Run("two instances side by side, each with its own Vault and token, serve their own driver's secrets in one stack", func(t *testing.T) {
+		// A second dev Vault, on 127.0.0.1:8201 in every node as on the host.
+		cmd := exec.Command("./vault.sh", "start")
+		cmd.Env = append(os.Environ(), "VAULT_DEV_PORT=8201")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("a second Vault: %v\n%s", err, out)
+		}
+		t.Cleanup(func() {
+			stop := exec.Command("./vault.sh", "stop")
+			stop.Env = append(os.Environ(), "VAULT_DEV_PORT=8201")
+			stop.Run()
+		})
+		tokenFile, _ := filepath.Abs(filepath.Join("..", ".e2e", "vault-token-8201"))
+		fb := vaultFixtureAt(t, "http://127.0.0.1:8201", tokenFile)
+		t.Cleanup(func() { f.issue(fb.issued...) })
+		instances := []struct {
+			alias, addr string
+			f           *fixture
+		}{{"vault-a", "http://127.0.0.1:8200", f}, {"vault-b", "http://127.0.0.1:8201", fb}}
+		stack := run + "ab"
+		for _, in := range instances {
+			dir := creds + "-" + in.alias
+			os.MkdirAll(dir, 0o700)
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			if err := os.WriteFile(filepath.Join(dir, "token"), []byte(in.f.pluginToken+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, i := range all {
+				ref := registry + "/swarmvault@" + digest
+				if strings.HasPrefix(engines[i], "20.10.") {
+					ref = registry + "/swarmvault:" + run + "-1"
+				}
+				tryOn(i, "plugin", "rm", "-f", in.alias)
+				on(t, i, "plugin", "install", "--grant-all-permissions", "--alias", in.alias, ref,
+					"VAULT_ADDR="+in.addr, "VAULT_TOKEN_FILE=/run/swarmvault/token", "TOKEN_ROLE="+in.f.role,
+					"LOG_LEVEL=debug", "credentials.source="+dir)
+			}
+			in.f.servicePolicy(t, stack+"_app", "secret/data/"+run+"/*")
+		}
+		// Not under t.TempDir(): its name has the subtest's commas, and
+		// --compose-file takes a comma-separated list.
+		compose, _ := filepath.Abs(filepath.Join("..", ".e2e", "cluster", "stack-"+run+".yml"))
+		t.Cleanup(func() { os.Remove(compose) })
+		if err := os.WriteFile(compose, []byte(`version: "3.8"
+services:
+  app:
+    image: `+testImage+`
+    command: ["sleep", "3600"]
+    networks: [hostnet]
+    secrets: [pw_a, pw_b]
+networks:
+  hostnet:
+    external: true
+    name: host
+secrets:
+  pw_a:
+    driver: vault-a
+    labels: {vault.path: secret/`+run+`/db, vault.field: password}
+  pw_b:
+    driver: vault-b
+    labels: {vault.path: secret/`+run+`/db, vault.field: password}
+`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		l := leader(t)
+		on(t, l, "stack", "deploy", "--compose-file", compose, stack)
+		tasks := waitTasks(t, l, stack+"_app", 1)
+		checkValues(t, tasks, "pw_a", f.v2["password"])
+		checkValues(t, tasks, "pw_b", fb.v2["password"])
+		tryOn(l, "stack", "rm", stack)
+	})
+
+	t.Run("upgrade one manager at a time, the leader last, while a service keeps starting tasks", func(t *testing.T) {
+		// The new version: another build of this commit, so another digest.
+		cmd := exec.Command("make", "-C", "..", "push", "REGISTRY="+registry, "TAG="+run+"-next", "VERSION="+run+"-next")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("make push: %v\n%s", err, out)
+		}
+		b, err := os.ReadFile(filepath.Join("..", "bin", "push-amd64.digest"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := strings.TrimSpace(string(b))
+		nextRootfs := rootfsOf(t, next)
+		if nextRootfs == wantRootfs {
+			t.Fatal("the new version has the old rootfs")
+		}
+		// Tasks that exit after 3 s and are started again: each start asks
+		// the leader's plugin.
+		churn := run + "-churn"
+		f.servicePolicy(t, churn, "secret/data/"+run+"/*")
+		l := leader(t)
+		on(t, l, "service", "create", "--detach", "--name", churn, "--replicas", "2", "--network", "host",
+			"--restart-condition", "any", "--restart-delay", "1s", "--secret", secret,
+			testImage, "sh", "-c", "cat /run/secrets/"+secret+" >/dev/null && sleep 3")
+		// Gone with this subtest, whatever its result: the later ones count
+		// Vault calls.
+		t.Cleanup(func() { tryOn(leader(t), "service", "rm", churn) })
+		waitFor(t, "the churn to run", 60*time.Second, func() (bool, string) {
+			out, _ := tryOn(l, "service", "ps", "-q", "--filter", "desired-state=shutdown", churn)
+			return len(strings.Fields(out)) >= 2, out
+		})
+		order := slices.DeleteFunc(slices.Clone(all), func(i int) bool { return i == l })
+		order = append(order, l)
+		start := time.Now()
+		for _, i := range order {
+			ref := registry + "/swarmvault@" + next
+			if strings.HasPrefix(engines[i], "20.10.") {
+				ref = registry + "/swarmvault:" + run + "-next"
+			}
+			t0 := time.Now()
+			on(t, i, "plugin", "disable", "-f", clusterAlias)
+			// --skip-remote-check: the CLI asks before any upgrade to another
+			// reference than the one installed, which a new version always is.
+			on(t, i, "plugin", "upgrade", "--grant-all-permissions", "--skip-remote-check", clusterAlias, ref)
+			// What the upgrade kept of the settings, for the record: engine
+			// 20.10 puts a mount's source back to config.json's default.
+			kept := strings.TrimSpace(on(t, i, "plugin", "inspect", "-f", "{{json .Settings.Mounts}} {{json .Settings.Env}}", clusterAlias))
+			t.Logf("node %d (engine %s) after the upgrade: %s", i, engines[i], kept)
+			on(t, i, "plugin", "set", clusterAlias, "credentials.source="+creds, "VAULT_ADDR=http://127.0.0.1:8200",
+				"VAULT_TOKEN_FILE=/run/swarmvault/token", "TOKEN_ROLE="+f.role, "LOG_LEVEL=debug")
+			on(t, i, "plugin", "enable", clusterAlias)
+			t.Logf("node %d upgraded in %s", i, time.Since(t0).Round(100*time.Millisecond))
+			if got := strings.TrimSpace(on(t, i, "plugin", "inspect", "-f", "{{index .Config.rootfs.diff_ids 0}}", clusterAlias)); got != nextRootfs {
+				t.Errorf("node %d runs rootfs %s after the upgrade, want %s", i, got, nextRootfs)
+			}
+		}
+		upgraded := time.Since(start)
+		// After the upgrade, the churn's new tasks are served by the new
+		// version on the leader.
+		mark := nodeLogSize(t, l)
+		waitFor(t, "a task served by the new version", 90*time.Second, func() (bool, string) {
+			return nodeLogHas(t, l, mark, "secret delivered"), ""
+		})
+		if !nodeLogHas(t, l, 0, "version="+run+"-next") {
+			t.Errorf("the leader's log does not show the new version starting")
+		}
+		out, _ := tryOn(l, "service", "ps", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}", churn)
+		failed := strings.Count(out, "secret")
+		t.Logf("3 managers upgraded in %s; %d churn tasks failed for their secret meanwhile (swarm started others)", upgraded.Round(100*time.Millisecond), failed)
+	})
+
 	t.Run("Vault unresponsive during a deploy: tasks fail within VAULT_CLIENT_TIMEOUT, then are served without a plugin restart", func(t *testing.T) {
 		l := leader(t)
 		pid := pluginPID(l)

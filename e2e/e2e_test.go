@@ -88,11 +88,20 @@ func vaultFixture(t *testing.T) *fixture {
 	if os.Getenv("VAULT_ADDR") == "" || os.Getenv("VAULT_TOKEN_FILE") == "" {
 		t.Fatal("VAULT_ADDR and VAULT_TOKEN_FILE (the dev Vault's root token) must be set: run make e2e")
 	}
-	root, err := api.NewClient(api.DefaultConfig())
+	return vaultFixtureAt(t, os.Getenv("VAULT_ADDR"), os.Getenv("VAULT_TOKEN_FILE"))
+}
+
+// vaultFixtureAt is vaultFixture for the Vault at addr, whose root token is
+// in tokenFile.
+func vaultFixtureAt(t *testing.T, addr, tokenFile string) *fixture {
+	t.Helper()
+	cfg := api.DefaultConfig()
+	cfg.Address = addr
+	root, err := api.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := os.ReadFile(os.Getenv("VAULT_TOKEN_FILE"))
+	tok, err := os.ReadFile(tokenFile)
 	if err != nil {
 		t.Fatal(err)
 	}

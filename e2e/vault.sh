@@ -10,7 +10,8 @@
 #   e2e/vault.sh stop    stop the server started by `start`
 #
 # State (relative to the repo root): .e2e/vault.log, .e2e/vault.pid and
-# .e2e/vault-token (the root token, mode 0600).
+# .e2e/vault-token (the root token, mode 0600); with VAULT_DEV_PORT other
+# than 8200, the same names ending in -<port>.
 # Environment: VAULT_DEV_ROOT_TOKEN_ID fixes the root token's ID (default:
 # random with the built server, a random ID for a `vault` binary).
 set -euo pipefail
@@ -18,11 +19,16 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 src="$root/e2e/vaultserver"
 state="$root/.e2e"
-listen=127.0.0.1:8200
+# VAULT_DEV_PORT runs a second, independent server (the cluster e2e's
+# side-by-side instances): its files carry the port, e.g. .e2e/vault-token-8201.
+port=${VAULT_DEV_PORT:-8200}
+suffix=""
+[ "$port" = 8200 ] || suffix="-$port"
+listen=127.0.0.1:$port
 addr="http://$listen"
-log_file="$state/vault.log"
-pid_file="$state/vault.pid"
-token_file="$state/vault-token"
+log_file="$state/vault$suffix.log"
+pid_file="$state/vault$suffix.pid"
+token_file="$state/vault-token$suffix"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/swarmvault"
 
 log() { printf 'vault.sh: %s\n' "$*" >&2; }
