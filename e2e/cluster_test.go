@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
 	"github.com/hashicorp/vault/api"
+
+	"github.com/swarmvault/swarmvault/bootstrap"
 )
 
 // The cluster e2e runs on e2e/cluster.sh's managers (make e2e-cluster
@@ -557,6 +561,38 @@ secrets:
 		out, _ := tryOn(l, "service", "ps", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}", churn)
 		failed := strings.Count(out, "secret")
 		t.Logf("3 managers upgraded in %s; %d churn tasks failed for their secret meanwhile (swarm started others)", upgraded.Round(100*time.Millisecond), failed)
+	})
+
+	t.Run("the helper bootstrap's Docker client reads the helper's secret through every engine's API", func(t *testing.T) {
+		value := "helper-" + randHex(8)
+		f.issue(value)
+		l := leader(t)
+		name, svc := run+"_helper", run+"-helper"
+		cmd := exec.Command("docker", "-H", fmt.Sprintf("unix:///run/svn%d/docker.sock", l), "secret", "create", name, "-")
+		cmd.Stdin = strings.NewReader(value)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("docker secret create: %v: %s", err, out)
+		}
+		on(t, l, "service", "create", "--detach", "--name", svc, "--mode", "global", "--network", "host",
+			"--secret", name, testImage, "sleep", "3600")
+		t.Cleanup(func() { tryOn(leader(t), "service", "rm", svc) })
+		waitTasks(t, l, svc, len(all))
+		for _, i := range all {
+			cli, err := client.NewClientWithOpts(client.WithHost(fmt.Sprintf("unix:///run/svn%d/docker.sock", i)), client.WithAPIVersionNegotiation())
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := bootstrap.NewHelperReader(cli, svc, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.Read(context.Background())
+			if err != nil || string(got) != value {
+				t.Errorf("node %d (engine %s): read %d bytes, err %v", i, engines[i], len(got), err)
+			}
+			t.Logf("node %d (engine %s): the helper's secret read through API %s", i, engines[i], cli.ClientVersion())
+			cli.Close()
+		}
 	})
 
 	t.Run("Vault unresponsive during a deploy: tasks fail within VAULT_CLIENT_TIMEOUT, then are served without a plugin restart", func(t *testing.T) {
