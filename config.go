@@ -9,12 +9,14 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
+	"github.com/swarmvault/swarmvault/lifecycle"
 	"github.com/swarmvault/swarmvault/provider"
 	"github.com/swarmvault/swarmvault/vaultauth"
 )
@@ -62,6 +64,13 @@ type config struct {
 	// AllowedTypes are the vault.type values served. ALLOWED_TYPES, default
 	// kv,read,write,token.
 	AllowedTypes []provider.Type
+	// StatePath is the KV path where the leader records what it issued to
+	// each task; with the Docker socket it turns the task lifecycle on.
+	// STATE_PATH, default unset (off).
+	StatePath string
+	// LifecycleInterval is how often the leader renews and revokes task
+	// credentials. LIFECYCLE_INTERVAL, default 30s.
+	LifecycleInterval time.Duration
 }
 
 // loadConfig reads and validates every setting, reporting all bad settings at
@@ -92,6 +101,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		WrapTTL:       provider.DefaultWrapTTL,
 		LogLevel:      logrus.InfoLevel,
 		LogFormat:     "text",
+		StatePath:     strings.Trim(getenv("STATE_PATH"), "/"),
+
+		LifecycleInterval: lifecycle.DefaultInterval,
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -140,6 +152,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		{"TOKEN_TTL", "1h", &c.TokenTTL},
 		{"TOKEN_MAX_TTL", "24h", &c.TokenMaxTTL},
 		{"WRAP_TTL", "5m", &c.WrapTTL},
+		{"LIFECYCLE_INTERVAL", "30s", &c.LifecycleInterval},
 	} {
 		if v := getenv(d.name); v != "" {
 			parsed, err := parseutil.ParseDurationSecond(v)
@@ -148,6 +161,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 				continue
 			}
 			*d.to = parsed
+		}
+	}
+	if c.LifecycleInterval < time.Second {
+		bad("LIFECYCLE_INTERVAL=%s is shorter than a second: use e.g. 30s", c.LifecycleInterval)
+	}
+	if c.StatePath != "" {
+		for _, seg := range strings.Split(c.StatePath, "/") {
+			if seg == "" || seg == "." || seg == ".." || strings.ContainsFunc(seg, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+				bad("STATE_PATH=%s is not a Vault path: use e.g. secret/swarmvault/state", getenv("STATE_PATH"))
+				break
+			}
 		}
 	}
 	if c.TokenTTL > c.TokenMaxTTL {

@@ -19,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -42,7 +44,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config{VaultAddr: "https://vault:8200", Auth: vaultauth.Settings{Addr: "https://vault:8200"}, Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text",
-		TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute,
+		TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute, LifecycleInterval: 30 * time.Second,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeRead, provider.TypeWrite, provider.TypeToken}}
 	if got := policiesFor(t, c); got != "svc" {
 		t.Errorf("default POLICY_TEMPLATE gives %q, want the service name", got)
@@ -62,6 +64,7 @@ func TestLoadConfigSettings(t *testing.T) {
 		"VAULT_NAMESPACE": "team-a", "VAULT_AUTH_METHOD": "approle", "VAULT_ROLE_ID_FILE": "/r", "VAULT_SECRET_ID_FILE": "/s",
 		"VAULT_SECRET_ID_WRAPPED": "true", "VAULT_SECRET_ID_REMOVE": "1", "VAULT_AUTH_MOUNT": "ar", "VAULT_CERT_ROLE": "plugin",
 		"HELPER_SERVICE": "helper", "HELPER_SECRET": "bootstrap", "ALLOWED_TYPES": "kv, token,kv",
+		"STATE_PATH": "/secret/swarmvault/state/", "LIFECYCLE_INTERVAL": "5",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +76,8 @@ func TestLoadConfigSettings(t *testing.T) {
 		HelperService: "helper", HelperSecret: "bootstrap",
 		Timeout: 3 * time.Second, LogLevel: logrus.DebugLevel, LogFormat: "json",
 		TokenRole: "tasks", TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second,
-		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeToken}}
+		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeToken},
+		StatePath:    "secret/swarmvault/state", LifecycleInterval: 5 * time.Second}
 	if got := policiesFor(t, c); got != "base,svc" {
 		t.Errorf("POLICY_TEMPLATE gives %q", got)
 	}
@@ -87,6 +91,7 @@ func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 	_, err := loadConfig(env(map[string]string{
 		"VAULT_CACERT": "/nonexistent/ca.pem", "VAULT_SKIP_VERIFY": "maybe", "VAULT_CLIENT_TIMEOUT": "soon", "VAULT_CLIENT_CERT": "/nonexistent/c.pem",
 		"LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "TOKEN_TTL": "48h", "WRAP_TTL": "0s", "POLICY_TEMPLATE": "{{.ServiceName",
+		"LIFECYCLE_INTERVAL": "500ms", "STATE_PATH": "secret//state",
 	}))
 	want := strings.Join([]string{
 		"VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200",
@@ -95,6 +100,8 @@ func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 		"VAULT_CLIENT_CERT cannot be read: stat /nonexistent/c.pem: no such file or directory (is the file on the plugin's credentials mount?)",
 		"VAULT_CLIENT_TIMEOUT=soon is not a duration: use e.g. 10s",
 		"WRAP_TTL=0s is not a duration: use e.g. 5m",
+		"LIFECYCLE_INTERVAL=500ms is shorter than a second: use e.g. 30s",
+		"STATE_PATH=secret//state is not a Vault path: use e.g. secret/swarmvault/state",
 		"TOKEN_TTL=48h0m0s is longer than TOKEN_MAX_TTL=24h0m0s: lower it or raise TOKEN_MAX_TTL",
 		"POLICY_TEMPLATE does not parse: template: POLICY_TEMPLATE:1: unclosed action",
 		"LOG_LEVEL=loud is not a level: use debug, info, warn or error",
@@ -175,10 +182,21 @@ func TestPluginConfigDeclaresEverySetting(t *testing.T) {
 		}
 		declared[e.Name] = e.Value
 	}
-	read := []string{"VAULT_ADDR", "VAULT_CACERT", "VAULT_SKIP_VERIFY", "VAULT_NAMESPACE", "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY",
-		"VAULT_AUTH_METHOD", "VAULT_TOKEN", "VAULT_TOKEN_FILE", "VAULT_ROLE_ID_FILE", "VAULT_SECRET_ID_FILE", "VAULT_SECRET_ID_WRAPPED",
-		"VAULT_SECRET_ID_REMOVE", "VAULT_AUTH_MOUNT", "VAULT_CERT_ROLE", "HELPER_SERVICE", "HELPER_SECRET", "VAULT_CLIENT_TIMEOUT",
-		"POLICY_TEMPLATE", "TOKEN_ROLE", "TOKEN_TTL", "TOKEN_MAX_TTL", "WRAP_TTL", "LOG_LEVEL", "LOG_FORMAT", "ALLOWED_TYPES"}
+	// Every setting name config.go holds as a string, found in its source,
+	// so that a new setting cannot be left out of config.json.
+	src, err := os.ReadFile("config.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read []string
+	for _, m := range regexp.MustCompile(`"([A-Z][A-Z_]{3,})"`).FindAllStringSubmatch(string(src), -1) {
+		if !slices.Contains(read, m[1]) {
+			read = append(read, m[1])
+		}
+	}
+	if len(read) < 28 {
+		t.Fatalf("found only %d settings read in config.go: %v", len(read), read)
+	}
 	for _, name := range read {
 		if _, ok := declared[name]; !ok {
 			t.Errorf("%s is read but not declared in plugin/config.json", name)

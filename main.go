@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 	// Mozilla's CA roots, used only where the system has none: the plugin's
 	// rootfs holds the binary alone, so that a build from the same commit
@@ -21,8 +22,9 @@ import (
 	// machine would differ between machines).
 	_ "golang.org/x/crypto/x509roots/fallback"
 
-	"github.com/swarmvault/swarmvault/bootstrap"
+	"github.com/swarmvault/swarmvault/lifecycle"
 	"github.com/swarmvault/swarmvault/provider"
+	"github.com/swarmvault/swarmvault/swarm"
 	"github.com/swarmvault/swarmvault/vaultauth"
 )
 
@@ -73,8 +75,14 @@ func realMain() error {
 	if err != nil {
 		return err
 	}
+	// The Docker socket is optional: the helper bootstrap and the task
+	// lifecycle need it, and each says so when it is missing.
+	engine, engineErr := swarm.Dial()
 	auth, err := vaultauth.New(cfg.Auth, func() (vaultauth.SecretSource, error) {
-		return bootstrap.NewSocketHelperReader(cfg.HelperService, cfg.HelperSecret)
+		if engineErr != nil {
+			return nil, fmt.Errorf("VAULT_AUTH_METHOD=helper needs the Docker socket: %w", engineErr)
+		}
+		return engine.HelperReader(cfg.HelperService, cfg.HelperSecret)
 	})
 	if err != nil {
 		return err
@@ -98,6 +106,12 @@ func realMain() error {
 		tokens.Run(ctx)
 	}()
 
+	tracker, loop := taskLifecycle(cfg, engine, engineErr, client, log)
+	if loop != nil {
+		// It stops with ctx, before the plugin's token is revoked.
+		go loop.Run(ctx)
+	}
+
 	srv := provider.NewServer(provider.New(client, log, provider.Options{
 		Timeout:      cfg.Timeout,
 		Policies:     cfg.Policies,
@@ -107,6 +121,7 @@ func realMain() error {
 		WrapTTL:      cfg.WrapTTL,
 		Reauth:       tokens,
 		AllowedTypes: cfg.AllowedTypes,
+		Tracker:      tracker,
 	}))
 	l, err := provider.Listen(*socket)
 	if err != nil {
@@ -130,4 +145,28 @@ func realMain() error {
 	<-runDone
 	tokens.Logout()
 	return err
+}
+
+// taskLifecycle sets up what the Docker socket and STATE_PATH allow: with
+// the socket, repeated fetches for started tasks are refused; with both,
+// the leader renews and revokes task credentials. Whatever is missing is
+// one warning, since credentials then live for their TTL.
+func taskLifecycle(cfg config, engine *swarm.Engine, engineErr error, client *api.Client, log logrus.FieldLogger) (provider.Tracker, *lifecycle.Loop) {
+	const ttlOnly = "task credentials (vault.type=token, read, write) live for their TTL (TOKEN_TTL) whatever happens to their task"
+	switch {
+	case engineErr != nil && cfg.StatePath != "":
+		log.Warnf("task lifecycle off: STATE_PATH is set but %v; %s", engineErr, ttlOnly)
+		return nil, nil
+	case engineErr != nil:
+		log.Warnf("task lifecycle off (it needs STATE_PATH and the Docker socket): %s", ttlOnly)
+		return nil, nil
+	case cfg.StatePath == "":
+		log.Warnf("task lifecycle off: STATE_PATH is not set; %s", ttlOnly)
+		return lifecycle.NewTracker(engine, nil, log), nil
+	}
+	tracker := lifecycle.NewTracker(engine, lifecycle.NewStore(client, cfg.StatePath), log)
+	loop := lifecycle.NewLoop(tracker, engine, client, log)
+	loop.Interval = cfg.LifecycleInterval
+	loop.Timeout = cfg.Timeout
+	return tracker, loop
 }

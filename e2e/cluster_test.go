@@ -21,7 +21,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/hashicorp/vault/api"
 
-	"github.com/swarmvault/swarmvault/bootstrap"
+	"github.com/swarmvault/swarmvault/swarm"
 )
 
 // The cluster e2e runs on e2e/cluster.sh's managers (make e2e-cluster
@@ -582,7 +582,7 @@ secrets:
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := bootstrap.NewHelperReader(cli, svc, name)
+			r, err := swarm.NewHelperReader(cli, svc, name)
 			if err != nil {
 				t.Fatal(err)
 			}

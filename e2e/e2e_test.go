@@ -24,7 +24,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/hashicorp/vault/api"
 
-	"github.com/swarmvault/swarmvault/bootstrap"
+	"github.com/swarmvault/swarmvault/swarm"
 )
 
 const testImage = "swarmvault-test/busybox:latest"
@@ -581,7 +581,7 @@ func TestSwarm(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cli.Close()
-		r, err := bootstrap.NewHelperReader(cli, service, name)
+		r, err := swarm.NewHelperReader(cli, service, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -593,7 +593,7 @@ func TestSwarm(t *testing.T) {
 			t.Errorf("read %d bytes from the helper, want the %d of its secret", len(got), len(helperValue))
 		}
 
-		r, err = bootstrap.NewHelperReader(cli, service, "not_attached")
+		r, err = swarm.NewHelperReader(cli, service, "not_attached")
 		if err != nil {
 			t.Fatal(err)
 		}

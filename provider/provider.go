@@ -57,6 +57,9 @@ type Options struct {
 	// AllowedTypes are the vault.type values this install serves
 	// (ALLOWED_TYPES); nil serves all.
 	AllowedTypes []Type
+	// Tracker, when set, refuses repeated fetches and records issued
+	// credentials for the task lifecycle.
+	Tracker Tracker
 }
 
 // AllTypes are the vault.type values, in the order errors list them.
@@ -186,6 +189,9 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
+	if err := p.admit(ctx, req, plan); err != nil {
+		return p.fail(entry, req, err)
+	}
 	var value []byte
 	switch plan.Type {
 	case TypeToken:
@@ -274,11 +280,17 @@ func (p *Provider) taskTokenFor(ctx context.Context, req Request, plan Plan, pol
 		}
 		asked = plan.TokenPolicies
 	}
+	return p.mint(ctx, req, asked, taskToken, p.taskTokenTTL(plan), wrapTTL)
+}
+
+// taskTokenTTL is the TTL a task token is asked for: vault.token.ttl or
+// TOKEN_TTL, capped by TOKEN_MAX_TTL.
+func (p *Provider) taskTokenTTL(plan Plan) time.Duration {
 	ttl := plan.TokenTTL
 	if ttl == 0 {
 		ttl = p.opts.TokenTTL
 	}
-	return p.mint(ctx, req, asked, taskToken, min(ttl, p.opts.TokenMaxTTL), wrapTTL)
+	return min(ttl, p.opts.TokenMaxTTL)
 }
 
 // tokenValue is a vault.type=token secret: a token for the task, or, with
@@ -293,8 +305,12 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 		return nil, err
 	}
 	if plan.Wrap {
+		// The plugin never sees a wrapped token, only its accessor; its TTL
+		// is the one asked for (Vault caps it at TOKEN_MAX_TTL too).
+		p.track(ctx, req, Credentials{Accessor: s.WrapInfo.WrappedAccessor, TokenTTL: p.taskTokenTTL(plan)})
 		return wrapToken(s, plan.where())
 	}
+	p.track(ctx, req, Credentials{Accessor: s.Auth.Accessor, TokenTTL: time.Duration(s.Auth.LeaseDuration) * time.Second})
 	data := map[string]any{
 		"token":    s.Auth.ClientToken,
 		"accessor": s.Auth.Accessor,
@@ -307,12 +323,17 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 // logicalValue is a vault.type=read or write secret: what `vault read` or
 // `vault write` with vault.param.* gives, read with a token of the task's.
 // That token is not revoked after the request: a dynamic secret's lease
-// ends with it.
-func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
+// ends with it. It is when the read fails, since nothing will use it.
+func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, policies []string) (value []byte, err error) {
 	s, err := p.taskTokenFor(ctx, req, plan, policies, 0)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			p.revokeQuietly(s.Auth.Accessor, "the token of a failed read or write")
+		}
+	}()
 	client, err := p.withToken(s.Auth.ClientToken)
 	if err != nil {
 		return nil, err
@@ -339,17 +360,32 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 	if err != nil {
 		return nil, vaultErrorDoing(err, string(plan.Type), plan.Path, plan.Path)
 	}
+	issued := Credentials{Accessor: s.Auth.Accessor, TokenTTL: time.Duration(s.Auth.LeaseDuration) * time.Second}
 	if plan.Wrap {
-		return wrapToken(out, plan.where())
-	}
-	if out == nil || out.Data == nil {
+		// The lease is inside the wrapped answer: revoking the token ends
+		// it, but only the task can renew it.
+		value, err = wrapToken(out, plan.where())
+	} else if out == nil || out.Data == nil {
 		return nil, fmt.Errorf("Vault gives no data at path %s (%s=%s): check label %s", plan.Path, LabelType, plan.Type, LabelPath)
+	} else {
+		issued.LeaseID, issued.LeaseTTL, issued.LeaseRenewable = out.LeaseID, time.Duration(out.LeaseDuration)*time.Second, out.Renewable
+		value, err = render(out.Data, plan)
 	}
-	return render(out.Data, plan)
+	if err != nil {
+		return nil, err
+	}
+	p.track(ctx, req, issued)
+	return value, nil
 }
 
 func (p *Provider) fail(entry *logrus.Entry, req Request, err error) secrets.Response {
 	msg := oneLine(fmt.Sprintf("secret %s: %s", req.SecretName, errText(err)))
+	if errors.Is(err, ErrRefetch) {
+		// Expected during every failover and node reconnect: at error
+		// level it would read as an outage.
+		entry.Info(msg)
+		return secrets.Response{Err: msg, DoNotReuse: true}
+	}
 	entry.Error(msg)
 	return secrets.Response{Err: msg, DoNotReuse: true}
 }

@@ -100,7 +100,7 @@ func (p *Provider) mint(ctx context.Context, req Request, policies []string, kin
 		return nil, fmt.Errorf("Vault returned no token for service %s", req.ServiceName)
 	}
 	if kind == taskToken && !s.Auth.Orphan {
-		p.revokeQuietly(s.Auth.Accessor)
+		p.revokeQuietly(s.Auth.Accessor, "a task token minted by a TOKEN_ROLE that is not orphan")
 		return nil, errNotOrphan(p.opts.TokenRole)
 	}
 	return s, nil
@@ -123,7 +123,7 @@ func (p *Provider) checkOrphan(ctx context.Context, accessor string) error {
 		return fmt.Errorf("cannot look up a wrapped task token's accessor: %s", errText(err))
 	}
 	if orphan, _ := s.Data["orphan"].(bool); !orphan {
-		p.revokeQuietly(accessor)
+		p.revokeQuietly(accessor, "a task token minted by a TOKEN_ROLE that is not orphan")
 		return errNotOrphan(p.opts.TokenRole)
 	}
 	return nil
@@ -238,13 +238,13 @@ func (p *Provider) mintError(err error, req Request, policies []string) error {
 	}
 }
 
-// revokeQuietly revokes a token the plugin must not hand out. Its own
-// deadline: the request's may be what failed.
-func (p *Provider) revokeQuietly(accessor string) {
+// revokeQuietly revokes a token the plugin will not hand out (what says
+// which). Its own deadline: the request's may be what failed.
+func (p *Provider) revokeQuietly(accessor, what string) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
 	defer cancel()
 	if err := p.vault.Auth().Token().RevokeAccessorWithContext(ctx, accessor); err != nil {
-		p.log.WithError(err).Warn("could not revoke a task token minted by a TOKEN_ROLE that is not orphan")
+		p.log.Warnf("could not revoke %s: %s", what, errText(err))
 	}
 }
 

@@ -1,4 +1,4 @@
-package bootstrap
+package swarm
 
 import (
 	"bufio"
@@ -13,7 +13,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/swarm"
+	swarmtypes "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/pkg/stdcopy"
 )
@@ -23,7 +23,7 @@ import (
 type fakeDocker struct {
 	DockerAPI
 	info       func() (system.Info, error)
-	taskList   func(swarm.TaskListOptions) ([]swarm.Task, error)
+	taskList   func(swarmtypes.TaskListOptions) ([]swarmtypes.Task, error)
 	execCreate func(cid string, o container.ExecOptions) (container.ExecCreateResponse, error)
 	stdout     string
 	stderr     string
@@ -32,7 +32,7 @@ type fakeDocker struct {
 }
 
 func (f *fakeDocker) Info(context.Context) (system.Info, error) { return f.info() }
-func (f *fakeDocker) TaskList(_ context.Context, o swarm.TaskListOptions) ([]swarm.Task, error) {
+func (f *fakeDocker) TaskList(_ context.Context, o swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
 	return f.taskList(o)
 }
 func (f *fakeDocker) ContainerExecCreate(_ context.Context, cid string, o container.ExecOptions) (container.ExecCreateResponse, error) {
@@ -63,25 +63,25 @@ func (f *fakeDocker) ContainerExecInspect(context.Context, string) (container.Ex
 }
 
 func onNode(id string) func() (system.Info, error) {
-	return func() (system.Info, error) { return system.Info{Swarm: swarm.Info{NodeID: id}}, nil }
+	return func() (system.Info, error) { return system.Info{Swarm: swarmtypes.Info{NodeID: id}}, nil }
 }
 
-func task(node string, state swarm.TaskState, cid string) swarm.Task {
-	return swarm.Task{NodeID: node, Status: swarm.TaskStatus{State: state, ContainerStatus: &swarm.ContainerStatus{ContainerID: cid}}}
+func task(node string, state swarmtypes.TaskState, cid string) swarmtypes.Task {
+	return swarmtypes.Task{NodeID: node, Status: swarmtypes.TaskStatus{State: state, ContainerStatus: &swarmtypes.ContainerStatus{ContainerID: cid}}}
 }
 
 func TestHelperReaderReadsTheTaskOnThisNode(t *testing.T) {
-	var gotFilter swarm.TaskListOptions
+	var gotFilter swarmtypes.TaskListOptions
 	var gotCID string
 	var gotCmd []string
 	f := &fakeDocker{
 		info: onNode("node-b"),
-		taskList: func(o swarm.TaskListOptions) ([]swarm.Task, error) {
+		taskList: func(o swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
 			gotFilter = o
-			return []swarm.Task{
-				task("node-a", swarm.TaskStateRunning, "container-a"),
-				task("node-b", swarm.TaskStateStarting, "container-b-old"),
-				task("node-b", swarm.TaskStateRunning, "container-b"),
+			return []swarmtypes.Task{
+				task("node-a", swarmtypes.TaskStateRunning, "container-a"),
+				task("node-b", swarmtypes.TaskStateStarting, "container-b-old"),
+				task("node-b", swarmtypes.TaskStateRunning, "container-b"),
 			}, nil
 		},
 		execCreate: func(cid string, o container.ExecOptions) (container.ExecCreateResponse, error) {
@@ -110,8 +110,8 @@ func TestHelperReaderReadsTheTaskOnThisNode(t *testing.T) {
 }
 
 func TestHelperReaderErrors(t *testing.T) {
-	running := func(swarm.TaskListOptions) ([]swarm.Task, error) {
-		return []swarm.Task{task("node-a", swarm.TaskStateRunning, "c1")}, nil
+	running := func(swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
+		return []swarmtypes.Task{task("node-a", swarmtypes.TaskStateRunning, "c1")}, nil
 	}
 	exec := func(string, container.ExecOptions) (container.ExecCreateResponse, error) {
 		return container.ExecCreateResponse{ID: "e"}, nil
@@ -133,12 +133,12 @@ func TestHelperReaderErrors(t *testing.T) {
 		},
 		{
 			name:    "helper missing",
-			fake:    &fakeDocker{info: onNode("node-a"), taskList: func(swarm.TaskListOptions) ([]swarm.Task, error) { return nil, nil }},
+			fake:    &fakeDocker{info: onNode("node-a"), taskList: func(swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) { return nil, nil }},
 			wantErr: "HELPER_SERVICE helper has no running tasks: create it (global, on the managers) or fix the name",
 		},
 		{
 			name: "helper service does not exist",
-			fake: &fakeDocker{info: onNode("node-a"), taskList: func(swarm.TaskListOptions) ([]swarm.Task, error) {
+			fake: &fakeDocker{info: onNode("node-a"), taskList: func(swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
 				return nil, cerrdefs.ErrNotFound.WithMessage("service helper not found")
 			}},
 			wantErr: "HELPER_SERVICE helper does not exist: create it (global, on the managers) or fix the name",
@@ -193,8 +193,8 @@ func TestNewHelperReaderValidates(t *testing.T) {
 
 func helperOnThisNode(f *fakeDocker) *fakeDocker {
 	f.info = onNode("n")
-	f.taskList = func(swarm.TaskListOptions) ([]swarm.Task, error) {
-		return []swarm.Task{task("n", swarm.TaskStateRunning, "c")}, nil
+	f.taskList = func(swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
+		return []swarmtypes.Task{task("n", swarmtypes.TaskStateRunning, "c")}, nil
 	}
 	f.execCreate = func(string, container.ExecOptions) (container.ExecCreateResponse, error) {
 		return container.ExecCreateResponse{ID: "e"}, nil

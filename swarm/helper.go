@@ -1,14 +1,12 @@
-// Package bootstrap fetches the plugin's secret zero from a helper service.
-//
-// A managed plugin cannot be given swarm secrets of its own, so an operator
-// runs a small helper service (global, on the managers) that holds the
-// bootstrap credential as an ordinary swarm secret. The plugin finds the
-// helper's running task on its own node through the Docker socket and reads
-// /run/secrets/<name> from that container. It reads by exec: an archive copy
-// (docker cp) returns an empty file, because the secret is a tmpfs bind mount
-// the archive API does not follow. This package is the only one that talks
-// to the Docker API.
-package bootstrap
+// The helper-service bootstrap: a managed plugin cannot be given swarm
+// secrets of its own, so an operator runs a small helper service (global, on
+// the managers) that holds the bootstrap credential as an ordinary swarm
+// secret. The plugin finds the helper's running task on its own node and
+// reads /run/secrets/<name> from that container. It reads by exec: an
+// archive copy (docker cp) returns an empty file, because the secret is a
+// tmpfs bind mount the archive API does not follow.
+
+package swarm
 
 import (
 	"bytes"
@@ -16,29 +14,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/swarm"
-	"github.com/docker/docker/api/types/system"
-	"github.com/docker/docker/client"
+	swarmtypes "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/pkg/stdcopy"
 )
-
-// DockerAPI is the part of the Docker client the helper read needs;
-// *client.Client implements it.
-type DockerAPI interface {
-	Info(ctx context.Context) (system.Info, error)
-	TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error)
-	ContainerExecCreate(ctx context.Context, containerID string, options container.ExecOptions) (container.ExecCreateResponse, error)
-	ContainerExecAttach(ctx context.Context, execID string, options container.ExecAttachOptions) (types.HijackedResponse, error)
-	ContainerExecInspect(ctx context.Context, execID string) (container.ExecInspect, error)
-}
 
 // maxSecretSize bounds what is read from the helper; swarm refuses larger
 // secrets anyway, so more means the helper is not what it should be.
@@ -84,7 +68,7 @@ func (r *HelperReader) Read(ctx context.Context) ([]byte, error) {
 
 // helperContainer finds the container of the helper's running task on node.
 func (r *HelperReader) helperContainer(ctx context.Context, node string) (string, error) {
-	all, err := r.docker.TaskList(ctx, swarm.TaskListOptions{Filters: filters.NewArgs(
+	all, err := r.docker.TaskList(ctx, swarmtypes.TaskListOptions{Filters: filters.NewArgs(
 		filters.Arg("service", r.service),
 		filters.Arg("desired-state", "running"),
 	)})
@@ -98,7 +82,7 @@ func (r *HelperReader) helperContainer(ctx context.Context, node string) (string
 		return "", fmt.Errorf("HELPER_SERVICE %s has no running tasks: create it (global, on the managers) or fix the name", r.service)
 	}
 	for _, t := range all {
-		if t.NodeID != node || t.Status.State != swarm.TaskStateRunning || t.Status.ContainerStatus == nil {
+		if t.NodeID != node || t.Status.State != swarmtypes.TaskStateRunning || t.Status.ContainerStatus == nil {
 			continue
 		}
 		if id := t.Status.ContainerStatus.ContainerID; id != "" {
@@ -185,23 +169,4 @@ func (t *truncWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
-}
-
-// DockerSocket is where the plugin finds the Docker socket: plugin/config.json
-// mounts /dev/null there unless the operator points the docker-socket mount
-// at /var/run/docker.sock, which only the helper method needs (the socket is
-// root on the host).
-const DockerSocket = "/run/docker.sock"
-
-// NewSocketHelperReader is NewHelperReader over the Docker socket at
-// DockerSocket, checked to be a socket so that a missing mount is named.
-func NewSocketHelperReader(service, secret string) (*HelperReader, error) {
-	if st, err := os.Stat(DockerSocket); err != nil || st.Mode()&os.ModeSocket == 0 {
-		return nil, errors.New("VAULT_AUTH_METHOD=helper needs the Docker socket: docker plugin set <plugin> docker-socket.source=/var/run/docker.sock")
-	}
-	c, err := client.NewClientWithOpts(client.WithHost("unix://"+DockerSocket), client.WithAPIVersionNegotiation())
-	if err != nil {
-		return nil, fmt.Errorf("failed to create the Docker client: %w", err)
-	}
-	return NewHelperReader(c, service, secret)
 }

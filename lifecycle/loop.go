@@ -1,0 +1,291 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/swarm"
+)
+
+// DefaultInterval is LIFECYCLE_INTERVAL's default. It bounds how long a
+// credential outlives its task, and each round costs one leadership check
+// and one task list on the local engine, plus a Vault call per credential
+// due for renewal (at half its TTL) or whose task ended: cheap enough to
+// run often, and long enough that a lease of a minute or more is renewed
+// in good time.
+const DefaultInterval = 30 * time.Second
+
+// workers bounds the Vault calls one round makes at once: a churn of
+// hundreds of tasks is revoked in seconds without a burst against Vault.
+const workers = 8
+
+// Swarm is what the Loop asks the Docker engine; *swarm.Engine implements it.
+type Swarm interface {
+	IsLeader(ctx context.Context) (bool, error)
+	Tasks(ctx context.Context) (map[string]swarm.TaskState, error)
+}
+
+// Loop renews the credentials of running tasks and revokes those of ended
+// ones, every Interval, on the manager that leads the swarm.
+type Loop struct {
+	tracker *Tracker
+	swarm   Swarm
+	vault   *api.Client
+	log     logrus.FieldLogger
+	// Interval is LIFECYCLE_INTERVAL.
+	Interval time.Duration
+	// Timeout bounds each Docker and Vault call.
+	Timeout time.Duration
+
+	checked, leading, loaded bool
+}
+
+// NewLoop returns the leader loop over the tracker's records. vault carries
+// the plugin's own token, which renews and revokes by accessor and lease ID.
+func NewLoop(tracker *Tracker, sw Swarm, vault *api.Client, log logrus.FieldLogger) *Loop {
+	return &Loop{tracker: tracker, swarm: sw, vault: vault, log: log, Interval: DefaultInterval, Timeout: 10 * time.Second}
+}
+
+// Run runs rounds until ctx ends. A failed round is one log line and is
+// retried at the next: Vault or Docker being down delays the lifecycle, and
+// the records stay in STATE_PATH.
+func (l *Loop) Run(ctx context.Context) {
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if l.vault.Token() == "" {
+			// The first login is not done yet.
+			wait = time.Second
+			continue
+		}
+		wait = l.Interval
+		if err := l.Round(ctx); err != nil && ctx.Err() == nil {
+			l.log.Errorf("task lifecycle: %v", err)
+		}
+	}
+}
+
+// Round is one pass: on the leader, renew what is due and revoke what
+// belongs to ended tasks.
+func (l *Loop) Round(ctx context.Context) error {
+	store := l.tracker.store
+	if !l.checked {
+		// Every manager checks its settings once, so that a missing grant
+		// shows at start, not at the first failover.
+		if err := l.call(ctx, store.Check); err != nil {
+			return err
+		}
+		l.checked = true
+	}
+	var leader bool
+	if err := l.call(ctx, func(ctx context.Context) (err error) { leader, err = l.swarm.IsLeader(ctx); return err }); err != nil {
+		return err
+	}
+	if !leader {
+		if l.leading {
+			l.log.Info("task lifecycle: this manager no longer leads the swarm; the leader's plugin renews and revokes task credentials")
+			l.tracker.forget()
+		}
+		l.leading = false
+		return nil
+	}
+	if !l.leading {
+		l.log.WithField("state_path", store.Path()).Info("task lifecycle: this manager leads the swarm; its plugin renews and revokes task credentials")
+		l.leading, l.loaded = true, false
+	}
+	if !l.loaded {
+		var records []Record
+		var bad []string
+		if err := l.call(ctx, func(ctx context.Context) (err error) { records, bad, err = store.List(ctx); return err }); err != nil {
+			return err
+		}
+		if len(bad) > 0 {
+			l.log.Warnf("task lifecycle: STATE_PATH=%s holds %d entries swarmvault did not write (e.g. %q): left alone; give the plugin a path of its own", store.Path(), len(bad), bad[0])
+		}
+		l.tracker.merge(records)
+		l.loaded = true
+		l.log.Infof("task lifecycle: %d task credentials found in STATE_PATH", len(records))
+	}
+	var tasks map[string]swarm.TaskState
+	if err := l.call(ctx, func(ctx context.Context) (err error) { tasks, err = l.swarm.Tasks(ctx); return err }); err != nil {
+		return err
+	}
+	return l.reconcile(ctx, tasks)
+}
+
+// reconcile renews or revokes each held credential, as its task's state says.
+func (l *Loop) reconcile(ctx context.Context, tasks map[string]swarm.TaskState) error {
+	var (
+		mu       sync.Mutex
+		failed   int
+		firstErr error
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, workers)
+	)
+	for _, h := range l.tracker.snapshot() {
+		st, found := tasks[h.TaskID]
+		ended := !found || st.Ended()
+		if !ended && !l.renewDue(h) {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var err error
+			if ended {
+				why := "it is gone from the swarm"
+				if found {
+					why = "it is " + string(st.State)
+				}
+				err = l.revoke(ctx, h, why)
+			} else {
+				err = l.renew(ctx, h)
+			}
+			if err != nil {
+				mu.Lock()
+				failed++
+				if firstErr == nil {
+					firstErr = fmt.Errorf("task %s, secret %s: %w", h.TaskID, h.Secret, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if failed > 0 {
+		return fmt.Errorf("%d task credentials could not be renewed or revoked this round, and are tried again at the next (first: %v)", failed, firstErr)
+	}
+	return nil
+}
+
+// due tells whether credentials that expire at until, granted for ttl, are
+// to be renewed now: at half their TTL, and always with two rounds to
+// spare, so that one failed round does not let them expire.
+func (l *Loop) due(until time.Time, ttl time.Duration) bool {
+	return until.IsZero() || time.Until(until) <= max(ttl/2, 2*l.Interval)
+}
+
+func (l *Loop) renewDue(h *held) bool {
+	return (!h.tokenCapped && l.due(h.tokenUntil, h.TokenTTL)) ||
+		(h.LeaseID != "" && h.LeaseRenewable && !h.leaseCapped && l.due(h.leaseUntil, h.LeaseTTL))
+}
+
+// renew extends a running task's token, then its lease, by their granted
+// TTLs. Vault caps both at their max TTL; then the credentials end there,
+// which this loop reports once (rolling the service is vault.rotate's).
+func (l *Loop) renew(ctx context.Context, h *held) error {
+	entry := l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName})
+	if !h.tokenCapped && l.due(h.tokenUntil, h.TokenTTL) {
+		var s *api.Secret
+		err := l.call(ctx, func(ctx context.Context) (err error) {
+			s, err = l.vault.Auth().Token().RenewAccessorWithContext(ctx, h.Accessor, seconds(h.TokenTTL))
+			return err
+		})
+		if gone(err) {
+			entry.Warn("task lifecycle: the task's token no longer exists in Vault (it expired, or was revoked outside swarmvault): its credentials are gone, nothing left to renew")
+			return l.forgetRecord(ctx, h)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot renew the token: %s", short(err))
+		}
+		if s == nil || s.Auth == nil {
+			return errors.New("Vault's answer to a token renewal has no auth")
+		}
+		got := time.Duration(s.Auth.LeaseDuration) * time.Second
+		h.tokenUntil = time.Now().Add(got)
+		if got < h.TokenTTL-time.Second {
+			h.tokenCapped = true
+			entry.Warnf("task lifecycle: the task's token reaches its max TTL (TOKEN_MAX_TTL) at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials", h.tokenUntil.UTC().Format(time.RFC3339), h.ServiceName)
+		}
+		entry.Debug("task lifecycle: token renewed")
+	}
+	if h.LeaseID != "" && h.LeaseRenewable && !h.leaseCapped && l.due(h.leaseUntil, h.LeaseTTL) {
+		var s *api.Secret
+		err := l.call(ctx, func(ctx context.Context) (err error) {
+			s, err = l.vault.Sys().RenewWithContext(ctx, h.LeaseID, seconds(h.LeaseTTL))
+			return err
+		})
+		if isStatus(err, http.StatusBadRequest) {
+			// Not found or not renewable: it ends at its expiry, or ended.
+			h.leaseCapped = true
+			entry.Warnf("task lifecycle: the task's lease can no longer be renewed (%s): docker service update --force %s gives the service's tasks new credentials", short(err), h.ServiceName)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("cannot renew the lease: %s", short(err))
+		}
+		got := time.Duration(s.LeaseDuration) * time.Second
+		h.leaseUntil = time.Now().Add(got)
+		if got < h.LeaseTTL-time.Second {
+			h.leaseCapped = true
+			entry.Warnf("task lifecycle: the task's lease reaches its max TTL at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials", h.leaseUntil.UTC().Format(time.RFC3339), h.ServiceName)
+		}
+		entry.Debug("task lifecycle: lease renewed")
+	}
+	return nil
+}
+
+// revoke ends the credentials of a task that ended. Revoking the token
+// revokes its leases with it: Vault drops a dynamic secret's database user.
+func (l *Loop) revoke(ctx context.Context, h *held, why string) error {
+	err := l.call(ctx, func(ctx context.Context) error {
+		return l.vault.Auth().Token().RevokeAccessorWithContext(ctx, h.Accessor)
+	})
+	if err != nil && !gone(err) {
+		return fmt.Errorf("cannot revoke the token: %s", short(err))
+	}
+	if err := l.forgetRecord(ctx, h); err != nil {
+		return err
+	}
+	l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName}).
+		Infof("task lifecycle: task ended (%s): its credentials are revoked", why)
+	return nil
+}
+
+// forgetRecord deletes a record from STATE_PATH, then from memory: a failed
+// delete is tried again at the next round.
+func (l *Loop) forgetRecord(ctx context.Context, h *held) error {
+	if err := l.call(ctx, func(ctx context.Context) error { return l.tracker.store.Delete(ctx, h.TaskID, h.Secret) }); err != nil {
+		return err
+	}
+	l.tracker.remove(h.Key())
+	return nil
+}
+
+// call runs one Docker or Vault call with its own deadline.
+func (l *Loop) call(ctx context.Context, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
+	defer cancel()
+	return f(ctx)
+}
+
+// gone tells a token Vault no longer has (expired, revoked) from a failed
+// call: renew-accessor and revoke-accessor answer 400 for an unknown
+// accessor.
+func gone(err error) bool {
+	var re *api.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
+		return false
+	}
+	for _, e := range re.Errors {
+		if strings.Contains(e, "invalid accessor") || strings.Contains(e, "not found") {
+			return true
+		}
+	}
+	return false
+}
+
+func seconds(d time.Duration) int { return int(d / time.Second) }

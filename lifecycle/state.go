@@ -1,0 +1,330 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/swarmvault/swarmvault/provider"
+)
+
+// Record is what the plugin issued for one task and secret, as kept under
+// STATE_PATH: the credentials' accessor and lease, never a token or value.
+type Record struct {
+	TaskID      string
+	Secret      string
+	ServiceID   string
+	ServiceName string
+	provider.Credentials
+	Issued time.Time
+}
+
+// key names a record under STATE_PATH. Task IDs are lower-case letters and
+// digits, so the first dot ends the ID whatever the secret's name.
+func key(taskID, secret string) string { return taskID + "." + secret }
+
+// Key is the record's name under STATE_PATH.
+func (r Record) Key() string { return key(r.TaskID, r.Secret) }
+
+func (r Record) data() map[string]any {
+	return map[string]any{
+		"task_id":         r.TaskID,
+		"secret":          r.Secret,
+		"service_id":      r.ServiceID,
+		"service":         r.ServiceName,
+		"accessor":        r.Accessor,
+		"token_ttl":       int64(r.TokenTTL / time.Second),
+		"lease_id":        r.LeaseID,
+		"lease_ttl":       int64(r.LeaseTTL / time.Second),
+		"lease_renewable": r.LeaseRenewable,
+		"issued":          r.Issued.UTC().Format(time.RFC3339),
+	}
+}
+
+func recordFrom(d map[string]any) (Record, error) {
+	str := func(k string) string { s, _ := d[k].(string); return s }
+	secs := func(k string) time.Duration {
+		var n int64
+		switch v := d[k].(type) {
+		case json.Number:
+			n, _ = v.Int64()
+		case float64:
+			n = int64(v)
+		case string:
+			n, _ = strconv.ParseInt(v, 10, 64)
+		}
+		return time.Duration(n) * time.Second
+	}
+	r := Record{
+		TaskID: str("task_id"), Secret: str("secret"), ServiceID: str("service_id"), ServiceName: str("service"),
+		Credentials: provider.Credentials{
+			Accessor: str("accessor"), TokenTTL: secs("token_ttl"),
+			LeaseID: str("lease_id"), LeaseTTL: secs("lease_ttl"),
+		},
+	}
+	r.LeaseRenewable, _ = d["lease_renewable"].(bool)
+	r.Issued, _ = time.Parse(time.RFC3339, str("issued"))
+	if r.TaskID == "" || r.Secret == "" || r.Accessor == "" {
+		return Record{}, errNotRecord
+	}
+	return r, nil
+}
+
+// errNotRecord: an entry under STATE_PATH that the plugin did not write.
+var errNotRecord = errors.New("not a swarmvault record (no task_id, secret or accessor)")
+
+// Store keeps records in Vault's KV under STATE_PATH, one entry per task and
+// secret, so that whichever manager leads next finds them.
+type Store struct {
+	vault *api.Client
+	path  string
+
+	mu sync.Mutex
+	kv *kvPath
+}
+
+// kvPath is STATE_PATH on its mount.
+type kvPath struct {
+	mount   string // "secret", no slash
+	rel     string // "swarmvault/state", no slashes at the ends
+	version int
+}
+
+// NewStore returns the Store at path (STATE_PATH) in the Vault that client
+// reaches, with the plugin's own token.
+func NewStore(client *api.Client, path string) *Store {
+	return &Store{vault: client, path: strings.Trim(path, "/")}
+}
+
+// Path is STATE_PATH as given.
+func (s *Store) Path() string { return s.path }
+
+// where finds STATE_PATH's mount and KV version once: a mount does not move
+// under a running plugin in any way that would keep its records readable.
+func (s *Store) where(ctx context.Context) (kvPath, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kv != nil {
+		return *s.kv, nil
+	}
+	sec, err := s.vault.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+s.path)
+	if err != nil {
+		if isStatus(err, http.StatusForbidden) {
+			return kvPath{}, fmt.Errorf("STATE_PATH=%s is on no mount the plugin's token may use: grant its policy the paths the README lists for STATE_PATH, or fix the setting", s.path)
+		}
+		return kvPath{}, fmt.Errorf("cannot find the mount of STATE_PATH=%s: %s", s.path, short(err))
+	}
+	var mount, typ string
+	var opts map[string]any
+	if sec != nil {
+		mount, _ = sec.Data["path"].(string)
+		typ, _ = sec.Data["type"].(string)
+		opts, _ = sec.Data["options"].(map[string]any)
+	}
+	if mount == "" {
+		return kvPath{}, fmt.Errorf("no Vault mount holds STATE_PATH=%s: its first segment must be a KV mount, e.g. secret/swarmvault/state", s.path)
+	}
+	if typ != "kv" && typ != "generic" {
+		return kvPath{}, fmt.Errorf("STATE_PATH=%s is on a %s mount (%s), not a KV mount", s.path, typ, mount)
+	}
+	rel := strings.Trim(strings.TrimPrefix(s.path+"/", mount), "/")
+	if rel == "" {
+		return kvPath{}, fmt.Errorf("STATE_PATH=%s names the mount itself: add a path below it, e.g. %sswarmvault/state", s.path, mount)
+	}
+	p := kvPath{mount: strings.TrimSuffix(mount, "/"), rel: rel, version: 1}
+	if opts["version"] == "2" {
+		p.version = 2
+	}
+	s.kv = &p
+	return p, nil
+}
+
+// Put writes r.
+func (s *Store) Put(ctx context.Context, r Record) error {
+	p, err := s.where(ctx)
+	if err != nil {
+		return err
+	}
+	name := p.rel + "/" + r.Key()
+	if p.version == 2 {
+		_, err = s.vault.KVv2(p.mount).Put(ctx, name, r.data())
+	} else {
+		err = s.vault.KVv1(p.mount).Put(ctx, name, r.data())
+	}
+	if err != nil {
+		return s.failed("write", err)
+	}
+	return nil
+}
+
+// Get reads the record of a task and secret; found is false when there is
+// none.
+func (s *Store) Get(ctx context.Context, taskID, secret string) (r Record, found bool, err error) {
+	p, err := s.where(ctx)
+	if err != nil {
+		return Record{}, false, err
+	}
+	name := p.rel + "/" + key(taskID, secret)
+	var kv *api.KVSecret
+	if p.version == 2 {
+		kv, err = s.vault.KVv2(p.mount).Get(ctx, name)
+	} else {
+		kv, err = s.vault.KVv1(p.mount).Get(ctx, name)
+	}
+	if errors.Is(err, api.ErrSecretNotFound) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, s.failed("read", err)
+	}
+	if kv == nil || kv.Data == nil {
+		return Record{}, false, nil
+	}
+	r, err = recordFrom(kv.Data)
+	if err != nil {
+		return Record{}, false, fmt.Errorf("STATE_PATH=%s entry %s: %w", s.path, key(taskID, secret), err)
+	}
+	return r, true, nil
+}
+
+// List reads every record. Entries that are not records are reported in
+// bad, by name, and left alone: STATE_PATH may be shared by mistake.
+func (s *Store) List(ctx context.Context) (records []Record, bad []string, err error) {
+	p, err := s.where(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir := p.mount + "/" + p.rel
+	if p.version == 2 {
+		dir = p.mount + "/metadata/" + p.rel
+	}
+	sec, err := s.vault.Logical().ListWithContext(ctx, dir)
+	if err != nil {
+		return nil, nil, s.failed("list", err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, nil, nil
+	}
+	keys, _ := sec.Data["keys"].([]any)
+	for _, k := range keys {
+		name, _ := k.(string)
+		taskID, secret, ok := strings.Cut(name, ".")
+		if !ok || strings.HasSuffix(name, "/") {
+			bad = append(bad, name)
+			continue
+		}
+		r, found, err := s.Get(ctx, taskID, secret)
+		if err != nil {
+			if errors.Is(err, errNotRecord) {
+				bad = append(bad, name)
+				continue
+			}
+			return nil, nil, err
+		}
+		if found {
+			records = append(records, r)
+		}
+	}
+	return records, bad, nil
+}
+
+// Delete removes a record, every version of it on KV v2.
+func (s *Store) Delete(ctx context.Context, taskID, secret string) error {
+	p, err := s.where(ctx)
+	if err != nil {
+		return err
+	}
+	name := p.rel + "/" + key(taskID, secret)
+	if p.version == 2 {
+		err = s.vault.KVv2(p.mount).DeleteMetadata(ctx, name)
+	} else {
+		err = s.vault.KVv1(p.mount).Delete(ctx, name)
+	}
+	if err != nil {
+		return s.failed("delete", err)
+	}
+	return nil
+}
+
+// Check asks Vault whether the plugin's token may do all the Store does,
+// so that a missing grant is one line naming the path, not a failure per
+// task later.
+func (s *Store) Check(ctx context.Context) error {
+	p, err := s.where(ctx)
+	if err != nil {
+		return err
+	}
+	type need struct {
+		path string
+		caps []string
+	}
+	var needs []need
+	if p.version == 2 {
+		needs = []need{
+			{p.mount + "/data/" + p.rel + "/x", []string{"create", "update", "read"}},
+			{p.mount + "/metadata/" + p.rel + "/x", []string{"delete"}},
+			{p.mount + "/metadata/" + p.rel + "/", []string{"list"}},
+		}
+	} else {
+		needs = []need{
+			{p.mount + "/" + p.rel + "/x", []string{"create", "update", "read", "delete"}},
+			{p.mount + "/" + p.rel + "/", []string{"list"}},
+		}
+	}
+	var missing []string
+	for _, n := range needs {
+		have, err := s.vault.Sys().CapabilitiesSelfWithContext(ctx, n.path)
+		if err != nil {
+			return fmt.Errorf("cannot check the plugin's capabilities on STATE_PATH=%s: %s", s.path, short(err))
+		}
+		if slices.Contains(have, "root") {
+			continue
+		}
+		for _, c := range n.caps {
+			if !slices.Contains(have, c) {
+				missing = append(missing, fmt.Sprintf("%s on %s", c, strings.TrimSuffix(n.path, "x")+"*"))
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("STATE_PATH=%s: the plugin's token lacks %s; add them to its policy (the README lists the lifecycle's paths)", s.path, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func (s *Store) failed(op string, err error) error {
+	if isStatus(err, http.StatusForbidden) {
+		return fmt.Errorf("the plugin's token may not %s under STATE_PATH=%s: grant its policy the paths the README lists for STATE_PATH", op, s.path)
+	}
+	return fmt.Errorf("cannot %s under STATE_PATH=%s: %s", op, s.path, short(err))
+}
+
+// short is a Vault error in one line: the client's own text spans several
+// and repeats the URL.
+func short(err error) string {
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		if len(re.Errors) == 0 {
+			return fmt.Sprintf("Vault answered HTTP %d", re.StatusCode)
+		}
+		return fmt.Sprintf("Vault answered HTTP %d: %s", re.StatusCode, strings.Join(re.Errors, "; "))
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "Vault did not answer in time"
+	}
+	return strings.ReplaceAll(err.Error(), "\n", " ")
+}
+
+func isStatus(err error, code int) bool {
+	var re *api.ResponseError
+	return errors.As(err, &re) && re.StatusCode == code
+}

@@ -1,0 +1,146 @@
+// Package swarm owns every Docker API call the plugin makes, all through the
+// Docker socket of the plugin's own node: whether this manager leads, the
+// state of the swarm's tasks (for the task lifecycle), and an exec into the
+// helper service's container (for the helper-service bootstrap).
+//
+// The socket is root on the host, so plugin/config.json mounts /dev/null in
+// its place unless the operator points the docker-socket mount at
+// /var/run/docker.sock.
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	swarmtypes "github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/client"
+)
+
+// DockerAPI is the part of the Docker client the plugin uses;
+// *client.Client implements it.
+type DockerAPI interface {
+	Info(ctx context.Context) (system.Info, error)
+	NodeInspectWithRaw(ctx context.Context, nodeID string) (swarmtypes.Node, []byte, error)
+	TaskList(ctx context.Context, options swarmtypes.TaskListOptions) ([]swarmtypes.Task, error)
+	TaskInspectWithRaw(ctx context.Context, taskID string) (swarmtypes.Task, []byte, error)
+	ContainerExecCreate(ctx context.Context, containerID string, options container.ExecOptions) (container.ExecCreateResponse, error)
+	ContainerExecAttach(ctx context.Context, execID string, options container.ExecAttachOptions) (types.HijackedResponse, error)
+	ContainerExecInspect(ctx context.Context, execID string) (container.ExecInspect, error)
+}
+
+// Socket is where the plugin finds the Docker socket (the docker-socket
+// mount of plugin/config.json).
+const Socket = "/run/docker.sock"
+
+// ErrNoSocket says the docker-socket mount is not set.
+var ErrNoSocket = errors.New("the docker-socket mount is not set: docker plugin set <plugin> docker-socket.source=/var/run/docker.sock")
+
+// Engine is this node's Docker engine.
+type Engine struct {
+	docker DockerAPI
+}
+
+// NewEngine returns an Engine over docker.
+func NewEngine(docker DockerAPI) *Engine { return &Engine{docker: docker} }
+
+// Dial returns the Engine behind the Docker socket at Socket, or
+// ErrNoSocket when the mount is not set (a missing mount leaves /dev/null
+// there, which is not a socket).
+func Dial() (*Engine, error) {
+	if st, err := os.Stat(Socket); err != nil || st.Mode()&os.ModeSocket == 0 {
+		return nil, ErrNoSocket
+	}
+	c, err := client.NewClientWithOpts(client.WithHost("unix://"+Socket), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the Docker client: %w", err)
+	}
+	return NewEngine(c), nil
+}
+
+// HelperReader returns the reader of the helper service's secret on this
+// node (VAULT_AUTH_METHOD=helper).
+func (e *Engine) HelperReader(service, secret string) (*HelperReader, error) {
+	return NewHelperReader(e.docker, service, secret)
+}
+
+// IsLeader tells whether this node is the swarm's leader: the one manager
+// whose dispatcher calls the plugin, and whose plugin runs the task
+// lifecycle. Leadership moves, so callers ask again every round.
+func (e *Engine) IsLeader(ctx context.Context) (bool, error) {
+	info, err := e.docker.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("cannot ask the Docker engine whether it leads the swarm: %w", err)
+	}
+	if !info.Swarm.ControlAvailable || info.Swarm.NodeID == "" {
+		return false, nil
+	}
+	node, _, err := e.docker.NodeInspectWithRaw(ctx, info.Swarm.NodeID)
+	if err != nil {
+		return false, fmt.Errorf("cannot inspect this swarm node: %w", err)
+	}
+	return node.ManagerStatus != nil && node.ManagerStatus.Leader, nil
+}
+
+// TaskState is what the lifecycle needs of a task.
+type TaskState struct {
+	// State is the task's actual state, as its node last reported it.
+	State swarmtypes.TaskState
+}
+
+// Ended tells whether the task's container has stopped for good: a task
+// never leaves a terminal state (a restart is a new task).
+func (s TaskState) Ended() bool {
+	switch s.State {
+	case swarmtypes.TaskStateComplete, swarmtypes.TaskStateShutdown, swarmtypes.TaskStateFailed,
+		swarmtypes.TaskStateRejected, swarmtypes.TaskStateRemove, swarmtypes.TaskStateOrphaned:
+		return true
+	}
+	return false
+}
+
+// Delivered tells whether the task's node has acknowledged the task, and
+// with it the task's secrets. The dispatcher fetches a task's secrets when
+// the task is assigned, before its node sees it; a fetch for a task in any
+// later state is a repeat (a node reconnected, or a new leader rebuilt the
+// node's assignments).
+func (s TaskState) Delivered() bool {
+	switch s.State {
+	case swarmtypes.TaskStateNew, swarmtypes.TaskStateAllocated, swarmtypes.TaskStatePending, swarmtypes.TaskStateAssigned:
+		return false
+	}
+	return true
+}
+
+// Tasks returns the state of every task the swarm keeps, by task ID. A task
+// removed from the swarm (its service removed, or its history trimmed) is
+// absent.
+func (e *Engine) Tasks(ctx context.Context) (map[string]TaskState, error) {
+	all, err := e.docker.TaskList(ctx, swarmtypes.TaskListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the swarm's tasks: %w", err)
+	}
+	out := make(map[string]TaskState, len(all))
+	for _, t := range all {
+		out[t.ID] = TaskState{State: t.Status.State}
+	}
+	return out, nil
+}
+
+// Task returns one task's state; found is false for a task the swarm does
+// not know.
+func (e *Engine) Task(ctx context.Context, id string) (state TaskState, found bool, err error) {
+	t, _, err := e.docker.TaskInspectWithRaw(ctx, id)
+	if cerrdefs.IsNotFound(err) {
+		return TaskState{}, false, nil
+	}
+	if err != nil {
+		return TaskState{}, false, fmt.Errorf("cannot inspect task %s: %w", id, err)
+	}
+	return TaskState{State: t.Status.State}, true, nil
+}
