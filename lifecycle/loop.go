@@ -204,10 +204,9 @@ func (l *Loop) renew(ctx context.Context, h *held) error {
 		if s == nil || s.Auth == nil {
 			return errors.New("Vault's answer to a token renewal has no auth")
 		}
-		got := time.Duration(s.Auth.LeaseDuration) * time.Second
-		h.tokenUntil = time.Now().Add(got)
-		if got < h.TokenTTL-time.Second {
-			h.tokenCapped = true
+		extend(&h.tokenUntil, time.Duration(s.Auth.LeaseDuration)*time.Second, h.TokenTTL, &h.tokenCapped)
+		if h.tokenCapped && !h.tokenWarned {
+			h.tokenWarned = true
 			entry.Warnf("task lifecycle: the task's token reaches its max TTL (TOKEN_MAX_TTL) at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials", h.tokenUntil.UTC().Format(time.RFC3339), h.ServiceName)
 		}
 		entry.Debug("task lifecycle: token renewed")
@@ -227,15 +226,26 @@ func (l *Loop) renew(ctx context.Context, h *held) error {
 		if err != nil {
 			return fmt.Errorf("cannot renew the lease: %s", short(err))
 		}
-		got := time.Duration(s.LeaseDuration) * time.Second
-		h.leaseUntil = time.Now().Add(got)
-		if got < h.LeaseTTL-time.Second {
-			h.leaseCapped = true
+		extend(&h.leaseUntil, time.Duration(s.LeaseDuration)*time.Second, h.LeaseTTL, &h.leaseCapped)
+		if h.leaseCapped && !h.leaseWarned {
+			h.leaseWarned = true
 			entry.Warnf("task lifecycle: the task's lease reaches its max TTL at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials", h.leaseUntil.UTC().Format(time.RFC3339), h.ServiceName)
 		}
 		entry.Debug("task lifecycle: lease renewed")
 	}
 	return nil
+}
+
+// extend moves *until to the end a renewal granted. A renewal that granted
+// less than asked and did not move the end means a max TTL: *capped stops
+// further renewals. (Less than asked alone does not: Vault may cap a lease
+// at its token's TTL, which the next token renewal raises.)
+func extend(until *time.Time, got, asked time.Duration, capped *bool) {
+	prev := *until
+	*until = time.Now().Add(got)
+	if got < asked && !prev.IsZero() && !until.After(prev.Add(time.Second)) {
+		*capped = true
+	}
 }
 
 // revoke ends the credentials of a task that ended. Revoking the token

@@ -45,9 +45,10 @@ type held struct {
 	// tokenUntil and leaseUntil are zero when unknown (a record another
 	// leader wrote): the next round renews, and learns them.
 	tokenUntil, leaseUntil time.Time
-	// capped: a renewal gave less than asked, so the credentials end at
-	// their max TTL; renewing again would change nothing.
+	// capped: a renewal no longer moves the end (a max TTL), so renewing
+	// again would change nothing; warned: that end was logged.
 	tokenCapped, leaseCapped bool
+	tokenWarned, leaseWarned bool
 }
 
 // NewTracker returns a Tracker. Without a store (STATE_PATH unset) it only

@@ -1,0 +1,387 @@
+//go:build integration
+
+// Integration tests against a real Vault (make test-integration starts the
+// dev server): VAULT_ADDR, and a root token in VAULT_TOKEN_FILE. The Docker
+// side is a fake; the e2e tests run the real one.
+
+package lifecycle
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	swarmtypes "github.com/docker/docker/api/types/swarm"
+	"github.com/docker/go-plugins-helpers/secrets"
+	"github.com/hashicorp/vault/api"
+	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/provider"
+	"github.com/swarmvault/swarmvault/swarm"
+)
+
+func rootClient(t *testing.T) *api.Client {
+	t.Helper()
+	if os.Getenv("VAULT_ADDR") == "" || os.Getenv("VAULT_TOKEN_FILE") == "" {
+		t.Fatal("VAULT_ADDR and VAULT_TOKEN_FILE are not set: run make test-integration, which starts the dev Vault")
+	}
+	client, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(os.Getenv("VAULT_TOKEN_FILE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetToken(strings.TrimSpace(string(b)))
+	return client
+}
+
+// pluginPolicy is the README's policy for the lifecycle, for STATE_PATH
+// mount/state on a KV v2 mount (kv1: a KV v1 one).
+func pluginPolicy(mount string, kv1 bool) string {
+	state := fmt.Sprintf("path \"%s/data/state/*\" { capabilities = [\"create\", \"update\", \"read\"] }\npath \"%s/metadata/state/*\" { capabilities = [\"list\", \"delete\"] }\n", mount, mount)
+	if kv1 {
+		state = fmt.Sprintf("path \"%s/state/*\" { capabilities = [\"create\", \"update\", \"read\", \"list\", \"delete\"] }\n", mount)
+	}
+	return state + `path "auth/token/renew-accessor" { capabilities = ["update"] }
+path "auth/token/revoke-accessor" { capabilities = ["update"] }
+path "sys/leases/renew" { capabilities = ["update"] }
+`
+}
+
+// bed is a state mount and a plugin token with the README's policy.
+type bed struct {
+	root, plugin *api.Client
+	mount        string
+}
+
+func newBed(t *testing.T, kv1 bool, policy func(mount string) string) *bed {
+	t.Helper()
+	root := rootClient(t)
+	ctx := context.Background()
+	version := "2"
+	if kv1 {
+		version = "1"
+	}
+	b := &bed{root: root, mount: fmt.Sprintf("lc-%s-%x", version, time.Now().UnixNano())}
+	if err := root.Sys().MountWithContext(ctx, b.mount, &api.MountInput{Type: "kv", Options: map[string]string{"version": version}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Sys().Unmount(b.mount) })
+	if policy == nil {
+		policy = func(m string) string { return pluginPolicy(m, kv1) }
+	}
+	if err := root.Sys().PutPolicy(b.mount, policy(b.mount)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Sys().DeletePolicy(b.mount) })
+	s, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{b.mount}, TTL: "10m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Auth().Token().RevokeOrphan(s.Auth.ClientToken) })
+	if b.plugin, err = root.Clone(); err != nil {
+		t.Fatal(err)
+	}
+	b.plugin.SetToken(s.Auth.ClientToken)
+	return b
+}
+
+// taskToken mints an orphan task token as the provider does.
+func (b *bed) taskToken(t *testing.T, ttl string) *api.SecretAuth {
+	t.Helper()
+	s, err := b.root.Auth().Token().CreateOrphan(&api.TokenCreateRequest{Policies: []string{"default"}, TTL: ttl, ExplicitMaxTTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Auth
+}
+
+// ttl is the remaining TTL of the token behind accessor; gone when Vault
+// no longer has it.
+func (b *bed) ttl(t *testing.T, accessor string) (ttl time.Duration, gone bool) {
+	t.Helper()
+	s, err := b.root.Auth().Token().LookupAccessor(accessor)
+	if err != nil {
+		return 0, true
+	}
+	n, _ := s.Data["ttl"].(interface{ Int64() (int64, error) }).Int64()
+	return time.Duration(n) * time.Second, false
+}
+
+func TestStoreRoundTrip(t *testing.T) {
+	for _, kv1 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("kv1=%v", kv1), func(t *testing.T) {
+			b := newBed(t, kv1, nil)
+			ctx := context.Background()
+			s := NewStore(b.plugin, b.mount+"/state/")
+			if err := s.Check(ctx); err != nil {
+				t.Fatalf("Check with the README's policy: %v", err)
+			}
+			r := Record{TaskID: "x5ydrx0wmrgk3rj1p8e2d0zfo", Secret: "stack_db.pw", ServiceID: "svc1", ServiceName: "stack_app",
+				Credentials: provider.Credentials{Accessor: "acc1", TokenTTL: time.Hour, LeaseID: "database/creds/app/abc", LeaseTTL: 30 * time.Second, LeaseRenewable: true},
+				Issued:      time.Now().Truncate(time.Second)}
+			if err := s.Put(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			got, found, err := s.Get(ctx, r.TaskID, r.Secret)
+			if err != nil || !found {
+				t.Fatalf("Get: %v %v", found, err)
+			}
+			if !got.Issued.Equal(r.Issued) {
+				t.Errorf("issued %v, want %v", got.Issued, r.Issued)
+			}
+			got.Issued = r.Issued
+			if got != r {
+				t.Errorf("Get gives %+v\nwant %+v", got, r)
+			}
+			// An entry someone else wrote there is reported, not taken.
+			if kv1 {
+				b.root.KVv1(b.mount).Put(ctx, "state/other", map[string]any{"a": "b"})
+			} else {
+				b.root.KVv2(b.mount).Put(ctx, "state/other", map[string]any{"a": "b"})
+			}
+			all, bad, err := s.List(ctx)
+			if err != nil || len(all) != 1 || all[0].Accessor != "acc1" || len(bad) != 1 || bad[0] != "other" {
+				t.Fatalf("List: %+v bad %v err %v", all, bad, err)
+			}
+			if err := s.Delete(ctx, r.TaskID, r.Secret); err != nil {
+				t.Fatal(err)
+			}
+			if _, found, err := s.Get(ctx, r.TaskID, r.Secret); found || err != nil {
+				t.Fatalf("after Delete: found %v, err %v", found, err)
+			}
+			if all, _, _ := s.List(ctx); len(all) != 0 {
+				t.Errorf("after Delete, List gives %+v", all)
+			}
+			if !kv1 {
+				// Every version goes, not just the latest.
+				if m, err := b.root.KVv2(b.mount).GetMetadata(ctx, "state/"+r.Key()); err == nil {
+					t.Errorf("metadata left after Delete: %+v", m)
+				}
+			}
+		})
+	}
+}
+
+func TestStoreCheckNamesWhatIsMissing(t *testing.T) {
+	b := newBed(t, false, func(m string) string {
+		return fmt.Sprintf("path \"%s/data/state/*\" { capabilities = [\"create\", \"update\", \"read\"] }\n", m)
+	})
+	err := NewStore(b.plugin, b.mount+"/state").Check(context.Background())
+	want := fmt.Sprintf("STATE_PATH=%[1]s/state: the plugin's token lacks delete on %[1]s/metadata/state/*, list on %[1]s/metadata/state/*; add them to its policy (the README lists the lifecycle's paths)", b.mount)
+	if err == nil || err.Error() != want {
+		t.Errorf("Check: %v\nwant %s", err, want)
+	}
+	err = NewStore(b.plugin, "nomount-here/state").Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "STATE_PATH=nomount-here/state") {
+		t.Errorf("Check of a path on no mount: %v", err)
+	}
+}
+
+// fakeSwarm is the leader's view of the swarm, set by the test.
+type fakeSwarm struct {
+	mu     sync.Mutex
+	leader bool
+	tasks  map[string]swarm.TaskState
+}
+
+func (f *fakeSwarm) IsLeader(context.Context) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leader, nil
+}
+
+func (f *fakeSwarm) Tasks(context.Context) (map[string]swarm.TaskState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]swarm.TaskState{}
+	for k, v := range f.tasks {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (f *fakeSwarm) Task(_ context.Context, id string) (swarm.TaskState, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.tasks[id]
+	return st, ok, nil
+}
+
+func (f *fakeSwarm) set(id string, state string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if state == "" {
+		delete(f.tasks, id)
+		return
+	}
+	f.tasks[id] = swarm.TaskState{State: swarmtypes.TaskState(state)}
+}
+
+func request(task, secret string) provider.Request {
+	return provider.Request{Request: secrets.Request{TaskID: task, SecretName: secret, ServiceName: "app", ServiceID: "svc1"}}
+}
+
+// A manager that starts to lead renews what the old leader issued, and
+// revokes it when the task ends or is gone; a manager that does not lead
+// touches nothing.
+func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
+	b := newBed(t, false, nil)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	log.SetLevel(logrus.DebugLevel)
+	sw := &fakeSwarm{leader: true, tasks: map[string]swarm.TaskState{}}
+
+	// The old leader issues to three running tasks.
+	old := NewTracker(sw, NewStore(b.plugin, b.mount+"/state"), log)
+	tasks := []string{"aaaaaaaaaaaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaaaaaaaaa2", "aaaaaaaaaaaaaaaaaaaaaaaa3"}
+	accessors := map[string]string{}
+	for _, id := range tasks {
+		sw.set(id, "assigned")
+		if err := old.Admit(ctx, request(id, "tok"), true); err != nil {
+			t.Fatalf("Admit of a first fetch: %v", err)
+		}
+		a := b.taskToken(t, "20s")
+		accessors[id] = a.Accessor
+		if err := old.Issued(ctx, request(id, "tok"), provider.Credentials{Accessor: a.Accessor, TokenTTL: 20 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		sw.set(id, "running")
+	}
+	// A repeated fetch is refused: by the task's state, and, for a task
+	// whose node never saw it, by the record.
+	if err := old.Admit(ctx, request(tasks[0], "tok"), true); !errors.Is(err, provider.ErrRefetch) {
+		t.Errorf("Admit of a running task: %v", err)
+	}
+	sw.set(tasks[0], "assigned")
+	newLeader := NewTracker(sw, NewStore(b.plugin, b.mount+"/state"), log)
+	if err := newLeader.Admit(ctx, request(tasks[0], "tok"), true); !errors.Is(err, provider.ErrRefetch) || !strings.Contains(err.Error(), "has not started") {
+		t.Errorf("Admit of an assigned task with a record: %v", err)
+	}
+	if err := newLeader.Admit(ctx, request(tasks[0], "other"), true); err != nil {
+		t.Errorf("Admit of another secret of that task: %v", err)
+	}
+	sw.set(tasks[0], "running")
+
+	time.Sleep(3 * time.Second)
+	loop := NewLoop(newLeader, sw, b.plugin, log)
+	loop.Interval = time.Second
+
+	// Not the leader: nothing renewed.
+	sw.mu.Lock()
+	sw.leader = false
+	sw.mu.Unlock()
+	if err := loop.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, _ := b.ttl(t, accessors[tasks[1]]); ttl > 18*time.Second {
+		t.Errorf("a manager that does not lead renewed a token: ttl %v", ttl)
+	}
+	// Leading: the old leader's records are renewed at the first round.
+	sw.mu.Lock()
+	sw.leader = true
+	sw.mu.Unlock()
+	if err := loop.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range tasks {
+		if ttl, gone := b.ttl(t, accessors[id]); gone || ttl < 19*time.Second {
+			t.Errorf("task %s: token not renewed by the new leader: ttl %v gone %v", id, ttl, gone)
+		}
+	}
+	// One task completes, one is gone from the swarm: both revoked at the
+	// next round, and their records deleted.
+	sw.set(tasks[1], "complete")
+	sw.set(tasks[2], "")
+	if err := loop.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range tasks[1:] {
+		if _, gone := b.ttl(t, accessors[id]); !gone {
+			t.Errorf("task %s ended: its token is still in Vault", id)
+		}
+	}
+	if _, gone := b.ttl(t, accessors[tasks[0]]); gone {
+		t.Errorf("the running task's token was revoked")
+	}
+	all, _, err := newLeader.store.List(ctx)
+	if err != nil || len(all) != 1 || all[0].TaskID != tasks[0] {
+		t.Errorf("records left: %+v (%v), want only the running task's", all, err)
+	}
+	if newLeader.Len() != 1 {
+		t.Errorf("held in memory: %d", newLeader.Len())
+	}
+	// A token revoked outside the plugin: its record goes at the next
+	// renewal, with a warning.
+	if err := b.root.Auth().Token().RevokeAccessor(accessors[tasks[0]]); err != nil {
+		t.Fatal(err)
+	}
+	newLeader.held[key(tasks[0], "tok")].tokenUntil = time.Time{}
+	if err := loop.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if all, _, _ := newLeader.store.List(ctx); len(all) != 0 || newLeader.Len() != 0 {
+		t.Errorf("records left after the token was revoked outside: %+v", all)
+	}
+	if !strings.Contains(logs.String(), "the task's token no longer exists in Vault") {
+		t.Errorf("no warning for a token revoked outside the plugin:\n%s", logs.String())
+	}
+	if strings.Count(logs.String(), "its credentials are revoked") != 2 {
+		t.Errorf("want one revocation line per ended task:\n%s", logs.String())
+	}
+	// Losing the lead forgets what is held: the next leader reads it again.
+	sw.mu.Lock()
+	sw.leader = false
+	sw.mu.Unlock()
+	newLeader.held["x.y"] = &held{}
+	if err := loop.Round(ctx); err != nil || newLeader.Len() != 0 {
+		t.Errorf("after losing the lead: %d held, err %v", newLeader.Len(), err)
+	}
+	for _, a := range accessors {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, a) {
+				t.Errorf("an accessor was logged: %s", line)
+			}
+		}
+	}
+}
+
+// A token past its max TTL cannot be renewed further: the loop says when it
+// ends, once, and stops asking.
+func TestLoopReportsATokenAtItsMaxTTL(t *testing.T) {
+	b := newBed(t, false, nil)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	sw := &fakeSwarm{leader: true, tasks: map[string]swarm.TaskState{"bbbbbbbbbbbbbbbbbbbbbbbb1": {State: "running"}}}
+	s, err := b.root.Auth().Token().CreateOrphan(&api.TokenCreateRequest{Policies: []string{"default"}, TTL: "20s", ExplicitMaxTTL: "21s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := NewTracker(sw, NewStore(b.plugin, b.mount+"/state"), log)
+	if err := tr.Issued(ctx, request("bbbbbbbbbbbbbbbbbbbbbbbb1", "tok"), provider.Credentials{Accessor: s.Auth.Accessor, TokenTTL: 20 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // less than the TTL is left to the max
+	loop := NewLoop(tr, sw, b.plugin, log)
+	loop.Interval = 10 * time.Second // due at once: 20s TTL, two rounds to spare
+	for range 3 {
+		if err := loop.Round(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs.String(), "reaches its max TTL"); n != 1 {
+		t.Errorf("%d max-TTL warnings, want 1:\n%s", n, logs.String())
+	}
+}

@@ -1,0 +1,54 @@
+package lifecycle
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	swarmtypes "github.com/docker/docker/api/types/swarm"
+	"github.com/docker/go-plugins-helpers/secrets"
+	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/provider"
+	"github.com/swarmvault/swarmvault/swarm"
+)
+
+type taskSource struct {
+	states map[string]swarmtypes.TaskState
+	err    error
+}
+
+func (f taskSource) Task(_ context.Context, id string) (swarm.TaskState, bool, error) {
+	st, ok := f.states[id]
+	return swarm.TaskState{State: st}, ok, f.err
+}
+
+// Without STATE_PATH, the tracker still refuses a fetch for a task its
+// node has seen, and serves one it cannot tell about.
+func TestAdmitWithoutAStore(t *testing.T) {
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	tr := NewTracker(taskSource{states: map[string]swarmtypes.TaskState{"assigned": "assigned", "running": "running", "starting": "starting"}}, nil, log)
+	req := func(id string) provider.Request {
+		return provider.Request{Request: secrets.Request{TaskID: id, SecretName: "s"}}
+	}
+	for id, refused := range map[string]bool{"assigned": false, "running": true, "starting": true, "unknown": false} {
+		err := tr.Admit(context.Background(), req(id), true)
+		if errors.Is(err, provider.ErrRefetch) != refused {
+			t.Errorf("task %s: %v", id, err)
+		}
+	}
+	if err := tr.Issued(context.Background(), req("assigned"), provider.Credentials{Accessor: "a"}); err != nil || tr.Len() != 0 {
+		t.Errorf("Issued without a store: %v, %d held", err, tr.Len())
+	}
+	down := NewTracker(taskSource{err: errors.New("Cannot connect to the Docker daemon")}, nil, log)
+	if err := down.Admit(context.Background(), req("running"), false); err != nil {
+		t.Errorf("with Docker down: %v", err)
+	}
+	if !strings.Contains(logs.String(), "serving it as a first fetch: Cannot connect to the Docker daemon") {
+		t.Errorf("log:\n%s", logs.String())
+	}
+}
