@@ -26,7 +26,7 @@ export GOTOOLCHAIN ?= local
 
 # Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
 .PHONY: all build test lint fuzz test-unit test-integration e2e e2e-cluster plugin rootfs push docker \
-	vault-dev vault-stop demo demo-clean clean bench
+	vault-dev vault-stop postgres demo demo-clean clean bench
 
 all: build
 
@@ -66,7 +66,7 @@ test-integration: vault-dev build
 	@echo "bench harness smoke run (asserts only that it runs):"
 	$(GO) run ./bench -plugin bin/swarmvault -duration 200ms -rounds 1 -concurrency 1,4 >/dev/null
 
-e2e: plugin vault-dev
+e2e: plugin vault-dev postgres
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token PLUGIN=$(PLUGIN) \
 		$(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/
 
@@ -76,7 +76,7 @@ e2e: plugin vault-dev
 # Node 3 runs a current engine (e2e/engine.sh, built once per machine), the
 # others Debian's 20.10: one mixed-version swarm tests both engines.
 CURRENT_ENGINE_NODES ?= 3
-e2e-cluster: vault-dev docker
+e2e-cluster: vault-dev docker postgres
 	e2e/registry.sh start >/dev/null
 	CURRENT_ENGINE_NODES="$(CURRENT_ENGINE_NODES)" e2e/cluster.sh up
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token \
@@ -88,6 +88,10 @@ docker:
 
 vault-dev:
 	e2e/vault.sh start
+
+# The database the dynamic-secret tests get credentials for (loopback only).
+postgres:
+	e2e/postgres.sh start >/dev/null
 
 vault-stop:
 	e2e/vault.sh stop

@@ -13,7 +13,7 @@
 #   e2e/cluster.sh down      remove engines, namespaces, bridge, forwarders and the iptables rule
 #
 # Every node reaches the dev Vault (127.0.0.1:8200), a second one for
-# side-by-side instances (127.0.0.1:8201) and the registry (127.0.0.1:5000)
+# side-by-side instances (127.0.0.1:8201), the registry (127.0.0.1:5000) and PostgreSQL (127.0.0.1:5433)
 # at the same loopback address as the host: socat forwards
 # each node's loopback port to the bridge address, and the bridge address to
 # the host's loopback. So a plugin (host network = its node's namespace) and
@@ -34,8 +34,8 @@ state="$root/.e2e/cluster"
 bridge=svbr0
 net=192.168.239 # the bridge's /24, this test bed's own
 host_ip=$net.1
-ports=(8200 8201 5000) # forwarded into every node: Vault, a second Vault, registry
-images=(swarmvault-test/busybox:latest)
+ports=(8200 8201 5000 5433) # forwarded into every node: Vault, a second Vault, registry, PostgreSQL
+images=(swarmvault-test/busybox:latest swarmvault-test/pgclient:latest)
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
 die() {
@@ -174,7 +174,9 @@ start_engine() {
 load_images() {
 	local i=$1
 	for image in "${images[@]}"; do
-		dk "$i" image inspect "$image" >/dev/null 2>&1 || docker save "$image" | dk "$i" load -q >/dev/null
+		# By ID: the host's image may have been rebuilt since.
+		[ "$(dk "$i" image inspect -f '{{.Id}}' "$image" 2>/dev/null)" = "$(docker image inspect -f '{{.Id}}' "$image")" ] ||
+			docker save "$image" | dk "$i" load -q >/dev/null
 	done
 }
 

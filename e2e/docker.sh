@@ -78,9 +78,26 @@ ensure_busybox() {
 	rm -rf "$ctx"
 }
 
+# The database client of the dynamic-secret tests (e2e/pgclient), a static
+# binary FROM scratch. Rebuilt each time: the build cache makes that cheap,
+# and the image follows the source.
+build_pgclient() {
+	local ctx
+	ctx=$(mktemp -d)
+	(cd "$root/e2e/pgclient" && CGO_ENABLED=0 go build -trimpath -o "$ctx/pgclient" .)
+	cat >"$ctx/Dockerfile" <<-'EOF'
+		FROM scratch
+		COPY pgclient /pgclient
+		ENTRYPOINT ["/pgclient"]
+	EOF
+	DOCKER_BUILDKIT=0 docker build -q -t swarmvault-test/pgclient:latest "$ctx" >/dev/null
+	rm -rf "$ctx"
+}
+
 ensure_engine
 ensure_swarm
 if [ "${1:-}" = images ]; then
 	ensure_busybox
+	build_pgclient
 fi
 echo "$dockerd_log"

@@ -59,6 +59,8 @@ type fixture struct {
 	pluginPolicy string
 	// pluginToken is the plugin's own token, made with pluginPolicy.
 	pluginToken string
+	// statePath is this run's STATE_PATH, which pluginPolicy grants.
+	statePath string
 	issued      []string
 	v1, v2      map[string]string // versions 1 and 2 of secret/<run>/db
 	kv1Data     map[string]string
@@ -141,9 +143,11 @@ func vaultFixtureAt(t *testing.T, addr, tokenFile string) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { root.Logical().Delete("auth/token/roles/" + f.role) })
-	// Outside the role's glob: no task token may be given the plugin's policy.
+	// Outside the role's glob: no task token may be given the plugin's
+	// policy. It is the README's: the role, and the task lifecycle's paths.
 	policy := "plugin-" + run
-	if err := root.Sys().PutPolicy(policy, fmt.Sprintf("path \"auth/token/create/%s\" { capabilities = [\"update\"] }\n", f.role)); err != nil {
+	f.statePath = "secret/swarmvault-" + run + "/state"
+	if err := root.Sys().PutPolicy(policy, fmt.Sprintf("path \"auth/token/create/%s\" { capabilities = [\"update\"] }\n", f.role)+lifecycleRules(f.statePath)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { root.Sys().DeletePolicy(policy) })
@@ -156,6 +160,18 @@ func vaultFixtureAt(t *testing.T, addr, tokenFile string) *fixture {
 	f.issue(f.pluginToken)
 	t.Cleanup(func() { root.Auth().Token().RevokeOrphan(f.pluginToken) })
 	return f
+}
+
+// lifecycleRules are the README's policy lines for the task lifecycle with
+// STATE_PATH statePath on the KV v2 mount secret/.
+func lifecycleRules(statePath string) string {
+	rel := strings.TrimPrefix(statePath, "secret/")
+	return fmt.Sprintf(`path "secret/data/%[1]s/*" { capabilities = ["create", "update", "read"] }
+path "secret/metadata/%[1]s/*" { capabilities = ["list", "delete"] }
+path "auth/token/renew-accessor" { capabilities = ["update"] }
+path "auth/token/revoke-accessor" { capabilities = ["update"] }
+path "sys/leases/renew" { capabilities = ["update"] }
+`, rel)
 }
 
 // servicePolicy writes the policy POLICY_TEMPLATE ({{.ServiceName}}) gives
@@ -668,6 +684,8 @@ func TestSwarm(t *testing.T) {
 		deployStack(t, stack, run+"/db", run+"_boot3")
 		served(run + "-h-back")
 	})
+
+	t.Run("task lifecycle", func(t *testing.T) { testLifecycle(t, f, mark) })
 
 	t.Run("no log contains a secret value or token", func(t *testing.T) {
 		logs := map[string]string{"dockerd (plugin lines included)": logSince(t, mark)}

@@ -1,0 +1,325 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// The task lifecycle's pieces shared by the one-node and cluster tests: a
+// database engine on the test bed's PostgreSQL (e2e/postgres.sh), the
+// database client image (e2e/pgclient), and counts read from Vault and
+// PostgreSQL with their superusers.
+
+const pgImage = "swarmvault-test/pgclient:latest"
+
+// pgAddr is where e2e/postgres.sh serves, on every node's loopback.
+const pgAddr = "127.0.0.1:5433"
+
+// lifecycleInterval is LIFECYCLE_INTERVAL in the tests: short, so that
+// renewals and revocations happen within a test's patience.
+const lifecycleInterval = 2 * time.Second
+
+// dbFixture mounts a database engine on the test PostgreSQL with a role
+// whose credentials live ttl unless renewed, and returns the mount.
+// Unmounting at the end revokes whatever is left.
+func (f *fixture) dbFixture(t *testing.T, ttl time.Duration) string {
+	t.Helper()
+	pw, err := os.ReadFile(filepath.Join("..", ".e2e", "postgres-password"))
+	if err != nil {
+		t.Fatalf("the test PostgreSQL's password (make e2e starts it with e2e/postgres.sh): %v", err)
+	}
+	mount := run + "-db"
+	if err := f.root.Sys().Mount(mount, &api.MountInput{Type: "database"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.root.Sys().Unmount(mount) })
+	if _, err := f.root.Logical().Write(mount+"/config/pg", map[string]any{
+		"plugin_name":    "postgresql-database-plugin",
+		"connection_url": "postgresql://{{username}}:{{password}}@" + pgAddr + "/postgres?sslmode=disable",
+		"username":       "postgres",
+		"password":       strings.TrimSpace(string(pw)),
+		"allowed_roles":  "*",
+	}); err != nil {
+		t.Fatalf("configuring the database engine on %s: %v", pgAddr, err)
+	}
+	if _, err := f.root.Logical().Write(mount+"/roles/app", map[string]any{
+		"db_name":             "pg",
+		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
+		"default_ttl":         ttl.String(),
+		"max_ttl":             "1h",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return mount
+}
+
+// dbSecretLabels are the labels of a secret that gives a task a database
+// URL with credentials of its own.
+func dbSecretLabels(mount string) map[string]string {
+	return map[string]string{
+		"vault.type":     "read",
+		"vault.path":     mount + "/creds/app",
+		"vault.format":   "template",
+		"vault.template": "postgres://{{.username}}:{{.password}}@" + pgAddr + "/postgres?sslmode=disable",
+	}
+}
+
+// pgRoles counts the PostgreSQL roles whose names are in users.
+func pgRoles(t *testing.T, users ...string) int {
+	t.Helper()
+	pw, err := os.ReadFile(filepath.Join("..", ".e2e", "postgres-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(pgAddr, ":")
+	quoted := make([]string, len(users))
+	for i, u := range users {
+		quoted[i] = "'" + strings.ReplaceAll(u, "'", "''") + "'"
+	}
+	cmd := exec.Command("psql", "-h", host, "-p", port, "-U", "postgres", "-tAc",
+		"select count(*) from pg_roles where rolname in ("+strings.Join(quoted, ",")+")")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+strings.TrimSpace(string(pw)))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("psql: %v: %s", err, out)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatalf("psql: %q", out)
+	}
+	return n
+}
+
+// pgLog is what a pgclient task printed: its user, its successful logins,
+// and its failed ones.
+type pgLog struct {
+	user     string
+	ok, fail int
+	lastFail string
+}
+
+func parsePgLog(out string) pgLog {
+	var l pgLog
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(line, "ok "):
+			l.ok++
+			l.user = strings.TrimPrefix(line, "ok ")
+		case strings.HasPrefix(line, "fail "):
+			l.fail++
+			l.lastFail = line
+		}
+	}
+	return l
+}
+
+// stateRecords reads this run's STATE_PATH with the root token: what the
+// plugin recorded, by key.
+func (f *fixture) stateRecords(t *testing.T) map[string]map[string]any {
+	t.Helper()
+	rel := strings.TrimPrefix(f.statePath, "secret/")
+	s, err := f.root.Logical().List("secret/metadata/" + rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]any{}
+	if s == nil {
+		return out
+	}
+	keys, _ := s.Data["keys"].([]any)
+	for _, k := range keys {
+		kv, err := f.root.KVv2("secret").Get(t.Context(), rel+"/"+k.(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[k.(string)] = kv.Data
+	}
+	return out
+}
+
+// tokensOf counts the tokens in Vault whose metadata names service: what
+// the plugin minted for its tasks and Vault still holds.
+func (f *fixture) tokensOf(t *testing.T, service string) int {
+	t.Helper()
+	s, err := f.root.Logical().List("auth/token/accessors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	keys, _ := s.Data["keys"].([]any)
+	for _, k := range keys {
+		l, err := f.root.Auth().Token().LookupAccessor(k.(string))
+		if err != nil {
+			continue // expired between the list and the look-up
+		}
+		if meta, _ := l.Data["meta"].(map[string]any); meta["service"] == service {
+			n++
+		}
+	}
+	return n
+}
+
+// accessorAlive tells whether Vault still has the token behind accessor.
+func (f *fixture) accessorAlive(accessor string) bool {
+	_, err := f.root.Auth().Token().LookupAccessor(accessor)
+	return err == nil
+}
+
+// secretFileOnHost reads a container's only secret file from the host (the
+// pgclient image has no cat): dataRoot/containers/<id>/mounts/secrets/.
+func secretFileOnHost(t *testing.T, dataRoot, container string) string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dataRoot, "containers", container+"*", "mounts", "secrets", "*"))
+	if len(files) != 1 {
+		t.Fatalf("container %.12s has %d secret files under %s", container, len(files), dataRoot)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// testLifecycle is the one-node bed's lifecycle test, run by TestSwarm with
+// the plugin set up by it: a database user lives as long as its task,
+// renewed past its TTL and dropped when it ends; a churn of task tokens
+// leaves none behind.
+func testLifecycle(t *testing.T, f *fixture, mark int64) {
+	setPlugin(t, "docker-socket.source=/var/run/docker.sock", "STATE_PATH="+f.statePath, "LIFECYCLE_INTERVAL="+lifecycleInterval.String())
+	t.Cleanup(func() {
+		tryDocker("plugin", "disable", "-f", pluginName)
+		tryDocker("plugin", "set", pluginName, "docker-socket.source=/dev/null", "STATE_PATH=", "LIFECYCLE_INTERVAL=30s")
+		tryDocker("plugin", "enable", pluginName)
+	})
+	dataRoot := strings.TrimSpace(docker(t, "info", "-f", "{{.DockerRootDir}}"))
+
+	t.Run("a database user is renewed past its TTL while its task runs, and dropped within an interval of its end", func(t *testing.T) {
+		const ttl = 10 * time.Second
+		mount := f.dbFixture(t, ttl)
+		service := run + "-pg"
+		secret := run + "_pg"
+		f.putPolicy(t, service, readRules(mount+"/creds/app"))
+		createDriverSecret(t, secret, dbSecretLabels(mount))
+		docker(t, "service", "create", "--detach", "--name", service, "--network", "host",
+			"--secret", "source="+secret+",target=db", pgImage, "-every", "1s")
+		t.Cleanup(func() { tryDocker("service", "rm", service) })
+		container := waitRunning(t, service, 1)[0]
+		u, err := url.Parse(secretFileOnHost(t, dataRoot, container))
+		if err != nil {
+			t.Fatal("the task's secret is not a URL")
+		}
+		pw, _ := u.User.Password()
+		f.issue(pw)
+		var first pgLog
+		waitFor(t, "the task to log in", 30*time.Second, func() (bool, string) {
+			first = parsePgLog(docker(t, "logs", container))
+			return first.ok > 0, first.lastFail
+		})
+		records := f.stateRecords(t)
+		if len(records) != 1 {
+			t.Fatalf("STATE_PATH holds %d records, want the task's one: %v", len(records), records)
+		}
+		var rec map[string]any
+		for _, r := range records {
+			rec = r
+		}
+		accessor, _ := rec["accessor"].(string)
+		if lease, _ := rec["lease_id"].(string); !strings.HasPrefix(lease, mount+"/creds/app/") || accessor == "" {
+			t.Fatalf("the record names lease %q and accessor %q", rec["lease_id"], accessor)
+		}
+		for k := range rec {
+			if strings.Contains(fmt.Sprint(rec[k]), "hvs.") {
+				t.Errorf("the record holds a token in %s", k)
+			}
+		}
+
+		// Three and a half TTLs: without renewals the password expires
+		// (VALID UNTIL) after one, and logins fail.
+		time.Sleep(3*ttl + ttl/2)
+		l := parsePgLog(docker(t, "logs", container))
+		t.Logf("task %s: %d logins over %s, %d failed", l.user, l.ok+l.fail, 3*ttl+ttl/2, l.fail)
+		if l.fail > 0 || l.ok < 20 {
+			t.Errorf("the task's database logins failed while it ran (%d ok, %d failed; last: %s)", l.ok, l.fail, l.lastFail)
+		}
+		if pgRoles(t, l.user) != 1 {
+			t.Errorf("the task's database user %s is gone while it runs", l.user)
+		}
+
+		// The task removed: its user and token go within an interval (and
+		// the time the engine takes to report the task gone).
+		docker(t, "service", "rm", service)
+		removed := time.Now()
+		waitFor(t, "the database user and token to be revoked", 15*time.Second, func() (bool, string) {
+			n := pgRoles(t, l.user)
+			return n == 0 && !f.accessorAlive(accessor), fmt.Sprintf("%d roles", n)
+		})
+		t.Logf("database user dropped and token revoked %s after docker service rm", time.Since(removed).Round(100*time.Millisecond))
+		if n := len(f.stateRecords(t)); n != 0 {
+			t.Errorf("%d records left in STATE_PATH", n)
+		}
+		if !strings.Contains(logSince(t, mark), "its credentials are revoked") {
+			t.Errorf("no revocation line in dockerd's log")
+		}
+	})
+
+	t.Run("token churn: tasks that exit and restart leave no token in Vault", func(t *testing.T) {
+		const lifetimes = 30
+		service := run + "-churn"
+		secret := run + "_churn"
+		f.putPolicy(t, service, readRules("secret/data/"+run+"/*"))
+		createDriverSecret(t, secret, map[string]string{"vault.type": "token", "vault.field": "token"})
+		churnMark := logMark(t)
+		start := time.Now()
+		docker(t, "service", "create", "--detach", "--name", service, "--network", "host", "--replicas", "3",
+			"--restart-condition", "any", "--restart-delay", "0s", "--secret", secret,
+			testImage, "sh", "-c", "test -s /run/secrets/"+secret+" && sleep 1")
+		t.Cleanup(func() { tryDocker("service", "rm", service) })
+		delivered := func() int {
+			n := 0
+			for _, line := range strings.Split(logSince(t, churnMark), "\n") {
+				if strings.Contains(line, "secret delivered") && strings.Contains(line, "secret="+secret+" ") {
+					n++
+				}
+			}
+			return n
+		}
+		waitFor(t, fmt.Sprintf("%d task lifetimes", lifetimes), 5*time.Minute, func() (bool, string) {
+			n := delivered()
+			return n >= lifetimes, fmt.Sprintf("%d delivered", n)
+		})
+		docker(t, "service", "rm", service)
+		waitGone(t, "label=com.docker.swarm.service.name="+service)
+		ended := time.Now()
+		n := delivered()
+		// Two intervals after the last task's end.
+		time.Sleep(2*lifecycleInterval + time.Second)
+		left := f.tokensOf(t, service)
+		t.Logf("%d task lifetimes in %s; %d of their tokens left in Vault %s after the last ended", n, ended.Sub(start).Round(time.Second), left, time.Since(ended).Round(100*time.Millisecond))
+		if left != 0 {
+			t.Errorf("%d task tokens of %s left in Vault, want 0", left, service)
+		}
+		if r := f.stateRecords(t); len(r) != 0 {
+			t.Errorf("%d records left in STATE_PATH", len(r))
+		}
+	})
+
+	t.Run("without the Docker socket: one warning at start, and credentials live for their TTL", func(t *testing.T) {
+		m := logMark(t)
+		setPlugin(t, "docker-socket.source=/dev/null")
+		waitFor(t, "the start warning", 30*time.Second, func() (bool, string) {
+			return strings.Contains(logSince(t, m), inDockerdLog("task lifecycle off: STATE_PATH is set but the docker-socket mount is not set")), ""
+		})
+		setPlugin(t, "docker-socket.source=/var/run/docker.sock")
+	})
+}

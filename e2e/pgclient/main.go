@@ -1,0 +1,56 @@
+// Command pgclient is the e2e tests' database client, run as a swarm task:
+// it reads a PostgreSQL URL from a secret file and logs in every -every,
+// printing one line per try: "ok <user>" or "fail <user>: <reason>". The
+// tests read those lines to tell whether the credentials Vault issued stay
+// valid while the task runs. It never prints the password.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func main() {
+	file := flag.String("secret", "/run/secrets/db", "file holding a postgres:// URL")
+	every := flag.Duration("every", 2*time.Second, "time between logins")
+	flag.Parse()
+	raw, err := os.ReadFile(*file)
+	if err != nil {
+		fmt.Println("fail -:", err)
+		os.Exit(1)
+	}
+	cfg, err := pgx.ParseConfig(strings.TrimSpace(string(raw)))
+	if err != nil {
+		// The parse error could quote the URL, password included.
+		fmt.Println("fail -: the secret is not a PostgreSQL URL")
+		os.Exit(1)
+	}
+	for {
+		try(cfg)
+		time.Sleep(*every)
+	}
+}
+
+// try logs in afresh and runs a query: a new session is what a password
+// that expired or a role that was dropped refuses.
+func try(cfg *pgx.ConnConfig) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err == nil {
+		_, err = conn.Exec(ctx, "select 1")
+		conn.Close(ctx)
+	}
+	if err != nil {
+		msg := strings.ReplaceAll(err.Error(), cfg.Password, "<hidden>")
+		fmt.Printf("fail %s: %s\n", cfg.User, msg)
+		return
+	}
+	fmt.Printf("ok %s\n", cfg.User)
+}
