@@ -61,9 +61,9 @@ type fixture struct {
 	pluginToken string
 	// statePath is this run's STATE_PATH, which pluginPolicy grants.
 	statePath string
-	issued      []string
-	v1, v2      map[string]string // versions 1 and 2 of secret/<run>/db
-	kv1Data     map[string]string
+	issued    []string
+	v1, v2    map[string]string // versions 1 and 2 of secret/<run>/db
+	kv1Data   map[string]string
 }
 
 // issue records values handed out, line by line: a log could hold one line
