@@ -274,14 +274,15 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 	})
 
 	t.Run("token churn: tasks that exit and restart leave no token in Vault", func(t *testing.T) {
-		const lifetimes = 30
+		// make bench runs 1,000 over 10 replicas (CHURN_LIFETIMES, CHURN_REPLICAS).
+		lifetimes, replicas := envInt(t, "CHURN_LIFETIMES", 30), envInt(t, "CHURN_REPLICAS", 3)
 		service := run + "-churn"
 		secret := run + "_churn"
 		f.putPolicy(t, service, readRules("secret/data/"+run+"/*"))
 		createDriverSecret(t, secret, map[string]string{"vault.type": "token", "vault.field": "token"})
 		churnMark := logMark(t)
 		start := time.Now()
-		docker(t, "service", "create", "--detach", "--name", service, "--network", "host", "--replicas", "3",
+		docker(t, "service", "create", "--detach", "--name", service, "--network", "host", "--replicas", strconv.Itoa(replicas),
 			"--restart-condition", "any", "--restart-delay", "0s", "--secret", secret,
 			testImage, "sh", "-c", "test -s /run/secrets/"+secret+" && sleep 1")
 		t.Cleanup(func() { tryDocker("service", "rm", service) })
@@ -294,7 +295,7 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 			}
 			return n
 		}
-		waitFor(t, fmt.Sprintf("%d task lifetimes", lifetimes), 5*time.Minute, func() (bool, string) {
+		waitFor(t, fmt.Sprintf("%d task lifetimes", lifetimes), 5*time.Minute+time.Duration(lifetimes)*time.Second, func() (bool, string) {
 			n := delivered()
 			return n >= lifetimes, fmt.Sprintf("%d delivered", n)
 		})
@@ -322,4 +323,29 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		})
 		setPlugin(t, "docker-socket.source=/var/run/docker.sock")
 	})
+
+	t.Run("a STATE_PATH the plugin may not use: a line naming what its policy lacks, in each round", func(t *testing.T) {
+		m := logMark(t)
+		bad := "secret/not-granted-" + run
+		setPlugin(t, "STATE_PATH="+bad)
+		want := inDockerdLog("task lifecycle: STATE_PATH=" + bad + ": the plugin's token lacks create on secret/data/not-granted-" + run + "/*")
+		waitFor(t, "the line in two rounds", 30*time.Second, func() (bool, string) {
+			return strings.Count(logSince(t, m), want) >= 2, ""
+		})
+		setPlugin(t, "STATE_PATH="+f.statePath)
+	})
+}
+
+// envInt is a count from the environment, or def.
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		t.Fatalf("%s=%s is not a count", name, v)
+	}
+	return n
 }

@@ -26,7 +26,7 @@ import (
 	"github.com/swarmvault/swarmvault/swarm"
 )
 
-func rootClient(t *testing.T) *api.Client {
+func rootClient(t testing.TB) *api.Client {
 	t.Helper()
 	if os.Getenv("VAULT_ADDR") == "" || os.Getenv("VAULT_TOKEN_FILE") == "" {
 		t.Fatal("VAULT_ADDR and VAULT_TOKEN_FILE are not set: run make test-integration, which starts the dev Vault")
@@ -62,7 +62,7 @@ type bed struct {
 	mount        string
 }
 
-func newBed(t *testing.T, kv1 bool, policy func(mount string) string) *bed {
+func newBed(t testing.TB, kv1 bool, policy func(mount string) string) *bed {
 	t.Helper()
 	root := rootClient(t)
 	ctx := context.Background()
@@ -95,7 +95,7 @@ func newBed(t *testing.T, kv1 bool, policy func(mount string) string) *bed {
 }
 
 // taskToken mints an orphan task token as the provider does.
-func (b *bed) taskToken(t *testing.T, ttl string) *api.SecretAuth {
+func (b *bed) taskToken(t testing.TB, ttl string) *api.SecretAuth {
 	t.Helper()
 	s, err := b.root.Auth().Token().CreateOrphan(&api.TokenCreateRequest{Policies: []string{"default"}, TTL: ttl, ExplicitMaxTTL: "1h"})
 	if err != nil {

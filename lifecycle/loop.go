@@ -148,7 +148,7 @@ func (l *Loop) reconcile(ctx context.Context, tasks map[string]swarm.TaskState) 
 			if ended {
 				why := "it is gone from the swarm"
 				if found {
-					why = "it is " + string(st.State)
+					why = "it is " + st.String()
 				}
 				err = l.revoke(ctx, h, why)
 			} else {

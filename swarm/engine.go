@@ -27,6 +27,7 @@ import (
 type DockerAPI interface {
 	Info(ctx context.Context) (system.Info, error)
 	NodeInspectWithRaw(ctx context.Context, nodeID string) (swarmtypes.Node, []byte, error)
+	NodeList(ctx context.Context, options swarmtypes.NodeListOptions) ([]swarmtypes.Node, error)
 	TaskList(ctx context.Context, options swarmtypes.TaskListOptions) ([]swarmtypes.Task, error)
 	TaskInspectWithRaw(ctx context.Context, taskID string) (swarmtypes.Task, []byte, error)
 	ContainerExecCreate(ctx context.Context, containerID string, options container.ExecOptions) (container.ExecCreateResponse, error)
@@ -91,17 +92,34 @@ func (e *Engine) IsLeader(ctx context.Context) (bool, error) {
 type TaskState struct {
 	// State is the task's actual state, as its node last reported it.
 	State swarmtypes.TaskState
+	// Desired is the state the orchestrator wants it in.
+	Desired swarmtypes.TaskState
+	// NodeDown: the task's node is down (its reports stopped).
+	NodeDown bool
 }
 
-// Ended tells whether the task's container has stopped for good: a task
-// never leaves a terminal state (a restart is a new task).
+// Ended tells whether the task is over: its container stopped for good (a
+// terminal state; a restart is a new task), or swarm gave the task up on a
+// node that is down (desired state shutdown or remove: its replacement runs
+// elsewhere, and the node kills the container when it comes back). The
+// latter is what Nomad does with the Vault tokens of a lost node's
+// allocations: a node cut off from the managers loses its credentials
+// rather than keep them indefinitely.
 func (s TaskState) Ended() bool {
 	switch s.State {
 	case swarmtypes.TaskStateComplete, swarmtypes.TaskStateShutdown, swarmtypes.TaskStateFailed,
 		swarmtypes.TaskStateRejected, swarmtypes.TaskStateRemove, swarmtypes.TaskStateOrphaned:
 		return true
 	}
-	return false
+	return s.NodeDown && (s.Desired == swarmtypes.TaskStateShutdown || s.Desired == swarmtypes.TaskStateRemove)
+}
+
+// String says the state for a log line.
+func (s TaskState) String() string {
+	if s.NodeDown {
+		return fmt.Sprintf("%s on a node that is down (desired: %s)", s.State, s.Desired)
+	}
+	return string(s.State)
 }
 
 // Delivered tells whether the task's node has acknowledged the task, and
@@ -125,9 +143,17 @@ func (e *Engine) Tasks(ctx context.Context) (map[string]TaskState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot list the swarm's tasks: %w", err)
 	}
+	nodes, err := e.docker.NodeList(ctx, swarmtypes.NodeListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the swarm's nodes: %w", err)
+	}
+	down := map[string]bool{}
+	for _, n := range nodes {
+		down[n.ID] = n.Status.State == swarmtypes.NodeStateDown
+	}
 	out := make(map[string]TaskState, len(all))
 	for _, t := range all {
-		out[t.ID] = TaskState{State: t.Status.State}
+		out[t.ID] = TaskState{State: t.Status.State, Desired: t.DesiredState, NodeDown: down[t.NodeID]}
 	}
 	return out, nil
 }
@@ -142,5 +168,5 @@ func (e *Engine) Task(ctx context.Context, id string) (state TaskState, found bo
 	if err != nil {
 		return TaskState{}, false, fmt.Errorf("cannot inspect task %s: %w", id, err)
 	}
-	return TaskState{State: t.Status.State}, true, nil
+	return TaskState{State: t.Status.State, Desired: t.DesiredState}, true, nil
 }

@@ -30,10 +30,53 @@ func TestTaskStates(t *testing.T) {
 		{swarmtypes.TaskStateRemove, true, true},
 		{swarmtypes.TaskStateOrphaned, true, true},
 	} {
-		s := TaskState{State: tt.state}
+		s := TaskState{State: tt.state, Desired: swarmtypes.TaskStateRunning}
 		if s.Delivered() != tt.delivered || s.Ended() != tt.ended {
 			t.Errorf("%s: delivered %v ended %v, want %v %v", tt.state, s.Delivered(), s.Ended(), tt.delivered, tt.ended)
 		}
+	}
+	// A running task on a node that is down is over once swarm gives it up,
+	// not before: a node may be down for a moment.
+	for _, tt := range []struct {
+		s     TaskState
+		ended bool
+	}{
+		{TaskState{State: swarmtypes.TaskStateRunning, Desired: swarmtypes.TaskStateRunning, NodeDown: true}, false},
+		{TaskState{State: swarmtypes.TaskStateRunning, Desired: swarmtypes.TaskStateShutdown, NodeDown: true}, true},
+		{TaskState{State: swarmtypes.TaskStateRunning, Desired: swarmtypes.TaskStateRemove, NodeDown: true}, true},
+		{TaskState{State: swarmtypes.TaskStateRunning, Desired: swarmtypes.TaskStateShutdown}, false},
+	} {
+		if tt.s.Ended() != tt.ended {
+			t.Errorf("%s: ended %v", tt.s, tt.s.Ended())
+		}
+	}
+}
+
+type listDocker struct {
+	DockerAPI
+}
+
+func (listDocker) TaskList(context.Context, swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
+	return []swarmtypes.Task{
+		{ID: "t1", NodeID: "n1", DesiredState: swarmtypes.TaskStateShutdown, Status: swarmtypes.TaskStatus{State: swarmtypes.TaskStateRunning}},
+		{ID: "t2", NodeID: "n2", DesiredState: swarmtypes.TaskStateRunning, Status: swarmtypes.TaskStatus{State: swarmtypes.TaskStateRunning}},
+	}, nil
+}
+
+func (listDocker) NodeList(context.Context, swarmtypes.NodeListOptions) ([]swarmtypes.Node, error) {
+	return []swarmtypes.Node{
+		{ID: "n1", Status: swarmtypes.NodeStatus{State: swarmtypes.NodeStateDown}},
+		{ID: "n2", Status: swarmtypes.NodeStatus{State: swarmtypes.NodeStateReady}},
+	}, nil
+}
+
+func TestTasks(t *testing.T) {
+	got, err := NewEngine(listDocker{}).Tasks(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got["t1"].Ended() || got["t2"].Ended() || len(got) != 2 {
+		t.Errorf("tasks %+v", got)
 	}
 }
 

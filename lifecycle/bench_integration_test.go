@@ -1,0 +1,138 @@
+//go:build integration
+
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/provider"
+	"github.com/swarmvault/swarmvault/swarm"
+)
+
+// countingTransport counts the HTTP requests a client makes to Vault.
+type countingTransport struct {
+	next  http.RoundTripper
+	calls atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.calls.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+// counted returns a client with the plugin's token that counts its Vault
+// calls.
+func (b *bed) counted(t testing.TB) (*api.Client, *countingTransport) {
+	t.Helper()
+	cfg := api.DefaultConfig()
+	ct := &countingTransport{next: cfg.HttpClient.Transport}
+	cfg.HttpClient.Transport = ct
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(b.plugin.Token())
+	return c, ct
+}
+
+func quietLogger() *logrus.Logger {
+	l := logrus.New()
+	l.SetLevel(logrus.ErrorLevel)
+	return l
+}
+
+// BenchmarkTaskStart is what the lifecycle adds to a task start that
+// issues credentials: the look-up of a record (there is none) and the
+// write of the new one. The Docker call that tells the task's state is the
+// fake's here (on the leader it is one call to the local engine). For scale,
+// in the same run: the token create such a task start makes anyway.
+func BenchmarkTaskStart(b *testing.B) {
+	bd := newBed(b, false, nil)
+	client, ct := bd.counted(b)
+	ctx := context.Background()
+	b.Run("record", func(b *testing.B) {
+		store := NewStore(client, bd.mount+"/state")
+		tr := NewTracker(&fakeSwarm{tasks: map[string]swarm.TaskState{}}, store, quietLogger())
+		if err := store.Check(ctx); err != nil {
+			b.Fatal(err)
+		}
+		ct.calls.Store(0)
+		b.ResetTimer()
+		for i := range b.N {
+			req := request(fmt.Sprintf("t%024d", i), "db")
+			if err := tr.Admit(ctx, req, true); err != nil {
+				b.Fatal(err)
+			}
+			if err := tr.Issued(ctx, req, provider.Credentials{Accessor: "acc", TokenTTL: time.Hour}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(ct.calls.Load())/float64(b.N), "vault-calls/op")
+	})
+	b.Run("baseline-token-create", func(b *testing.B) {
+		for i := range b.N {
+			s, err := bd.root.Auth().Token().CreateOrphan(&api.TokenCreateRequest{Policies: []string{"default"}, TTL: "1h",
+				Metadata: map[string]string{"service": "app", "task_id": fmt.Sprintf("t%024d", i), "secret": "db"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			bd.root.Auth().Token().RevokeAccessor(s.Auth.Accessor)
+			b.StartTimer()
+		}
+	})
+}
+
+// BenchmarkRound is one leader round over n running tasks holding a token
+// each: quiet (nothing due: the usual round) and due (every token renewed:
+// the first round of a new leader).
+func BenchmarkRound(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		for _, due := range []bool{false, true} {
+			b.Run(fmt.Sprintf("tasks=%d/due=%v", n, due), func(b *testing.B) {
+				bd := newBed(b, false, nil)
+				client, ct := bd.counted(b)
+				sw := &fakeSwarm{leader: true, tasks: map[string]swarm.TaskState{}}
+				tr := NewTracker(sw, NewStore(client, bd.mount+"/state"), quietLogger())
+				for i := range n {
+					id := fmt.Sprintf("r%024d", i)
+					sw.tasks[id] = swarm.TaskState{State: "running"}
+					accessor := "none"
+					if due {
+						accessor = bd.taskToken(b, "1h").Accessor
+					}
+					tr.held[key(id, "db")] = &held{Record: Record{TaskID: id, Secret: "db", Credentials: provider.Credentials{Accessor: accessor, TokenTTL: time.Hour}},
+						tokenUntil: time.Now().Add(time.Hour)}
+				}
+				loop := NewLoop(tr, sw, client, quietLogger())
+				ctx := context.Background()
+				if err := loop.Round(ctx); err != nil { // the check and the load
+					b.Fatal(err)
+				}
+				ct.calls.Store(0)
+				b.ResetTimer()
+				for range b.N {
+					if due {
+						b.StopTimer()
+						for _, h := range tr.held {
+							h.tokenUntil = time.Time{}
+						}
+						b.StartTimer()
+					}
+					if err := loop.Round(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(ct.calls.Load())/float64(b.N), "vault-calls/op")
+			})
+		}
+	}
+}
