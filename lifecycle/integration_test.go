@@ -11,9 +11,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,6 +116,32 @@ func (b *bed) ttl(t *testing.T, accessor string) (ttl time.Duration, gone bool) 
 	}
 	n, _ := s.Data["ttl"].(interface{ Int64() (int64, error) }).Int64()
 	return time.Duration(n) * time.Second, false
+}
+
+// countingTransport counts the HTTP requests a client makes to Vault.
+type countingTransport struct {
+	next  http.RoundTripper
+	calls atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.calls.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+// counted returns a client with the plugin's token that counts its Vault
+// calls.
+func (b *bed) counted(t testing.TB) (*api.Client, *countingTransport) {
+	t.Helper()
+	cfg := api.DefaultConfig()
+	ct := &countingTransport{next: cfg.HttpClient.Transport}
+	cfg.HttpClient.Transport = ct
+	c, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(b.plugin.Token())
+	return c, ct
 }
 
 func TestStoreRoundTrip(t *testing.T) {
@@ -299,6 +327,20 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 			t.Errorf("task %s: token not renewed by the new leader: ttl %v gone %v", id, ttl, gone)
 		}
 	}
+	// With STATE_PATH read, a first fetch costs no look-up in Vault, and a
+	// task that has a record is still refused.
+	counting, ct := b.counted(t)
+	loaded := NewTracker(sw, NewStore(counting, b.mount+"/state"), log)
+	loaded.merge(nil)
+	sw.set("aaaaaaaaaaaaaaaaaaaaaaaa9", "assigned")
+	if err := loaded.Admit(ctx, request("aaaaaaaaaaaaaaaaaaaaaaaa9", "tok"), true); err != nil || ct.calls.Load() != 0 {
+		t.Errorf("Admit of a first fetch once STATE_PATH is loaded: %v, %d Vault calls", err, ct.calls.Load())
+	}
+	sw.set(tasks[0], "assigned")
+	if err := newLeader.Admit(ctx, request(tasks[0], "tok"), true); !errors.Is(err, provider.ErrRefetch) {
+		t.Errorf("Admit of an assigned task with a loaded record: %v", err)
+	}
+	sw.set(tasks[0], "running")
 	// One task completes, one is gone from the swarm: both revoked at the
 	// next round, and their records deleted.
 	sw.set(tasks[1], "complete")

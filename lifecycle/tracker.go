@@ -36,6 +36,9 @@ type Tracker struct {
 
 	mu   sync.Mutex
 	held map[string]*held
+	// complete: held has every record of STATE_PATH (the Loop loaded them
+	// in this leadership term), so Admit need not ask Vault.
+	complete bool
 }
 
 // held is a record with what the leader learnt of it since: when its token
@@ -78,8 +81,11 @@ func (t *Tracker) Admit(ctx context.Context, req provider.Request, credentials b
 	}
 	t.mu.Lock()
 	_, mine := t.held[key(req.TaskID, req.SecretName)]
+	complete := t.complete
 	t.mu.Unlock()
-	if !mine {
+	if !mine && !complete {
+		// Before the Loop has read STATE_PATH (a new leader's first
+		// interval), another leader's records are only in Vault.
 		var err error
 		if _, mine, err = t.store.Get(ctx, req.TaskID, req.SecretName); err != nil {
 			t.log.WithField("task_id", req.TaskID).Warnf("cannot tell whether the task was issued credentials already, so serving it as a first fetch: %v", err)
@@ -111,7 +117,8 @@ func (t *Tracker) Issued(ctx context.Context, req provider.Request, c provider.C
 	return t.store.Put(ctx, r)
 }
 
-// merge adds records read from STATE_PATH that this process does not hold.
+// merge adds records read from STATE_PATH that this process does not hold;
+// held is then complete.
 func (t *Tracker) merge(records []Record) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -120,6 +127,7 @@ func (t *Tracker) merge(records []Record) {
 			t.held[r.Key()] = &held{Record: r}
 		}
 	}
+	t.complete = true
 }
 
 // forget drops what is held in memory: another manager leads, and what it
@@ -128,6 +136,7 @@ func (t *Tracker) forget() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	clear(t.held)
+	t.complete = false
 }
 
 func (t *Tracker) remove(k string) {
