@@ -196,6 +196,9 @@ func secretFileOnHost(t *testing.T, dataRoot, container string) string {
 // renewed past its TTL and dropped when it ends; a churn of task tokens
 // leaves none behind.
 func testLifecycle(t *testing.T, f *fixture, mark int64) {
+	// The plugin as the run set it up (the helper tests change its login),
+	// then the lifecycle on.
+	configurePlugin(t, f.pluginToken, f.role)
 	setPlugin(t, "docker-socket.source=/var/run/docker.sock", "STATE_PATH="+f.statePath, "LIFECYCLE_INTERVAL="+lifecycleInterval.String())
 	t.Cleanup(func() {
 		tryDocker("plugin", "disable", "-f", pluginName)
