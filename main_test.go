@@ -17,6 +17,10 @@ import (
 	"time"
 
 	"github.com/docker/go-plugins-helpers/secrets"
+	"github.com/hashicorp/vault/api"
+	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/swarm"
 )
 
 // buildBinary builds the plugin binary once for the process tests.
@@ -142,5 +146,48 @@ func waitFor(t *testing.T, b *syncBuffer, want string, limit time.Duration) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no %s within %s:\n%s", want, limit, b.String())
 		}
+	}
+}
+
+// What each combination of the Docker socket and STATE_PATH turns on, and
+// the one warning at start when credentials will live for their TTL.
+func TestTaskLifecycleSettings(t *testing.T) {
+	client, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine := swarm.NewEngine(nil)
+	for _, tt := range []struct {
+		name          string
+		statePath     string
+		engineErr     error
+		tracker, loop bool
+		warning       string
+	}{
+		{"socket and STATE_PATH", "secret/swarmvault/state", nil, true, true, ""},
+		{"socket only", "", nil, true, false, "task lifecycle off: STATE_PATH is not set; task credentials (vault.type=token, read, write) live for their TTL (TOKEN_TTL) whatever happens to their task"},
+		{"STATE_PATH only", "secret/swarmvault/state", swarm.ErrNoSocket, false, false, "task lifecycle off: STATE_PATH is set but the docker-socket mount is not set: docker plugin set <plugin> docker-socket.source=/var/run/docker.sock; task credentials"},
+		{"neither", "", swarm.ErrNoSocket, false, false, "task lifecycle off (it needs STATE_PATH and the Docker socket): task credentials"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := logrus.New()
+			log.SetOutput(&logs)
+			var e *swarm.Engine
+			if tt.engineErr == nil {
+				e = engine
+			}
+			tracker, loop := taskLifecycle(config{StatePath: tt.statePath, LifecycleInterval: 7e9, Timeout: 3e9}, e, tt.engineErr, client, log)
+			if (tracker != nil) != tt.tracker || (loop != nil) != tt.loop {
+				t.Errorf("tracker %v, loop %v", tracker != nil, loop != nil)
+			}
+			if loop != nil && (loop.Interval != 7e9 || loop.Timeout != 3e9) {
+				t.Errorf("loop interval %v timeout %v", loop.Interval, loop.Timeout)
+			}
+			warnings := strings.Count(logs.String(), "level=warning")
+			if tt.warning == "" && warnings != 0 || tt.warning != "" && (warnings != 1 || !strings.Contains(logs.String(), tt.warning)) {
+				t.Errorf("log:\n%s\nwant one warning: %s", logs.String(), tt.warning)
+			}
+		})
 	}
 }

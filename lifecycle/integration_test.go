@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -219,6 +220,7 @@ type fakeSwarm struct {
 	mu     sync.Mutex
 	leader bool
 	tasks  map[string]swarm.TaskState
+	err    error // the engine does not answer
 }
 
 func (f *fakeSwarm) IsLeader(context.Context) (bool, error) {
@@ -230,6 +232,9 @@ func (f *fakeSwarm) IsLeader(context.Context) (bool, error) {
 func (f *fakeSwarm) Tasks(context.Context) (map[string]swarm.TaskState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
 	out := map[string]swarm.TaskState{}
 	for k, v := range f.tasks {
 		out[k] = v
@@ -425,5 +430,58 @@ func TestLoopReportsATokenAtItsMaxTTL(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "reaches its max TTL"); n != 1 {
 		t.Errorf("%d max-TTL warnings, want 1:\n%s", n, logs.String())
+	}
+}
+
+// Docker or Vault down: the round fails with one error and loses nothing;
+// once both answer, the next round revokes as it should.
+func TestARoundWithDockerOrVaultDownLosesNothing(t *testing.T) {
+	b := newBed(t, false, nil)
+	ctx := context.Background()
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	id := "cccccccccccccccccccccccc1"
+	sw := &fakeSwarm{leader: true, tasks: map[string]swarm.TaskState{id: {State: "running"}}}
+	tr := NewTracker(sw, NewStore(b.plugin, b.mount+"/state"), log)
+	a := b.taskToken(t, "1h")
+	if err := tr.Issued(ctx, request(id, "tok"), provider.Credentials{Accessor: a.Accessor, TokenTTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	loop := NewLoop(tr, sw, b.plugin, log)
+	loop.Timeout = 2 * time.Second
+	if err := loop.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	intact := func(when string) {
+		t.Helper()
+		if _, gone := b.ttl(t, a.Accessor); gone || tr.Len() != 1 {
+			t.Errorf("%s: token gone %v, %d held", when, gone, tr.Len())
+		}
+		if _, found, err := tr.store.Get(ctx, id, "tok"); !found || err != nil {
+			t.Errorf("%s: record found %v, %v", when, found, err)
+		}
+	}
+	// The task ends while the engine does not answer: not taken for gone.
+	sw.set(id, "")
+	sw.err = errors.New("Cannot connect to the Docker daemon at unix:///run/docker.sock")
+	if err := loop.Round(ctx); err == nil || !strings.Contains(err.Error(), "Cannot connect to the Docker daemon") {
+		t.Errorf("round with Docker down: %v", err)
+	}
+	intact("Docker down")
+	sw.err = nil
+	addr := b.plugin.Address()
+	if err := b.plugin.SetAddress("http://127.0.0.1:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := loop.Round(ctx); err == nil || !strings.Contains(err.Error(), "cannot revoke the token") {
+		t.Errorf("round with Vault down: %v", err)
+	}
+	b.plugin.SetAddress(addr)
+	intact("Vault down")
+	if err := loop.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, gone := b.ttl(t, a.Accessor); !gone || tr.Len() != 0 {
+		t.Errorf("with both back: token gone %v, %d held", gone, tr.Len())
 	}
 }
