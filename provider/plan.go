@@ -26,6 +26,9 @@ const (
 	LabelType     = "vault.type"
 	LabelWrap     = "vault.wrap"
 	LabelReuse    = "vault.reuse"
+	// LabelRotate opts a secret into rotation: a new value in Vault rolls
+	// the services that use it.
+	LabelRotate = "vault.rotate"
 	// LabelTokenTTL and LabelTokenPolicies shape a vault.type=token secret.
 	LabelTokenTTL      = "vault.token.ttl"
 	LabelTokenPolicies = "vault.token.policies"
@@ -85,6 +88,9 @@ type Plan struct {
 	Version int
 	// Reuse lets Swarm share one value among the tasks of a node.
 	Reuse bool
+	// Rotate: the leader rolls the services using the secret when its
+	// value changes in Vault (vault.rotate).
+	Rotate bool
 	// Type is what the value is: a KV read or a new token.
 	Type Type
 	// Wrap asks for the value response-wrapped; WrapTTL 0 means the
@@ -292,12 +298,24 @@ func (p *Plan) parseVersionAndReuse(known map[string]label) error {
 		}
 		p.Version = v
 	}
-	if l, ok := known[LabelReuse]; ok {
-		b, err := strconv.ParseBool(l.value)
-		if err != nil {
-			return fmt.Errorf("label %s=%s is not a boolean: use true or false (%s)", showKey(l.key), quote(l.value), p.where())
+	for _, b := range []struct {
+		name string
+		to   *bool
+	}{{LabelReuse, &p.Reuse}, {LabelRotate, &p.Rotate}} {
+		name, to := b.name, b.to
+		if l, ok := known[name]; ok {
+			b, err := strconv.ParseBool(l.value)
+			if err != nil {
+				return fmt.Errorf("label %s=%s is not a boolean: use true or false (%s)", showKey(l.key), quote(l.value), p.where())
+			}
+			*to = b
 		}
-		p.Reuse = b
+	}
+	if l, ok := known[LabelVersion]; ok && p.Rotate {
+		return fmt.Errorf("label %s=true cannot apply with %s=%s: a pinned version never changes; remove one of them (%s)", LabelRotate, showKey(l.key), quote(l.value), p.where())
+	}
+	if p.Rotate && p.Type != TypeKV {
+		return fmt.Errorf("label %s=true applies to KV secrets in this version, not to %s=%s (%s)", LabelRotate, LabelType, p.Type, p.where())
 	}
 	return nil
 }
@@ -314,10 +332,10 @@ func vaultLabels(labels map[string]string) (map[string]label, error) {
 			continue
 		}
 		switch name {
-		case LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelTokenTTL, LabelTokenPolicies:
+		case LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelRotate, LabelTokenTTL, LabelTokenPolicies:
 		default:
 			return nil, fmt.Errorf("label %s is not a swarmvault label: use %s", showKey(k), strings.Join([]string{
-				LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelTokenTTL, LabelTokenPolicies, labelParamPrefix + "<name>"}, ", "))
+				LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelRotate, LabelTokenTTL, LabelTokenPolicies, labelParamPrefix + "<name>"}, ", "))
 		}
 		if prev, dup := known[name]; dup && prev.value != labels[k] {
 			return nil, fmt.Errorf("labels %s and %s disagree: keep one of them", showKey(prev.key), showKey(k))

@@ -76,7 +76,7 @@ var parsePlanCases = []struct {
 	{
 		name:    "unknown vault label",
 		labels:  map[string]string{"vault.path": "secret/db", "vault.feild": "pw"},
-		wantErr: "label vault.feild is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.token.ttl, vault.token.policies, vault.param.<name>",
+		wantErr: "label vault.feild is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.rotate, vault.token.ttl, vault.token.policies, vault.param.<name>",
 	},
 	{
 		name:    "alias and label disagree",
@@ -97,6 +97,26 @@ var parsePlanCases = []struct {
 		name:    "version zero",
 		labels:  map[string]string{"vault.path": "secret/db", "vault.version": "0"},
 		wantErr: "label vault.version=\"0\" is not a version number: use a positive integer (Vault path secret/db)",
+	},
+	{
+		name:   "rotation of a KV secret, shared by a node's tasks",
+		labels: map[string]string{"vault.path": "secret/db", "vault.rotate": "true", "vault.reuse": "true"},
+		want:   Plan{Path: "secret/db", Format: FormatRaw, Type: TypeKV, Reuse: true, Rotate: true},
+	},
+	{
+		name:    "rotation of a pinned version",
+		labels:  map[string]string{"vault.path": "secret/db", "vault.rotate": "true", "vault.version": "2"},
+		wantErr: `label vault.rotate=true cannot apply with vault.version="2": a pinned version never changes; remove one of them (Vault path secret/db)`,
+	},
+	{
+		name:    "rotation of a token",
+		labels:  map[string]string{"vault.type": "token", "vault.rotate": "true"},
+		wantErr: "label vault.rotate=true applies to KV secrets in this version, not to vault.type=token (a task token)",
+	},
+	{
+		name:    "bad rotate",
+		labels:  map[string]string{"vault.path": "secret/db", "vault.rotate": "yes please"},
+		wantErr: "label vault.rotate=\"yes please\" is not a boolean: use true or false (Vault path secret/db)",
 	},
 	{
 		name:    "bad reuse",
@@ -255,7 +275,7 @@ var parsePlanCases = []struct {
 	{
 		name:    "a newline in an unknown key",
 		labels:  map[string]string{"vault.path": "secret/db", "vault.x\nlevel=error": "1"},
-		wantErr: `label "vault.x\nlevel=error" is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.token.ttl, vault.token.policies, vault.param.<name>`,
+		wantErr: `label "vault.x\nlevel=error" is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.rotate, vault.token.ttl, vault.token.policies, vault.param.<name>`,
 	},
 	{
 		name:    "two spellings of one parameter disagree",
