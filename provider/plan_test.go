@@ -99,9 +99,14 @@ var parsePlanCases = []struct {
 		wantErr: "label vault.version=\"0\" is not a version number: use a positive integer (Vault path secret/db)",
 	},
 	{
-		name:   "rotation of a KV secret, shared by a node's tasks",
-		labels: map[string]string{"vault.path": "secret/db", "vault.rotate": "true", "vault.reuse": "true"},
-		want:   Plan{Path: "secret/db", Format: FormatRaw, Type: TypeKV, Reuse: true, Rotate: true},
+		name:   "rotation of a KV secret",
+		labels: map[string]string{"vault.path": "secret/db", "vault.rotate": "true", "vault.field": "pw"},
+		want:   Plan{Path: "secret/db", Field: "pw", Format: FormatRaw, Type: TypeKV, Rotate: true},
+	},
+	{
+		name:    "rotation of a value a node's tasks share",
+		labels:  map[string]string{"vault.path": "secret/db", "vault.rotate": "true", "vault.reuse": "true"},
+		wantErr: "label vault.rotate=true cannot apply with vault.reuse=true in this version: a node's new tasks get the value its running tasks share, so a rolling update would not bring the new one (Vault path secret/db)",
 	},
 	{
 		name:    "rotation of a pinned version",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -518,5 +519,33 @@ func TestGetSecretRecoversFromPanic(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "internal error") {
 		t.Errorf("panic not logged:\n%s", logs.String())
+	}
+}
+
+// Rotation reads a secret's current version as the service's tasks would,
+// one read token per policy set however many checks.
+func TestCurrentVersion(t *testing.T) {
+	vault := newFakeVault(t)
+	vault.mux.HandleFunc("/v1/secret/data/app/rotating", vault.asTask(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, `{"data":{"data":{"pw":"rot-value-9f3"},"metadata":{"version":7,"created_time":"2026-11-26T10:00:00.5Z"}}}`)
+	}))
+	p, logs := newTestProvider(t, vault.URL, Options{})
+	req := taskRequest(map[string]string{"vault.path": "secret/app/rotating", "vault.rotate": "true"})
+	req.TaskID, req.TaskName = "", ""
+	for range 3 {
+		v, err := p.CurrentVersion(context.Background(), req)
+		if err != nil || v.Number != 7 || !v.Created.Equal(time.Date(2026, 11, 26, 10, 0, 0, 5e8, time.UTC)) {
+			t.Fatalf("CurrentVersion: %+v %v", v, err)
+		}
+	}
+	if m := vault.mintedTokens(); len(m) != 1 || m[0].req.Type != "batch" || m[0].req.Metadata["service"] != "app" {
+		t.Errorf("minted %+v, want one batch token for the service", m)
+	}
+	_, err := p.CurrentVersion(context.Background(), taskRequest(map[string]string{"vault.path": "kv1/app/db", "vault.rotate": "true"}))
+	if !errors.Is(err, ErrNotVersioned) {
+		t.Errorf("KV v1: %v", err)
+	}
+	if strings.Contains(logs.String(), "rot-value-9f3") {
+		t.Errorf("a value reached the log: %s", logs)
 	}
 }

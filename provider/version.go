@@ -1,0 +1,85 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Version is a KV v2 secret's current version: what rotation compares with
+// the tasks that hold the secret.
+type Version struct {
+	Number  int
+	Created time.Time
+}
+
+// ErrNotVersioned: the secret is on a KV v1 mount, which keeps no versions.
+var ErrNotVersioned = errors.New("KV v1 keeps no versions")
+
+// CurrentVersion reads the current version of the KV v2 secret that
+// req.SecretLabels name, as the tasks of req.ServiceName read it: with a
+// read token of the service's policies, shared by every check of that
+// policy set for half its TTL, never a token per task. The value read is
+// dropped at once.
+func (p *Provider) CurrentVersion(ctx context.Context, req Request) (Version, error) {
+	plan, err := ParsePlan(req.SecretLabels)
+	if err != nil {
+		return Version{}, err
+	}
+	policies, err := p.opts.Policies.Policies(req)
+	if err != nil {
+		return Version{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	key := strings.Join(policies, ",")
+	client, cached := p.readTokens.get(key)
+	if !cached {
+		s, err := p.mint(ctx, req, policies, readToken, p.opts.ReadTokenTTL, 0)
+		if err != nil {
+			return Version{}, err
+		}
+		if client, err = p.withToken(s.Auth.ClientToken); err != nil {
+			return Version{}, err
+		}
+		p.readTokens.put(key, client, time.Duration(s.Auth.LeaseDuration)*time.Second/2)
+	}
+	return p.kvVersion(ctx, client, plan)
+}
+
+func (p *Provider) kvVersion(ctx context.Context, client *api.Client, plan Plan) (Version, error) {
+	m, err := p.kvMount(ctx, client, plan.Path)
+	if err != nil {
+		return Version{}, err
+	}
+	if m.kvVersion != 2 {
+		return Version{}, fmt.Errorf("Vault path %s is on mount %s: %w", plan.Path, m.path, ErrNotVersioned)
+	}
+	dataPath := strings.TrimSuffix(m.path, "/") + "/data/" + strings.TrimPrefix(plan.Path, m.path)
+	s, err := client.Logical().ReadWithContext(ctx, dataPath)
+	if err != nil {
+		return Version{}, vaultError(err, plan.Path, dataPath)
+	}
+	var meta map[string]any
+	if s != nil {
+		meta, _ = s.Data["metadata"].(map[string]any)
+	}
+	if meta == nil {
+		return Version{}, fmt.Errorf("no secret at Vault path %s: check label %s", plan.Path, LabelPath)
+	}
+	var v Version
+	if n, ok := meta["version"].(json.Number); ok {
+		i, _ := n.Int64()
+		v.Number = int(i)
+	}
+	created, _ := meta["created_time"].(string)
+	if v.Created, err = time.Parse(time.RFC3339Nano, created); err != nil || v.Number == 0 {
+		return Version{}, fmt.Errorf("Vault gives no version for path %s", plan.Path)
+	}
+	return v, nil
+}
