@@ -71,6 +71,9 @@ type config struct {
 	// LifecycleInterval is how often the leader renews and revokes task
 	// credentials. LIFECYCLE_INTERVAL, default 30s.
 	LifecycleInterval time.Duration
+	// RotationInterval is how often the leader checks vault.rotate secrets.
+	// ROTATION_INTERVAL, default 1m.
+	RotationInterval time.Duration
 }
 
 // loadConfig reads and validates every setting, reporting all bad settings at
@@ -104,6 +107,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		StatePath:     strings.Trim(getenv("STATE_PATH"), "/"),
 
 		LifecycleInterval: lifecycle.DefaultInterval,
+		RotationInterval:  lifecycle.DefaultRotationInterval,
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -153,6 +157,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		{"TOKEN_MAX_TTL", "24h", &c.TokenMaxTTL},
 		{"WRAP_TTL", "5m", &c.WrapTTL},
 		{"LIFECYCLE_INTERVAL", "30s", &c.LifecycleInterval},
+		{"ROTATION_INTERVAL", "1m", &c.RotationInterval},
 	} {
 		if v := getenv(d.name); v != "" {
 			parsed, err := parseutil.ParseDurationSecond(v)
@@ -165,6 +170,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.LifecycleInterval < time.Second {
 		bad("LIFECYCLE_INTERVAL=%s is shorter than a second: use e.g. 30s", c.LifecycleInterval)
+	}
+	if c.RotationInterval < time.Second {
+		bad("ROTATION_INTERVAL=%s is shorter than a second: use e.g. 1m", c.RotationInterval)
 	}
 	if c.StatePath != "" {
 		for _, seg := range strings.Split(c.StatePath, "/") {

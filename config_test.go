@@ -44,7 +44,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config{VaultAddr: "https://vault:8200", Auth: vaultauth.Settings{Addr: "https://vault:8200"}, Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text",
-		TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute, LifecycleInterval: 30 * time.Second,
+		TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute, LifecycleInterval: 30 * time.Second, RotationInterval: time.Minute,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeRead, provider.TypeWrite, provider.TypeToken}}
 	if got := policiesFor(t, c); got != "svc" {
 		t.Errorf("default POLICY_TEMPLATE gives %q, want the service name", got)
@@ -64,7 +64,7 @@ func TestLoadConfigSettings(t *testing.T) {
 		"VAULT_NAMESPACE": "team-a", "VAULT_AUTH_METHOD": "approle", "VAULT_ROLE_ID_FILE": "/r", "VAULT_SECRET_ID_FILE": "/s",
 		"VAULT_SECRET_ID_WRAPPED": "true", "VAULT_SECRET_ID_REMOVE": "1", "VAULT_AUTH_MOUNT": "ar", "VAULT_CERT_ROLE": "plugin",
 		"HELPER_SERVICE": "helper", "HELPER_SECRET": "bootstrap", "ALLOWED_TYPES": "kv, token,kv",
-		"STATE_PATH": "/secret/swarmvault/state/", "LIFECYCLE_INTERVAL": "5",
+		"STATE_PATH": "/secret/swarmvault/state/", "LIFECYCLE_INTERVAL": "5", "ROTATION_INTERVAL": "10s",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +77,7 @@ func TestLoadConfigSettings(t *testing.T) {
 		Timeout: 3 * time.Second, LogLevel: logrus.DebugLevel, LogFormat: "json",
 		TokenRole: "tasks", TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeToken},
-		StatePath:    "secret/swarmvault/state", LifecycleInterval: 5 * time.Second}
+		StatePath:    "secret/swarmvault/state", LifecycleInterval: 5 * time.Second, RotationInterval: 10 * time.Second}
 	if got := policiesFor(t, c); got != "base,svc" {
 		t.Errorf("POLICY_TEMPLATE gives %q", got)
 	}

@@ -112,7 +112,7 @@ func realMain() error {
 		go loop.Run(ctx)
 	}
 
-	srv := provider.NewServer(provider.New(client, log, provider.Options{
+	p := provider.New(client, log, provider.Options{
 		Timeout:      cfg.Timeout,
 		Policies:     cfg.Policies,
 		TokenRole:    cfg.TokenRole,
@@ -122,7 +122,16 @@ func realMain() error {
 		Reauth:       tokens,
 		AllowedTypes: cfg.AllowedTypes,
 		Tracker:      tracker,
-	}))
+		Rotation:     engineErr == nil,
+	})
+	if engineErr == nil {
+		// Rotation needs the Docker socket only: it compares Vault's
+		// versions with the tasks' ages, and keeps nothing of its own.
+		rot := lifecycle.NewRotator(engine, p, log)
+		rot.Interval, rot.Timeout = cfg.RotationInterval, cfg.Timeout
+		go rot.Run(ctx)
+	}
+	srv := provider.NewServer(p)
 	l, err := provider.Listen(*socket)
 	if err != nil {
 		return err

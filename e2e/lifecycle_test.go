@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -29,6 +30,9 @@ const pgAddr = "127.0.0.1:5433"
 // lifecycleInterval is LIFECYCLE_INTERVAL in the tests: short, so that
 // renewals and revocations happen within a test's patience.
 const lifecycleInterval = 2 * time.Second
+
+// rotationInterval is ROTATION_INTERVAL in the tests.
+const rotationInterval = 3 * time.Second
 
 // dbFixture mounts a database engine on the test PostgreSQL with a role
 // whose credentials live ttl unless renewed, and returns the mount.
@@ -199,10 +203,11 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 	// The plugin as the run set it up (the helper tests change its login),
 	// then the lifecycle on.
 	configurePlugin(t, f.pluginToken, f.role)
-	setPlugin(t, "docker-socket.source=/var/run/docker.sock", "STATE_PATH="+f.statePath, "LIFECYCLE_INTERVAL="+lifecycleInterval.String())
+	setPlugin(t, "docker-socket.source=/var/run/docker.sock", "STATE_PATH="+f.statePath, "LIFECYCLE_INTERVAL="+lifecycleInterval.String(),
+		"ROTATION_INTERVAL="+rotationInterval.String())
 	t.Cleanup(func() {
 		tryDocker("plugin", "disable", "-f", pluginName)
-		tryDocker("plugin", "set", pluginName, "docker-socket.source=/dev/null", "STATE_PATH=", "LIFECYCLE_INTERVAL=30s")
+		tryDocker("plugin", "set", pluginName, "docker-socket.source=/dev/null", "STATE_PATH=", "LIFECYCLE_INTERVAL=30s", "ROTATION_INTERVAL=1m")
 		tryDocker("plugin", "enable", pluginName)
 	})
 	dataRoot := strings.TrimSpace(docker(t, "info", "-f", "{{.DockerRootDir}}"))
@@ -274,6 +279,10 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		if !strings.Contains(logSince(t, mark), "its credentials are revoked") {
 			t.Errorf("no revocation line in dockerd's log")
 		}
+	})
+
+	t.Run("rotation: each new KV v2 version rolls the service once, start-first, with 3 tasks running throughout", func(t *testing.T) {
+		testRotation(t, f, mark)
 	})
 
 	t.Run("token churn: tasks that exit and restart leave no token in Vault", func(t *testing.T) {
@@ -351,4 +360,91 @@ func envInt(t *testing.T, name string, def int) int {
 		t.Fatalf("%s=%s is not a count", name, v)
 	}
 	return n
+}
+
+// testRotation writes new versions of a vault.rotate secret and watches the
+// swarm roll the service that uses it, and leave alone one that does not
+// opt in.
+func testRotation(t *testing.T, f *fixture, mark int64) {
+	ctx := context.Background()
+	path := run + "/rot"
+	put := func(pw string) {
+		t.Helper()
+		f.issue(pw)
+		if _, err := f.root.KVv2("secret").Put(ctx, path, map[string]any{"pw": pw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("rot-1-" + randHex(6))
+	t.Cleanup(func() { f.root.KVv2("secret").DeleteMetadata(ctx, path) })
+	service, plain := run+"-rot", run+"-norot"
+	secret, plainSecret := run+"_rot", run+"_norot"
+	f.putPolicy(t, service, readRules("secret/data/"+path))
+	f.putPolicy(t, plain, readRules("secret/data/"+path))
+	createDriverSecret(t, secret, map[string]string{"vault.path": "secret/" + path, "vault.field": "pw", "vault.rotate": "true"})
+	createDriverSecret(t, plainSecret, map[string]string{"vault.path": "secret/" + path, "vault.field": "pw"})
+	createService(t, service, []string{"--replicas", "3", "--update-parallelism", "1", "--update-order", "start-first", "--update-delay", "0s"}, secret)
+	createService(t, plain, nil, plainSecret)
+	waitRunning(t, service, 3)
+	waitRunning(t, plain, 1)
+
+	// How many of the service's tasks run, sampled while it rolls.
+	fewest := 3
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			out, err := tryDocker("ps", "-q", "--filter", "label=com.docker.swarm.service.name="+service, "--filter", "status=running")
+			if n := len(strings.Fields(out)); err == nil && n < fewest {
+				fewest = n
+			}
+		}
+	}()
+	holdAll := func(want string) {
+		t.Helper()
+		waitFor(t, "every task to hold the new value", 2*time.Minute, func() (bool, string) {
+			ids := runningContainers(t, service)
+			if len(ids) != 3 {
+				return false, taskStates(service)
+			}
+			for _, id := range ids {
+				if out, err := tryDocker("exec", id, "cat", "/run/secrets/"+secret); err != nil || out != want {
+					return false, taskStates(service)
+				}
+			}
+			return true, ""
+		})
+	}
+	force := func(svc string) string {
+		return strings.TrimSpace(docker(t, "service", "inspect", "-f", "{{.Spec.TaskTemplate.ForceUpdate}}", svc))
+	}
+	for round := 2; round <= 3; round++ {
+		pw := fmt.Sprintf("rot-%d-%s", round, randHex(6))
+		written := time.Now()
+		put(pw)
+		holdAll(pw)
+		t.Logf("version %d: every task holds it %s after the write", round, time.Since(written).Round(100*time.Millisecond))
+		// Settled: no further rollout for the same version.
+		time.Sleep(2 * rotationInterval)
+		if got := force(service); got != strconv.Itoa(round-1) {
+			t.Errorf("after version %d the service was forced %s times, want %d", round, got, round-1)
+		}
+	}
+	close(stop)
+	<-sampled
+	if fewest < 3 {
+		t.Errorf("at one sampled moment only %d of the 3 tasks ran", fewest)
+	}
+	if got := force(plain); got != "0" {
+		t.Errorf("a service that did not opt in was forced %s times", got)
+	}
+	if n := strings.Count(logSince(t, mark), "rotation: rolling the service"); n != 2 {
+		t.Errorf("%d rollout lines in dockerd's log, want 2", n)
+	}
 }

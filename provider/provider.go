@@ -60,6 +60,10 @@ type Options struct {
 	// Tracker, when set, refuses repeated fetches and records issued
 	// credentials for the task lifecycle.
 	Tracker Tracker
+	// Rotation says a rotator runs (it needs the Docker socket): without
+	// one, a vault.rotate secret is served with a warning that nothing
+	// will roll its services.
+	Rotation bool
 }
 
 // AllTypes are the vault.type values, in the order errors list them.
@@ -203,6 +207,9 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 	}
 	if err != nil {
 		return p.fail(entry, req, err)
+	}
+	if plan.Rotate && !p.opts.Rotation {
+		entry.Warnf("label %s=true, but rotation needs the Docker socket: docker plugin set <plugin> docker-socket.source=/var/run/docker.sock", LabelRotate)
 	}
 	if entry.Logger.IsLevelEnabled(logrus.InfoLevel) {
 		logDelivered(entry, plan, start)

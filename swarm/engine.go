@@ -17,6 +17,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	swarmtypes "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
@@ -33,6 +34,11 @@ type DockerAPI interface {
 	ContainerExecCreate(ctx context.Context, containerID string, options container.ExecOptions) (container.ExecCreateResponse, error)
 	ContainerExecAttach(ctx context.Context, execID string, options container.ExecAttachOptions) (types.HijackedResponse, error)
 	ContainerExecInspect(ctx context.Context, execID string) (container.ExecInspect, error)
+	PluginList(ctx context.Context, filter filters.Args) (types.PluginsListResponse, error)
+	SecretList(ctx context.Context, options swarmtypes.SecretListOptions) ([]swarmtypes.Secret, error)
+	ServiceList(ctx context.Context, options swarmtypes.ServiceListOptions) ([]swarmtypes.Service, error)
+	ServiceInspectWithRaw(ctx context.Context, serviceID string, opts swarmtypes.ServiceInspectOptions) (swarmtypes.Service, []byte, error)
+	ServiceUpdate(ctx context.Context, serviceID string, version swarmtypes.Version, service swarmtypes.ServiceSpec, options swarmtypes.ServiceUpdateOptions) (swarmtypes.ServiceUpdateResponse, error)
 }
 
 // Socket is where the plugin finds the Docker socket (the docker-socket

@@ -1,0 +1,158 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/provider"
+	"github.com/swarmvault/swarmvault/swarm"
+)
+
+// DefaultRotationInterval is ROTATION_INTERVAL's default: how long a new
+// value may wait in Vault before its services roll. A round costs a few
+// local Docker calls and, per rotating secret and service, one Vault read.
+const DefaultRotationInterval = time.Minute
+
+// Versions tells a secret's current version in Vault, as a service's tasks
+// read it; *provider.Provider implements it.
+type Versions interface {
+	CurrentVersion(ctx context.Context, req provider.Request) (provider.Version, error)
+}
+
+// RotationSwarm is what rotation asks of the Docker engine; *swarm.Engine
+// implements it.
+type RotationSwarm interface {
+	IsLeader(ctx context.Context) (bool, error)
+	PluginName(ctx context.Context) (string, error)
+	RotatingSecrets(ctx context.Context, plugin, label string) ([]swarm.Secret, error)
+	ServicesUsing(ctx context.Context, secretIDs []string) ([]swarm.Service, error)
+	ForceUpdate(ctx context.Context, serviceID string) error
+}
+
+// Rotator rolls the services that use a vault.rotate secret whose value
+// changed in Vault, on the manager that leads: a forced rolling update, as
+// the service's own update_config says, whose new tasks fetch the new value
+// as any task does. No value is ever written to the swarm.
+type Rotator struct {
+	swarm RotationSwarm
+	vault Versions
+	log   logrus.FieldLogger
+	// Interval is ROTATION_INTERVAL; Timeout bounds each call.
+	Interval, Timeout time.Duration
+
+	plugin string
+	// reported: the update state last reported for a service that is not
+	// settled, and the secrets whose KV v1 mount was reported.
+	reported map[string]string
+}
+
+// NewRotator returns a Rotator.
+func NewRotator(sw RotationSwarm, vault Versions, log logrus.FieldLogger) *Rotator {
+	return &Rotator{swarm: sw, vault: vault, log: log, Interval: DefaultRotationInterval, Timeout: 10 * time.Second, reported: map[string]string{}}
+}
+
+// Run runs rounds until ctx ends.
+func (r *Rotator) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(r.Interval):
+		}
+		if err := r.Round(ctx); err != nil && ctx.Err() == nil {
+			r.log.Errorf("rotation: %v", err)
+		}
+	}
+}
+
+// Round checks every rotating secret of every service once, and rolls each
+// service that holds an old value at most once.
+func (r *Rotator) Round(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
+	defer cancel()
+	if leader, err := r.swarm.IsLeader(cctx); err != nil || !leader {
+		return err
+	}
+	if r.plugin == "" {
+		name, err := r.swarm.PluginName(cctx)
+		if err != nil {
+			return err
+		}
+		r.plugin = name
+	}
+	secrets, err := r.swarm.RotatingSecrets(cctx, r.plugin, provider.LabelRotate)
+	if err != nil || len(secrets) == 0 {
+		return err
+	}
+	byID := map[string]swarm.Secret{}
+	ids := make([]string, 0, len(secrets))
+	for _, s := range secrets {
+		byID[s.ID] = s
+		ids = append(ids, s.ID)
+	}
+	services, err := r.swarm.ServicesUsing(cctx, ids)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(services, func(a, b swarm.Service) int { return strings.Compare(a.Name, b.Name) })
+	for _, svc := range services {
+		r.check(ctx, svc, byID)
+	}
+	return nil
+}
+
+// check rolls svc if a task of it was created before the current version
+// of a rotating secret it uses.
+func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[string]swarm.Secret) {
+	entry := r.log.WithField("service", svc.Name)
+	if !svc.Settled() {
+		// Rolling already, paused by a failure, or rolling back: the
+		// operator's to look at, and never forced again meanwhile.
+		if r.reported[svc.ID] != string(svc.Update) {
+			r.reported[svc.ID] = string(svc.Update)
+			entry.Infof("rotation: the service's update is %s (%s): not rolled again until it settles", svc.Update, svc.UpdateMessage)
+		}
+		return
+	}
+	delete(r.reported, svc.ID)
+	if svc.Oldest.IsZero() {
+		return // no task to roll
+	}
+	var why []string
+	for _, id := range svc.Secrets {
+		sec := secrets[id]
+		req := provider.Request{}
+		req.ServiceName, req.ServiceID, req.ServiceLabels = svc.Name, svc.ID, svc.Labels
+		req.SecretName, req.SecretLabels = sec.Name, sec.Labels
+		cctx, cancel := context.WithTimeout(ctx, r.Timeout)
+		v, err := r.vault.CurrentVersion(cctx, req)
+		cancel()
+		switch {
+		case errors.Is(err, provider.ErrNotVersioned):
+			if r.reported["v1:"+id] == "" {
+				r.reported["v1:"+id] = "reported"
+				entry.WithField("secret", sec.Name).Warnf("rotation: %v: this version rotates KV v2 secrets only; docker service update --force %s gives its tasks the current value", err, svc.Name)
+			}
+		case err != nil:
+			entry.WithField("secret", sec.Name).Errorf("rotation: cannot read the secret's version: %v", err)
+		case v.Created.After(svc.Oldest):
+			why = append(why, fmt.Sprintf("secret %s has version %d, written %s", sec.Name, v.Number, v.Created.UTC().Format(time.RFC3339)))
+		}
+	}
+	if len(why) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
+	defer cancel()
+	if err := r.swarm.ForceUpdate(cctx, svc.ID); err != nil {
+		entry.Errorf("rotation: cannot roll the service: %v", err)
+		return
+	}
+	entry.Infof("rotation: rolling the service (as docker service update --force does): %s", strings.Join(why, "; "))
+}

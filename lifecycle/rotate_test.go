@@ -1,0 +1,110 @@
+package lifecycle
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	swarmtypes "github.com/docker/docker/api/types/swarm"
+	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/provider"
+	"github.com/swarmvault/swarmvault/swarm"
+)
+
+type rotationSwarm struct {
+	leader   bool
+	secrets  []swarm.Secret
+	services []swarm.Service
+	forced   []string
+}
+
+func (f *rotationSwarm) IsLeader(context.Context) (bool, error)     { return f.leader, nil }
+func (f *rotationSwarm) PluginName(context.Context) (string, error) { return "vault:latest", nil }
+func (f *rotationSwarm) ForceUpdate(_ context.Context, id string) error {
+	f.forced = append(f.forced, id)
+	return nil
+}
+func (f *rotationSwarm) RotatingSecrets(_ context.Context, plugin, label string) ([]swarm.Secret, error) {
+	if plugin != "vault:latest" || label != "vault.rotate" {
+		return nil, fmt.Errorf("asked for %s %s", plugin, label)
+	}
+	return f.secrets, nil
+}
+func (f *rotationSwarm) ServicesUsing(context.Context, []string) ([]swarm.Service, error) {
+	return f.services, nil
+}
+
+// versions gives each secret's version by name; v1 names a KV v1 secret.
+type versions struct {
+	at    map[string]provider.Version
+	reads int
+}
+
+func (v *versions) CurrentVersion(_ context.Context, req provider.Request) (provider.Version, error) {
+	v.reads++
+	if req.SecretName == "v1" {
+		return provider.Version{}, fmt.Errorf("Vault path kv1/db is on mount kv1/: %w", provider.ErrNotVersioned)
+	}
+	return v.at[req.SecretName], nil
+}
+
+func TestRotatorRollsEachServiceOnce(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	sw := &rotationSwarm{
+		leader:  true,
+		secrets: []swarm.Secret{{ID: "s-db", Name: "db"}, {ID: "s-api", Name: "api"}, {ID: "s-v1", Name: "v1"}},
+		services: []swarm.Service{
+			// Both secrets changed after its oldest task: one rollout.
+			{ID: "a", Name: "app", Secrets: []string{"s-db", "s-api"}, Oldest: t0},
+			// Shares db: rolled too.
+			{ID: "b", Name: "batch", Secrets: []string{"s-db"}, Oldest: t0},
+			// Its tasks are newer than the versions: nothing to do.
+			{ID: "c", Name: "cron", Secrets: []string{"s-db"}, Oldest: t0.Add(time.Hour)},
+			// Rolling already: left alone, and said once.
+			{ID: "d", Name: "daemon", Secrets: []string{"s-db"}, Oldest: t0, Update: swarmtypes.UpdateStatePaused, UpdateMessage: "update paused due to failure"},
+			// KV v1: a warning once, nothing rolled.
+			{ID: "e", Name: "edge", Secrets: []string{"s-v1"}, Oldest: t0},
+		},
+	}
+	vs := &versions{at: map[string]provider.Version{"db": {Number: 2, Created: t0.Add(time.Minute)}, "api": {Number: 5, Created: t0.Add(2 * time.Minute)}}}
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	r := NewRotator(sw, vs, log)
+	for range 2 {
+		if err := r.Round(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		// The rolled services' tasks are new by the next round.
+		for i := range sw.services {
+			if sw.services[i].ID == "a" || sw.services[i].ID == "b" {
+				sw.services[i].Oldest = t0.Add(time.Hour)
+			}
+		}
+	}
+	if fmt.Sprint(sw.forced) != "[a b]" {
+		t.Errorf("forced %v, want [a b]", sw.forced)
+	}
+	out := logs.String()
+	for _, want := range []string{
+		`msg="rotation: rolling the service (as docker service update --force does): secret db has version 2, written 2026-11-26T12:01:00Z; secret api has version 5, written 2026-11-26T12:02:00Z" service=app`,
+		`msg="rotation: rolling the service (as docker service update --force does): secret db has version 2, written 2026-11-26T12:01:00Z" service=batch`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "not rolled again until it settles") != 1 || strings.Count(out, "this version rotates KV v2 secrets only") != 1 {
+		t.Errorf("want one line for the paused update and one for KV v1:\n%s", out)
+	}
+	// Not the leader: nothing read, nothing rolled.
+	sw.leader, sw.forced, vs.reads = false, nil, 0
+	sw.services[2].Oldest = t0
+	if err := r.Round(context.Background()); err != nil || len(sw.forced) != 0 || vs.reads != 0 {
+		t.Errorf("a manager that does not lead: forced %v, %d reads, %v", sw.forced, vs.reads, err)
+	}
+}

@@ -1,0 +1,168 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/filters"
+	swarmtypes "github.com/docker/docker/api/types/swarm"
+)
+
+// What rotation asks of the swarm: which of this plugin's secrets opted in,
+// which services use them, how old their tasks are, and a forced update.
+
+// cgroupFile is where a process finds its own cgroup; a managed plugin's
+// container, and so its cgroup, is named after the plugin's ID.
+var cgroupFile = "/proc/self/cgroup"
+
+var pluginID = regexp.MustCompile(`[0-9a-f]{64}`)
+
+// PluginName is the name this plugin is installed under on this engine
+// (e.g. vault:latest): the driver name its secrets carry.
+func (e *Engine) PluginName(ctx context.Context) (string, error) {
+	b, err := os.ReadFile(cgroupFile)
+	if err != nil {
+		return "", fmt.Errorf("cannot read this plugin's cgroup to find its ID: %w", err)
+	}
+	ids := pluginID.FindAllString(string(b), -1)
+	if len(ids) == 0 {
+		return "", fmt.Errorf("no plugin ID in %s: is this process a Docker managed plugin?", cgroupFile)
+	}
+	id := ids[len(ids)-1]
+	plugins, err := e.docker.PluginList(ctx, filters.Args{})
+	if err != nil {
+		return "", fmt.Errorf("cannot list the engine's plugins: %w", err)
+	}
+	for _, p := range plugins {
+		if p.ID == id {
+			return p.Name, nil
+		}
+	}
+	return "", fmt.Errorf("the engine has no plugin with this plugin's ID %.12s", id)
+}
+
+// sameDriver tells whether a secret's driver name names plugin: the CLI
+// stores the name as given (vault), the engine keeps its tag (vault:latest).
+func sameDriver(driver, plugin string) bool {
+	tagged := func(n string) string {
+		if i := strings.LastIndex(n, ":"); i > strings.LastIndex(n, "/") {
+			return n
+		}
+		return n + ":latest"
+	}
+	return tagged(driver) == tagged(plugin)
+}
+
+// Secret is a driver secret of this plugin's that opted into rotation.
+type Secret struct {
+	ID, Name string
+	Labels   map[string]string
+}
+
+// RotatingSecrets returns plugin's secrets whose label label is true.
+func (e *Engine) RotatingSecrets(ctx context.Context, plugin, label string) ([]Secret, error) {
+	all, err := e.docker.SecretList(ctx, swarmtypes.SecretListOptions{Filters: filters.NewArgs(filters.Arg("label", label))})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the swarm's secrets: %w", err)
+	}
+	var out []Secret
+	for _, s := range all {
+		if s.Spec.Driver == nil || !sameDriver(s.Spec.Driver.Name, plugin) {
+			continue
+		}
+		if on, _ := strconv.ParseBool(s.Spec.Labels[label]); on {
+			out = append(out, Secret{ID: s.ID, Name: s.Spec.Name, Labels: s.Spec.Labels})
+		}
+	}
+	return out, nil
+}
+
+// Service is a service that uses rotating secrets, as rotation sees it.
+type Service struct {
+	ID, Name string
+	Labels   map[string]string
+	// Secrets are the IDs of the secrets it uses.
+	Secrets []string
+	// Update is its update's state ("" when it was never updated), and
+	// UpdateMessage what swarm says of it.
+	Update        swarmtypes.UpdateState
+	UpdateMessage string
+	// Oldest is when its oldest task that should run was created: the
+	// tasks created before a secret's new version hold the old one.
+	Oldest time.Time
+}
+
+// Settled tells whether no update of the service is under way or stuck: a
+// paused update (a failure) is the operator's to look at, and is not forced
+// again.
+func (s Service) Settled() bool {
+	switch s.Update {
+	case "", swarmtypes.UpdateStateCompleted, swarmtypes.UpdateStateRollbackCompleted:
+		return true
+	}
+	return false
+}
+
+// ServicesUsing returns the services that use any of the secrets.
+func (e *Engine) ServicesUsing(ctx context.Context, secretIDs []string) ([]Service, error) {
+	wanted := map[string]bool{}
+	for _, id := range secretIDs {
+		wanted[id] = true
+	}
+	all, err := e.docker.ServiceList(ctx, swarmtypes.ServiceListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the swarm's services: %w", err)
+	}
+	var out []Service
+	for _, s := range all {
+		cs := s.Spec.TaskTemplate.ContainerSpec
+		if cs == nil {
+			continue
+		}
+		svc := Service{ID: s.ID, Name: s.Spec.Name, Labels: s.Spec.Labels}
+		for _, ref := range cs.Secrets {
+			if wanted[ref.SecretID] {
+				svc.Secrets = append(svc.Secrets, ref.SecretID)
+			}
+		}
+		if len(svc.Secrets) == 0 {
+			continue
+		}
+		if s.UpdateStatus != nil {
+			svc.Update, svc.UpdateMessage = s.UpdateStatus.State, s.UpdateStatus.Message
+		}
+		tasks, err := e.docker.TaskList(ctx, swarmtypes.TaskListOptions{Filters: filters.NewArgs(
+			filters.Arg("service", s.ID), filters.Arg("desired-state", "running"))})
+		if err != nil {
+			return nil, fmt.Errorf("cannot list the tasks of service %s: %w", s.Spec.Name, err)
+		}
+		for _, t := range tasks {
+			if svc.Oldest.IsZero() || t.CreatedAt.Before(svc.Oldest) {
+				svc.Oldest = t.CreatedAt
+			}
+		}
+		out = append(out, svc)
+	}
+	return out, nil
+}
+
+// ForceUpdate starts a rolling update of the service with nothing changed
+// but its force counter, as `docker service update --force` does: its
+// tasks are replaced as its own update_config says. `docker stack deploy`
+// keeps the counter, so a redeploy does not roll the service again.
+func (e *Engine) ForceUpdate(ctx context.Context, serviceID string) error {
+	s, _, err := e.docker.ServiceInspectWithRaw(ctx, serviceID, swarmtypes.ServiceInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("cannot inspect service %s: %w", serviceID, err)
+	}
+	s.Spec.TaskTemplate.ForceUpdate++
+	if _, err := e.docker.ServiceUpdate(ctx, s.ID, s.Version, s.Spec, swarmtypes.ServiceUpdateOptions{}); err != nil {
+		return fmt.Errorf("cannot update service %s: %w", s.Spec.Name, err)
+	}
+	return nil
+}
