@@ -1,7 +1,8 @@
 // Package swarm owns every Docker API call the plugin makes, all through the
 // Docker socket of the plugin's own node: whether this manager leads, the
-// state of the swarm's tasks (for the task lifecycle), and an exec into the
-// helper service's container (for the helper-service bootstrap).
+// state of the swarm's tasks (for the task lifecycle), the services that use
+// rotating secrets and their forced updates (for rotation), and an exec into
+// the helper service's container (for the helper-service bootstrap).
 //
 // The socket is root on the host, so plugin/config.json mounts /dev/null in
 // its place unless the operator points the docker-socket mount at
