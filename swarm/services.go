@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -16,34 +17,37 @@ import (
 // What rotation asks of the swarm: which of this plugin's secrets opted in,
 // which services use them, how old their tasks are, and a forced update.
 
-// cgroupFile is where a process finds its own cgroup; a managed plugin's
-// container, and so its cgroup, is named after the plugin's ID.
-var cgroupFile = "/proc/self/cgroup"
+// selfFiles name the plugin's own ID: the engine mounts its rootfs from
+// /var/lib/docker/plugins/<id>/rootfs and its socket directory from
+// /run/docker/plugins/<id> (shown in mountinfo whatever the cgroup
+// version), and names its container, so its cgroup, after it.
+var selfFiles = []string{"/proc/self/mountinfo", "/proc/self/cgroup"}
 
 var pluginID = regexp.MustCompile(`[0-9a-f]{64}`)
 
 // PluginName is the name this plugin is installed under on this engine
 // (e.g. vault:latest): the driver name its secrets carry.
 func (e *Engine) PluginName(ctx context.Context) (string, error) {
-	b, err := os.ReadFile(cgroupFile)
-	if err != nil {
-		return "", fmt.Errorf("cannot read this plugin's cgroup to find its ID: %w", err)
+	ids := map[string]bool{}
+	for _, f := range selfFiles {
+		b, _ := os.ReadFile(f)
+		for _, id := range pluginID.FindAllString(string(b), -1) {
+			ids[id] = true
+		}
 	}
-	ids := pluginID.FindAllString(string(b), -1)
 	if len(ids) == 0 {
-		return "", fmt.Errorf("no plugin ID in %s: is this process a Docker managed plugin?", cgroupFile)
+		return "", fmt.Errorf("no plugin ID in %s: is this process a Docker managed plugin?", strings.Join(selfFiles, " or "))
 	}
-	id := ids[len(ids)-1]
 	plugins, err := e.docker.PluginList(ctx, filters.Args{})
 	if err != nil {
 		return "", fmt.Errorf("cannot list the engine's plugins: %w", err)
 	}
 	for _, p := range plugins {
-		if p.ID == id {
+		if ids[p.ID] {
 			return p.Name, nil
 		}
 	}
-	return "", fmt.Errorf("the engine has no plugin with this plugin's ID %.12s", id)
+	return "", errors.New("no plugin of the engine's has this plugin's ID")
 }
 
 // sameDriver tells whether a secret's driver name names plugin: the CLI

@@ -1,0 +1,109 @@
+package swarm
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/filters"
+	swarmtypes "github.com/docker/docker/api/types/swarm"
+)
+
+const selfID = "a5fa7e5d06a5cb239e50c3ce085198e28f3a1b3ff5d39710f118a1f82b87ba13"
+
+type serviceDocker struct {
+	DockerAPI
+	updated []swarmtypes.ServiceSpec
+}
+
+func (serviceDocker) PluginList(context.Context, filters.Args) (types.PluginsListResponse, error) {
+	return types.PluginsListResponse{{ID: strings.Repeat("b", 64), Name: "other:latest"}, {ID: selfID, Name: "vault:latest"}}, nil
+}
+
+func (serviceDocker) SecretList(_ context.Context, o swarmtypes.SecretListOptions) ([]swarmtypes.Secret, error) {
+	if o.Filters.Get("label")[0] != "vault.rotate" {
+		return nil, nil
+	}
+	secret := func(id, driver, rotate string) swarmtypes.Secret {
+		s := swarmtypes.Secret{ID: id}
+		s.Spec.Name = id
+		s.Spec.Labels = map[string]string{"vault.rotate": rotate}
+		if driver != "" {
+			s.Spec.Driver = &swarmtypes.Driver{Name: driver}
+		}
+		return s
+	}
+	return []swarmtypes.Secret{secret("mine", "vault", "true"), secret("tagged", "vault:latest", "1"), secret("off", "vault", "false"),
+		secret("other", "other", "true"), secret("native", "", "true")}, nil
+}
+
+func (serviceDocker) ServiceList(context.Context, swarmtypes.ServiceListOptions) ([]swarmtypes.Service, error) {
+	svc := func(id string, secrets ...string) swarmtypes.Service {
+		s := swarmtypes.Service{ID: id}
+		s.Spec.Name = id
+		s.Spec.TaskTemplate.ContainerSpec = &swarmtypes.ContainerSpec{}
+		for _, sec := range secrets {
+			s.Spec.TaskTemplate.ContainerSpec.Secrets = append(s.Spec.TaskTemplate.ContainerSpec.Secrets, &swarmtypes.SecretReference{SecretID: sec})
+		}
+		return s
+	}
+	updating := svc("updating", "mine")
+	updating.UpdateStatus = &swarmtypes.UpdateStatus{State: swarmtypes.UpdateStateUpdating}
+	return []swarmtypes.Service{svc("app", "mine", "unrelated"), svc("unrelated", "unrelated"), updating}, nil
+}
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func (serviceDocker) TaskList(_ context.Context, o swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
+	if o.Filters.Get("desired-state")[0] != "running" {
+		return nil, nil
+	}
+	return []swarmtypes.Task{{Meta: swarmtypes.Meta{CreatedAt: t0.Add(time.Minute)}}, {Meta: swarmtypes.Meta{CreatedAt: t0}}}, nil
+}
+
+func (serviceDocker) ServiceInspectWithRaw(_ context.Context, id string, _ swarmtypes.ServiceInspectOptions) (swarmtypes.Service, []byte, error) {
+	s := swarmtypes.Service{ID: id}
+	s.Spec.Name = id
+	s.Spec.TaskTemplate.ForceUpdate = 4
+	return s, nil, nil
+}
+
+func (d *serviceDocker) ServiceUpdate(_ context.Context, _ string, _ swarmtypes.Version, spec swarmtypes.ServiceSpec, _ swarmtypes.ServiceUpdateOptions) (swarmtypes.ServiceUpdateResponse, error) {
+	d.updated = append(d.updated, spec)
+	return swarmtypes.ServiceUpdateResponse{}, nil
+}
+
+func TestRotationCalls(t *testing.T) {
+	d := &serviceDocker{}
+	e := NewEngine(d)
+	ctx := context.Background()
+
+	mountinfo := filepath.Join(t.TempDir(), "mountinfo")
+	os.WriteFile(mountinfo, []byte("78 47 254:0 /var/lib/docker/plugins/"+selfID+"/rootfs / rw - ext4 /dev/vda rw\n"), 0o600)
+	selfFiles = []string{mountinfo, "/nonexistent"}
+	if name, err := e.PluginName(ctx); name != "vault:latest" || err != nil {
+		t.Errorf("PluginName: %q %v", name, err)
+	}
+
+	secrets, err := e.RotatingSecrets(ctx, "vault:latest", "vault.rotate")
+	var names []string
+	for _, s := range secrets {
+		names = append(names, s.Name)
+	}
+	if err != nil || strings.Join(names, ",") != "mine,tagged" {
+		t.Errorf("RotatingSecrets: %v %v", names, err)
+	}
+
+	services, err := e.ServicesUsing(ctx, []string{"mine"})
+	if err != nil || len(services) != 2 || services[0].Name != "app" || !services[0].Oldest.Equal(t0) || !services[0].Settled() || services[1].Settled() {
+		t.Errorf("ServicesUsing: %+v %v", services, err)
+	}
+
+	if err := e.ForceUpdate(ctx, "app"); err != nil || len(d.updated) != 1 || d.updated[0].TaskTemplate.ForceUpdate != 5 {
+		t.Errorf("ForceUpdate: %+v %v", d.updated, err)
+	}
+}
