@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -285,6 +286,10 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		testRotation(t, f, mark)
 	})
 
+	t.Run("rotation in a stack: a redeploy of the same compose file after a rotation rolls nothing", func(t *testing.T) {
+		testRotationStack(t, f)
+	})
+
 	t.Run("token churn: tasks that exit and restart leave no token in Vault", func(t *testing.T) {
 		// make bench runs 1,000 over 10 replicas (CHURN_LIFETIMES, CHURN_REPLICAS).
 		lifetimes, replicas := envInt(t, "CHURN_LIFETIMES", 30), envInt(t, "CHURN_REPLICAS", 3)
@@ -446,5 +451,86 @@ func testRotation(t *testing.T, f *fixture, mark int64) {
 	}
 	if n := strings.Count(logSince(t, mark), "rotation: rolling the service"); n != 2 {
 		t.Errorf("%d rollout lines in dockerd's log, want 2", n)
+	}
+}
+
+// testRotationStack deploys a stack whose secret rotates, rotates it, and
+// deploys the same file again: the CLI keeps the service's force counter,
+// so nothing rolls.
+func testRotationStack(t *testing.T, f *fixture) {
+	ctx := context.Background()
+	path := run + "/rotstack"
+	pw := "rotstack-1-" + randHex(6)
+	f.issue(pw)
+	if _, err := f.root.KVv2("secret").Put(ctx, path, map[string]any{"pw": pw}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.root.KVv2("secret").DeleteMetadata(ctx, path) })
+	stack := run + "rs"
+	service := stack + "_app"
+	f.putPolicy(t, service, readRules("secret/data/"+path))
+	compose := filepath.Join(t.TempDir(), "stack.yml")
+	if err := os.WriteFile(compose, []byte(fmt.Sprintf(`version: "3.8"
+services:
+  app:
+    image: %s
+    command: ["sleep", "3600"]
+    secrets: [pw]
+    networks: [hostnet]
+    deploy:
+      replicas: 2
+      update_config: {parallelism: 1, order: start-first}
+networks:
+  hostnet: {external: true, name: host}
+secrets:
+  pw:
+    driver: %s
+    labels: {vault.path: secret/%s, vault.field: pw, vault.rotate: "true"}
+`, testImage, pluginName, path)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	docker(t, "stack", "deploy", "--compose-file", compose, stack)
+	t.Cleanup(func() {
+		tryDocker("stack", "rm", stack)
+		waitGone(t, "label=com.docker.stack.namespace="+stack)
+	})
+	waitRunning(t, service, 2)
+
+	pw = "rotstack-2-" + randHex(6)
+	f.issue(pw)
+	if _, err := f.root.KVv2("secret").Put(ctx, path, map[string]any{"pw": pw}); err != nil {
+		t.Fatal(err)
+	}
+	var rolled []string
+	waitFor(t, "both tasks to hold the new value", 2*time.Minute, func() (bool, string) {
+		rolled = runningContainers(t, service)
+		if len(rolled) != 2 {
+			return false, taskStates(service)
+		}
+		for _, id := range rolled {
+			if out, err := tryDocker("exec", id, "cat", "/run/secrets/pw"); err != nil || out != pw {
+				return false, taskStates(service)
+			}
+		}
+		return true, ""
+	})
+	force := func() string {
+		return strings.TrimSpace(docker(t, "service", "inspect", "-f", "{{.Spec.TaskTemplate.ForceUpdate}}", service))
+	}
+	waitFor(t, "the rollout to settle", time.Minute, func() (bool, string) {
+		st := strings.TrimSpace(docker(t, "service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", service))
+		return st == "completed", st
+	})
+	before := force()
+	docker(t, "stack", "deploy", "--compose-file", compose, stack)
+	time.Sleep(3 * rotationInterval)
+	if got := force(); got != before || before != "1" {
+		t.Errorf("force counter %s before the redeploy, %s after: want 1 and 1", before, got)
+	}
+	slices.Sort(rolled)
+	now := runningContainers(t, service)
+	slices.Sort(now)
+	if !slices.Equal(now, rolled) {
+		t.Errorf("the redeploy replaced the tasks: %v, then %v", rolled, now)
 	}
 }
