@@ -249,7 +249,7 @@ func TestCluster(t *testing.T) {
 	settings := func(i int) []string {
 		return []string{"VAULT_ADDR=http://127.0.0.1:8200", "VAULT_TOKEN_FILE=/run/swarmvault/token", "TOKEN_ROLE=" + f.role,
 			"LOG_LEVEL=debug", "credentials.source=" + creds, fmt.Sprintf("docker-socket.source=/run/svn%d/docker.sock", i),
-			"STATE_PATH=" + f.statePath, "LIFECYCLE_INTERVAL=" + lifecycleInterval.String()}
+			"STATE_PATH=" + f.statePath, "LIFECYCLE_INTERVAL=" + lifecycleInterval.String(), "ROTATION_INTERVAL=" + rotationInterval.String()}
 	}
 	// A current engine installs the plugin pinned by digest, as the README
 	// says. Engine 20.10 crashes (a panic in its plugin fetch) on an
@@ -808,6 +808,64 @@ secrets:
 		}
 		bed(t, "start", strconv.Itoa(l))
 		waitManagers(t, len(all))
+	})
+
+	t.Run("rotation: the leader killed right after a new version is written, the new leader rolls the service once", func(t *testing.T) {
+		ctx := context.Background()
+		path := run + "/rot"
+		put := func(pw string) {
+			t.Helper()
+			f.issue(pw)
+			if _, err := f.root.KVv2("secret").Put(ctx, path, map[string]any{"pw": pw}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put("crot-1-" + randHex(6))
+		t.Cleanup(func() { f.root.KVv2("secret").DeleteMetadata(ctx, path) })
+		svc, sec := run+"-rot", run+"_rot"
+		f.putPolicy(t, svc, readRules("secret/data/"+path))
+		l := leader(t)
+		on(t, l, "secret", "create", "--driver", clusterAlias, "--label", "vault.path=secret/"+path, "--label", "vault.field=pw", "--label", "vault.rotate=true", sec)
+		on(t, l, "service", "create", "--detach", "--name", svc, "--replicas", "3", "--network", "host", "--update-order", "start-first",
+			"--secret", sec, testImage, "sleep", "3600")
+		t.Cleanup(func() { tryOn(leader(t), "service", "rm", svc) })
+		waitTasks(t, l, svc, 3)
+		marks := map[int]int64{}
+		for _, i := range all {
+			marks[i] = nodeLogSize(t, i)
+		}
+		pw := "crot-2-" + randHex(6)
+		put(pw)
+		bed(t, "kill", strconv.Itoa(l))
+		newLeader := waitLeaderOtherThan(t, l)
+		bed(t, "start", strconv.Itoa(l))
+		waitManagers(t, len(all))
+		var tasks []clusterTask
+		waitFor(t, "every task to hold the new value", 3*time.Minute, func() (bool, string) {
+			tasks = runningTasks(t, newLeader, svc)
+			if len(tasks) != 3 {
+				return false, fmt.Sprintf("%d tasks", len(tasks))
+			}
+			for _, task := range tasks {
+				if got, err := tryOn(task.nodeIndex, "exec", task.container, "cat", "/run/secrets/"+sec); err != nil || got != pw {
+					return false, "old value on node " + strconv.Itoa(task.nodeIndex)
+				}
+			}
+			return true, ""
+		})
+		waitFor(t, "the rollout to settle", time.Minute, func() (bool, string) {
+			st := strings.TrimSpace(on(t, newLeader, "service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", svc))
+			return st == "completed", st
+		})
+		time.Sleep(2 * rotationInterval)
+		if got := strings.TrimSpace(on(t, newLeader, "service", "inspect", "-f", "{{.Spec.TaskTemplate.ForceUpdate}}", svc)); got != "1" {
+			t.Errorf("the service was forced %s times, want once", got)
+		}
+		for _, i := range all {
+			if nodeLogHas(t, i, marks[i], "rotation: rolling the service") {
+				t.Logf("node %d's plugin rolled the service (node %d was killed, node %d led next)", i, l, newLeader)
+			}
+		}
 	})
 
 	t.Run("Vault restarted empty: with its token file rewritten, the plugin logs in again and serves", func(t *testing.T) {
