@@ -811,17 +811,8 @@ secrets:
 	})
 
 	t.Run("rotation: the leader killed right after a new version is written, the new leader rolls the service once", func(t *testing.T) {
-		ctx := context.Background()
 		path := run + "/rot"
-		put := func(pw string) {
-			t.Helper()
-			f.issue(pw)
-			if _, err := f.root.KVv2("secret").Put(ctx, path, map[string]any{"pw": pw}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		put("crot-1-" + randHex(6))
-		t.Cleanup(func() { f.root.KVv2("secret").DeleteMetadata(ctx, path) })
+		f.putPassword(t, path, "crot-1-"+randHex(6))
 		svc, sec := run+"-rot", run+"_rot"
 		f.putPolicy(t, svc, readRules("secret/data/"+path))
 		l := leader(t)
@@ -835,7 +826,7 @@ secrets:
 			marks[i] = nodeLogSize(t, i)
 		}
 		pw := "crot-2-" + randHex(6)
-		put(pw)
+		f.putPassword(t, path, pw)
 		bed(t, "kill", strconv.Itoa(l))
 		newLeader := waitLeaderOtherThan(t, l)
 		bed(t, "start", strconv.Itoa(l))

@@ -367,21 +367,24 @@ func envInt(t *testing.T, name string, def int) int {
 	return n
 }
 
+// putPassword writes {"pw": pw} as a new version of secret/<path> (KV v2),
+// records pw as issued, and removes every version when the test ends.
+func (f *fixture) putPassword(t *testing.T, path, pw string) {
+	t.Helper()
+	f.issue(pw)
+	if _, err := f.root.KVv2("secret").Put(context.Background(), path, map[string]any{"pw": pw}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.root.KVv2("secret").DeleteMetadata(context.Background(), path) })
+}
+
 // testRotation writes new versions of a vault.rotate secret and watches the
 // swarm roll the service that uses it, and leave alone one that does not
 // opt in.
 func testRotation(t *testing.T, f *fixture, mark int64) {
-	ctx := context.Background()
 	path := run + "/rot"
-	put := func(pw string) {
-		t.Helper()
-		f.issue(pw)
-		if _, err := f.root.KVv2("secret").Put(ctx, path, map[string]any{"pw": pw}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	put := func(pw string) { f.putPassword(t, path, pw) }
 	put("rot-1-" + randHex(6))
-	t.Cleanup(func() { f.root.KVv2("secret").DeleteMetadata(ctx, path) })
 	service, plain := run+"-rot", run+"-norot"
 	secret, plainSecret := run+"_rot", run+"_norot"
 	f.putPolicy(t, service, readRules("secret/data/"+path))
@@ -458,14 +461,9 @@ func testRotation(t *testing.T, f *fixture, mark int64) {
 // deploys the same file again: the CLI keeps the service's force counter,
 // so nothing rolls.
 func testRotationStack(t *testing.T, f *fixture) {
-	ctx := context.Background()
 	path := run + "/rotstack"
 	pw := "rotstack-1-" + randHex(6)
-	f.issue(pw)
-	if _, err := f.root.KVv2("secret").Put(ctx, path, map[string]any{"pw": pw}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.root.KVv2("secret").DeleteMetadata(ctx, path) })
+	f.putPassword(t, path, pw)
 	stack := run + "rs"
 	service := stack + "_app"
 	f.putPolicy(t, service, readRules("secret/data/"+path))
@@ -497,10 +495,7 @@ secrets:
 	waitRunning(t, service, 2)
 
 	pw = "rotstack-2-" + randHex(6)
-	f.issue(pw)
-	if _, err := f.root.KVv2("secret").Put(ctx, path, map[string]any{"pw": pw}); err != nil {
-		t.Fatal(err)
-	}
+	f.putPassword(t, path, pw)
 	var rolled []string
 	waitFor(t, "both tasks to hold the new value", 2*time.Minute, func() (bool, string) {
 		rolled = runningContainers(t, service)
