@@ -242,34 +242,44 @@ func logDelivered(entry *logrus.Entry, plan Plan, start time.Time) {
 // same policies for half its TTL: Swarm gives such a value to every task of
 // the node anyway, so a token per task would only cost a round trip.
 func (p *Provider) kvValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
-	key := strings.Join(policies, ",")
 	// At most two tries: the second only when a shared token turned out to
 	// be dead (the plugin's token, its parent, was revoked or replaced).
 	for try := 0; ; try++ {
-		client, cached := (*api.Client)(nil), false
-		if plan.Reuse && try == 0 {
-			client, cached = p.readTokens.get(key)
-		}
-		if !cached {
-			s, err := p.mint(ctx, req, policies, readToken, p.opts.ReadTokenTTL, 0)
-			if err != nil {
-				return nil, err
-			}
-			if client, err = p.withToken(s.Auth.ClientToken); err != nil {
-				return nil, err
-			}
-			if plan.Reuse {
-				// Half the TTL Vault granted, which may be less than asked.
-				p.readTokens.put(key, client, time.Duration(s.Auth.LeaseDuration)*time.Second/2)
-			}
+		client, cached, err := p.readClient(ctx, req, policies, plan.Reuse, plan.Reuse && try == 0)
+		if err != nil {
+			return nil, err
 		}
 		value, err := p.readKV(ctx, client, plan)
 		if cached && errors.Is(err, errInvalidToken) {
-			p.readTokens.drop(key)
+			p.readTokens.drop(strings.Join(policies, ","))
 			continue
 		}
 		return value, err
 	}
+}
+
+// readClient returns a client that reads with a batch token of policies:
+// with fromCache, one kept for the policy set if there is one (cached says
+// so); else a new one, kept for the policy set when keep is set.
+func (p *Provider) readClient(ctx context.Context, req Request, policies []string, keep, fromCache bool) (client *api.Client, cached bool, err error) {
+	key := strings.Join(policies, ",")
+	if fromCache {
+		if client, ok := p.readTokens.get(key); ok {
+			return client, true, nil
+		}
+	}
+	s, err := p.mint(ctx, req, policies, readToken, p.opts.ReadTokenTTL, 0)
+	if err != nil {
+		return nil, false, err
+	}
+	if client, err = p.withToken(s.Auth.ClientToken); err != nil {
+		return nil, false, err
+	}
+	if keep {
+		// Half the TTL Vault granted, which may be less than asked.
+		p.readTokens.put(key, client, time.Duration(s.Auth.LeaseDuration)*time.Second/2)
+	}
+	return client, false, nil
 }
 
 // taskTokenFor mints an orphan service token for the task: the token a

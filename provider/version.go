@@ -37,17 +37,9 @@ func (p *Provider) CurrentVersion(ctx context.Context, req Request) (Version, er
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	key := strings.Join(policies, ",")
-	client, cached := p.readTokens.get(key)
-	if !cached {
-		s, err := p.mint(ctx, req, policies, readToken, p.opts.ReadTokenTTL, 0)
-		if err != nil {
-			return Version{}, err
-		}
-		if client, err = p.withToken(s.Auth.ClientToken); err != nil {
-			return Version{}, err
-		}
-		p.readTokens.put(key, client, time.Duration(s.Auth.LeaseDuration)*time.Second/2)
+	client, _, err := p.readClient(ctx, req, policies, true, true)
+	if err != nil {
+		return Version{}, err
 	}
 	return p.kvVersion(ctx, client, plan)
 }
