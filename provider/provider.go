@@ -401,8 +401,8 @@ func (p *Provider) fail(entry *logrus.Entry, req Request, err error) secrets.Res
 		// Expected during every failover and node reconnect: at error
 		// level it would read as an outage.
 		entry.Info(msg)
-		return secrets.Response{Err: msg, DoNotReuse: true}
+	} else {
+		entry.Error(msg)
 	}
-	entry.Error(msg)
 	return secrets.Response{Err: msg, DoNotReuse: true}
 }
