@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
+	"github.com/swarmvault/swarmvault/provider"
 	"github.com/swarmvault/swarmvault/swarm"
 )
 
@@ -199,7 +200,7 @@ func (l *Loop) renew(ctx context.Context, h *held) error {
 			return l.forgetRecord(ctx, h)
 		}
 		if err != nil {
-			return fmt.Errorf("cannot renew the token: %s", short(err))
+			return fmt.Errorf("cannot renew the token: %s", provider.ErrorText(err))
 		}
 		if s == nil || s.Auth == nil {
 			return errors.New("Vault's answer to a token renewal has no auth")
@@ -220,11 +221,11 @@ func (l *Loop) renew(ctx context.Context, h *held) error {
 		if isStatus(err, http.StatusBadRequest) {
 			// Not found or not renewable: it ends at its expiry, or ended.
 			h.leaseCapped = true
-			entry.Warnf("task lifecycle: the task's lease can no longer be renewed (%s): docker service update --force %s gives the service's tasks new credentials", short(err), h.ServiceName)
+			entry.Warnf("task lifecycle: the task's lease can no longer be renewed (%s): docker service update --force %s gives the service's tasks new credentials", provider.ErrorText(err), h.ServiceName)
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("cannot renew the lease: %s", short(err))
+			return fmt.Errorf("cannot renew the lease: %s", provider.ErrorText(err))
 		}
 		extend(&h.leaseUntil, time.Duration(s.LeaseDuration)*time.Second, h.LeaseTTL, &h.leaseCapped)
 		if h.leaseCapped && !h.leaseWarned {
@@ -255,7 +256,7 @@ func (l *Loop) revoke(ctx context.Context, h *held, why string) error {
 		return l.vault.Auth().Token().RevokeAccessorWithContext(ctx, h.Accessor)
 	})
 	if err != nil && !gone(err) {
-		return fmt.Errorf("cannot revoke the token: %s", short(err))
+		return fmt.Errorf("cannot revoke the token: %s", provider.ErrorText(err))
 	}
 	if err := l.forgetRecord(ctx, h); err != nil {
 		return err

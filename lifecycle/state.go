@@ -121,7 +121,7 @@ func (s *Store) where(ctx context.Context) (kvPath, error) {
 		if isStatus(err, http.StatusForbidden) {
 			return kvPath{}, fmt.Errorf("STATE_PATH=%s is on no mount the plugin's token may use: grant its policy the paths the README lists for STATE_PATH, or fix the setting", s.path)
 		}
-		return kvPath{}, fmt.Errorf("cannot find the mount of STATE_PATH=%s: %s", s.path, short(err))
+		return kvPath{}, fmt.Errorf("cannot find the mount of STATE_PATH=%s: %s", s.path, provider.ErrorText(err))
 	}
 	var mount, typ string
 	var opts map[string]any
@@ -284,7 +284,7 @@ func (s *Store) Check(ctx context.Context) error {
 	for _, n := range needs {
 		have, err := s.vault.Sys().CapabilitiesSelfWithContext(ctx, n.path)
 		if err != nil {
-			return fmt.Errorf("cannot check the plugin's capabilities on STATE_PATH=%s: %s", s.path, short(err))
+			return fmt.Errorf("cannot check the plugin's capabilities on STATE_PATH=%s: %s", s.path, provider.ErrorText(err))
 		}
 		if slices.Contains(have, "root") {
 			continue
@@ -305,23 +305,7 @@ func (s *Store) failed(op string, err error) error {
 	if isStatus(err, http.StatusForbidden) {
 		return fmt.Errorf("the plugin's token may not %s under STATE_PATH=%s: grant its policy the paths the README lists for STATE_PATH", op, s.path)
 	}
-	return fmt.Errorf("cannot %s under STATE_PATH=%s: %s", op, s.path, short(err))
-}
-
-// short is a Vault error in one line: the client's own text spans several
-// and repeats the URL.
-func short(err error) string {
-	var re *api.ResponseError
-	if errors.As(err, &re) {
-		if len(re.Errors) == 0 {
-			return fmt.Sprintf("Vault answered HTTP %d", re.StatusCode)
-		}
-		return fmt.Sprintf("Vault answered HTTP %d: %s", re.StatusCode, strings.Join(re.Errors, "; "))
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "Vault did not answer in time"
-	}
-	return strings.ReplaceAll(err.Error(), "\n", " ")
+	return fmt.Errorf("cannot %s under STATE_PATH=%s: %s", op, s.path, provider.ErrorText(err))
 }
 
 func isStatus(err error, code int) bool {

@@ -396,7 +396,7 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 }
 
 func (p *Provider) fail(entry *logrus.Entry, req Request, err error) secrets.Response {
-	msg := oneLine(fmt.Sprintf("secret %s: %s", req.SecretName, errText(err)))
+	msg := oneLine(fmt.Sprintf("secret %s: %s", req.SecretName, ErrorText(err)))
 	if errors.Is(err, ErrRefetch) {
 		// Expected during every failover and node reconnect: at error
 		// level it would read as an outage.

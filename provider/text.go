@@ -105,10 +105,10 @@ func vaultErrors(re *api.ResponseError) string {
 	return strings.Join(parts, "; ")
 }
 
-// errText is err's text for an error sentence, with a Vault response error
+// ErrorText is err's text for an error sentence, with a Vault response error
 // in it shown as its status and causes: api.ResponseError's own text spans
 // lines and repeats the method and URL.
-func errText(err error) string {
+func ErrorText(err error) string {
 	var re *api.ResponseError
 	if !errors.As(err, &re) {
 		return err.Error()

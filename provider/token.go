@@ -120,7 +120,7 @@ func (p *Provider) checkOrphan(ctx context.Context, accessor string) error {
 		if isForbidden(err) {
 			return fmt.Errorf("the plugin's token may not look up the accessor of a wrapped task token: grant it update on auth/token/lookup-accessor, needed with TOKEN_ROLE and vault.wrap to check the role makes orphans")
 		}
-		return fmt.Errorf("cannot look up a wrapped task token's accessor: %s", errText(err))
+		return fmt.Errorf("cannot look up a wrapped task token's accessor: %s", ErrorText(err))
 	}
 	if orphan, _ := s.Data["orphan"].(bool); !orphan {
 		p.revokeQuietly(accessor, "a task token minted by a TOKEN_ROLE that is not orphan")
@@ -244,7 +244,7 @@ func (p *Provider) revokeQuietly(accessor, what string) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
 	defer cancel()
 	if err := p.vault.Auth().Token().RevokeAccessorWithContext(ctx, accessor); err != nil {
-		p.log.Warnf("could not revoke %s: %s", what, errText(err))
+		p.log.Warnf("could not revoke %s: %s", what, ErrorText(err))
 	}
 }
 

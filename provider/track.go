@@ -65,6 +65,6 @@ func (p *Provider) track(ctx context.Context, req Request, c Credentials) {
 	}
 	if err := p.opts.Tracker.Issued(ctx, req, c); err != nil {
 		p.log.WithFields(logrus.Fields{"secret": req.SecretName, "service": req.ServiceName, "task_id": req.TaskID}).
-			Warnf("credentials issued but not recorded, so they live for their TTL whatever happens to the task: %s", errText(err))
+			Warnf("credentials issued but not recorded, so they live for their TTL whatever happens to the task: %s", ErrorText(err))
 	}
 }
