@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
-	"github.com/hashicorp/vault/api"
 
 	"github.com/swarmvault/swarmvault/swarm"
 )
@@ -219,15 +218,7 @@ func TestCluster(t *testing.T) {
 	// and every manager installs that digest.
 	var digest string
 	for round := range 2 {
-		cmd := exec.Command("make", "-C", "..", "push", "REGISTRY="+registry, "TAG="+run+"-"+strconv.Itoa(round))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("make push: %v\n%s", err, out)
-		}
-		b, err := os.ReadFile(filepath.Join("..", "bin", "push-amd64.digest"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		d := strings.TrimSpace(string(b))
+		d := push(t, "TAG="+run+"-"+strconv.Itoa(round))
 		if round == 1 && d != digest {
 			t.Fatalf("two make push runs of one commit gave %s and %s", digest, d)
 		}
@@ -501,15 +492,7 @@ secrets:
 
 	t.Run("upgrade one manager at a time, the leader last, while a service keeps starting tasks", func(t *testing.T) {
 		// The new version: another build of this commit, so another digest.
-		cmd := exec.Command("make", "-C", "..", "push", "REGISTRY="+registry, "TAG="+run+"-next", "VERSION="+run+"-next")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("make push: %v\n%s", err, out)
-		}
-		b, err := os.ReadFile(filepath.Join("..", "bin", "push-amd64.digest"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		next := strings.TrimSpace(string(b))
+		next := push(t, "TAG="+run+"-next", "VERSION="+run+"-next")
 		nextRootfs := rootfsOf(t, next)
 		if nextRootfs == wantRootfs {
 			t.Fatal("the new version has the old rootfs")
@@ -651,15 +634,7 @@ secrets:
 			"--secret", secret, "--secret", tokenSecret, testImage, "sleep", "3600")
 		waitTasks(t, l, svc, n)
 
-		auditLog, err := filepath.Abs(filepath.Join("..", ".e2e", "audit-"+run+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		device := run + "-audit"
-		if err := f.root.Sys().EnableAuditWithOptions(device, &api.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": auditLog}}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.root.Sys().DisableAudit(device); os.Remove(auditLog) })
+		auditLog := f.enableAudit(t)
 
 		onDead := 0
 		before := map[string]bool{}
@@ -899,6 +874,21 @@ secrets:
 			t.Fatal("no node's log has the plugin's lines: the check would prove nothing")
 		}
 	})
+}
+
+// push runs make push to the bed's registry with the given make variables
+// and returns the manifest digest it pushed.
+func push(t *testing.T, vars ...string) string {
+	t.Helper()
+	cmd := exec.Command("make", append([]string{"-C", "..", "push", "REGISTRY=" + registry}, vars...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make push: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join("..", "bin", "push-amd64.digest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // rootfsOf is the rootfs diff ID of the plugin a manifest digest names,

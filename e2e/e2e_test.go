@@ -162,6 +162,22 @@ func vaultFixtureAt(t *testing.T, addr, tokenFile string) *fixture {
 	return f
 }
 
+// enableAudit turns on a file audit device for the rest of the test and
+// returns its file, to count or find what Vault was asked.
+func (f *fixture) enableAudit(t *testing.T) string {
+	t.Helper()
+	auditLog, err := filepath.Abs(filepath.Join("..", ".e2e", "audit-"+run+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	device := run + "-audit"
+	if err := f.root.Sys().EnableAuditWithOptions(device, &api.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": auditLog}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.root.Sys().DisableAudit(device); os.Remove(auditLog) })
+	return auditLog
+}
+
 // lifecycleRules are the README's policy lines for the task lifecycle with
 // STATE_PATH statePath on the KV v2 mount secret/.
 func lifecycleRules(statePath string) string {
@@ -499,15 +515,7 @@ func TestSwarm(t *testing.T) {
 			}
 			f.servicePolicy(t, svc, "secret/data/"+run+"/"+svc+"/*")
 		}
-		auditLog, err := filepath.Abs(filepath.Join("..", ".e2e", "audit-"+run+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		device := run + "-audit"
-		if err := f.root.Sys().EnableAuditWithOptions(device, &api.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": auditLog}}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.root.Sys().DisableAudit(device); os.Remove(auditLog) })
+		auditLog := f.enableAudit(t)
 
 		createDriverSecret(t, a+"_pw", map[string]string{"vault.path": "secret/" + run + "/" + a + "/db", "vault.field": "password"})
 		createDriverSecret(t, b+"_pw", map[string]string{"vault.path": "secret/" + run + "/" + b + "/db", "vault.field": "password"})
