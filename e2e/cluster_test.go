@@ -644,10 +644,18 @@ secrets:
 				onDead++
 			}
 		}
+		// The marks are taken before the kill: the new leader's dispatcher
+		// may re-send the running tasks' secrets before the test sees who
+		// leads, and leadership may move once more on the way.
+		marks := map[int]int64{}
+		for _, i := range all {
+			if i != l {
+				marks[i] = nodeLogSize(t, i)
+			}
+		}
 		start := time.Now()
 		bed(t, "kill", strconv.Itoa(l))
 		newLeader := waitLeaderOtherThan(t, l)
-		mark := nodeLogSize(t, newLeader)
 		started := 0
 		for _, task := range waitTasksOff(t, newLeader, svc, n, l) {
 			if !before[task.id] {
@@ -671,18 +679,20 @@ secrets:
 			t.Errorf("Vault calls after the failover %+v, want %+v: one token and one read per new task, none for the %d tasks that kept running", c, want, n-onDead)
 		}
 		refused := 0
-		b, _ := os.ReadFile(nodeLog(newLeader))
-		for _, line := range strings.Split(string(b[mark:]), "\n") {
-			if strings.Contains(line, "not issued again") {
-				refused++
-				if strings.Contains(line, "level=error") {
-					t.Errorf("a refused re-fetch logged at error level: %s", line)
+		for i, mark := range marks {
+			b, _ := os.ReadFile(nodeLog(i))
+			for _, line := range strings.Split(string(b[mark:]), "\n") {
+				if strings.Contains(line, "not issued again") {
+					refused++
+					if strings.Contains(line, "level=error") {
+						t.Errorf("node %d logged a refused re-fetch at error level: %s", i, line)
+					}
 				}
 			}
 		}
-		t.Logf("the new leader refused %d re-fetches", refused)
+		t.Logf("the surviving managers refused %d re-fetches (node %d leads now)", refused, newLeader)
 		if refused == 0 {
-			t.Errorf("the new leader's log shows no refused re-fetch: the count above would prove nothing")
+			t.Errorf("no surviving manager's log shows a refused re-fetch: the count above would prove nothing")
 		}
 		bed(t, "start", strconv.Itoa(l))
 		waitManagers(t, len(all))
