@@ -123,6 +123,7 @@ func realMain() error {
 		AllowedTypes: cfg.AllowedTypes,
 		Tracker:      tracker,
 		Rotation:     engineErr == nil,
+		Lifecycle:    loop != nil,
 	})
 	if engineErr == nil {
 		// Rotation needs the Docker socket only: it compares Vault's

@@ -221,6 +221,10 @@ type fakeSwarm struct {
 	leader bool
 	tasks  map[string]swarm.TaskState
 	err    error // the engine does not answer
+	// forced: the services rolled; unsettled: those whose update has not
+	// settled, by state.
+	forced    []string
+	unsettled map[string]swarmtypes.UpdateState
 }
 
 func (f *fakeSwarm) IsLeader(context.Context) (bool, error) {
@@ -247,6 +251,18 @@ func (f *fakeSwarm) Task(_ context.Context, id string) (swarm.TaskState, bool, e
 	defer f.mu.Unlock()
 	st, ok := f.tasks[id]
 	return st, ok, nil
+}
+
+// ForceUpdate records the services rolled; a service named in unsettled
+// is refused as one whose update has not settled.
+func (f *fakeSwarm) ForceUpdate(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.unsettled[id]; ok {
+		return &swarm.UnsettledError{Service: swarm.Service{ID: id, Name: id, Update: st, UpdateMessage: "update paused due to failure"}}
+	}
+	f.forced = append(f.forced, id)
+	return nil
 }
 
 func (f *fakeSwarm) set(id string, state string) {
@@ -430,6 +446,70 @@ func TestLoopReportsATokenAtItsMaxTTL(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "reaches its max TTL"); n != 1 {
 		t.Errorf("%d max-TTL warnings, want 1:\n%s", n, logs.String())
+	}
+}
+
+// vault.rotate credentials at their max TTL roll their service, once
+// however many of its tasks hold them, and are not warned of; others are
+// warned of. A service whose last update failed is left alone until it
+// settles.
+func TestLoopRollsServicesBeforeTheirCredentialsEnd(t *testing.T) {
+	b := newBed(t, false, nil)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	sw := &fakeSwarm{leader: true, tasks: map[string]swarm.TaskState{},
+		unsettled: map[string]swarmtypes.UpdateState{"svc-paused": swarmtypes.UpdateStatePaused}}
+	tr := NewTracker(sw, NewStore(b.plugin, b.mount+"/state"), log)
+	issue := func(task, service string, rotate bool) {
+		t.Helper()
+		s, err := b.root.Auth().Token().CreateOrphan(&api.TokenCreateRequest{Policies: []string{"default"}, TTL: "20s", ExplicitMaxTTL: "21s"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sw.set(task, "running")
+		req := request(task, "db")
+		req.ServiceID, req.ServiceName = service, service+"-name"
+		if err := tr.Issued(ctx, req, provider.Credentials{Accessor: s.Auth.Accessor, TokenTTL: 20 * time.Second, Rotate: rotate}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	issue("dddddddddddddddddddddddd1", "svc-rot", true)
+	issue("dddddddddddddddddddddddd2", "svc-rot", true)
+	issue("dddddddddddddddddddddddd3", "svc-plain", false)
+	issue("dddddddddddddddddddddddd4", "svc-paused", true)
+	// Another leader's record: rotate survives STATE_PATH.
+	if r, found, err := tr.store.Get(ctx, "dddddddddddddddddddddddd1", "db"); err != nil || !found || !r.Rotate {
+		t.Fatalf("the record in STATE_PATH: %+v %v %v", r, found, err)
+	}
+	time.Sleep(2 * time.Second) // less than the TTL is left to the max
+	loop := NewLoop(tr, sw, b.plugin, log)
+	loop.Interval = 10 * time.Second // due at once: 20s TTL, two rounds to spare
+	for round := range 3 {
+		if round == 2 {
+			sw.mu.Lock()
+			delete(sw.unsettled, "svc-paused")
+			sw.mu.Unlock()
+		}
+		if err := loop.Round(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fmt.Sprint(sw.forced); got != "[svc-rot svc-paused]" {
+		t.Errorf("rolled %s, want svc-rot at the first round and svc-paused once it settled", got)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "reaches its max TTL"); n != 1 || !strings.Contains(out, "docker service update --force svc-plain-name") {
+		t.Errorf("%d max-TTL warnings, want 1, for svc-plain:\n%s", n, out)
+	}
+	if n := strings.Count(out, "rotation: rolling the service"); n != 2 ||
+		!strings.Contains(out, "the credentials of secret db end at ") ||
+		!strings.Contains(out, "and 1 other tasks)\" service=svc-rot-name") {
+		t.Errorf("want one rollout line for svc-rot (two tasks) and one for svc-paused:\n%s", out)
+	}
+	if n := strings.Count(out, "last rollout failed"); n != 1 {
+		t.Errorf("%d lines for the paused update, want 1:\n%s", n, out)
 	}
 }
 

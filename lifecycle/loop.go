@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,10 +29,12 @@ const DefaultInterval = 30 * time.Second
 // hundreds of tasks is revoked in seconds without a burst against Vault.
 const workers = 8
 
-// Swarm is what the Loop asks the Docker engine; *swarm.Engine implements it.
+// Swarm is what the Loop asks the Docker engine; *swarm.Engine implements
+// it. ForceUpdate rolls a service whose vault.rotate credentials end.
 type Swarm interface {
 	IsLeader(ctx context.Context) (bool, error)
 	Tasks(ctx context.Context) (map[string]swarm.TaskState, error)
+	Forcer
 }
 
 // Loop renews the credentials of running tasks and revokes those of ended
@@ -47,12 +50,14 @@ type Loop struct {
 	Timeout time.Duration
 
 	checked, leading, loaded bool
+	rollouts                 *rollouts
 }
 
 // NewLoop returns the leader loop over the tracker's records. vault carries
 // the plugin's own token, which renews and revokes by accessor and lease ID.
 func NewLoop(tracker *Tracker, sw Swarm, vault *api.Client, log logrus.FieldLogger) *Loop {
-	return &Loop{tracker: tracker, swarm: sw, vault: vault, log: log, Interval: DefaultInterval, Timeout: 10 * time.Second}
+	return &Loop{tracker: tracker, swarm: sw, vault: vault, log: log, Interval: DefaultInterval, Timeout: 10 * time.Second,
+		rollouts: newRollouts(sw, log)}
 }
 
 // Run runs rounds until ctx ends. A failed round is one log line and is
@@ -123,7 +128,9 @@ func (l *Loop) Round(ctx context.Context) error {
 	if err := l.call(ctx, func(ctx context.Context) (err error) { tasks, err = l.swarm.Tasks(ctx); return err }); err != nil {
 		return err
 	}
-	return l.reconcile(ctx, tasks)
+	err := l.reconcile(ctx, tasks)
+	l.rollEnding(ctx, tasks)
+	return err
 }
 
 // reconcile renews or revokes each held credential, as its task's state says.
@@ -172,6 +179,69 @@ func (l *Loop) reconcile(ctx context.Context, tasks map[string]swarm.TaskState) 
 	return nil
 }
 
+// rollEnding rolls each service with a running task whose vault.rotate
+// credentials end in sight (a max TTL, a lease Vault does not renew), so
+// that its new tasks hold new credentials before the old ones end: one
+// rollout per service, however many of its tasks are due. Other
+// credentials were warned of when their end came in sight.
+func (l *Loop) rollEnding(ctx context.Context, tasks map[string]swarm.TaskState) {
+	type due struct {
+		name, secret, task string
+		end                time.Time
+		held               []*held
+	}
+	services := map[string]*due{}
+	var ids []string
+	for _, h := range l.tracker.snapshot() {
+		if h.rolled {
+			continue
+		}
+		if st, ok := tasks[h.TaskID]; !ok || st.Ended() {
+			continue // revoked this round, or the next
+		}
+		end, ok := h.ending(l.due)
+		if !ok {
+			continue
+		}
+		if !h.Rotate {
+			// A capped token or lease was warned of as its renewal
+			// found it; a lease Vault does not renew is warned of here.
+			if h.LeaseID != "" && !h.LeaseRenewable && !h.leaseWarned {
+				h.leaseWarned = true
+				l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName}).
+					Warnf("task lifecycle: the task's lease ends at %s and Vault does not renew it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", end.UTC().Format(time.RFC3339), h.ServiceName)
+			}
+			continue
+		}
+		d := services[h.ServiceID]
+		if d == nil {
+			d = &due{name: h.ServiceName}
+			services[h.ServiceID] = d
+			ids = append(ids, h.ServiceID)
+		}
+		if d.end.IsZero() || end.Before(d.end) {
+			d.end, d.secret, d.task = end, h.Secret, h.TaskID
+		}
+		d.held = append(d.held, h)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		d := services[id]
+		why := fmt.Sprintf("the credentials of secret %s end at %s and cannot be renewed past it (task %s", d.secret, d.end.UTC().Format(time.RFC3339), d.task)
+		if n := len(d.held); n > 1 {
+			why += fmt.Sprintf(", and %d other tasks", n-1)
+		}
+		why += ")"
+		var done bool
+		l.call(ctx, func(ctx context.Context) error { done = l.rollouts.roll(ctx, id, d.name, why); return nil })
+		if done {
+			for _, h := range d.held {
+				h.rolled = true
+			}
+		}
+	}
+}
+
 // due tells whether credentials that expire at until, granted for ttl, are
 // to be renewed now: at half their TTL, and always with two rounds to
 // spare, so that one failed round does not let them expire.
@@ -206,9 +276,9 @@ func (l *Loop) renew(ctx context.Context, h *held) error {
 			return errors.New("Vault's answer to a token renewal has no auth")
 		}
 		extend(&h.tokenUntil, time.Duration(s.Auth.LeaseDuration)*time.Second, h.TokenTTL, &h.tokenCapped)
-		if h.tokenCapped && !h.tokenWarned {
+		if h.tokenCapped && !h.tokenWarned && !h.Rotate {
 			h.tokenWarned = true
-			entry.Warnf("task lifecycle: the task's token reaches its max TTL (TOKEN_MAX_TTL) at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials", h.tokenUntil.UTC().Format(time.RFC3339), h.ServiceName)
+			entry.Warnf("task lifecycle: the task's token reaches its max TTL (TOKEN_MAX_TTL) at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", h.tokenUntil.UTC().Format(time.RFC3339), h.ServiceName)
 		}
 		entry.Debug("task lifecycle: token renewed")
 	}
@@ -221,16 +291,18 @@ func (l *Loop) renew(ctx context.Context, h *held) error {
 		if isStatus(err, http.StatusBadRequest) {
 			// Not found or not renewable: it ends at its expiry, or ended.
 			h.leaseCapped = true
-			entry.Warnf("task lifecycle: the task's lease can no longer be renewed (%s): docker service update --force %s gives the service's tasks new credentials", provider.ErrorText(err), h.ServiceName)
+			if !h.Rotate {
+				entry.Warnf("task lifecycle: the task's lease can no longer be renewed (%s): docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", provider.ErrorText(err), h.ServiceName)
+			}
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("cannot renew the lease: %s", provider.ErrorText(err))
 		}
 		extend(&h.leaseUntil, time.Duration(s.LeaseDuration)*time.Second, h.LeaseTTL, &h.leaseCapped)
-		if h.leaseCapped && !h.leaseWarned {
+		if h.leaseCapped && !h.leaseWarned && !h.Rotate {
 			h.leaseWarned = true
-			entry.Warnf("task lifecycle: the task's lease reaches its max TTL at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials", h.leaseUntil.UTC().Format(time.RFC3339), h.ServiceName)
+			entry.Warnf("task lifecycle: the task's lease reaches its max TTL at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", h.leaseUntil.UTC().Format(time.RFC3339), h.ServiceName)
 		}
 		entry.Debug("task lifecycle: lease renewed")
 	}

@@ -20,9 +20,11 @@ import (
 const DefaultRotationInterval = time.Minute
 
 // Versions tells a secret's current version in Vault, as a service's tasks
-// read it; *provider.Provider implements it.
+// read it, and which requests read the same (one scope: the same path with
+// the same policies); *provider.Provider implements it.
 type Versions interface {
 	CurrentVersion(ctx context.Context, req provider.Request) (provider.Version, error)
+	ReadScope(req provider.Request) (string, error)
 }
 
 // RotationSwarm is what rotation asks of the Docker engine; *swarm.Engine
@@ -46,15 +48,22 @@ type Rotator struct {
 	// Interval is ROTATION_INTERVAL; Timeout bounds each call.
 	Interval, Timeout time.Duration
 
-	plugin string
-	// reported: the update state last reported for a service that is not
-	// settled, and the secrets whose KV v1 mount was reported.
-	reported map[string]string
+	plugin   string
+	rollouts *rollouts
+	// v1: the secrets whose KV v1 mount was reported.
+	v1 map[string]bool
 }
 
 // NewRotator returns a Rotator.
 func NewRotator(sw RotationSwarm, vault Versions, log logrus.FieldLogger) *Rotator {
-	return &Rotator{swarm: sw, vault: vault, log: log, Interval: DefaultRotationInterval, Timeout: 10 * time.Second, reported: map[string]string{}}
+	return &Rotator{swarm: sw, vault: vault, log: log, Interval: DefaultRotationInterval, Timeout: 10 * time.Second,
+		rollouts: newRollouts(sw, log), v1: map[string]bool{}}
+}
+
+// version is a scope's current version, read once a round.
+type version struct {
+	provider.Version
+	err error
 }
 
 // Run runs rounds until ctx ends.
@@ -101,26 +110,24 @@ func (r *Rotator) Round(ctx context.Context) error {
 		return err
 	}
 	slices.SortFunc(services, func(a, b swarm.Service) int { return strings.Compare(a.Name, b.Name) })
+	read := map[string]version{}
 	for _, svc := range services {
-		r.check(ctx, svc, byID)
+		r.check(ctx, svc, byID, read)
 	}
 	return nil
 }
 
 // check rolls svc if a task of it was created before the current version
-// of a rotating secret it uses.
-func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[string]swarm.Secret) {
+// of a rotating secret it uses. read holds the versions this round read.
+func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[string]swarm.Secret, read map[string]version) {
 	entry := r.log.WithField("service", svc.Name)
 	if !svc.Settled() {
 		// Rolling already, paused by a failure, or rolling back: the
 		// operator's to look at, and never forced again meanwhile.
-		if r.reported[svc.ID] != string(svc.Update) {
-			r.reported[svc.ID] = string(svc.Update)
-			entry.Infof("rotation: the service's update is %s (%s): not rolled again until it settles", svc.Update, svc.UpdateMessage)
-		}
+		r.rollouts.unsettled(svc)
 		return
 	}
-	delete(r.reported, svc.ID)
+	r.rollouts.settled(svc.ID)
 	if svc.Oldest.IsZero() {
 		return // no task to roll
 	}
@@ -130,17 +137,15 @@ func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[stri
 		req := provider.Request{}
 		req.ServiceName, req.ServiceID, req.ServiceLabels = svc.Name, svc.ID, svc.Labels
 		req.SecretName, req.SecretLabels = sec.Name, sec.Labels
-		cctx, cancel := context.WithTimeout(ctx, r.Timeout)
-		v, err := r.vault.CurrentVersion(cctx, req)
-		cancel()
+		v := r.version(ctx, req, read)
 		switch {
-		case errors.Is(err, provider.ErrNotVersioned):
-			if r.reported["v1:"+id] == "" {
-				r.reported["v1:"+id] = "reported"
-				entry.WithField("secret", sec.Name).Warnf("rotation: %v: this version rotates KV v2 secrets only; docker service update --force %s gives its tasks the current value", err, svc.Name)
+		case errors.Is(v.err, provider.ErrNotVersioned):
+			if !r.v1[id] {
+				r.v1[id] = true
+				entry.WithField("secret", sec.Name).Warnf("rotation: %v: this version rotates KV v2 secrets only; docker service update --force %s gives its tasks the current value", v.err, svc.Name)
 			}
-		case err != nil:
-			entry.WithField("secret", sec.Name).Errorf("rotation: cannot read the secret's version: %v", err)
+		case v.err != nil:
+			entry.WithField("secret", sec.Name).Errorf("rotation: cannot read the secret's version: %v", v.err)
 		case v.Created.After(svc.Oldest):
 			why = append(why, fmt.Sprintf("secret %s has version %d, written %s", sec.Name, v.Number, v.Created.UTC().Format(time.RFC3339)))
 		}
@@ -150,9 +155,23 @@ func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[stri
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
-	if err := r.swarm.ForceUpdate(cctx, svc.ID); err != nil {
-		entry.Errorf("rotation: cannot roll the service: %v", err)
-		return
+	r.rollouts.roll(cctx, svc.ID, svc.Name, strings.Join(why, "; "))
+}
+
+// version reads req's current version, or finds it in read: one Vault read
+// per scope and round, however many services share it.
+func (r *Rotator) version(ctx context.Context, req provider.Request, read map[string]version) version {
+	scope, err := r.vault.ReadScope(req)
+	if err != nil {
+		return version{err: err}
 	}
-	entry.Infof("rotation: rolling the service (as docker service update --force does): %s", strings.Join(why, "; "))
+	if v, ok := read[scope]; ok {
+		return v
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
+	defer cancel()
+	var v version
+	v.Version, v.err = r.vault.CurrentVersion(cctx, req)
+	read[scope] = v
+	return v
 }

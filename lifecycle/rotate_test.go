@@ -52,6 +52,15 @@ func (v *versions) CurrentVersion(_ context.Context, req provider.Request) (prov
 	return v.at[req.SecretName], nil
 }
 
+// ReadScope: the services labelled with one policy set share a scope.
+func (v *versions) ReadScope(req provider.Request) (string, error) {
+	policies := req.ServiceLabels["policies"]
+	if policies == "" {
+		policies = req.ServiceName
+	}
+	return req.SecretName + " " + policies, nil
+}
+
 func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	sw := &rotationSwarm{
@@ -61,9 +70,10 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 			// Both secrets changed after its oldest task: one rollout.
 			{ID: "a", Name: "app", Secrets: []string{"s-db", "s-api"}, Oldest: t0},
 			// Shares db: rolled too.
-			{ID: "b", Name: "batch", Secrets: []string{"s-db"}, Oldest: t0},
-			// Its tasks are newer than the versions: nothing to do.
-			{ID: "c", Name: "cron", Secrets: []string{"s-db"}, Oldest: t0.Add(time.Hour)},
+			{ID: "b", Name: "batch", Secrets: []string{"s-db"}, Oldest: t0, Labels: map[string]string{"policies": "jobs"}},
+			// Its tasks are newer than the versions: nothing to do. Its
+			// policies are batch's: db is read once for both.
+			{ID: "c", Name: "cron", Secrets: []string{"s-db"}, Oldest: t0.Add(time.Hour), Labels: map[string]string{"policies": "jobs"}},
 			// Rolling already: left alone, and said once.
 			{ID: "d", Name: "daemon", Secrets: []string{"s-db"}, Oldest: t0, Update: swarmtypes.UpdateStatePaused, UpdateMessage: "update paused due to failure"},
 			// KV v1: a warning once, nothing rolled.
@@ -75,9 +85,13 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(&logs)
 	r := NewRotator(sw, vs, log)
-	for range 2 {
+	for round := range 2 {
 		if err := r.Round(context.Background()); err != nil {
 			t.Fatal(err)
+		}
+		// app's db and api, jobs' db (batch and cron), edge's v1.
+		if vs.reads != 4*(round+1) {
+			t.Errorf("round %d: %d Vault reads in all, want 4 a round", round+1, vs.reads)
 		}
 		// The rolled services' tasks are new by the next round.
 		for i := range sw.services {
@@ -97,6 +111,9 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)
 		}
+	}
+	if !strings.Contains(out, `level=warning msg="rotation: the service's last rollout failed, its update is paused (update paused due to failure)`) {
+		t.Errorf("the failed rollout is not a warning:\n%s", out)
 	}
 	if strings.Count(out, "not rolled again until it settles") != 1 || strings.Count(out, "this version rotates KV v2 secrets only") != 1 {
 		t.Errorf("want one line for the paused update and one for KV v1:\n%s", out)

@@ -46,6 +46,7 @@ func (r Record) data() map[string]any {
 		"lease_id":        r.LeaseID,
 		"lease_ttl":       int64(r.LeaseTTL / time.Second),
 		"lease_renewable": r.LeaseRenewable,
+		"rotate":          r.Rotate,
 		"issued":          r.Issued.UTC().Format(time.RFC3339),
 	}
 }
@@ -72,6 +73,7 @@ func recordFrom(d map[string]any) (Record, error) {
 		},
 	}
 	r.LeaseRenewable, _ = d["lease_renewable"].(bool)
+	r.Rotate, _ = d["rotate"].(bool)
 	r.Issued, _ = time.Parse(time.RFC3339, str("issued"))
 	if r.TaskID == "" || r.Secret == "" || r.Accessor == "" {
 		return Record{}, errNotRecord

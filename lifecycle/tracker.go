@@ -52,6 +52,39 @@ type held struct {
 	// again would change nothing; warned: that end was logged.
 	tokenCapped, leaseCapped bool
 	tokenWarned, leaseWarned bool
+	// rolled: the task's service was rolled for these credentials
+	// (vault.rotate), so that its other rounds do not roll it again.
+	rolled bool
+}
+
+// ending tells when the credentials end for good, if that is in sight: a
+// token or lease that renewals no longer extend, or a lease Vault does not
+// renew, within the margin the Loop renews in.
+func (h *held) ending(margin func(until time.Time, ttl time.Duration) bool) (end time.Time, ok bool) {
+	take := func(t time.Time) {
+		if t.IsZero() {
+			t = time.Now() // a lease Vault no longer knows
+		}
+		if !ok || t.Before(end) {
+			end, ok = t, true
+		}
+	}
+	if h.tokenCapped {
+		take(h.tokenUntil)
+	}
+	if h.leaseCapped {
+		take(h.leaseUntil)
+	}
+	if h.LeaseID != "" && !h.LeaseRenewable {
+		until := h.leaseUntil
+		if until.IsZero() {
+			until = h.Issued.Add(h.LeaseTTL) // another leader's record
+		}
+		if margin(until, h.LeaseTTL) {
+			take(until)
+		}
+	}
+	return end, ok
 }
 
 // NewTracker returns a Tracker. Without a store (STATE_PATH unset) it only

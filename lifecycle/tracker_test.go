@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	swarmtypes "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/go-plugins-helpers/secrets"
@@ -50,5 +51,31 @@ func TestAdmitWithoutAStore(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "serving it as a first fetch: Cannot connect to the Docker daemon") {
 		t.Errorf("log:\n%s", logs.String())
+	}
+}
+
+// The end rotation rolls for: the first of a capped token, a capped lease,
+// and a lease Vault does not renew once within the renewal margin.
+func TestHeldEnding(t *testing.T) {
+	now := time.Now()
+	loop := &Loop{Interval: 30 * time.Second}
+	lease := func(renewable bool, issued time.Time) *held {
+		return &held{Record: Record{Issued: issued, Credentials: provider.Credentials{LeaseID: "database/creds/app/x", LeaseTTL: 10 * time.Minute, LeaseRenewable: renewable}}}
+	}
+	capped := &held{tokenUntil: now.Add(time.Minute), tokenCapped: true, leaseUntil: now.Add(40 * time.Second), leaseCapped: true}
+	for name, c := range map[string]struct {
+		h    *held
+		want time.Time
+	}{
+		"renewing":                           {h: &held{tokenUntil: now.Add(time.Minute)}},
+		"token and lease capped: the first":  {h: capped, want: now.Add(40 * time.Second)},
+		"renewable lease":                    {h: lease(true, now.Add(-9*time.Minute))},
+		"a lease not renewed, ends later":    {h: lease(false, now)},
+		"a lease not renewed, within margin": {h: lease(false, now.Add(-9*time.Minute)), want: now.Add(time.Minute)},
+	} {
+		end, ok := c.h.ending(loop.due)
+		if ok != !c.want.IsZero() || !end.Equal(c.want) {
+			t.Errorf("%s: ending %v %v, want %v", name, end, ok, c.want)
+		}
 	}
 }

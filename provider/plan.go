@@ -26,8 +26,9 @@ const (
 	LabelType     = "vault.type"
 	LabelWrap     = "vault.wrap"
 	LabelReuse    = "vault.reuse"
-	// LabelRotate opts a secret into rotation: a new value in Vault rolls
-	// the services that use it.
+	// LabelRotate opts a secret into rotation: a new KV version rolls the
+	// services that use it, and credentials (vault.type=token, read,
+	// write) roll their task's service before they reach their max TTL.
 	LabelRotate = "vault.rotate"
 	// LabelTokenTTL and LabelTokenPolicies shape a vault.type=token secret.
 	LabelTokenTTL      = "vault.token.ttl"
@@ -89,7 +90,7 @@ type Plan struct {
 	// Reuse lets Swarm share one value among the tasks of a node.
 	Reuse bool
 	// Rotate: the leader rolls the services using the secret when its
-	// value changes in Vault (vault.rotate).
+	// value changes in Vault, or before its credentials end (vault.rotate).
 	Rotate bool
 	// Type is what the value is: a KV read or a new token.
 	Type Type
@@ -319,9 +320,6 @@ func (p *Plan) parseVersionAndReuse(known map[string]label) error {
 		// there uses it: a task started by a start-first update would get
 		// the value of the task it replaces.
 		return fmt.Errorf("label %s=true cannot apply with %s=true in this version: a node's new tasks get the value its running tasks share, so a rolling update would not bring the new one (%s)", LabelRotate, showKey(l.key), p.where())
-	}
-	if p.Rotate && p.Type != TypeKV {
-		return fmt.Errorf("label %s=true applies to KV secrets in this version, not to %s=%s (%s)", LabelRotate, LabelType, p.Type, p.where())
 	}
 	return nil
 }

@@ -114,9 +114,14 @@ var parsePlanCases = []struct {
 		wantErr: `label vault.rotate=true cannot apply with vault.version="2": a pinned version never changes; remove one of them (Vault path secret/db)`,
 	},
 	{
-		name:    "rotation of a token",
-		labels:  map[string]string{"vault.type": "token", "vault.rotate": "true"},
-		wantErr: "label vault.rotate=true applies to KV secrets in this version, not to vault.type=token (a task token)",
+		name:   "rotation of a token: rolled before its max TTL",
+		labels: map[string]string{"vault.type": "token", "vault.rotate": "true"},
+		want:   Plan{Field: "token", Format: FormatRaw, Type: TypeToken, Rotate: true},
+	},
+	{
+		name:   "rotation of database credentials: rolled before their max TTL",
+		labels: map[string]string{"vault.type": "read", "vault.path": "database/creds/app", "vault.rotate": "true"},
+		want:   Plan{Path: "database/creds/app", Format: FormatRaw, Type: TypeRead, Rotate: true},
 	},
 	{
 		name:    "bad rotate",

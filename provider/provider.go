@@ -60,10 +60,11 @@ type Options struct {
 	// Tracker, when set, refuses repeated fetches and records issued
 	// credentials for the task lifecycle.
 	Tracker Tracker
-	// Rotation says a rotator runs (it needs the Docker socket): without
-	// one, a vault.rotate secret is served with a warning that nothing
-	// will roll its services.
-	Rotation bool
+	// Rotation says a rotator runs (it needs the Docker socket), and
+	// Lifecycle that the leader loop renews credentials (the socket and
+	// STATE_PATH): without what a vault.rotate secret needs, it is served
+	// with a warning that nothing will roll its services.
+	Rotation, Lifecycle bool
 }
 
 // AllTypes are the vault.type values, in the order errors list them.
@@ -208,8 +209,11 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 	if err != nil {
 		return p.fail(entry, req, err)
 	}
-	if plan.Rotate && !p.opts.Rotation {
+	switch {
+	case plan.Rotate && !p.opts.Rotation:
 		entry.Warnf("label %s=true, but rotation needs the Docker socket: docker plugin set <plugin> docker-socket.source=/var/run/docker.sock", LabelRotate)
+	case plan.Rotate && plan.Type != TypeKV && !p.opts.Lifecycle:
+		entry.Warnf("label %s=true, but rolling a service before its credentials end needs the task lifecycle: docker plugin set <plugin> STATE_PATH=<kv path>", LabelRotate)
 	}
 	if entry.Logger.IsLevelEnabled(logrus.InfoLevel) {
 		logDelivered(entry, plan, start)
@@ -324,10 +328,10 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 	if plan.Wrap {
 		// The plugin never sees a wrapped token, only its accessor; its TTL
 		// is the one asked for (Vault caps it at TOKEN_MAX_TTL too).
-		p.track(ctx, req, Credentials{Accessor: s.WrapInfo.WrappedAccessor, TokenTTL: p.taskTokenTTL(plan)})
+		p.track(ctx, req, Credentials{Accessor: s.WrapInfo.WrappedAccessor, TokenTTL: p.taskTokenTTL(plan), Rotate: plan.Rotate})
 		return wrapToken(s, plan.where())
 	}
-	p.track(ctx, req, Credentials{Accessor: s.Auth.Accessor, TokenTTL: time.Duration(s.Auth.LeaseDuration) * time.Second})
+	p.track(ctx, req, Credentials{Accessor: s.Auth.Accessor, TokenTTL: time.Duration(s.Auth.LeaseDuration) * time.Second, Rotate: plan.Rotate})
 	data := map[string]any{
 		"token":    s.Auth.ClientToken,
 		"accessor": s.Auth.Accessor,
@@ -377,7 +381,7 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 	if err != nil {
 		return nil, vaultErrorDoing(err, string(plan.Type), plan.Path, plan.Path)
 	}
-	issued := Credentials{Accessor: s.Auth.Accessor, TokenTTL: time.Duration(s.Auth.LeaseDuration) * time.Second}
+	issued := Credentials{Accessor: s.Auth.Accessor, TokenTTL: time.Duration(s.Auth.LeaseDuration) * time.Second, Rotate: plan.Rotate}
 	if plan.Wrap {
 		// The lease is inside the wrapped answer: revoking the token ends
 		// it, but only the task can renew it.

@@ -549,3 +549,27 @@ func TestCurrentVersion(t *testing.T) {
 		t.Errorf("a value reached the log: %s", logs)
 	}
 }
+
+// Services whose tokens get the same policies read a secret once a round.
+func TestReadScope(t *testing.T) {
+	policies, _ := ParsePolicyTemplate(`team-{{serviceLabel "team"}}`)
+	p, _ := newTestProvider(t, "http://127.0.0.1:1", Options{Policies: policies})
+	scope := func(service, team, path string) string {
+		req := taskRequest(map[string]string{"vault.path": path, "vault.rotate": "true"})
+		req.ServiceName, req.ServiceLabels = service, map[string]string{"team": team}
+		s, err := p.ReadScope(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if a, b := scope("app", "pay", "secret/db"), scope("batch", "pay", "secret/db"); a != b {
+		t.Errorf("two services of one policy set: scopes %q and %q", a, b)
+	}
+	if a, b := scope("app", "pay", "secret/db"), scope("app", "ops", "secret/db"); a == b {
+		t.Errorf("two policy sets share scope %q", a)
+	}
+	if a, b := scope("app", "pay", "secret/db"), scope("app", "pay", "secret/api"); a == b {
+		t.Errorf("two paths share scope %q", a)
+	}
+}

@@ -40,6 +40,10 @@ type Credentials struct {
 	// lets it be renewed.
 	LeaseTTL       time.Duration
 	LeaseRenewable bool
+	// Rotate: the secret asked for vault.rotate, so the leader rolls the
+	// task's service before the token or lease reaches its max TTL,
+	// rather than warn that it will.
+	Rotate bool
 }
 
 // ErrRefetch refuses a repeated fetch for a task that already holds the

@@ -44,6 +44,22 @@ func (p *Provider) CurrentVersion(ctx context.Context, req Request) (Version, er
 	return p.kvVersion(ctx, client, plan)
 }
 
+// ReadScope names what CurrentVersion reads for req: the secret's path and
+// the policies of the token that reads it. Two requests of one scope read
+// the same version, so a rotation round reads each scope once, whatever
+// the number of services that share it.
+func (p *Provider) ReadScope(req Request) (string, error) {
+	plan, err := ParsePlan(req.SecretLabels)
+	if err != nil {
+		return "", err
+	}
+	policies, err := p.opts.Policies.Policies(req)
+	if err != nil {
+		return "", err
+	}
+	return plan.Path + " " + strings.Join(policies, ","), nil
+}
+
 func (p *Provider) kvVersion(ctx context.Context, client *api.Client, plan Plan) (Version, error) {
 	m, err := p.kvMount(ctx, client, plan.Path)
 	if err != nil {

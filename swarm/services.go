@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/filters"
 	swarmtypes "github.com/docker/docker/api/types/swarm"
 )
@@ -128,7 +129,7 @@ func (e *Engine) ServicesUsing(ctx context.Context, secretIDs []string) ([]Servi
 		if cs == nil {
 			continue
 		}
-		svc := Service{ID: s.ID, Name: s.Spec.Name, Labels: s.Spec.Labels}
+		svc := describe(s)
 		for _, ref := range cs.Secrets {
 			if wanted[ref.SecretID] {
 				svc.Secrets = append(svc.Secrets, ref.SecretID)
@@ -136,9 +137,6 @@ func (e *Engine) ServicesUsing(ctx context.Context, secretIDs []string) ([]Servi
 		}
 		if len(svc.Secrets) == 0 {
 			continue
-		}
-		if s.UpdateStatus != nil {
-			svc.Update, svc.UpdateMessage = s.UpdateStatus.State, s.UpdateStatus.Message
 		}
 		tasks, err := e.docker.TaskList(ctx, swarmtypes.TaskListOptions{Filters: filters.NewArgs(
 			filters.Arg("service", s.ID), filters.Arg("desired-state", "running"))})
@@ -155,14 +153,45 @@ func (e *Engine) ServicesUsing(ctx context.Context, secretIDs []string) ([]Servi
 	return out, nil
 }
 
+// describe is what every Service holds: its names and its update's state.
+func describe(s swarmtypes.Service) Service {
+	svc := Service{ID: s.ID, Name: s.Spec.Name, Labels: s.Spec.Labels}
+	if s.UpdateStatus != nil {
+		svc.Update, svc.UpdateMessage = s.UpdateStatus.State, s.UpdateStatus.Message
+	}
+	return svc
+}
+
+// UnsettledError is ForceUpdate's answer for a service whose last update
+// is under way, paused or rolling back.
+type UnsettledError struct{ Service Service }
+
+func (e *UnsettledError) Error() string {
+	return fmt.Sprintf("the update of service %s is %s (%s)", e.Service.Name, e.Service.Update, e.Service.UpdateMessage)
+}
+
+// ErrServiceGone is ForceUpdate's answer for a service that was removed.
+var ErrServiceGone = errors.New("the service is gone")
+
 // ForceUpdate starts a rolling update of the service with nothing changed
 // but its force counter, as `docker service update --force` does: its
 // tasks are replaced as its own update_config says. `docker stack deploy`
 // keeps the counter, so a redeploy does not roll the service again.
+//
+// A service whose update has not settled is left alone (*UnsettledError).
+// The update names the version inspected, so two managers or two callers
+// that saw the service settled roll it once: the second is refused as out
+// of sequence.
 func (e *Engine) ForceUpdate(ctx context.Context, serviceID string) error {
 	s, _, err := e.docker.ServiceInspectWithRaw(ctx, serviceID, swarmtypes.ServiceInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("service %s: %w", serviceID, ErrServiceGone)
+	}
 	if err != nil {
 		return fmt.Errorf("cannot inspect service %s: %w", serviceID, err)
+	}
+	if svc := describe(s); !svc.Settled() {
+		return &UnsettledError{Service: svc}
 	}
 	s.Spec.TaskTemplate.ForceUpdate++
 	if _, err := e.docker.ServiceUpdate(ctx, s.ID, s.Version, s.Spec, swarmtypes.ServiceUpdateOptions{}); err != nil {

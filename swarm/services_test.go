@@ -2,12 +2,15 @@ package swarm
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/filters"
 	swarmtypes "github.com/docker/docker/api/types/swarm"
@@ -66,9 +69,15 @@ func (serviceDocker) TaskList(_ context.Context, o swarmtypes.TaskListOptions) (
 }
 
 func (serviceDocker) ServiceInspectWithRaw(_ context.Context, id string, _ swarmtypes.ServiceInspectOptions) (swarmtypes.Service, []byte, error) {
+	if id == "gone" {
+		return swarmtypes.Service{}, nil, fmt.Errorf("service %s: %w", id, cerrdefs.ErrNotFound)
+	}
 	s := swarmtypes.Service{ID: id}
 	s.Spec.Name = id
 	s.Spec.TaskTemplate.ForceUpdate = 4
+	if id == "paused" {
+		s.UpdateStatus = &swarmtypes.UpdateStatus{State: swarmtypes.UpdateStatePaused, Message: "update paused due to failure"}
+	}
 	return s, nil, nil
 }
 
@@ -103,6 +112,13 @@ func TestRotationCalls(t *testing.T) {
 		t.Errorf("ServicesUsing: %+v %v", services, err)
 	}
 
+	var unsettled *UnsettledError
+	if err := e.ForceUpdate(ctx, "paused"); !errors.As(err, &unsettled) || unsettled.Service.UpdateMessage == "" || len(d.updated) != 0 {
+		t.Errorf("ForceUpdate of a paused service: %v, %d updates", err, len(d.updated))
+	}
+	if err := e.ForceUpdate(ctx, "gone"); !errors.Is(err, ErrServiceGone) {
+		t.Errorf("ForceUpdate of a removed service: %v", err)
+	}
 	if err := e.ForceUpdate(ctx, "app"); err != nil || len(d.updated) != 1 || d.updated[0].TaskTemplate.ForceUpdate != 5 {
 		t.Errorf("ForceUpdate: %+v %v", d.updated, err)
 	}
