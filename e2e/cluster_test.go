@@ -703,7 +703,7 @@ secrets:
 		// interval, so that credentials the old leader renewed last are
 		// still valid when the new leader takes over.
 		const ttl = time.Minute
-		mount := f.dbFixture(t, ttl)
+		mount := f.dbFixture(t, ttl, time.Hour)
 		svc := run + "-pg"
 		sec := run + "_pg"
 		f.putPolicy(t, svc, readRules(mount+"/creds/app"))

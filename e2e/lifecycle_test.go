@@ -36,9 +36,9 @@ const lifecycleInterval = 2 * time.Second
 const rotationInterval = 3 * time.Second
 
 // dbFixture mounts a database engine on the test PostgreSQL with a role
-// whose credentials live ttl unless renewed, and returns the mount.
-// Unmounting at the end revokes whatever is left.
-func (f *fixture) dbFixture(t *testing.T, ttl time.Duration) string {
+// whose credentials live ttl unless renewed, and at most maxTTL, and
+// returns the mount. Unmounting at the end revokes whatever is left.
+func (f *fixture) dbFixture(t *testing.T, ttl, maxTTL time.Duration) string {
 	t.Helper()
 	pw, err := os.ReadFile(filepath.Join("..", ".e2e", "postgres-password"))
 	if err != nil {
@@ -62,7 +62,7 @@ func (f *fixture) dbFixture(t *testing.T, ttl time.Duration) string {
 		"db_name":             "pg",
 		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
 		"default_ttl":         ttl.String(),
-		"max_ttl":             "1h",
+		"max_ttl":             maxTTL.String(),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 
 	t.Run("a database user is renewed past its TTL while its task runs, and dropped within an interval of its end", func(t *testing.T) {
 		const ttl = 10 * time.Second
-		mount := f.dbFixture(t, ttl)
+		mount := f.dbFixture(t, ttl, time.Hour)
 		service := run + "-pg"
 		secret := run + "_pg"
 		f.putPolicy(t, service, readRules(mount+"/creds/app"))
@@ -288,6 +288,10 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 
 	t.Run("rotation in a stack: a redeploy of the same compose file after a rotation rolls nothing", func(t *testing.T) {
 		testRotationStack(t, f)
+	})
+
+	t.Run("rotation of database credentials: rolled before their max TTL, logins never fail; without vault.rotate, a warning in time", func(t *testing.T) {
+		testRotationDB(t, f, mark)
 	})
 
 	t.Run("token churn: tasks that exit and restart leave no token in Vault", func(t *testing.T) {
@@ -528,4 +532,103 @@ secrets:
 	if !slices.Equal(now, rolled) {
 		t.Errorf("the redeploy replaced the tasks: %v, then %v", rolled, now)
 	}
+}
+
+// testRotationDB runs two services of database clients whose credentials
+// reach the role's max TTL: the one whose secret has vault.rotate is rolled
+// before they end, start-first, and no login of any of its tasks fails;
+// the other is warned of before they end, and its logins then fail (which
+// shows that the max TTL bites).
+func testRotationDB(t *testing.T, f *fixture, mark int64) {
+	// Renewed at half the TTL, capped at the max: the plugin sees the cap
+	// about ttl/2 before the end, which is its time to roll.
+	const ttl, maxTTL = 20 * time.Second, 45 * time.Second
+	mount := f.dbFixture(t, ttl, maxTTL)
+	service, plain := run+"-pgrot", run+"-pgplain"
+	secret, plainSecret := run+"_pgrot", run+"_pgplain"
+	for _, s := range []string{service, plain} {
+		f.putPolicy(t, s, readRules(mount+"/creds/app"))
+	}
+	labels := dbSecretLabels(mount)
+	createDriverSecret(t, plainSecret, labels)
+	labels["vault.rotate"] = "true"
+	createDriverSecret(t, secret, labels)
+	start := time.Now()
+	for _, c := range []struct{ service, secret, replicas string }{{service, secret, "2"}, {plain, plainSecret, "1"}} {
+		docker(t, "service", "create", "--detach", "--name", c.service, "--network", "host", "--replicas", c.replicas,
+			"--update-parallelism", "1", "--update-order", "start-first", "--update-delay", "0s",
+			"--secret", "source="+c.secret+",target=db", pgImage, "-every", "1s")
+		t.Cleanup(func() { tryDocker("service", "rm", c.service) })
+	}
+	waitRunning(t, service, 2)
+	waitRunning(t, plain, 1)
+
+	// Sampled each second: how many of the rotating service's tasks run,
+	// until the plain service's credentials have ended.
+	fewest := 2
+	waitFor(t, "the plain service's credentials to end (a failed login)", maxTTL+45*time.Second, func() (bool, string) {
+		if n := len(runningContainers(t, service)); n < fewest {
+			fewest = n
+		}
+		time.Sleep(500 * time.Millisecond)
+		for _, c := range allContainers(t, plain) {
+			if l := parsePgLog(docker(t, "logs", c)); l.fail > 0 {
+				return true, ""
+			}
+		}
+		return false, taskStates(plain)
+	})
+	ended := time.Since(start)
+	// A few seconds more: a rotating task left on old credentials would
+	// fail its logins now.
+	time.Sleep(5 * time.Second)
+	if fewest < 2 {
+		t.Errorf("at one sampled moment only %d of the rotating service's 2 tasks ran", fewest)
+	}
+	containers := allContainers(t, service)
+	users := map[string]bool{}
+	for _, c := range containers {
+		l := parsePgLog(docker(t, "logs", c))
+		users[l.user] = true
+		if l.fail > 0 || l.ok == 0 {
+			t.Errorf("container %.12s of the rotating service: %d logins ok, %d failed (last: %s)", c, l.ok, l.fail, l.lastFail)
+		}
+	}
+	forced := strings.TrimSpace(docker(t, "service", "inspect", "-f", "{{.Spec.TaskTemplate.ForceUpdate}}", service))
+	log := logSince(t, mark)
+	rolls := 0
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "rotation: rolling the service") && strings.Contains(line, "service="+service) {
+			rolls++
+			if !strings.Contains(line, "the credentials of secret "+secret+" end at ") {
+				t.Errorf("the rollout line does not say why: %s", line)
+			}
+		}
+	}
+	t.Logf("the plain service's first failed login %s after the deploy; the rotating service was rolled %s times, %d containers with %d database users, all logins ok",
+		ended.Round(time.Second), forced, len(containers), len(users))
+	if forced == "0" || forced != strconv.Itoa(rolls) {
+		t.Errorf("the rotating service was forced %s times, with %d rollout lines: want one line per rollout, at least one", forced, rolls)
+	}
+	if len(containers) < 4 || len(users) != len(containers) {
+		t.Errorf("%d containers and %d database users: want each of the 2 tasks replaced, each container with a user of its own", len(containers), len(users))
+	}
+	warned := false
+	for _, line := range strings.Split(log, "\n") {
+		warned = warned || strings.Contains(line, "level=warning") && strings.Contains(line, "reaches its max TTL") &&
+			strings.Contains(line, "docker service update --force "+plain+" gives the service's tasks new credentials")
+	}
+	if !warned {
+		t.Errorf("no warning naming the plain service and the command before its credentials ended")
+	}
+	if got := strings.TrimSpace(docker(t, "service", "inspect", "-f", "{{.Spec.TaskTemplate.ForceUpdate}}", plain)); got != "0" {
+		t.Errorf("the service without vault.rotate was forced %s times", got)
+	}
+}
+
+// allContainers returns the containers of a service's tasks, running or
+// ended (swarm keeps the last few of each slot).
+func allContainers(t *testing.T, service string) []string {
+	t.Helper()
+	return strings.Fields(docker(t, "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+service))
 }

@@ -479,6 +479,9 @@ func TestLoopRollsServicesBeforeTheirCredentialsEnd(t *testing.T) {
 	issue("dddddddddddddddddddddddd2", "svc-rot", true)
 	issue("dddddddddddddddddddddddd3", "svc-plain", false)
 	issue("dddddddddddddddddddddddd4", "svc-paused", true)
+	// A task an update is replacing already: nothing to roll for it.
+	issue("dddddddddddddddddddddddd5", "svc-replaced", true)
+	sw.tasks["dddddddddddddddddddddddd5"] = swarm.TaskState{State: "running", Desired: "shutdown"}
 	// Another leader's record: rotate survives STATE_PATH.
 	if r, found, err := tr.store.Get(ctx, "dddddddddddddddddddddddd1", "db"); err != nil || !found || !r.Rotate {
 		t.Fatalf("the record in STATE_PATH: %+v %v %v", r, found, err)

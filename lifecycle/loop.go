@@ -196,8 +196,10 @@ func (l *Loop) rollEnding(ctx context.Context, tasks map[string]swarm.TaskState)
 		if h.rolled {
 			continue
 		}
-		if st, ok := tasks[h.TaskID]; !ok || st.Ended() {
-			continue // revoked this round, or the next
+		if st, ok := tasks[h.TaskID]; !ok || st.Ended() || st.Stopping() {
+			// Revoked this round or the next, or being replaced: the
+			// rollout that stops it may be settled before it has.
+			continue
 		}
 		end, ok := h.ending(l.due)
 		if !ok {

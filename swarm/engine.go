@@ -118,7 +118,14 @@ func (s TaskState) Ended() bool {
 		swarmtypes.TaskStateRejected, swarmtypes.TaskStateRemove, swarmtypes.TaskStateOrphaned:
 		return true
 	}
-	return s.NodeDown && (s.Desired == swarmtypes.TaskStateShutdown || s.Desired == swarmtypes.TaskStateRemove)
+	return s.NodeDown && s.Stopping()
+}
+
+// Stopping tells whether swarm wants the task stopped (desired state
+// shutdown or remove): an update or a scale-down is replacing or removing
+// it, whatever it still runs.
+func (s TaskState) Stopping() bool {
+	return s.Desired == swarmtypes.TaskStateShutdown || s.Desired == swarmtypes.TaskStateRemove
 }
 
 // String says the state for a log line.
