@@ -598,6 +598,9 @@ func testRotationDB(t *testing.T, f *fixture, mark int64) {
 	log := logSince(t, mark)
 	rolls := 0
 	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `level=error msg=\"`) && strings.Contains(line, "service="+service) {
+			t.Errorf("an error about the rotating service: %s", line)
+		}
 		if strings.Contains(line, "rotation: rolling the service") && strings.Contains(line, "service="+service) {
 			rolls++
 			if !strings.Contains(line, "the credentials of secret "+secret+" end at ") {

@@ -38,6 +38,13 @@ start() {
 	ensure_postgres
 	local bin
 	bin=$(bindir)
+	if [ ! -s "$state/postgres-password" ] && [ -d "$dir" ]; then
+		# A cluster another checkout made (a CI clone): its password is
+		# there, not here. Start afresh.
+		log "a cluster in $dir without its password in $state: making a new one"
+		as_postgres "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+		rm -rf "$dir"
+	fi
 	if as_postgres "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
 		echo "127.0.0.1:$port"
 		return

@@ -102,8 +102,16 @@ func (r *Rotator) Round(ctx context.Context) error {
 	byID := map[string]swarm.Secret{}
 	ids := make([]string, 0, len(secrets))
 	for _, s := range secrets {
+		if plan, err := provider.ParsePlan(s.Labels); err != nil || plan.Type != provider.TypeKV {
+			// Credentials roll before they end (the Loop); a secret
+			// whose labels are wrong fails its tasks, which say why.
+			continue
+		}
 		byID[s.ID] = s
 		ids = append(ids, s.ID)
+	}
+	if len(ids) == 0 {
+		return nil
 	}
 	services, err := r.swarm.ServicesUsing(cctx, ids)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,8 +35,23 @@ func (f *rotationSwarm) RotatingSecrets(_ context.Context, plugin, label string)
 	}
 	return f.secrets, nil
 }
-func (f *rotationSwarm) ServicesUsing(context.Context, []string) ([]swarm.Service, error) {
-	return f.services, nil
+// ServicesUsing gives the services that use any of ids, with those of
+// their secrets only, as swarm.Engine does.
+func (f *rotationSwarm) ServicesUsing(_ context.Context, ids []string) ([]swarm.Service, error) {
+	var out []swarm.Service
+	for _, svc := range f.services {
+		mine := svc
+		mine.Secrets = nil
+		for _, id := range svc.Secrets {
+			if slices.Contains(ids, id) {
+				mine.Secrets = append(mine.Secrets, id)
+			}
+		}
+		if len(mine.Secrets) > 0 {
+			out = append(out, mine)
+		}
+	}
+	return out, nil
 }
 
 // versions gives each secret's version by name; v1 names a KV v1 secret.
@@ -63,9 +79,12 @@ func (v *versions) ReadScope(req provider.Request) (string, error) {
 
 func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	kv := map[string]string{"vault.path": "secret/app", "vault.rotate": "true"}
 	sw := &rotationSwarm{
 		leader:  true,
-		secrets: []swarm.Secret{{ID: "s-db", Name: "db"}, {ID: "s-api", Name: "api"}, {ID: "s-v1", Name: "v1"}},
+		secrets: []swarm.Secret{{ID: "s-db", Name: "db", Labels: kv}, {ID: "s-api", Name: "api", Labels: kv}, {ID: "s-v1", Name: "v1", Labels: kv},
+			// Credentials: the Loop's, never read here.
+			{ID: "s-pg", Name: "pg", Labels: map[string]string{"vault.type": "read", "vault.path": "database/creds/app", "vault.rotate": "true"}}},
 		services: []swarm.Service{
 			// Both secrets changed after its oldest task: one rollout.
 			{ID: "a", Name: "app", Secrets: []string{"s-db", "s-api"}, Oldest: t0},
@@ -78,6 +97,8 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 			{ID: "d", Name: "daemon", Secrets: []string{"s-db"}, Oldest: t0, Update: swarmtypes.UpdateStatePaused, UpdateMessage: "update paused due to failure"},
 			// KV v1: a warning once, nothing rolled.
 			{ID: "e", Name: "edge", Secrets: []string{"s-v1"}, Oldest: t0},
+			// Its credentials are not versions.
+			{ID: "f", Name: "pgapp", Secrets: []string{"s-pg"}, Oldest: t0},
 		},
 	}
 	vs := &versions{at: map[string]provider.Version{"db": {Number: 2, Created: t0.Add(time.Minute)}, "api": {Number: 5, Created: t0.Add(2 * time.Minute)}}}
