@@ -542,7 +542,7 @@ secrets:
 func testRotationDB(t *testing.T, f *fixture, mark int64) {
 	// Renewed at half the TTL, capped at the max: the plugin sees the cap
 	// about ttl/2 before the end, which is its time to roll.
-	const ttl, maxTTL = 20 * time.Second, 45 * time.Second
+	const ttl, maxTTL = 30 * time.Second, 60 * time.Second
 	mount := f.dbFixture(t, ttl, maxTTL)
 	service, plain := run+"-pgrot", run+"-pgplain"
 	secret, plainSecret := run+"_pgrot", run+"_pgplain"
