@@ -282,7 +282,7 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		}
 	})
 
-	t.Run("rotation: each new KV v2 version rolls the service once, start-first, with 3 tasks running throughout", func(t *testing.T) {
+	t.Run("rotation: each new KV v2 version rolls each service that uses it once, start-first, with 3 tasks running throughout", func(t *testing.T) {
 		testRotation(t, f, mark)
 	})
 
@@ -389,15 +389,19 @@ func testRotation(t *testing.T, f *fixture, mark int64) {
 	path := run + "/rot"
 	put := func(pw string) { f.putPassword(t, path, pw) }
 	put("rot-1-" + randHex(6))
-	service, plain := run+"-rot", run+"-norot"
+	// shared uses the rotating secret too: it rolls with service.
+	service, shared, plain := run+"-rot", run+"-rotshared", run+"-norot"
 	secret, plainSecret := run+"_rot", run+"_norot"
-	f.putPolicy(t, service, readRules("secret/data/"+path))
-	f.putPolicy(t, plain, readRules("secret/data/"+path))
+	for _, s := range []string{service, shared, plain} {
+		f.putPolicy(t, s, readRules("secret/data/"+path))
+	}
 	createDriverSecret(t, secret, map[string]string{"vault.path": "secret/" + path, "vault.field": "pw", "vault.rotate": "true"})
 	createDriverSecret(t, plainSecret, map[string]string{"vault.path": "secret/" + path, "vault.field": "pw"})
 	createService(t, service, []string{"--replicas", "3", "--update-parallelism", "1", "--update-order", "start-first", "--update-delay", "0s"}, secret)
+	createService(t, shared, nil, secret)
 	createService(t, plain, nil, plainSecret)
 	waitRunning(t, service, 3)
+	waitRunning(t, shared, 1)
 	waitRunning(t, plain, 1)
 
 	// How many of the service's tasks run, sampled while it rolls.
@@ -441,11 +445,21 @@ func testRotation(t *testing.T, f *fixture, mark int64) {
 		written := time.Now()
 		put(pw)
 		holdAll(pw)
-		t.Logf("version %d: every task holds it %s after the write", round, time.Since(written).Round(100*time.Millisecond))
+		waitFor(t, "the service sharing the secret to hold the new value", time.Minute, func() (bool, string) {
+			ids := runningContainers(t, shared)
+			if len(ids) != 1 {
+				return false, taskStates(shared)
+			}
+			out, err := tryDocker("exec", ids[0], "cat", "/run/secrets/"+secret)
+			return err == nil && out == pw, taskStates(shared)
+		})
+		t.Logf("version %d: every task of both services holds it %s after the write", round, time.Since(written).Round(100*time.Millisecond))
 		// Settled: no further rollout for the same version.
 		time.Sleep(2 * rotationInterval)
-		if got := force(service); got != strconv.Itoa(round-1) {
-			t.Errorf("after version %d the service was forced %s times, want %d", round, got, round-1)
+		for _, s := range []string{service, shared} {
+			if got := force(s); got != strconv.Itoa(round-1) {
+				t.Errorf("after version %d service %s was forced %s times, want %d", round, s, got, round-1)
+			}
 		}
 	}
 	close(stop)
@@ -456,8 +470,8 @@ func testRotation(t *testing.T, f *fixture, mark int64) {
 	if got := force(plain); got != "0" {
 		t.Errorf("a service that did not opt in was forced %s times", got)
 	}
-	if n := strings.Count(logSince(t, mark), "rotation: rolling the service"); n != 2 {
-		t.Errorf("%d rollout lines in dockerd's log, want 2", n)
+	if n := strings.Count(logSince(t, mark), "rotation: rolling the service"); n != 4 {
+		t.Errorf("%d rollout lines in dockerd's log, want 4 (2 versions, 2 services)", n)
 	}
 }
 
