@@ -126,10 +126,14 @@ func realMain() error {
 		Lifecycle:    loop != nil,
 	})
 	if engineErr == nil {
-		// Rotation needs the Docker socket only: it compares Vault's
-		// versions with the tasks' ages, and keeps nothing of its own.
+		// Rotation needs the Docker socket: it compares Vault's versions
+		// with the tasks' ages. KV v1 has no versions; its hashes are
+		// kept under STATE_PATH.
 		rot := lifecycle.NewRotator(engine, p, log)
 		rot.Interval, rot.Timeout = cfg.RotationInterval, cfg.Timeout
+		if cfg.StatePath != "" {
+			rot.State = lifecycle.NewStore(client, cfg.StatePath)
+		}
 		go rot.Run(ctx)
 	}
 	srv := provider.NewServer(p)

@@ -568,3 +568,71 @@ func TestARoundWithDockerOrVaultDownLosesNothing(t *testing.T) {
 		t.Errorf("with both back: token gone %v, %d held", gone, tr.Len())
 	}
 }
+
+// A KV v1 secret rotates by the hash of its value, kept under STATE_PATH:
+// the first value seen rolls nothing, a new one rolls the service once, and
+// a change made while leadership moves is rolled by the next leader.
+func TestRotatorKV1KeepsHashesInState(t *testing.T) {
+	b := newBed(t, false, nil)
+	ctx := context.Background()
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	t0 := time.Now().Add(-time.Hour)
+	sw := &rotationSwarm{leader: true,
+		secrets:  []swarm.Secret{{ID: "s-v1", Name: "v1", Labels: map[string]string{"vault.path": "kv1/app/db", "vault.rotate": "true"}}},
+		services: []swarm.Service{{ID: "a", Name: "app", Secrets: []string{"s-v1"}, Oldest: t0}},
+	}
+	const value = "kv1-value-b7d1e0"
+	vs := &versions{values: map[string]string{"v1": value}}
+	store := NewStore(b.plugin, b.mount+"/state")
+	leader := func() *Rotator {
+		r := NewRotator(sw, vs, log)
+		r.State = store
+		return r
+	}
+	r := leader()
+	round := func(r *Rotator, wantForced string) {
+		t.Helper()
+		if err := r.Round(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(sw.forced); got != wantForced {
+			t.Fatalf("forced %s, want %s:\n%s", got, wantForced, logs.String())
+		}
+	}
+	round(r, "[]") // first sight: the running tasks hold it
+	vs.values["v1"] = value + "-2"
+	round(r, "[a]")
+	sw.services[0].Oldest = time.Now() // rolled
+	round(r, "[a]")
+
+	// A new leader, and a change before its first round.
+	vs.values["v1"] = value + "-3"
+	round(leader(), "[a a]")
+	if !strings.Contains(logs.String(), "secret v1 changed in Vault (KV v1), seen ") {
+		t.Errorf("no rollout line for KV v1:\n%s", logs.String())
+	}
+	// What STATE_PATH holds: a key and a hash, no value; and no entry the
+	// task lifecycle takes for a stranger's.
+	records, bad, err := store.List(ctx)
+	if err != nil || len(records) != 0 || len(bad) != 0 {
+		t.Errorf("List with rotation's entries: %v %v %v", records, bad, err)
+	}
+	keys, err := b.root.Logical().List(b.mount + "/metadata/state/rotation")
+	if err != nil || keys == nil {
+		t.Fatalf("rotation entries: %v", err)
+	}
+	if n := len(keys.Data["keys"].([]any)); n != 2 {
+		t.Errorf("%d rotation entries, want the key and one hash: %v", n, keys.Data)
+	}
+	for _, k := range keys.Data["keys"].([]any) {
+		kv, err := b.root.KVv2(b.mount).Get(ctx, "state/rotation/"+k.(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(fmt.Sprint(kv.Data), value) {
+			t.Errorf("entry %s holds the value: %v", k, kv.Data)
+		}
+	}
+}

@@ -25,6 +25,9 @@ const DefaultRotationInterval = time.Minute
 type Versions interface {
 	CurrentVersion(ctx context.Context, req provider.Request) (provider.Version, error)
 	ReadScope(req provider.Request) (string, error)
+	// Fingerprint is the keyed hash of a KV v1 secret's value, which has
+	// no version.
+	Fingerprint(ctx context.Context, req provider.Request, key []byte) (string, error)
 }
 
 // RotationSwarm is what rotation asks of the Docker engine; *swarm.Engine
@@ -47,17 +50,24 @@ type Rotator struct {
 	log   logrus.FieldLogger
 	// Interval is ROTATION_INTERVAL; Timeout bounds each call.
 	Interval, Timeout time.Duration
+	// State is STATE_PATH, where KV v1 secrets' hashes are kept; nil
+	// without it (then KV v1 secrets do not rotate).
+	State *Store
 
 	plugin   string
 	rollouts *rollouts
-	// v1: the secrets whose KV v1 mount was reported.
+	// v1: the secrets whose KV v1 mount without STATE_PATH was reported.
 	v1 map[string]bool
+	// key and seen are KV v1's HMAC key and last hashes, read from
+	// STATE_PATH once per leadership term (unversioned.go).
+	key  []byte
+	seen map[string]seen
 }
 
 // NewRotator returns a Rotator.
 func NewRotator(sw RotationSwarm, vault Versions, log logrus.FieldLogger) *Rotator {
 	return &Rotator{swarm: sw, vault: vault, log: log, Interval: DefaultRotationInterval, Timeout: 10 * time.Second,
-		rollouts: newRollouts(sw, log), v1: map[string]bool{}}
+		rollouts: newRollouts(sw, log), v1: map[string]bool{}, seen: map[string]seen{}}
 }
 
 // version is a scope's current version, read once a round.
@@ -86,6 +96,8 @@ func (r *Rotator) Round(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
 	if leader, err := r.swarm.IsLeader(cctx); err != nil || !leader {
+		// Another manager may write STATE_PATH meanwhile.
+		r.key, r.seen = nil, map[string]seen{}
 		return err
 	}
 	if r.plugin == "" {
@@ -147,14 +159,17 @@ func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[stri
 		req.SecretName, req.SecretLabels = sec.Name, sec.Labels
 		v := r.version(ctx, req, read)
 		switch {
-		case errors.Is(v.err, provider.ErrNotVersioned):
+		case errors.Is(v.err, errNoState):
 			if !r.v1[id] {
 				r.v1[id] = true
-				entry.WithField("secret", sec.Name).Warnf("rotation: %v: this version rotates KV v2 secrets only; docker service update --force %s gives its tasks the current value", v.err, svc.Name)
+				entry.WithField("secret", sec.Name).Warnf("rotation: %v; until then, docker service update --force %s gives its tasks the current value", v.err, svc.Name)
 			}
 		case v.err != nil:
 			entry.WithField("secret", sec.Name).Errorf("rotation: cannot read the secret's version: %v", v.err)
-		case v.Created.After(svc.Oldest):
+		case !v.Created.After(svc.Oldest):
+		case v.Number == 0:
+			why = append(why, fmt.Sprintf("secret %s changed in Vault (KV v1), seen %s", sec.Name, v.Created.UTC().Format(time.RFC3339)))
+		default:
 			why = append(why, fmt.Sprintf("secret %s has version %d, written %s", sec.Name, v.Number, v.Created.UTC().Format(time.RFC3339)))
 		}
 	}
@@ -180,6 +195,9 @@ func (r *Rotator) version(ctx context.Context, req provider.Request, read map[st
 	defer cancel()
 	var v version
 	v.Version, v.err = r.vault.CurrentVersion(cctx, req)
+	if errors.Is(v.err, provider.ErrNotVersioned) {
+		v.Version, v.err = r.unversioned(cctx, req, scope)
+	}
 	read[scope] = v
 	return v
 }

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"strings"
@@ -35,6 +36,7 @@ func (f *rotationSwarm) RotatingSecrets(_ context.Context, plugin, label string)
 	}
 	return f.secrets, nil
 }
+
 // ServicesUsing gives the services that use any of ids, with those of
 // their secrets only, as swarm.Engine does.
 func (f *rotationSwarm) ServicesUsing(_ context.Context, ids []string) ([]swarm.Service, error) {
@@ -56,8 +58,9 @@ func (f *rotationSwarm) ServicesUsing(_ context.Context, ids []string) ([]swarm.
 
 // versions gives each secret's version by name; v1 names a KV v1 secret.
 type versions struct {
-	at    map[string]provider.Version
-	reads int
+	at     map[string]provider.Version
+	values map[string]string // KV v1's, for Fingerprint
+	reads  int
 }
 
 func (v *versions) CurrentVersion(_ context.Context, req provider.Request) (provider.Version, error) {
@@ -66,6 +69,12 @@ func (v *versions) CurrentVersion(_ context.Context, req provider.Request) (prov
 		return provider.Version{}, fmt.Errorf("Vault path kv1/db is on mount kv1/: %w", provider.ErrNotVersioned)
 	}
 	return v.at[req.SecretName], nil
+}
+
+// Fingerprint: a hash of the key and the value.
+func (v *versions) Fingerprint(_ context.Context, req provider.Request, key []byte) (string, error) {
+	v.reads++
+	return fmt.Sprintf("%x", sha256.Sum256(append(key, v.values[req.SecretName]...))), nil
 }
 
 // ReadScope: the services labelled with one policy set share a scope.
@@ -81,7 +90,7 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	kv := map[string]string{"vault.path": "secret/app", "vault.rotate": "true"}
 	sw := &rotationSwarm{
-		leader:  true,
+		leader: true,
 		secrets: []swarm.Secret{{ID: "s-db", Name: "db", Labels: kv}, {ID: "s-api", Name: "api", Labels: kv}, {ID: "s-v1", Name: "v1", Labels: kv},
 			// Credentials: the Loop's, never read here.
 			{ID: "s-pg", Name: "pg", Labels: map[string]string{"vault.type": "read", "vault.path": "database/creds/app", "vault.rotate": "true"}}},
@@ -136,7 +145,7 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	if !strings.Contains(out, `level=warning msg="rotation: the service's last rollout failed, its update is paused (update paused due to failure)`) {
 		t.Errorf("the failed rollout is not a warning:\n%s", out)
 	}
-	if strings.Count(out, "not rolled again until it settles") != 1 || strings.Count(out, "this version rotates KV v2 secrets only") != 1 {
+	if strings.Count(out, "not rolled again until it settles") != 1 || strings.Count(out, "rotating a KV v1 secret needs STATE_PATH") != 1 {
 		t.Errorf("want one line for the paused update and one for KV v1:\n%s", out)
 	}
 	// Not the leader: nothing read, nothing rolled.

@@ -152,15 +152,20 @@ func (s *Store) where(ctx context.Context) (kvPath, error) {
 
 // Put writes r.
 func (s *Store) Put(ctx context.Context, r Record) error {
+	return s.write(ctx, r.Key(), r.data())
+}
+
+// write writes the entry name under STATE_PATH.
+func (s *Store) write(ctx context.Context, name string, data map[string]any) error {
 	p, err := s.where(ctx)
 	if err != nil {
 		return err
 	}
-	name := p.rel + "/" + r.Key()
+	name = p.rel + "/" + name
 	if p.version == 2 {
-		_, err = s.vault.KVv2(p.mount).Put(ctx, name, r.data())
+		_, err = s.vault.KVv2(p.mount).Put(ctx, name, data)
 	} else {
-		err = s.vault.KVv1(p.mount).Put(ctx, name, r.data())
+		err = s.vault.KVv1(p.mount).Put(ctx, name, data)
 	}
 	if err != nil {
 		return s.failed("write", err)
@@ -168,14 +173,13 @@ func (s *Store) Put(ctx context.Context, r Record) error {
 	return nil
 }
 
-// Get reads the record of a task and secret; found is false when there is
-// none.
-func (s *Store) Get(ctx context.Context, taskID, secret string) (r Record, found bool, err error) {
+// read reads the entry name under STATE_PATH: nil when there is none.
+func (s *Store) read(ctx context.Context, name string) (map[string]any, error) {
 	p, err := s.where(ctx)
 	if err != nil {
-		return Record{}, false, err
+		return nil, err
 	}
-	name := p.rel + "/" + key(taskID, secret)
+	name = p.rel + "/" + name
 	var kv *api.KVSecret
 	if p.version == 2 {
 		kv, err = s.vault.KVv2(p.mount).Get(ctx, name)
@@ -183,15 +187,25 @@ func (s *Store) Get(ctx context.Context, taskID, secret string) (r Record, found
 		kv, err = s.vault.KVv1(p.mount).Get(ctx, name)
 	}
 	if errors.Is(err, api.ErrSecretNotFound) {
-		return Record{}, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return Record{}, false, s.failed("read", err)
+		return nil, s.failed("read", err)
 	}
-	if kv == nil || kv.Data == nil {
-		return Record{}, false, nil
+	if kv == nil {
+		return nil, nil
 	}
-	r, err = recordFrom(kv.Data)
+	return kv.Data, nil
+}
+
+// Get reads the record of a task and secret; found is false when there is
+// none.
+func (s *Store) Get(ctx context.Context, taskID, secret string) (r Record, found bool, err error) {
+	data, err := s.read(ctx, key(taskID, secret))
+	if err != nil || data == nil {
+		return Record{}, false, err
+	}
+	r, err = recordFrom(data)
 	if err != nil {
 		return Record{}, false, fmt.Errorf("STATE_PATH=%s entry %s: %w", s.path, key(taskID, secret), err)
 	}
@@ -219,6 +233,9 @@ func (s *Store) List(ctx context.Context) (records []Record, bad []string, err e
 	keys, _ := sec.Data["keys"].([]any)
 	for _, k := range keys {
 		name, _ := k.(string)
+		if name == rotationDir {
+			continue // what rotation keeps of KV v1 secrets
+		}
 		taskID, secret, ok := strings.Cut(name, ".")
 		if !ok || strings.HasSuffix(name, "/") {
 			bad = append(bad, name)

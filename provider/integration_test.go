@@ -219,3 +219,41 @@ func TestIntegrationPermissionDenied(t *testing.T) {
 		}
 	}
 }
+
+// A KV v1 secret's fingerprint changes with its value and with the key,
+// and never shows the value.
+func TestIntegrationFingerprint(t *testing.T) {
+	f := newKVFixture(t)
+	p := f.readerProvider(t, f.kv1+"/*", f.kv2+"/data/*", "sys/internal/ui/mounts/*")
+	ctx := context.Background()
+	req := taskRequest(map[string]string{"vault.path": f.kv1 + "/app/db", "vault.field": "password", "vault.rotate": "true"})
+	key, other := []byte("k1"), []byte("k2")
+	fp := func(key []byte) string {
+		t.Helper()
+		s, err := p.Fingerprint(ctx, req, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(s, "kv1-pw") || len(s) != 64 {
+			t.Fatalf("fingerprint %q", s)
+		}
+		return s
+	}
+	first := fp(key)
+	if again := fp(key); again != first {
+		t.Errorf("one value, two fingerprints: %s %s", first, again)
+	}
+	if fp(other) == first {
+		t.Errorf("two keys, one fingerprint")
+	}
+	if err := f.root.KVv1(f.kv1).Put(ctx, "app/db", map[string]any{"password": "kv1-pw-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if fp(key) == first {
+		t.Errorf("a new value kept the fingerprint")
+	}
+	req.SecretLabels["vault.path"] = f.kv2 + "/app/db"
+	if _, err := p.Fingerprint(ctx, req, key); err == nil {
+		t.Errorf("a fingerprint of a KV v2 secret")
+	}
+}

@@ -2,6 +2,9 @@ package provider
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +45,47 @@ func (p *Provider) CurrentVersion(ctx context.Context, req Request) (Version, er
 		return Version{}, err
 	}
 	return p.kvVersion(ctx, client, plan)
+}
+
+// Fingerprint is the keyed hash (HMAC-SHA256 under key) of the KV v1
+// secret that req.SecretLabels name, every field of it, as the tasks of
+// req.ServiceName read it, with the read token CurrentVersion uses: what
+// rotation compares from round to round where Vault keeps no versions. The
+// value read is dropped at once; only the hash leaves.
+func (p *Provider) Fingerprint(ctx context.Context, req Request, key []byte) (string, error) {
+	plan, err := ParsePlan(req.SecretLabels)
+	if err != nil {
+		return "", err
+	}
+	policies, err := p.opts.Policies.Policies(req)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	client, _, err := p.readClient(ctx, req, policies, true, true)
+	if err != nil {
+		return "", err
+	}
+	m, err := p.kvMount(ctx, client, plan.Path)
+	if err != nil {
+		return "", err
+	}
+	if m.kvVersion != 1 {
+		return "", fmt.Errorf("Vault path %s is on KV v2 mount %s: its versions tell its changes", plan.Path, m.path)
+	}
+	s, err := client.KVv1(strings.TrimSuffix(m.path, "/")).Get(ctx, strings.TrimPrefix(plan.Path, m.path))
+	if err != nil {
+		return "", kvError(err, plan, plan.Path)
+	}
+	// encoding/json writes a map's keys sorted: one value, one text.
+	b, err := json.Marshal(s.Data)
+	if err != nil {
+		return "", fmt.Errorf("Vault path %s: %w", plan.Path, err)
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write(b)
+	return hex.EncodeToString(mac.Sum(nil)), nil
 }
 
 // ReadScope names what CurrentVersion reads for req: the secret's path and
