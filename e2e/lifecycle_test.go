@@ -144,6 +144,9 @@ func (f *fixture) stateRecords(t *testing.T) map[string]map[string]any {
 	}
 	keys, _ := s.Data["keys"].([]any)
 	for _, k := range keys {
+		if k == "rotation/" {
+			continue // KV v1 rotation's hashes, not task records
+		}
 		kv, err := f.root.KVv2("secret").Get(t.Context(), rel+"/"+k.(string))
 		if err != nil {
 			t.Fatal(err)
@@ -284,6 +287,10 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 
 	t.Run("rotation: each new KV v2 version rolls each service that uses it once, start-first, with 3 tasks running throughout", func(t *testing.T) {
 		testRotation(t, f, mark)
+	})
+
+	t.Run("rotation of a KV v1 secret: a new value rolls the service once, told by a keyed hash kept under STATE_PATH", func(t *testing.T) {
+		testRotationKV1(t, f)
 	})
 
 	t.Run("rotation in a stack: a redeploy of the same compose file after a rotation rolls nothing", func(t *testing.T) {
@@ -648,4 +655,67 @@ func testRotationDB(t *testing.T, f *fixture, mark int64) {
 func allContainers(t *testing.T, service string) []string {
 	t.Helper()
 	return strings.Fields(docker(t, "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+service))
+}
+
+// testRotationKV1 changes a KV v1 vault.rotate secret, which has no
+// versions: the leader tells the change by a keyed hash and rolls the
+// service once; STATE_PATH holds the hash, never the value.
+func testRotationKV1(t *testing.T, f *fixture) {
+	path := f.kv1 + "/rotating"
+	put := func(pw string) {
+		t.Helper()
+		f.issue(pw)
+		if err := f.root.KVv1(f.kv1).Put(context.Background(), "rotating", map[string]any{"pw": pw}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pw := "kv1rot-1-" + randHex(6)
+	put(pw)
+	service, secret := run+"-rotkv1", run+"_rotkv1"
+	f.putPolicy(t, service, readRules(path))
+	createDriverSecret(t, secret, map[string]string{"vault.path": path, "vault.field": "pw", "vault.rotate": "true"})
+	createService(t, service, []string{"--replicas", "2", "--update-parallelism", "1", "--update-order", "start-first", "--update-delay", "0s"}, secret)
+	waitRunning(t, service, 2)
+	// Two rounds: the first sight of the value is recorded, nothing rolls.
+	time.Sleep(2 * rotationInterval)
+	force := func() string {
+		return strings.TrimSpace(docker(t, "service", "inspect", "-f", "{{.Spec.TaskTemplate.ForceUpdate}}", service))
+	}
+	if got := force(); got != "0" {
+		t.Fatalf("the service was forced %s times before any change", got)
+	}
+	pw = "kv1rot-2-" + randHex(6)
+	written := time.Now()
+	put(pw)
+	waitFor(t, "both tasks to hold the new value", 2*time.Minute, func() (bool, string) {
+		ids := runningContainers(t, service)
+		if len(ids) != 2 {
+			return false, taskStates(service)
+		}
+		for _, id := range ids {
+			if out, err := tryDocker("exec", id, "cat", "/run/secrets/"+secret); err != nil || out != pw {
+				return false, taskStates(service)
+			}
+		}
+		return true, ""
+	})
+	t.Logf("both tasks hold the new KV v1 value %s after the write", time.Since(written).Round(100*time.Millisecond))
+	time.Sleep(2 * rotationInterval)
+	if got := force(); got != "1" {
+		t.Errorf("the service was forced %s times for one change, want 1", got)
+	}
+	rel := strings.TrimPrefix(f.statePath, "secret/") + "/rotation"
+	keys, err := f.root.Logical().List("secret/metadata/" + rel)
+	if err != nil || keys == nil {
+		t.Fatalf("no rotation entries under STATE_PATH: %v", err)
+	}
+	for _, k := range keys.Data["keys"].([]any) {
+		kv, err := f.root.KVv2("secret").Get(context.Background(), rel+"/"+k.(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(fmt.Sprint(kv.Data), "kv1rot-") {
+			t.Errorf("STATE_PATH entry rotation/%s holds a value", k)
+		}
+	}
 }
