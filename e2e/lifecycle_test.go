@@ -293,6 +293,10 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		testRotationKV1(t, f)
 	})
 
+	t.Run("rotation of a value the tasks of a node share (vault.reuse): the rolled tasks hold the new one", func(t *testing.T) {
+		testRotationReuse(t, f)
+	})
+
 	t.Run("rotation in a stack: a redeploy of the same compose file after a rotation rolls nothing", func(t *testing.T) {
 		testRotationStack(t, f)
 	})
@@ -716,6 +720,46 @@ func testRotationKV1(t *testing.T, f *fixture) {
 		}
 		if strings.Contains(fmt.Sprint(kv.Data), "kv1rot-") {
 			t.Errorf("STATE_PATH entry rotation/%s holds a value", k)
+		}
+	}
+}
+
+// testRotationReuse rotates a vault.reuse secret, whose value the dispatcher
+// keeps once per node for all the tasks there: a start-first rollout starts
+// each new task beside the one it replaces, on this one node, and the new
+// task must still get the new value.
+func testRotationReuse(t *testing.T, f *fixture) {
+	path := run + "/rotreuse"
+	pw := "rotreuse-1-" + randHex(6)
+	f.putPassword(t, path, pw)
+	service, secret := run+"-rotreuse", run+"_rotreuse"
+	f.putPolicy(t, service, readRules("secret/data/"+path))
+	createDriverSecret(t, secret, map[string]string{"vault.path": "secret/" + path, "vault.field": "pw", "vault.rotate": "true", "vault.reuse": "true"})
+	createService(t, service, []string{"--replicas", "2", "--update-parallelism", "1", "--update-order", "start-first", "--update-delay", "0s"}, secret)
+	waitRunning(t, service, 2)
+	for round := 2; round <= 3; round++ {
+		pw = fmt.Sprintf("rotreuse-%d-%s", round, randHex(6))
+		written := time.Now()
+		f.putPassword(t, path, pw)
+		waitFor(t, "both tasks to hold the new value", 2*time.Minute, func() (bool, string) {
+			ids := runningContainers(t, service)
+			if len(ids) != 2 {
+				return false, taskStates(service)
+			}
+			var got []string
+			for _, id := range ids {
+				out, _ := tryDocker("exec", id, "cat", "/run/secrets/"+secret)
+				got = append(got, strings.SplitN(out, "-", 3)[:2]...)
+				if out != pw {
+					return false, fmt.Sprintf("%s; values of round %v", taskStates(service), got)
+				}
+			}
+			return true, ""
+		})
+		t.Logf("version %d of a shared value: both tasks hold it %s after the write", round, time.Since(written).Round(100*time.Millisecond))
+		time.Sleep(2 * rotationInterval)
+		if got := strings.TrimSpace(docker(t, "service", "inspect", "-f", "{{.Spec.TaskTemplate.ForceUpdate}}", service)); got != strconv.Itoa(round-1) {
+			t.Errorf("after version %d the service was forced %s times, want %d", round, got, round-1)
 		}
 	}
 }

@@ -315,12 +315,6 @@ func (p *Plan) parseVersionAndReuse(known map[string]label) error {
 	if l, ok := known[LabelVersion]; ok && p.Rotate {
 		return fmt.Errorf("label %s=true cannot apply with %s=%s: a pinned version never changes; remove one of them (%s)", LabelRotate, showKey(l.key), quote(l.value), p.where())
 	}
-	if l, ok := known[LabelReuse]; ok && p.Rotate && p.Reuse {
-		// The dispatcher sends a node a shared secret once, while any task
-		// there uses it: a task started by a start-first update would get
-		// the value of the task it replaces.
-		return fmt.Errorf("label %s=true cannot apply with %s=true in this version: a node's new tasks get the value its running tasks share, so a rolling update would not bring the new one (%s)", LabelRotate, showKey(l.key), p.where())
-	}
 	return nil
 }
 

@@ -106,7 +106,7 @@ var parsePlanCases = []struct {
 	{
 		name:    "rotation of a value a node's tasks share",
 		labels:  map[string]string{"vault.path": "secret/db", "vault.rotate": "true", "vault.reuse": "true"},
-		wantErr: "label vault.rotate=true cannot apply with vault.reuse=true in this version: a node's new tasks get the value its running tasks share, so a rolling update would not bring the new one (Vault path secret/db)",
+		want:    Plan{Path: "secret/db", Format: FormatRaw, Type: TypeKV, Rotate: true, Reuse: true},
 	},
 	{
 		name:    "rotation of a pinned version",
