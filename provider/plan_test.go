@@ -104,9 +104,9 @@ var parsePlanCases = []struct {
 		want:   Plan{Path: "secret/db", Field: "pw", Format: FormatRaw, Type: TypeKV, Rotate: true},
 	},
 	{
-		name:    "rotation of a value a node's tasks share",
-		labels:  map[string]string{"vault.path": "secret/db", "vault.rotate": "true", "vault.reuse": "true"},
-		want:    Plan{Path: "secret/db", Format: FormatRaw, Type: TypeKV, Rotate: true, Reuse: true},
+		name:   "rotation of a value a node's tasks share",
+		labels: map[string]string{"vault.path": "secret/db", "vault.rotate": "true", "vault.reuse": "true"},
+		want:   Plan{Path: "secret/db", Format: FormatRaw, Type: TypeKV, Rotate: true, Reuse: true},
 	},
 	{
 		name:    "rotation of a pinned version",

@@ -493,3 +493,31 @@ func TestLoginFailureIsOneLine(t *testing.T) {
 		t.Errorf("Err:\n got %q\nwant %q", resp.Err, want)
 	}
 }
+
+// vault.rotate on credentials is served, told to the Tracker, and warned
+// of when what would roll the service is missing.
+func TestRotatingCredentials(t *testing.T) {
+	labels := map[string]string{"vault.type": "read", "vault.path": "database/creds/app", "vault.field": "username", "vault.rotate": "true"}
+	for _, c := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{Rotation: true, Lifecycle: true}, ""},
+		{Options{Rotation: true}, "rolling a service before its credentials end needs the task lifecycle: docker plugin set <plugin> STATE_PATH=<kv path>"},
+		{Options{}, "rotation needs the Docker socket"},
+	} {
+		vault := newFakeVault(t)
+		tracker := &fakeTracker{}
+		c.opts.Tracker = tracker
+		p, logs := newTestProvider(t, vault.URL, c.opts)
+		if resp := p.GetSecret(context.Background(), taskRequest(labels)); resp.Err != "" {
+			t.Fatalf("%+v: %s", c.opts, resp.Err)
+		}
+		if len(tracker.credentials) != 1 || !tracker.credentials[0].Rotate {
+			t.Errorf("%+v: the tracker was told %+v, want credentials to rotate", c.opts, tracker.credentials)
+		}
+		if got := logs.String(); c.want == "" && strings.Contains(got, "level=warning") || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%+v: want warning %q:\n%s", c.opts, c.want, got)
+		}
+	}
+}
