@@ -698,12 +698,14 @@ secrets:
 		waitManagers(t, len(all))
 	})
 
-	t.Run("leader killed while database tasks run: the new leader renews and later revokes what the old one issued", func(t *testing.T) {
+	t.Run("leader killed while database tasks run: the new leader renews what the old one issued, rolls the service before the max TTL (vault.rotate), and revokes", func(t *testing.T) {
 		// A minute: longer than an election (10–23 s measured) plus an
 		// interval, so that credentials the old leader renewed last are
-		// still valid when the new leader takes over.
-		const ttl = time.Minute
-		mount := f.dbFixture(t, ttl, time.Hour)
+		// still valid when the new leader takes over. The max TTL: the
+		// new leader's renewals stop extending them about 90 s after
+		// they were issued, 30 s before their end, and it rolls then.
+		const ttl, maxTTL = time.Minute, 2 * time.Minute
+		mount := f.dbFixture(t, ttl, maxTTL)
 		svc := run + "-pg"
 		sec := run + "_pg"
 		f.putPolicy(t, svc, readRules(mount+"/creds/app"))
@@ -713,8 +715,10 @@ secrets:
 		for k, v := range dbSecretLabels(mount) {
 			args = append(args, "--label", k+"="+v)
 		}
-		on(t, l, append(args, sec)...)
+		on(t, l, append(args, "--label", "vault.rotate=true", sec)...)
+		issued := time.Now()
 		on(t, l, "service", "create", "--detach", "--name", svc, "--replicas", "3", "--network", "host",
+			"--update-parallelism", "1", "--update-order", "start-first", "--update-delay", "0s",
 			"--secret", "source="+sec+",target=db", pgImage, "-every", "1s")
 		t.Cleanup(func() { tryOn(leader(t), "service", "rm", svc) })
 		tasks := waitTasks(t, l, svc, 3)
@@ -773,14 +777,68 @@ secrets:
 		if !nodeLogHas(t, newLeader, 0, "task credentials found in STATE_PATH") {
 			t.Errorf("the new leader's log does not show it took over the records")
 		}
-		// The service removed: every user the old leader issued is dropped,
-		// the dead node's task's too (it is gone from the swarm).
-		on(t, newLeader, "service", "rm", svc)
-		removed := time.Now()
+
+		// The max TTL nears: the new leader rolls the service once, and
+		// the old users go with the old tasks.
 		names := make([]string, 0, len(users))
 		for u := range users {
 			names = append(names, u)
 		}
+		forced := func() string {
+			return strings.TrimSpace(on(t, newLeader, "service", "inspect", "-f", "{{.Spec.TaskTemplate.ForceUpdate}}", svc))
+		}
+		waitFor(t, "the new leader to roll the service", time.Until(issued.Add(maxTTL)), func() (bool, string) {
+			return forced() != "0", "ForceUpdate " + forced()
+		})
+		rolled := time.Since(issued)
+		waitFor(t, "the old database users to be dropped", time.Until(issued.Add(maxTTL)), func() (bool, string) {
+			n := pgRoles(t, names...)
+			ps, _ := tryOn(newLeader, "service", "ps", "--format", "{{.Name}} {{.Node}} {{.CurrentState}}", svc)
+			return n == 0, fmt.Sprintf("%d of %d left; %s", n, len(names), ps)
+		})
+		t.Logf("rolled %s after the deploy (max TTL %s); the old users dropped %s after it", rolled.Round(time.Second), maxTTL, (time.Since(issued) - rolled).Round(time.Second))
+		// Past the old credentials' end: no task of the surviving nodes,
+		// old or new, ever failed a login.
+		time.Sleep(time.Until(issued.Add(maxTTL + 5*time.Second)))
+		tasks = waitTasksOff(t, newLeader, svc, 3, l)
+		newUsers := 0
+		for _, i := range all {
+			if i == l {
+				continue
+			}
+			for _, c := range strings.Fields(on(t, i, "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+svc)) {
+				pl := parsePgLog(on(t, i, "logs", c))
+				if pl.fail > 0 {
+					t.Errorf("container %.12s on node %d: %d logins ok, %d failed (last: %s)", c, i, pl.ok, pl.fail, pl.lastFail)
+				}
+			}
+		}
+		for _, task := range tasks {
+			u, err := url.Parse(secretFileOnHost(t, fmt.Sprintf("/var/lib/svn%d", task.nodeIndex), task.container))
+			if err != nil {
+				t.Fatal("a task's secret is not a URL")
+			}
+			pw, _ := u.User.Password()
+			f.issue(pw)
+			if _, old := users[u.User.Username()]; !old {
+				newUsers++
+				names = append(names, u.User.Username())
+			}
+		}
+		if newUsers != 3 {
+			t.Errorf("%d of the 3 running tasks hold new credentials after the rollout", newUsers)
+		}
+		if got := forced(); got != "1" {
+			t.Errorf("the service was forced %s times, want once", got)
+		}
+		if !nodeLogHas(t, newLeader, 0, "rotation: rolling the service") {
+			t.Errorf("the new leader's log has no rollout line")
+		}
+
+		// The service removed: every user is dropped, the dead node's
+		// task's too (it is gone from the swarm).
+		on(t, newLeader, "service", "rm", svc)
+		removed := time.Now()
 		waitFor(t, "the database users to be dropped", 30*time.Second, func() (bool, string) {
 			n := pgRoles(t, names...)
 			return n == 0, fmt.Sprintf("%d of %d left", n, len(names))
