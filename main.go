@@ -127,12 +127,13 @@ func realMain() error {
 	})
 	if engineErr == nil {
 		// Rotation needs the Docker socket: it compares Vault's versions
-		// with the tasks' ages. KV v1 has no versions; its hashes are
-		// kept under STATE_PATH.
+		// with the tasks' ages.
 		rot := lifecycle.NewRotator(engine, p, log)
 		rot.Interval, rot.Timeout = cfg.RotationInterval, cfg.Timeout
-		if cfg.StatePath != "" {
-			rot.State = lifecycle.NewStore(client, cfg.StatePath)
+		if t, ok := tracker.(*lifecycle.Tracker); ok && loop != nil {
+			// Hashes of values without versions, kept under STATE_PATH;
+			// the tasks' records tell static reads from credentials.
+			rot.State, rot.Reads = lifecycle.NewStore(client, cfg.StatePath), t
 		}
 		go rot.Run(ctx)
 	}

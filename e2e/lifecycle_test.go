@@ -290,7 +290,19 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 	})
 
 	t.Run("rotation of a KV v1 secret: a new value rolls the service once, told by a keyed hash kept under STATE_PATH", func(t *testing.T) {
-		testRotationKV1(t, f)
+		kv1Put := func(t *testing.T, pw string) {
+			if err := f.root.KVv1(f.kv1).Put(context.Background(), "rotating", map[string]any{"pw": pw}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		testRotationHashed(t, f, "kv1", map[string]string{"vault.path": f.kv1 + "/rotating", "vault.field": "pw"}, f.kv1+"/rotating", kv1Put)
+	})
+
+	t.Run("rotation of a static value read with vault.type=read: a new value rolls the service once, told by a keyed hash", func(t *testing.T) {
+		path := run + "/rotread"
+		readPut := func(t *testing.T, pw string) { f.putPassword(t, path, pw) }
+		testRotationHashed(t, f, "read", map[string]string{"vault.type": "read", "vault.path": "secret/data/" + path, "vault.format": "template", "vault.template": "{{.data.pw}}"},
+			"secret/data/"+path, readPut)
 	})
 
 	t.Run("rotation of a value the tasks of a node share (vault.reuse): the rolled tasks hold the new one", func(t *testing.T) {
@@ -661,23 +673,22 @@ func allContainers(t *testing.T, service string) []string {
 	return strings.Fields(docker(t, "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+service))
 }
 
-// testRotationKV1 changes a KV v1 vault.rotate secret, which has no
-// versions: the leader tells the change by a keyed hash and rolls the
-// service once; STATE_PATH holds the hash, never the value.
-func testRotationKV1(t *testing.T, f *fixture) {
-	path := f.kv1 + "/rotating"
-	put := func(pw string) {
+// testRotationHashed changes the value of a vault.rotate secret that has no
+// versions (KV v1, a vault.type=read of a static value), written with put:
+// the leader tells the change by a keyed hash and rolls the service once;
+// STATE_PATH holds the hash, never the value.
+func testRotationHashed(t *testing.T, f *fixture, kind string, labels map[string]string, readable string, put func(*testing.T, string)) {
+	write := func(pw string) {
 		t.Helper()
 		f.issue(pw)
-		if err := f.root.KVv1(f.kv1).Put(context.Background(), "rotating", map[string]any{"pw": pw}); err != nil {
-			t.Fatal(err)
-		}
+		put(t, pw)
 	}
-	pw := "kv1rot-1-" + randHex(6)
-	put(pw)
-	service, secret := run+"-rotkv1", run+"_rotkv1"
-	f.putPolicy(t, service, readRules(path))
-	createDriverSecret(t, secret, map[string]string{"vault.path": path, "vault.field": "pw", "vault.rotate": "true"})
+	pw := "hashrot-1-" + randHex(6)
+	write(pw)
+	service, secret := run+"-rot"+kind, run+"_rot"+kind
+	f.putPolicy(t, service, readRules(readable))
+	labels["vault.rotate"] = "true"
+	createDriverSecret(t, secret, labels)
 	createService(t, service, []string{"--replicas", "2", "--update-parallelism", "1", "--update-order", "start-first", "--update-delay", "0s"}, secret)
 	waitRunning(t, service, 2)
 	// Two rounds: the first sight of the value is recorded, nothing rolls.
@@ -688,9 +699,9 @@ func testRotationKV1(t *testing.T, f *fixture) {
 	if got := force(); got != "0" {
 		t.Fatalf("the service was forced %s times before any change", got)
 	}
-	pw = "kv1rot-2-" + randHex(6)
+	pw = "hashrot-2-" + randHex(6)
 	written := time.Now()
-	put(pw)
+	write(pw)
 	waitFor(t, "both tasks to hold the new value", 2*time.Minute, func() (bool, string) {
 		ids := runningContainers(t, service)
 		if len(ids) != 2 {
@@ -703,7 +714,7 @@ func testRotationKV1(t *testing.T, f *fixture) {
 		}
 		return true, ""
 	})
-	t.Logf("both tasks hold the new KV v1 value %s after the write", time.Since(written).Round(100*time.Millisecond))
+	t.Logf("both tasks hold the new value %s after the write", time.Since(written).Round(100*time.Millisecond))
 	time.Sleep(2 * rotationInterval)
 	if got := force(); got != "1" {
 		t.Errorf("the service was forced %s times for one change, want 1", got)
@@ -718,7 +729,7 @@ func testRotationKV1(t *testing.T, f *fixture) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(fmt.Sprint(kv.Data), "kv1rot-") {
+		if strings.Contains(fmt.Sprint(kv.Data), "hashrot-") {
 			t.Errorf("STATE_PATH entry rotation/%s holds a value", k)
 		}
 	}

@@ -636,3 +636,38 @@ func TestRotatorKV1KeepsHashesInState(t *testing.T) {
 		}
 	}
 }
+
+// A vault.type=read secret rotates by hash when its tasks' records show no
+// lease; one whose records show a lease (credentials) is never read by
+// rotation, which would issue credentials each round.
+func TestRotatorHashesStaticReadsOnly(t *testing.T) {
+	b := newBed(t, false, nil)
+	ctx := context.Background()
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	t0 := time.Now().Add(-time.Hour)
+	read := func(path string) map[string]string {
+		return map[string]string{"vault.type": "read", "vault.path": path, "vault.rotate": "true"}
+	}
+	sw := &rotationSwarm{leader: true,
+		secrets: []swarm.Secret{{ID: "s-static", Name: "static", Labels: read("secret/data/app")}, {ID: "s-dyn", Name: "dyn", Labels: read("database/creds/app")},
+			{ID: "s-new", Name: "new", Labels: read("secret/data/other")}},
+		services: []swarm.Service{{ID: "a", Name: "app", Secrets: []string{"s-static", "s-dyn", "s-new"}, Oldest: t0}},
+	}
+	vs := &versions{values: map[string]string{"static": "static-1"}}
+	r := NewRotator(sw, vs, log)
+	// "new" has no record yet: not read either.
+	r.State, r.Reads = NewStore(b.plugin, b.mount+"/state"), staticReads{"static": true, "dyn": false}
+	for i, value := range []string{"static-1", "static-2"} {
+		vs.values["static"] = value
+		if err := r.Round(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 && len(sw.forced) != 0 {
+			t.Errorf("the first value seen rolled %v", sw.forced)
+		}
+	}
+	if fmt.Sprint(sw.forced) != "[a]" || fmt.Sprint(vs.hashed) != "[static static]" {
+		t.Errorf("forced %v, hashed %v: want the service rolled once for the static read, and only it read", sw.forced, vs.hashed)
+	}
+}

@@ -50,9 +50,14 @@ type Rotator struct {
 	log   logrus.FieldLogger
 	// Interval is ROTATION_INTERVAL; Timeout bounds each call.
 	Interval, Timeout time.Duration
-	// State is STATE_PATH, where KV v1 secrets' hashes are kept; nil
-	// without it (then KV v1 secrets do not rotate).
+	// State is STATE_PATH, where the hashes of KV v1 and static read
+	// values are kept; nil without it (then those do not rotate). Reads
+	// tells static reads from credentials (the Tracker, which needs
+	// STATE_PATH too).
 	State *Store
+	Reads interface {
+		StaticRead(secret string) bool
+	}
 
 	plugin   string
 	rollouts *rollouts
@@ -70,10 +75,12 @@ func NewRotator(sw RotationSwarm, vault Versions, log logrus.FieldLogger) *Rotat
 		rollouts: newRollouts(sw, log), v1: map[string]bool{}, seen: map[string]seen{}}
 }
 
-// version is a scope's current version, read once a round.
+// version is a scope's current version, read once a round; skip: nothing
+// to compare (credentials, or not known yet).
 type version struct {
 	provider.Version
-	err error
+	err  error
+	skip bool
 }
 
 // Run runs rounds until ctx ends.
@@ -114,9 +121,12 @@ func (r *Rotator) Round(ctx context.Context) error {
 	byID := map[string]swarm.Secret{}
 	ids := make([]string, 0, len(secrets))
 	for _, s := range secrets {
-		if plan, err := provider.ParsePlan(s.Labels); err != nil || plan.Type != provider.TypeKV {
-			// Credentials roll before they end (the Loop); a secret
-			// whose labels are wrong fails its tasks, which say why.
+		plan, err := provider.ParsePlan(s.Labels)
+		if err != nil || !(plan.Type == provider.TypeKV || plan.Type == provider.TypeRead && !plan.Wrap) {
+			// Credentials roll before they end (the Loop); a wrapped
+			// read hands over a wrapping token, whose value says
+			// nothing; a secret whose labels are wrong fails its
+			// tasks, which say why.
 			continue
 		}
 		byID[s.ID] = s
@@ -159,6 +169,7 @@ func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[stri
 		req.SecretName, req.SecretLabels = sec.Name, sec.Labels
 		v := r.version(ctx, req, read)
 		switch {
+		case v.skip:
 		case errors.Is(v.err, errNoState):
 			if !r.v1[id] {
 				r.v1[id] = true
@@ -194,6 +205,19 @@ func (r *Rotator) version(ctx context.Context, req provider.Request, read map[st
 	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
 	var v version
+	if plan, _ := provider.ParsePlan(req.SecretLabels); plan.Type == provider.TypeRead {
+		// A static value is compared by hash; credentials are the Loop's.
+		// Which it is, the tasks' records tell, so that rotation never
+		// reads a path that issues credentials.
+		// Without STATE_PATH neither is kept, and the request path warns.
+		if r.State == nil || r.Reads == nil || !r.Reads.StaticRead(req.SecretName) {
+			v.skip = true
+		} else {
+			v.Version, v.err = r.unversioned(cctx, req, scope)
+		}
+		read[scope] = v
+		return v
+	}
 	v.Version, v.err = r.vault.CurrentVersion(cctx, req)
 	if errors.Is(v.err, provider.ErrNotVersioned) {
 		v.Version, v.err = r.unversioned(cctx, req, scope)

@@ -61,7 +61,13 @@ type versions struct {
 	at     map[string]provider.Version
 	values map[string]string // KV v1's, for Fingerprint
 	reads  int
+	hashed []string // the secrets Fingerprint read
 }
+
+// staticReads tells static reads by name.
+type staticReads map[string]bool
+
+func (s staticReads) StaticRead(secret string) bool { return s[secret] }
 
 func (v *versions) CurrentVersion(_ context.Context, req provider.Request) (provider.Version, error) {
 	v.reads++
@@ -74,6 +80,7 @@ func (v *versions) CurrentVersion(_ context.Context, req provider.Request) (prov
 // Fingerprint: a hash of the key and the value.
 func (v *versions) Fingerprint(_ context.Context, req provider.Request, key []byte) (string, error) {
 	v.reads++
+	v.hashed = append(v.hashed, req.SecretName)
 	return fmt.Sprintf("%x", sha256.Sum256(append(key, v.values[req.SecretName]...))), nil
 }
 

@@ -188,6 +188,27 @@ func (t *Tracker) snapshot() []*held {
 	return out
 }
 
+// StaticRead tells whether the records of a vault.type=read secret's tasks
+// show a value without a lease (a static read, which rotation compares by
+// hash). False with any lease (credentials, which roll by their max TTL),
+// and while no record of it is held: rotation then never reads a path
+// that may issue credentials.
+func (t *Tracker) StaticRead(secret string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	static := false
+	for _, h := range t.held {
+		if h.Secret != secret {
+			continue
+		}
+		if h.LeaseID != "" {
+			return false
+		}
+		static = true
+	}
+	return static
+}
+
 // Len is the number of task credentials held.
 func (t *Tracker) Len() int {
 	t.mu.Lock()

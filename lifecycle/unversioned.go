@@ -13,7 +13,8 @@ import (
 	"github.com/swarmvault/swarmvault/provider"
 )
 
-// KV v1 keeps no versions, so rotation gives its secrets one: the time the
+// KV v1 keeps no versions, nor does a vault.type=read of a value without a
+// lease, so rotation gives their secrets one: the time the
 // leader first saw the value differ from the one before, told apart by a
 // keyed hash (HMAC-SHA256), never the value. Both live under
 // STATE_PATH/rotation/, so that the next leader compares with what this one
@@ -29,7 +30,7 @@ import (
 // swarm's Raft log and out of any log line.
 const rotationDir = "rotation/"
 
-// errNoState: KV v1 rotation keeps its hashes under STATE_PATH.
+// errNoState: rotation by hash keeps its hashes under STATE_PATH.
 var errNoState = errors.New("rotating a KV v1 secret needs STATE_PATH, where the leader keeps a keyed hash of its value: docker plugin set <plugin> STATE_PATH=<kv path>")
 
 // seen is what rotation keeps of a KV v1 value: its hash, and when the
@@ -40,7 +41,7 @@ type seen struct {
 	changed     time.Time
 }
 
-// unversioned gives the KV v1 secret req names its pseudo version: the time
+// unversioned gives the secret req names its pseudo version: the time
 // its current value was first seen. One Vault read of the value a round;
 // STATE_PATH is read once per leadership term and written on a change.
 func (r *Rotator) unversioned(ctx context.Context, req provider.Request, scope string) (provider.Version, error) {

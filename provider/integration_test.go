@@ -256,4 +256,17 @@ func TestIntegrationFingerprint(t *testing.T) {
 	if _, err := p.Fingerprint(ctx, req, key); err == nil {
 		t.Errorf("a fingerprint of a KV v2 secret")
 	}
+	// A static value read through the generic API: a new KV v2 version
+	// is a new fingerprint.
+	req.SecretLabels = map[string]string{"vault.type": "read", "vault.path": f.kv2 + "/data/app/db", "vault.rotate": "true"}
+	read := fp(key)
+	if again := fp(key); again != read {
+		t.Errorf("vault.type=read: one value, two fingerprints")
+	}
+	if _, err := f.root.KVv2(f.kv2).Put(ctx, "app/db", map[string]any{"password": "v5-pw"}); err != nil {
+		t.Fatal(err)
+	}
+	if fp(key) == read {
+		t.Errorf("vault.type=read: a new version kept the fingerprint")
+	}
 }

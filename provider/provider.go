@@ -213,7 +213,7 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 	case plan.Rotate && !p.opts.Rotation:
 		entry.Warnf("label %s=true, but rotation needs the Docker socket: docker plugin set <plugin> docker-socket.source=/var/run/docker.sock", LabelRotate)
 	case plan.Rotate && plan.Type != TypeKV && !p.opts.Lifecycle:
-		entry.Warnf("label %s=true, but rolling a service before its credentials end needs the task lifecycle: docker plugin set <plugin> STATE_PATH=<kv path>", LabelRotate)
+		entry.Warnf("label %s=true, but rotating a %s=%s secret needs the task lifecycle: docker plugin set <plugin> STATE_PATH=<kv path>", LabelRotate, LabelType, plan.Type)
 	}
 	if entry.Logger.IsLevelEnabled(logrus.InfoLevel) {
 		logDelivered(entry, plan, start)
@@ -390,6 +390,10 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 		return nil, fmt.Errorf("Vault gives no data at path %s (%s=%s): check label %s", plan.Path, LabelType, plan.Type, LabelPath)
 	} else {
 		issued.LeaseID, issued.LeaseTTL, issued.LeaseRenewable = out.LeaseID, time.Duration(out.LeaseDuration)*time.Second, out.Renewable
+		// Without a lease the token's end changes nothing for the task:
+		// a vault.rotate read of a static value rolls when the value
+		// changes (the rotator's hash), not when the token ends.
+		issued.Rotate = plan.Rotate && out.LeaseID != ""
 		value, err = render(out.Data, plan)
 	}
 	if err != nil {

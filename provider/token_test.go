@@ -503,7 +503,7 @@ func TestRotatingCredentials(t *testing.T) {
 		want string
 	}{
 		{Options{Rotation: true, Lifecycle: true}, ""},
-		{Options{Rotation: true}, "rolling a service before its credentials end needs the task lifecycle: docker plugin set <plugin> STATE_PATH=<kv path>"},
+		{Options{Rotation: true}, "rotating a vault.type=read secret needs the task lifecycle: docker plugin set <plugin> STATE_PATH=<kv path>"},
 		{Options{}, "rotation needs the Docker socket"},
 	} {
 		vault := newFakeVault(t)

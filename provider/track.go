@@ -42,7 +42,8 @@ type Credentials struct {
 	LeaseRenewable bool
 	// Rotate: the secret asked for vault.rotate, so the leader rolls the
 	// task's service before the token or lease reaches its max TTL,
-	// rather than warn that it will.
+	// rather than warn that it will. Not set for a read that gave no
+	// lease: its token's end changes nothing for the task.
 	Rotate bool
 }
 

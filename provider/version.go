@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,11 +48,16 @@ func (p *Provider) CurrentVersion(ctx context.Context, req Request) (Version, er
 	return p.kvVersion(ctx, client, plan)
 }
 
-// Fingerprint is the keyed hash (HMAC-SHA256 under key) of the KV v1
-// secret that req.SecretLabels name, every field of it, as the tasks of
+// ErrLeased: a vault.type=read path gave a lease, so its value is
+// credentials, which rotate by their max TTL, not by a hash.
+var ErrLeased = errors.New("the path gives leases")
+
+// Fingerprint is the keyed hash (HMAC-SHA256 under key) of what the secret
+// that req.SecretLabels name reads, every field of it, as the tasks of
 // req.ServiceName read it, with the read token CurrentVersion uses: what
-// rotation compares from round to round where Vault keeps no versions. The
-// value read is dropped at once; only the hash leaves.
+// rotation compares from round to round where Vault keeps no versions (KV
+// v1, and vault.type=read of a value without a lease). The value read is
+// dropped at once; only the hash leaves.
 func (p *Provider) Fingerprint(ctx context.Context, req Request, key []byte) (string, error) {
 	plan, err := ParsePlan(req.SecretLabels)
 	if err != nil {
@@ -67,19 +73,44 @@ func (p *Provider) Fingerprint(ctx context.Context, req Request, key []byte) (st
 	if err != nil {
 		return "", err
 	}
-	m, err := p.kvMount(ctx, client, plan.Path)
-	if err != nil {
-		return "", err
-	}
-	if m.kvVersion != 1 {
-		return "", fmt.Errorf("Vault path %s is on KV v2 mount %s: its versions tell its changes", plan.Path, m.path)
-	}
-	s, err := client.KVv1(strings.TrimSuffix(m.path, "/")).Get(ctx, strings.TrimPrefix(plan.Path, m.path))
-	if err != nil {
-		return "", kvError(err, plan, plan.Path)
+	var data map[string]any
+	switch plan.Type {
+	case TypeRead:
+		query := map[string][]string{}
+		for k, v := range plan.Params {
+			query[k] = []string{v}
+		}
+		s, err := client.Logical().ReadWithDataWithContext(ctx, plan.Path, query)
+		if err != nil {
+			return "", vaultError(err, plan.Path, plan.Path)
+		}
+		if s == nil || s.Data == nil {
+			return "", fmt.Errorf("Vault gives no data at path %s (%s=%s): check label %s", plan.Path, LabelType, plan.Type, LabelPath)
+		}
+		if s.LeaseID != "" {
+			// Issued to the read token, a batch token: the lease ends
+			// with it, within VAULT_CLIENT_TIMEOUT.
+			return "", fmt.Errorf("Vault path %s: %w", plan.Path, ErrLeased)
+		}
+		data = s.Data
+	case TypeKV:
+		m, err := p.kvMount(ctx, client, plan.Path)
+		if err != nil {
+			return "", err
+		}
+		if m.kvVersion != 1 {
+			return "", fmt.Errorf("Vault path %s is on KV v2 mount %s: its versions tell its changes", plan.Path, m.path)
+		}
+		s, err := client.KVv1(strings.TrimSuffix(m.path, "/")).Get(ctx, strings.TrimPrefix(plan.Path, m.path))
+		if err != nil {
+			return "", kvError(err, plan, plan.Path)
+		}
+		data = s.Data
+	default:
+		return "", fmt.Errorf("%s=%s has no value to compare: it rotates by its credentials' max TTL", LabelType, plan.Type)
 	}
 	// encoding/json writes a map's keys sorted: one value, one text.
-	b, err := json.Marshal(s.Data)
+	b, err := json.Marshal(data)
 	if err != nil {
 		return "", fmt.Errorf("Vault path %s: %w", plan.Path, err)
 	}
@@ -88,8 +119,9 @@ func (p *Provider) Fingerprint(ctx context.Context, req Request, key []byte) (st
 	return hex.EncodeToString(mac.Sum(nil)), nil
 }
 
-// ReadScope names what CurrentVersion reads for req: the secret's path and
-// the policies of the token that reads it. Two requests of one scope read
+// ReadScope names what CurrentVersion or Fingerprint reads for req: the
+// secret's type, path and parameters, and the policies of the token that
+// reads it. Two requests of one scope read
 // the same version, so a rotation round reads each scope once, whatever
 // the number of services that share it.
 func (p *Provider) ReadScope(req Request) (string, error) {
@@ -101,7 +133,12 @@ func (p *Provider) ReadScope(req Request) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return plan.Path + " " + strings.Join(policies, ","), nil
+	params := make([]string, 0, len(plan.Params))
+	for k, v := range plan.Params {
+		params = append(params, k+"="+v)
+	}
+	slices.Sort(params)
+	return strings.Join([]string{string(plan.Type), plan.Path, strings.Join(params, "&"), strings.Join(policies, ",")}, " "), nil
 }
 
 func (p *Provider) kvVersion(ctx context.Context, client *api.Client, plan Plan) (Version, error) {
