@@ -610,7 +610,7 @@ func TestRotatorKV1KeepsHashesInState(t *testing.T) {
 	// A new leader, and a change before its first round.
 	vs.values["v1"] = value + "-3"
 	round(leader(), "[a a]")
-	if !strings.Contains(logs.String(), "secret v1 changed in Vault (KV v1), seen ") {
+	if !strings.Contains(logs.String(), "secret v1 changed in Vault (no versions: told by its hash), seen ") {
 		t.Errorf("no rollout line for KV v1:\n%s", logs.String())
 	}
 	// What STATE_PATH holds: a key and a hash, no value; and no entry the

@@ -179,7 +179,7 @@ func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[stri
 			entry.WithField("secret", sec.Name).Errorf("rotation: cannot read the secret's version: %v", v.err)
 		case !v.Created.After(svc.Oldest):
 		case v.Number == 0:
-			why = append(why, fmt.Sprintf("secret %s changed in Vault (KV v1), seen %s", sec.Name, v.Created.UTC().Format(time.RFC3339)))
+			why = append(why, fmt.Sprintf("secret %s changed in Vault (no versions: told by its hash), seen %s", sec.Name, v.Created.UTC().Format(time.RFC3339)))
 		default:
 			why = append(why, fmt.Sprintf("secret %s has version %d, written %s", sec.Name, v.Number, v.Created.UTC().Format(time.RFC3339)))
 		}
