@@ -309,6 +309,27 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		testRotationReuse(t, f)
 	})
 
+	t.Run("rotation of a pinned version is refused, and the task's failure says why", func(t *testing.T) {
+		mark := logMark(t)
+		service, secret := run+"-rotpinned", run+"_rotpinned"
+		f.putPolicy(t, service, readRules("secret/data/"+run+"/*"))
+		createDriverSecret(t, secret, map[string]string{"vault.path": "secret/" + run + "/db", "vault.version": "1", "vault.rotate": "true"})
+		createService(t, service, nil, secret)
+		// dockerd quotes the plugin's quoted line again: match around the quotes.
+		waitFor(t, "the plugin's line for the refused secret", time.Minute, func() (bool, string) {
+			for _, line := range strings.Split(logSince(t, mark), "\n") {
+				if strings.Contains(line, "secret "+secret+": label vault.rotate=true cannot apply with vault.version=") &&
+					strings.Contains(line, "a pinned version never changes; remove one of them") {
+					return true, ""
+				}
+			}
+			return false, taskStates(service)
+		})
+		if ids := runningContainers(t, service); len(ids) != 0 {
+			t.Errorf("a task runs with a refused secret")
+		}
+	})
+
 	t.Run("rotation in a stack: a redeploy of the same compose file after a rotation rolls nothing", func(t *testing.T) {
 		testRotationStack(t, f)
 	})
