@@ -1,0 +1,210 @@
+// Package metrics serves what an operator scrapes and probes, on
+// METRICS_ADDR: Prometheus metrics at /metrics, /healthz (the process
+// answers) and /readyz (logged in to Vault with a token that is not about
+// to end).
+//
+// Every label value comes from a short fixed list: secret types, outcomes,
+// Vault operations, HTTP status codes, login methods. Never a task or
+// service name, a path or a value: a swarm of any size gives the same
+// number of series, and nothing a scrape returns names a secret.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the plugin's collectors, on a registry of its own.
+type Metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	vault    *prometheus.CounterVec
+	logins   *prometheus.CounterVec
+	leader   prometheus.Gauge
+	rollouts *prometheus.CounterVec
+}
+
+// New returns the plugin's metrics, with Go's and the process's own.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "swarmvault_requests_total",
+			Help: "Secret requests from the engine, by vault.type and outcome (ok, label_error, config_error, refetch_refused, denied, vault_unavailable, vault_error, internal).",
+		}, []string{"type", "outcome"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "swarmvault_request_duration_seconds",
+			Help:    "Time to answer a secret request, by vault.type.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"type"}),
+		vault: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "swarmvault_vault_requests_total",
+			Help: "HTTP requests to Vault, by operation and status (the HTTP code, or \"error\" when none came back).",
+		}, []string{"operation", "status"}),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "swarmvault_logins_total",
+			Help: "The plugin's own logins to Vault, by VAULT_AUTH_METHOD and outcome (ok, failed).",
+		}, []string{"method", "outcome"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "swarmvault_leader",
+			Help: "1 while this plugin's manager leads the swarm (its plugin renews, revokes and rotates), else 0.",
+		}),
+		rollouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "swarmvault_rollouts_total",
+			Help: "Rolling updates rotation asked for, by outcome (started, unsettled: the last update had not settled, failed).",
+		}, []string{"outcome"}),
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.vault, m.logins, m.leader, m.rollouts,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Request counts one secret request and its time.
+func (m *Metrics) Request(typ, outcome string, took time.Duration) {
+	m.requests.WithLabelValues(typ, outcome).Inc()
+	m.duration.WithLabelValues(typ).Observe(took.Seconds())
+}
+
+// Login counts one login of the plugin's own.
+func (m *Metrics) Login(method string, ok bool) {
+	outcome := "ok"
+	if !ok {
+		outcome = "failed"
+	}
+	m.logins.WithLabelValues(method, outcome).Inc()
+}
+
+// Leading sets whether this manager leads.
+func (m *Metrics) Leading(leads bool) {
+	v := 0.0
+	if leads {
+		v = 1
+	}
+	m.leader.Set(v)
+}
+
+// Rollout counts one rollout rotation asked for.
+func (m *Metrics) Rollout(outcome string) { m.rollouts.WithLabelValues(outcome).Inc() }
+
+// TokenTTL exports the plugin token's remaining life, as until tells it
+// at scrape time (zero: no token yet).
+func (m *Metrics) TokenTTL(until func() time.Time) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "swarmvault_token_ttl_seconds",
+		Help: "Seconds left before the plugin's own Vault token ends, as of its last login or renewal; 0 without a token, -1 for a token without TTL.",
+	}, func() float64 {
+		u := until()
+		switch {
+		case u.IsZero():
+			return 0
+		case u.Equal(forever):
+			return -1
+		}
+		return max(time.Until(u).Seconds(), 0)
+	}))
+}
+
+// forever is what a token without TTL (root) ends at, for TokenTTL.
+var forever = time.Unix(1<<62, 0)
+
+// Forever is the end TokenTTL's until gives for a token without TTL.
+func Forever() time.Time { return forever }
+
+// Transport counts the Vault requests made through next, by operation and
+// status; wrap the Vault client's HTTP transport with it.
+func (m *Metrics) Transport(next http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(r *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(r)
+		status := "error"
+		if err == nil {
+			status = strconv.Itoa(resp.StatusCode)
+		}
+		m.vault.WithLabelValues(Operation(r.Method, r.URL.Path), status).Inc()
+		return resp, err
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// Operation names a Vault request from a short list: the API paths the
+// plugin calls by name, and the HTTP verb for secret paths, whose names
+// are the operator's and could be many.
+func Operation(method, path string) string {
+	p := strings.TrimPrefix(path, "/v1/")
+	switch {
+	case strings.HasPrefix(p, "auth/token/create"):
+		return "token_create"
+	case p == "auth/token/renew-accessor":
+		return "token_renew"
+	case p == "auth/token/revoke-accessor":
+		return "token_revoke"
+	case strings.HasPrefix(p, "auth/token/") && strings.HasSuffix(p, "-self"):
+		return "own_token" // renew-self, lookup-self, revoke-self
+	case strings.HasPrefix(p, "auth/") && strings.HasSuffix(p, "/login") || strings.Contains(p, "/login/"):
+		return "login"
+	case p == "sys/leases/renew":
+		return "lease_renew"
+	case strings.HasPrefix(p, "sys/internal/ui/mounts"):
+		return "mount_lookup"
+	case p == "sys/capabilities-self":
+		return "capabilities"
+	case strings.HasPrefix(p, "sys/wrapping/"):
+		return "wrapping"
+	}
+	switch method {
+	case http.MethodGet:
+		return "read"
+	case "LIST":
+		return "list"
+	case http.MethodDelete:
+		return "delete"
+	default:
+		return "write"
+	}
+}
+
+// Handler serves /metrics, /healthz and /readyz. ready tells why the plugin
+// is not ready, or nil.
+func (m *Metrics) Handler(ready func() error) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// Serve serves Handler on addr until ctx ends.
+func (m *Metrics) Serve(ctx context.Context, addr string, ready func() error) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("METRICS_ADDR=%s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: m.Handler(ready), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
