@@ -72,7 +72,7 @@ func (p *Provider) kvMount(ctx context.Context, client *api.Client, path string)
 	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
 		// Vault answers a path under no mount and a path the token may not
 		// use alike, so as not to reveal which mounts exist.
-		return mount{}, fmt.Errorf("Vault path %s is on no mount the token may read: check label %s (its first segment is the mount, e.g. secret/) and that the token's policies grant read on the path", path, LabelPath)
+		return mount{}, classify(fmt.Errorf("Vault path %s is on no mount the token may read: check label %s (its first segment is the mount, e.g. secret/) and that the token's policies grant read on the path", path, LabelPath), OutcomeDenied)
 	}
 	if err != nil {
 		return mount{}, vaultError(err, path, path)
@@ -207,15 +207,15 @@ func vaultErrorDoing(err error, doing, path, apiPath string) error {
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("Vault did not answer in time to %s path %s: check Vault's health or raise VAULT_CLIENT_TIMEOUT", doing, path)
+		return classify(fmt.Errorf("Vault did not answer in time to %s path %s: check Vault's health or raise VAULT_CLIENT_TIMEOUT", doing, path), OutcomeUnavailable)
 	case invalidToken(err):
 		return fmt.Errorf("%w: Vault refused the task's token to %s path %s", errInvalidToken, doing, path)
 	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("permission denied to %s Vault path %s: the token's policies must grant %s on %s", doing, path, capability, apiPath)
+		return classify(fmt.Errorf("permission denied to %s Vault path %s: the token's policies must grant %s on %s", doing, path, capability, apiPath), OutcomeDenied)
 	case errors.As(err, &re):
 		return fmt.Errorf("Vault refused to %s path %s (HTTP %d: %s)", doing, path, re.StatusCode, vaultErrors(re))
 	case errors.As(err, &ue):
-		return fmt.Errorf("cannot reach Vault to %s path %s: %v; check VAULT_ADDR and that Vault is up", doing, path, transportCause(err))
+		return classify(fmt.Errorf("cannot reach Vault to %s path %s: %v; check VAULT_ADDR and that Vault is up", doing, path, transportCause(err)), OutcomeUnavailable)
 	default:
 		return fmt.Errorf("Vault's answer for path %s cannot be read (%v): check that VAULT_ADDR points at Vault", path, err)
 	}

@@ -60,6 +60,8 @@ type Options struct {
 	// Tracker, when set, refuses repeated fetches and records issued
 	// credentials for the task lifecycle.
 	Tracker Tracker
+	// Observer, when set, is told how each request ended (metrics).
+	Observer Observer
 	// Rotation says a rotator runs (it needs the Docker socket), and
 	// Lifecycle that the leader loop renews credentials (the socket and
 	// STATE_PATH): without what a vault.rotate secret needs, it is served
@@ -166,36 +168,46 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 		"task_id": req.TaskID,
 		"node_id": req.NodeID,
 	})
+	var plan Plan
+	outcome := OutcomeOK
 	defer func() {
 		// Nothing on the request path may take the plugin down: the engine
 		// would fail every secret of every task until it is restarted.
 		if r := recover(); r != nil {
 			entry.WithField("stack", string(debug.Stack())).Errorf("internal error: %v", r)
 			resp = secrets.Response{Err: fmt.Sprintf("swarmvault internal error serving secret %s: see the plugin log", req.SecretName), DoNotReuse: true}
+			outcome = OutcomeInternal
+		}
+		if p.opts.Observer != nil {
+			p.opts.Observer.Request(string(plan.Type), outcome, time.Since(start))
 		}
 	}()
+	fail := func(err error) secrets.Response {
+		outcome = outcomeOf(err)
+		return p.fail(entry, req, err)
+	}
 
 	plan, err := ParsePlan(req.SecretLabels)
 	if err != nil {
-		return p.fail(entry, req, err)
+		return fail(classify(err, OutcomeLabel))
 	}
 	if plan.Path != "" {
 		entry = entry.WithField("path", plan.Path)
 	}
 	if p.opts.AllowedTypes != nil && !slices.Contains(p.opts.AllowedTypes, plan.Type) {
-		return p.fail(entry, req, fmt.Errorf("%s=%s is not served by this plugin (ALLOWED_TYPES=%s): use one of those types, or ask the operator to allow it", LabelType, plan.Type, joinTypes(p.opts.AllowedTypes)))
+		return fail(classify(fmt.Errorf("%s=%s is not served by this plugin (ALLOWED_TYPES=%s): use one of those types, or ask the operator to allow it", LabelType, plan.Type, joinTypes(p.opts.AllowedTypes)), OutcomeConfig))
 	}
 
 	policies, err := p.opts.Policies.Policies(req)
 	if err != nil {
-		return p.fail(entry, req, err)
+		return fail(classify(err, OutcomeConfig))
 	}
 	entry = entry.WithField("policies", strings.Join(policies, ","))
 
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
 	if err := p.admit(ctx, req, plan); err != nil {
-		return p.fail(entry, req, err)
+		return fail(err)
 	}
 	var value []byte
 	switch plan.Type {
@@ -207,7 +219,7 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 		value, err = p.kvValue(ctx, req, plan, policies)
 	}
 	if err != nil {
-		return p.fail(entry, req, err)
+		return fail(err)
 	}
 	switch {
 	case plan.Rotate && !p.opts.Rotation:

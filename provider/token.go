@@ -228,13 +228,13 @@ func (p *Provider) mintError(err error, req Request, policies []string) error {
 	var re *api.ResponseError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("Vault did not answer in time to create a token for service %s: check Vault's health or raise VAULT_CLIENT_TIMEOUT", req.ServiceName)
+		return classify(fmt.Errorf("Vault did not answer in time to create a token for service %s: check Vault's health or raise VAULT_CLIENT_TIMEOUT", req.ServiceName), OutcomeUnavailable)
 	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("the plugin's token may not create tokens for service %s: grant it update on %s (and sudo for create-orphan without TOKEN_ROLE)", req.ServiceName, path)
+		return classify(fmt.Errorf("the plugin's token may not create tokens for service %s: grant it update on %s (and sudo for create-orphan without TOKEN_ROLE)", req.ServiceName, path), OutcomeDenied)
 	case errors.As(err, &re):
 		return fmt.Errorf("Vault refused a token with policies %s for service %s (HTTP %d: %s): check POLICY_TEMPLATE and TOKEN_ROLE", strings.Join(policies, ","), req.ServiceName, re.StatusCode, vaultErrors(re))
 	default:
-		return fmt.Errorf("cannot reach Vault to create a token for service %s: %v; check VAULT_ADDR and that Vault is up", req.ServiceName, transportCause(err))
+		return classify(fmt.Errorf("cannot reach Vault to create a token for service %s: %v; check VAULT_ADDR and that Vault is up", req.ServiceName, transportCause(err)), OutcomeUnavailable)
 	}
 }
 
