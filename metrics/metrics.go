@@ -97,29 +97,14 @@ func (m *Metrics) Leading(leads bool) {
 // Rollout counts one rollout rotation asked for.
 func (m *Metrics) Rollout(outcome string) { m.rollouts.WithLabelValues(outcome).Inc() }
 
-// TokenTTL exports the plugin token's remaining life, as until tells it
-// at scrape time (zero: no token yet).
-func (m *Metrics) TokenTTL(until func() time.Time) {
+// TokenTTL exports the plugin token's remaining life, as left tells it at
+// scrape time: seconds, 0 without a token, -1 for a token without TTL.
+func (m *Metrics) TokenTTL(left func() float64) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "swarmvault_token_ttl_seconds",
 		Help: "Seconds left before the plugin's own Vault token ends, as of its last login or renewal; 0 without a token, -1 for a token without TTL.",
-	}, func() float64 {
-		u := until()
-		switch {
-		case u.IsZero():
-			return 0
-		case u.Equal(forever):
-			return -1
-		}
-		return max(time.Until(u).Seconds(), 0)
-	}))
+	}, left))
 }
-
-// forever is what a token without TTL (root) ends at, for TokenTTL.
-var forever = time.Unix(1<<62, 0)
-
-// Forever is the end TokenTTL's until gives for a token without TTL.
-func Forever() time.Time { return forever }
 
 // Transport counts the Vault requests made through next, by operation and
 // status; wrap the Vault client's HTTP transport with it.

@@ -25,8 +25,7 @@ func TestMetricsAndProbes(t *testing.T) {
 	m.Login("approle", false)
 	m.Leading(true)
 	m.Rollout("started")
-	until := time.Now().Add(time.Hour)
-	m.TokenTTL(func() time.Time { return until })
+	m.TokenTTL(func() float64 { return 3599 })
 
 	// A Vault that answers 403 to a secret path, and one that is down.
 	vault := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusForbidden) }))

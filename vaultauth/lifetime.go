@@ -46,6 +46,9 @@ type Manager struct {
 	// is how long a replaced token the plugin created stays alive, because
 	// read tokens it made may still be in use. Set before Run.
 	MinBackoff, MaxBackoff, CheckInterval, LoginTimeout, RevokeDelay time.Duration
+	// Logins, when set, is told the outcome of each login attempt
+	// (metrics). Set before Run.
+	Logins func(ok bool)
 
 	relogin  chan struct{}
 	stopping chan struct{} // closed by Logout: retire replaced tokens now
@@ -55,7 +58,15 @@ type Manager struct {
 	loggedIn chan struct{} // closed at the next successful login
 	lastErr  error         // of the last failed login, for waiting requests
 	current  string        // the token of the last login
+	// until is when the current token ends, as of its login or last
+	// renewal (zero: no token; noTTL: it has no TTL); ttl what it was
+	// granted then.
+	until time.Time
+	ttl   time.Duration
 }
+
+// noTTL is until for a token without TTL (a root token).
+var noTTL = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // NewManager returns a Manager that logs client in with method.
 func NewManager(client *api.Client, method api.AuthMethod, log logrus.FieldLogger) *Manager {
@@ -81,6 +92,7 @@ func (m *Manager) Run(ctx context.Context) {
 		prev := m.current
 		m.current = s.Auth.ClientToken
 		m.mu.Unlock()
+		m.lives(s.Auth.LeaseDuration)
 		if prev != "" && prev != s.Auth.ClientToken {
 			m.retire(prev)
 		}
@@ -109,6 +121,9 @@ func (m *Manager) loginWithBackoff(ctx context.Context, ending string) (*api.Sec
 		err := m.loginOnce(ctx, &s)
 		if err == nil && ending != "" && s.Auth.ClientToken == ending {
 			err = errSameToken
+		}
+		if m.Logins != nil && ctx.Err() == nil {
+			m.Logins(err == nil)
 		}
 		if err == nil {
 			break
@@ -215,6 +230,7 @@ func (m *Manager) keepAlive(ctx context.Context, s *api.Secret) (ending string) 
 			return s.Auth.ClientToken
 		case r := <-renewed:
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
+				m.lives(r.Secret.Auth.LeaseDuration)
 				m.log.WithField("ttl", (time.Duration(r.Secret.Auth.LeaseDuration) * time.Second).String()).Debug("renewed the plugin's token")
 			}
 		case <-m.relogin:
@@ -227,6 +243,56 @@ func (m *Manager) keepAlive(ctx context.Context, s *api.Secret) (ending string) 
 			}
 		}
 	}
+}
+
+// lives records that the current token was granted seconds more.
+func (m *Manager) lives(seconds int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ttl = time.Duration(seconds) * time.Second
+	m.until = noTTL
+	if seconds > 0 {
+		m.until = time.Now().Add(m.ttl)
+	}
+}
+
+// TTLLeft is the seconds left to the plugin's token: 0 without one, -1
+// for a token without TTL.
+func (m *Manager) TTLLeft() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.until.IsZero():
+		return 0
+	case m.until.Equal(noTTL):
+		return -1
+	}
+	return max(time.Until(m.until).Seconds(), 0)
+}
+
+// Ready tells why the plugin cannot serve now, or nil: it has a token,
+// and the token is not about to end (a third of its TTL, at most a minute,
+// is left; the Manager logs in again well before that).
+func (m *Manager) Ready() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.until.IsZero() && m.lastErr != nil:
+		return fmt.Errorf("no Vault token: the login fails (%v)", m.lastErr)
+	case m.until.IsZero():
+		return errors.New("no Vault token yet: the first login is under way")
+	case m.until.Equal(noTTL):
+		return nil
+	}
+	left := time.Until(m.until)
+	if margin := min(time.Minute, m.ttl/3); left < margin {
+		why := "renewal and a new login have not extended it"
+		if m.lastErr != nil {
+			why = fmt.Sprintf("the login fails (%v)", m.lastErr)
+		}
+		return fmt.Errorf("the plugin's Vault token ends in %s: %s", left.Round(time.Second), why)
+	}
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

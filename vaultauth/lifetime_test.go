@@ -420,3 +420,37 @@ func TestOneRefusalIsOneLogin(t *testing.T) {
 		}
 	}
 }
+
+// /readyz and the metrics read the Manager: no token (and why), then a
+// token's time left; each login attempt is told.
+func TestReadinessAndLogins(t *testing.T) {
+	client := renewVault(t, func(string) bool { return true })
+	method := &fakeMethod{failFirst: 2, ttl: 3600} // not renewable: kept
+	log, _ := quietLog()
+	m := NewManager(client, method, log)
+	m.MinBackoff, m.MaxBackoff = 30*time.Millisecond, 60*time.Millisecond
+	var mu sync.Mutex
+	var logins []bool
+	m.Logins = func(ok bool) { mu.Lock(); logins = append(logins, ok); mu.Unlock() }
+	if err := m.Ready(); err == nil || !strings.Contains(err.Error(), "the first login is under way") || m.TTLLeft() != 0 {
+		t.Errorf("before Run: %v, %v s left", err, m.TTLLeft())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, "a failed login to show", func() bool {
+		err := m.Ready()
+		return err != nil && strings.Contains(err.Error(), "no Vault token: the login fails (unable to log in to auth method: connection refused)")
+	})
+	waitUntil(t, "the third login", func() bool { return client.Token() == "tok-3" })
+	waitUntil(t, "readiness", func() bool { return m.Ready() == nil })
+	if left := m.TTLLeft(); left < 3590 || left > 3600 {
+		t.Errorf("%v s left, want about 3600", left)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(logins) != "[false false true]" {
+		t.Errorf("logins told %v", logins)
+	}
+}
