@@ -74,6 +74,9 @@ type config struct {
 	// RotationInterval is how often the leader checks vault.rotate secrets.
 	// ROTATION_INTERVAL, default 1m.
 	RotationInterval time.Duration
+	// MetricsAddr is the host:port /metrics, /healthz and /readyz are
+	// served on. METRICS_ADDR, default unset (off).
+	MetricsAddr string
 }
 
 // loadConfig reads and validates every setting, reporting all bad settings at
@@ -105,6 +108,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		LogLevel:      logrus.InfoLevel,
 		LogFormat:     "text",
 		StatePath:     strings.Trim(getenv("STATE_PATH"), "/"),
+		MetricsAddr:   getenv("METRICS_ADDR"),
 
 		LifecycleInterval: lifecycle.DefaultInterval,
 		RotationInterval:  lifecycle.DefaultRotationInterval,
@@ -182,6 +186,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 			}
 		}
 	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			bad("METRICS_ADDR=%s is not host:port: use e.g. 127.0.0.1:9650", c.MetricsAddr)
+		}
+	}
 	if c.TokenTTL > c.TokenMaxTTL {
 		bad("TOKEN_TTL=%s is longer than TOKEN_MAX_TTL=%s: lower it or raise TOKEN_MAX_TTL", c.TokenTTL, c.TokenMaxTTL)
 	}
@@ -224,6 +233,9 @@ func (c config) warnings() []string {
 	if u, err := url.Parse(c.VaultAddr); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
 		w = append(w, "VAULT_ADDR="+c.VaultAddr+" is plain http to another host: tokens and secrets cross the network unencrypted; use https")
 	}
+	if host, _, err := net.SplitHostPort(c.MetricsAddr); err == nil && !isLoopback(host) {
+		w = append(w, "METRICS_ADDR="+c.MetricsAddr+" is not a loopback address: the plugin shares the host's network, so anyone who reaches this host on that port can read the plugin's metrics (counts and timings, never a secret or name); bind 127.0.0.1 unless a scraper elsewhere needs it")
+	}
 	if c.TokenRole == "" {
 		w = append(w, "TOKEN_ROLE is not set: task tokens are made with auth/token/create-orphan, which needs sudo, and with sudo Vault does not check that a task's policies are a subset of the plugin's; a token role with allowed_policies bounds them")
 	}
@@ -255,7 +267,7 @@ func tuneTransport(vc *api.Config) {
 
 // vaultClient makes the Vault client every request shares: one pooled HTTP
 // transport, so requests reuse keep-alive connections.
-func (c config) vaultClient() (*api.Client, error) {
+func (c config) vaultClient(wrap func(http.RoundTripper) http.RoundTripper) (*api.Client, error) {
 	vc := api.DefaultConfig()
 	if vc.Error != nil {
 		return nil, fmt.Errorf("failed to configure the Vault client: %w", vc.Error)
@@ -270,6 +282,9 @@ func (c config) vaultClient() (*api.Client, error) {
 	tuneTransport(vc)
 	if err := vc.ConfigureTLS(&api.TLSConfig{CACert: c.CACert, Insecure: c.SkipVerify, ClientCert: c.Auth.ClientCert, ClientKey: c.Auth.ClientKey}); err != nil {
 		return nil, fmt.Errorf("failed to configure TLS for Vault: %w", err)
+	}
+	if wrap != nil {
+		vc.HttpClient.Transport = wrap(vc.HttpClient.Transport)
 	}
 	client, err := api.NewClient(vc)
 	if err != nil {

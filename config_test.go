@@ -65,6 +65,7 @@ func TestLoadConfigSettings(t *testing.T) {
 		"VAULT_SECRET_ID_WRAPPED": "true", "VAULT_SECRET_ID_REMOVE": "1", "VAULT_AUTH_MOUNT": "ar", "VAULT_CERT_ROLE": "plugin",
 		"HELPER_SERVICE": "helper", "HELPER_SECRET": "bootstrap", "ALLOWED_TYPES": "kv, token,kv",
 		"STATE_PATH": "/secret/swarmvault/state/", "LIFECYCLE_INTERVAL": "5", "ROTATION_INTERVAL": "10s",
+		"METRICS_ADDR": "127.0.0.1:9650",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +78,8 @@ func TestLoadConfigSettings(t *testing.T) {
 		Timeout: 3 * time.Second, LogLevel: logrus.DebugLevel, LogFormat: "json",
 		TokenRole: "tasks", TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeToken},
-		StatePath:    "secret/swarmvault/state", LifecycleInterval: 5 * time.Second, RotationInterval: 10 * time.Second}
+		StatePath:    "secret/swarmvault/state", LifecycleInterval: 5 * time.Second, RotationInterval: 10 * time.Second,
+		MetricsAddr: "127.0.0.1:9650"}
 	if got := policiesFor(t, c); got != "base,svc" {
 		t.Errorf("POLICY_TEMPLATE gives %q", got)
 	}
@@ -91,7 +93,7 @@ func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 	_, err := loadConfig(env(map[string]string{
 		"VAULT_CACERT": "/nonexistent/ca.pem", "VAULT_SKIP_VERIFY": "maybe", "VAULT_CLIENT_TIMEOUT": "soon", "VAULT_CLIENT_CERT": "/nonexistent/c.pem",
 		"LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "TOKEN_TTL": "48h", "WRAP_TTL": "0s", "POLICY_TEMPLATE": "{{.ServiceName",
-		"LIFECYCLE_INTERVAL": "500ms", "STATE_PATH": "secret//state",
+		"LIFECYCLE_INTERVAL": "500ms", "STATE_PATH": "secret//state", "METRICS_ADDR": "9650",
 	}))
 	want := strings.Join([]string{
 		"VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200",
@@ -102,6 +104,7 @@ func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 		"WRAP_TTL=0s is not a duration: use e.g. 5m",
 		"LIFECYCLE_INTERVAL=500ms is shorter than a second: use e.g. 30s",
 		"STATE_PATH=secret//state is not a Vault path: use e.g. secret/swarmvault/state",
+		"METRICS_ADDR=9650 is not host:port: use e.g. 127.0.0.1:9650",
 		"TOKEN_TTL=48h0m0s is longer than TOKEN_MAX_TTL=24h0m0s: lower it or raise TOKEN_MAX_TTL",
 		"POLICY_TEMPLATE does not parse: template: POLICY_TEMPLATE:1: unclosed action",
 		"LOG_LEVEL=loud is not a level: use debug, info, warn or error",
@@ -247,6 +250,9 @@ func TestConfigWarnings(t *testing.T) {
 			[]string{"VAULT_ADDR=http://vault.example.com:8200 is plain http to another host: tokens and secrets cross the network unencrypted; use https"}},
 		{"skip verify", map[string]string{"VAULT_ADDR": "https://vault:8200", "VAULT_SKIP_VERIFY": "true", "TOKEN_ROLE": "tasks"},
 			[]string{"VAULT_SKIP_VERIFY=true: Vault's certificate is not verified, so anyone on the path to Vault can read every token and secret; give Vault's CA in VAULT_CACERT instead"}},
+		{"metrics on loopback", map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks", "METRICS_ADDR": "127.0.0.1:9650"}, nil},
+		{"metrics on every address", map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks", "METRICS_ADDR": ":9650"},
+			[]string{"METRICS_ADDR=:9650 is not a loopback address: the plugin shares the host's network, so anyone who reaches this host on that port can read the plugin's metrics (counts and timings, never a secret or name); bind 127.0.0.1 unless a scraper elsewhere needs it"}},
 		{"no token role", map[string]string{"VAULT_ADDR": "https://vault:8200"},
 			[]string{"TOKEN_ROLE is not set: task tokens are made with auth/token/create-orphan, which needs sudo, and with sudo Vault does not check that a task's policies are a subset of the plugin's; a token role with allowed_policies bounds them"}},
 	} {
@@ -293,7 +299,7 @@ func TestVaultClientDoesNotRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := c.vaultClient()
+	client, err := c.vaultClient(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,7 +402,7 @@ func TestVaultClientTLSAndNamespace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vc, err := c.vaultClient()
+	vc, err := c.vaultClient(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +417,7 @@ func TestVaultClientTLSAndNamespace(t *testing.T) {
 	delete(settings, "VAULT_CLIENT_CERT")
 	delete(settings, "VAULT_CLIENT_KEY")
 	c, _ = loadConfig(env(settings))
-	vc, _ = c.vaultClient()
+	vc, _ = c.vaultClient(nil)
 	if _, err := vc.Sys().Health(); err == nil {
 		t.Error("reached a server that requires a client certificate without one")
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -23,6 +24,7 @@ import (
 	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"github.com/swarmvault/swarmvault/lifecycle"
+	"github.com/swarmvault/swarmvault/metrics"
 	"github.com/swarmvault/swarmvault/provider"
 	"github.com/swarmvault/swarmvault/swarm"
 	"github.com/swarmvault/swarmvault/vaultauth"
@@ -71,7 +73,13 @@ func realMain() error {
 		log.Warn(w)
 	}
 
-	client, err := cfg.vaultClient()
+	var m *metrics.Metrics
+	var countCalls func(http.RoundTripper) http.RoundTripper
+	if cfg.MetricsAddr != "" {
+		m = metrics.New()
+		countCalls = m.Transport
+	}
+	client, err := cfg.vaultClient(countCalls)
 	if err != nil {
 		return err
 	}
@@ -100,6 +108,19 @@ func realMain() error {
 	// A replaced token's read tokens (batch, its children) die with it:
 	// revoke it only once the longest of them has expired.
 	tokens.RevokeDelay = provider.ReadTokenTTL(cfg.Timeout)
+	if m != nil {
+		method := cfg.Auth.Method
+		if method == "" {
+			method = "token"
+		}
+		tokens.Logins = func(ok bool) { m.Login(method, ok) }
+		m.TokenTTL(tokens.TTLLeft)
+		go func() {
+			if err := m.Serve(ctx, cfg.MetricsAddr, tokens.Ready); err != nil {
+				log.Errorf("metrics: %v: /metrics, /healthz and /readyz are not served", err)
+			}
+		}()
+	}
 	runDone := make(chan struct{})
 	go func() {
 		defer close(runDone)
@@ -107,11 +128,18 @@ func realMain() error {
 	}()
 
 	tracker, loop := taskLifecycle(cfg, engine, engineErr, client, log)
+	if loop != nil && m != nil {
+		loop.Observe(m)
+	}
 	if loop != nil {
 		// It stops with ctx, before the plugin's token is revoked.
 		go loop.Run(ctx)
 	}
 
+	var observer provider.Observer
+	if m != nil {
+		observer = m
+	}
 	p := provider.New(client, log, provider.Options{
 		Timeout:      cfg.Timeout,
 		Policies:     cfg.Policies,
@@ -124,12 +152,16 @@ func realMain() error {
 		Tracker:      tracker,
 		Rotation:     engineErr == nil,
 		Lifecycle:    loop != nil,
+		Observer:     observer,
 	})
 	if engineErr == nil {
 		// Rotation needs the Docker socket: it compares Vault's versions
 		// with the tasks' ages.
 		rot := lifecycle.NewRotator(engine, p, log)
 		rot.Interval, rot.Timeout = cfg.RotationInterval, cfg.Timeout
+		if m != nil {
+			rot.Observe(m)
+		}
 		if t, ok := tracker.(*lifecycle.Tracker); ok && loop != nil {
 			// Hashes of values without versions, kept under STATE_PATH;
 			// the tasks' records tell static reads from credentials.

@@ -60,6 +60,9 @@ func NewLoop(tracker *Tracker, sw Swarm, vault *api.Client, log logrus.FieldLogg
 		rollouts: newRollouts(sw, log)}
 }
 
+// Observe tells o of leadership and rollouts.
+func (l *Loop) Observe(o Observer) { l.rollouts.observer = o }
+
 // Run runs rounds until ctx ends. A failed round is one log line and is
 // retried at the next: Vault or Docker being down delays the lifecycle, and
 // the records stay in STATE_PATH.
@@ -98,6 +101,9 @@ func (l *Loop) Round(ctx context.Context) error {
 	var leader bool
 	if err := l.call(ctx, func(ctx context.Context) (err error) { leader, err = l.swarm.IsLeader(ctx); return err }); err != nil {
 		return err
+	}
+	if l.rollouts.observer != nil {
+		l.rollouts.observer.Leading(leader)
 	}
 	if !leader {
 		if l.leading {

@@ -16,6 +16,16 @@ type Forcer interface {
 	ForceUpdate(ctx context.Context, serviceID string) error
 }
 
+// Observer is told what the leader's loops see, for metrics;
+// *metrics.Metrics implements it.
+type Observer interface {
+	// Leading: whether this manager leads, at each round.
+	Leading(bool)
+	// Rollout: a rollout rotation asked for, and its outcome: started,
+	// unsettled (the last update had not settled) or failed.
+	Rollout(outcome string)
+}
+
 // rollouts rolls services for rotation: the Rotator for a new KV version,
 // the Loop for credentials near their max TTL, each with its own. It keeps
 // what it last reported of each service it left alone, so that a stuck
@@ -24,6 +34,13 @@ type rollouts struct {
 	swarm    Forcer
 	log      logrus.FieldLogger
 	reported map[string]swarmtypes.UpdateState
+	observer Observer // nil: none
+}
+
+func (r *rollouts) observe(outcome string) {
+	if r.observer != nil {
+		r.observer.Rollout(outcome)
+	}
 }
 
 func newRollouts(sw Forcer, log logrus.FieldLogger) *rollouts {
@@ -41,14 +58,17 @@ func (r *rollouts) roll(ctx context.Context, id, name, why string) (done bool) {
 	var unsettled *swarm.UnsettledError
 	switch {
 	case errors.As(err, &unsettled):
+		r.observe("unsettled")
 		r.unsettled(unsettled.Service)
 		return false
 	case errors.Is(err, swarm.ErrServiceGone):
 		return true
 	case err != nil:
+		r.observe("failed")
 		entry.Errorf("rotation: cannot roll the service: %v", err)
 		return false
 	}
+	r.observe("started")
 	delete(r.reported, id)
 	entry.Infof("rotation: rolling the service (as docker service update --force does): %s", why)
 	return true

@@ -83,6 +83,9 @@ type version struct {
 	skip bool
 }
 
+// Observe tells o of leadership and rollouts.
+func (r *Rotator) Observe(o Observer) { r.rollouts.observer = o }
+
 // Run runs rounds until ctx ends.
 func (r *Rotator) Run(ctx context.Context) {
 	for {
@@ -102,7 +105,11 @@ func (r *Rotator) Run(ctx context.Context) {
 func (r *Rotator) Round(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
-	if leader, err := r.swarm.IsLeader(cctx); err != nil || !leader {
+	leader, err := r.swarm.IsLeader(cctx)
+	if err == nil && r.rollouts.observer != nil {
+		r.rollouts.observer.Leading(leader)
+	}
+	if err != nil || !leader {
 		// Another manager may write STATE_PATH meanwhile.
 		r.key, r.seen = nil, map[string]seen{}
 		return err
