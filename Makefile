@@ -26,7 +26,7 @@ export GOTOOLCHAIN ?= local
 
 # Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
 .PHONY: all build test lint fuzz test-unit test-integration e2e e2e-cluster plugin rootfs push docker \
-	vault-dev vault-stop postgres demo demo-clean clean bench bench-lifecycle
+	vault-dev vault-stop postgres prometheus demo demo-clean clean bench bench-lifecycle
 
 all: build
 
@@ -66,7 +66,7 @@ test-integration: vault-dev build
 	@echo "bench harness smoke run (asserts only that it runs):"
 	$(GO) run ./bench -plugin bin/swarmvault -duration 200ms -rounds 1 -concurrency 1,4 >/dev/null
 
-e2e: plugin vault-dev postgres
+e2e: plugin vault-dev postgres prometheus
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token PLUGIN=$(PLUGIN) \
 		$(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/
 
@@ -92,6 +92,10 @@ vault-dev:
 # The database the dynamic-secret tests get credentials for (loopback only).
 postgres:
 	e2e/postgres.sh start >/dev/null
+
+# The Prometheus that scrapes the plugin's METRICS_ADDR in the e2e (loopback only).
+prometheus:
+	e2e/prometheus.sh start >/dev/null
 
 vault-stop:
 	e2e/vault.sh stop

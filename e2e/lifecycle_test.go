@@ -208,11 +208,15 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 	// then the lifecycle on.
 	configurePlugin(t, f.pluginToken, f.role)
 	setPlugin(t, "docker-socket.source=/var/run/docker.sock", "STATE_PATH="+f.statePath, "LIFECYCLE_INTERVAL="+lifecycleInterval.String(),
-		"ROTATION_INTERVAL="+rotationInterval.String())
+		"ROTATION_INTERVAL="+rotationInterval.String(), "METRICS_ADDR="+metricsAddr)
 	t.Cleanup(func() {
 		tryDocker("plugin", "disable", "-f", pluginName)
-		tryDocker("plugin", "set", pluginName, "docker-socket.source=/dev/null", "STATE_PATH=", "LIFECYCLE_INTERVAL=30s", "ROTATION_INTERVAL=1m")
+		tryDocker("plugin", "set", pluginName, "docker-socket.source=/dev/null", "STATE_PATH=", "LIFECYCLE_INTERVAL=30s", "ROTATION_INTERVAL=1m", "METRICS_ADDR=")
 		tryDocker("plugin", "enable", pluginName)
+	})
+
+	t.Run("metrics: Prometheus scrapes the plugin; its requests, a failed one, Vault calls, the login and leadership show in queries", func(t *testing.T) {
+		testMetrics(t, f)
 	})
 	dataRoot := strings.TrimSpace(docker(t, "info", "-f", "{{.DockerRootDir}}"))
 
