@@ -101,6 +101,22 @@ func testMetrics(t *testing.T, f *fixture) {
 		})
 		t.Logf("%s: %s = %v", c.what, c.query, v)
 	}
+	// A task token: tracked while its task runs, revoked when it ends.
+	tokenSvc, tokenSecret := run+"-metricstok", run+"_metricstok"
+	f.putPolicy(t, tokenSvc, readRules("secret/data/"+run+"/*"))
+	createDriverSecret(t, tokenSecret, map[string]string{"vault.type": "token"})
+	createService(t, tokenSvc, nil, tokenSecret)
+	waitRunning(t, tokenSvc, 1)
+	revokedBefore := before(`sum(swarmvault_revocations_total{outcome="ok"})`)
+	waitFor(t, "Prometheus to show the tracked task token", time.Minute, func() (bool, string) {
+		v, ok := promQuery(t, `swarmvault_tracked_credentials`)
+		return ok && v >= 1, fmt.Sprintf("%v %v", v, ok)
+	})
+	docker(t, "service", "rm", tokenSvc)
+	waitFor(t, "Prometheus to show the revocation", time.Minute, func() (bool, string) {
+		v, ok := promQuery(t, `sum(swarmvault_revocations_total{outcome="ok"})`)
+		return ok && v >= revokedBefore+1, fmt.Sprintf("%v %v", v, ok)
+	})
 	// Bounded labels: no service, secret or path of this run in a scrape.
 	_, body := httpGet(t, "http://"+metricsAddr+"/metrics")
 	if strings.Contains(body, run) {

@@ -136,6 +136,9 @@ func (l *Loop) Round(ctx context.Context) error {
 	}
 	err := l.reconcile(ctx, tasks)
 	l.rollEnding(ctx, tasks)
+	if o := l.rollouts.observer; o != nil {
+		o.Tracked(l.tracker.Len())
+	}
 	return err
 }
 
@@ -159,14 +162,21 @@ func (l *Loop) reconcile(ctx context.Context, tasks map[string]swarm.TaskState) 
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			var err error
+			o := l.rollouts.observer
 			if ended {
 				why := "it is gone from the swarm"
 				if found {
 					why = "it is " + st.String()
 				}
 				err = l.revoke(ctx, h, why)
+				if o != nil {
+					o.Revocation(err == nil)
+				}
 			} else {
 				err = l.renew(ctx, h)
+				if o != nil {
+					o.Renewal(err == nil)
+				}
 			}
 			if err != nil {
 				mu.Lock()

@@ -24,6 +24,12 @@ type Observer interface {
 	// Rollout: a rollout rotation asked for, and its outcome: started,
 	// unsettled (the last update had not settled) or failed.
 	Rollout(outcome string)
+	// Tracked: the task credentials the leader holds, after each round.
+	Tracked(n int)
+	// Renewal and Revocation: one task's credentials renewed or revoked,
+	// or not (tried again at the next round).
+	Renewal(ok bool)
+	Revocation(ok bool)
 }
 
 // rollouts rolls services for rotation: the Rotator for a new KV version,

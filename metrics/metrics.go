@@ -33,6 +33,9 @@ type Metrics struct {
 	logins   *prometheus.CounterVec
 	leader   prometheus.Gauge
 	rollouts *prometheus.CounterVec
+	tracked  prometheus.Gauge
+	renewals *prometheus.CounterVec
+	revokes  *prometheus.CounterVec
 }
 
 // New returns the plugin's metrics, with Go's and the process's own.
@@ -64,8 +67,20 @@ func New() *Metrics {
 			Name: "swarmvault_rollouts_total",
 			Help: "Rolling updates rotation asked for, by outcome (started, unsettled: the last update had not settled, failed).",
 		}, []string{"outcome"}),
+		tracked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "swarmvault_tracked_credentials",
+			Help: "Task credentials (tokens, leases) the leader renews and will revoke, after its last round; 0 on other managers.",
+		}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "swarmvault_renewals_total",
+			Help: "Renewals of a task's credentials by the leader, by outcome (ok, failed: tried again at the next round).",
+		}, []string{"outcome"}),
+		revokes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "swarmvault_revocations_total",
+			Help: "Revocations of an ended task's credentials by the leader, by outcome (ok, failed: tried again at the next round).",
+		}, []string{"outcome"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.vault, m.logins, m.leader, m.rollouts,
+	m.reg.MustRegister(m.requests, m.duration, m.vault, m.logins, m.leader, m.rollouts, m.tracked, m.renewals, m.revokes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -78,11 +93,7 @@ func (m *Metrics) Request(typ, outcome string, took time.Duration) {
 
 // Login counts one login of the plugin's own.
 func (m *Metrics) Login(method string, ok bool) {
-	outcome := "ok"
-	if !ok {
-		outcome = "failed"
-	}
-	m.logins.WithLabelValues(method, outcome).Inc()
+	m.logins.WithLabelValues(method, okOrFailed(ok)).Inc()
 }
 
 // Leading sets whether this manager leads.
@@ -92,6 +103,22 @@ func (m *Metrics) Leading(leads bool) {
 		v = 1
 	}
 	m.leader.Set(v)
+}
+
+// Tracked sets the number of task credentials the leader holds.
+func (m *Metrics) Tracked(n int) { m.tracked.Set(float64(n)) }
+
+// Renewal counts one renewal of a task's credentials.
+func (m *Metrics) Renewal(ok bool) { m.renewals.WithLabelValues(okOrFailed(ok)).Inc() }
+
+// Revocation counts one revocation of a task's credentials.
+func (m *Metrics) Revocation(ok bool) { m.revokes.WithLabelValues(okOrFailed(ok)).Inc() }
+
+func okOrFailed(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "failed"
 }
 
 // Rollout counts one rollout rotation asked for.

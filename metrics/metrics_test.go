@@ -25,6 +25,9 @@ func TestMetricsAndProbes(t *testing.T) {
 	m.Login("approle", false)
 	m.Leading(true)
 	m.Rollout("started")
+	m.Tracked(7)
+	m.Renewal(true)
+	m.Revocation(false)
 	m.TokenTTL(func() float64 { return 3599 })
 
 	// A Vault that answers 403 to a secret path, and one that is down.
@@ -52,6 +55,9 @@ func TestMetricsAndProbes(t *testing.T) {
 		`swarmvault_logins_total{method="approle",outcome="failed"} 1`,
 		`swarmvault_leader 1`,
 		`swarmvault_rollouts_total{outcome="started"} 1`,
+		`swarmvault_tracked_credentials 7`,
+		`swarmvault_renewals_total{outcome="ok"} 1`,
+		`swarmvault_revocations_total{outcome="failed"} 1`,
 		`swarmvault_vault_requests_total{operation="read",status="403"} 1`,
 		`swarmvault_vault_requests_total{operation="token_create",status="403"} 1`,
 		`swarmvault_vault_requests_total{operation="mount_lookup",status="error"} 1`,
