@@ -22,7 +22,9 @@ type Observer interface {
 	// Leading: whether this manager leads, at each round.
 	Leading(bool)
 	// Rollout: a rollout rotation asked for, and its outcome: started,
-	// unsettled (the last update had not settled) or failed.
+	// unsettled (the last update had not settled), failed (the update
+	// call failed); or rollout_failed: a service's last rollout failed
+	// (paused, rolled back), once per such state.
 	Rollout(outcome string)
 	// Tracked: the task credentials the leader holds, after each round.
 	Tracked(n int)
@@ -93,6 +95,7 @@ func (r *rollouts) unsettled(svc swarm.Service) {
 		entry.Infof("rotation: the service's update is %s (%s): not rolled again until it settles", svc.Update, svc.UpdateMessage)
 		return
 	}
+	r.observe("rollout_failed")
 	entry.Warnf("rotation: the service's last rollout failed, its update is %s (%s): not rolled again until it settles; see docker service ps %s", svc.Update, svc.UpdateMessage, svc.Name)
 }
 

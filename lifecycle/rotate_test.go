@@ -122,6 +122,8 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(&logs)
 	r := NewRotator(sw, vs, log)
+	obs := &observer{}
+	r.Observe(obs)
 	for round := range 2 {
 		if err := r.Round(context.Background()); err != nil {
 			t.Fatal(err)
@@ -155,6 +157,12 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	if strings.Count(out, "not rolled again until it settles") != 1 || strings.Count(out, "rotating a KV v1 secret needs STATE_PATH") != 1 {
 		t.Errorf("want one line for the paused update and one for KV v1:\n%s", out)
 	}
+	if fmt.Sprint(obs.rollouts) != "[started started rollout_failed]" {
+		t.Errorf("rollouts observed: %v, want two started and one failed rollout", obs.rollouts)
+	}
+	if fmt.Sprint(obs.leading) != "[true true]" {
+		t.Errorf("leadership observed: %v", obs.leading)
+	}
 	// Not the leader: nothing read, nothing rolled.
 	sw.leader, sw.forced, vs.reads = false, nil, 0
 	sw.services[2].Oldest = t0
@@ -162,3 +170,15 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 		t.Errorf("a manager that does not lead: forced %v, %d reads, %v", sw.forced, vs.reads, err)
 	}
 }
+
+// observer keeps what the loops told it.
+type observer struct {
+	leading  []bool
+	rollouts []string
+}
+
+func (o *observer) Leading(l bool)         { o.leading = append(o.leading, l) }
+func (o *observer) Rollout(outcome string) { o.rollouts = append(o.rollouts, outcome) }
+func (o *observer) Tracked(int)            {}
+func (o *observer) Renewal(bool)           {}
+func (o *observer) Revocation(bool)        {}

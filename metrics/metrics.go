@@ -65,7 +65,7 @@ func New() *Metrics {
 		}),
 		rollouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "swarmvault_rollouts_total",
-			Help: "Rolling updates rotation asked for, by outcome (started, unsettled: the last update had not settled, failed).",
+			Help: "Rolling updates rotation asked for, by outcome (started; unsettled: the last update had not settled; failed: the update call failed), and rollout_failed: a service's rollout failed (paused, rolled back), once per such state.",
 		}, []string{"outcome"}),
 		tracked: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "swarmvault_tracked_credentials",
