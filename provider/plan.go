@@ -390,3 +390,13 @@ func checkPath(key, path string) error {
 	}
 	return nil
 }
+
+// query is a vault.type=read's vault.param.* labels as the query of its
+// read: the same for a task's read and for rotation's.
+func (p Plan) query() map[string][]string {
+	q := map[string][]string{}
+	for k, v := range p.Params {
+		q[k] = []string{v}
+	}
+	return q
+}

@@ -384,11 +384,7 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 		}
 		out, err = client.Logical().WriteWithContext(ctx, plan.Path, body)
 	} else {
-		query := map[string][]string{}
-		for k, v := range plan.Params {
-			query[k] = []string{v}
-		}
-		out, err = client.Logical().ReadWithDataWithContext(ctx, plan.Path, query)
+		out, err = client.Logical().ReadWithDataWithContext(ctx, plan.Path, plan.query())
 	}
 	if err != nil {
 		return nil, vaultErrorDoing(err, string(plan.Type), plan.Path, plan.Path)

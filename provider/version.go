@@ -31,21 +31,41 @@ var ErrNotVersioned = errors.New("KV v1 keeps no versions")
 // policy set for half its TTL, never a token per task. The value read is
 // dropped at once.
 func (p *Provider) CurrentVersion(ctx context.Context, req Request) (Version, error) {
-	plan, err := ParsePlan(req.SecretLabels)
-	if err != nil {
-		return Version{}, err
-	}
-	policies, err := p.opts.Policies.Policies(req)
-	if err != nil {
-		return Version{}, err
-	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	client, _, err := p.readClient(ctx, req, policies, true, true)
+	plan, client, err := p.rotationReader(ctx, req)
 	if err != nil {
 		return Version{}, err
 	}
 	return p.kvVersion(ctx, client, plan)
+}
+
+// planAndPolicies is what every request and rotation check starts with: the
+// secret's plan, and the policies its service's tokens get.
+func (p *Provider) planAndPolicies(req Request) (Plan, []string, error) {
+	plan, err := ParsePlan(req.SecretLabels)
+	if err != nil {
+		return Plan{}, nil, err
+	}
+	policies, err := p.opts.Policies.Policies(req)
+	if err != nil {
+		return Plan{}, nil, err
+	}
+	return plan, policies, nil
+}
+
+// rotationReader gives rotation's checks the secret's plan and a client
+// with the service's shared read token, never a token per task.
+func (p *Provider) rotationReader(ctx context.Context, req Request) (Plan, *api.Client, error) {
+	plan, policies, err := p.planAndPolicies(req)
+	if err != nil {
+		return Plan{}, nil, err
+	}
+	client, _, err := p.readClient(ctx, req, policies, true, true)
+	if err != nil {
+		return Plan{}, nil, err
+	}
+	return plan, client, nil
 }
 
 // ErrLeased: a vault.type=read path gave a lease, so its value is
@@ -59,28 +79,16 @@ var ErrLeased = errors.New("the path gives leases")
 // v1, and vault.type=read of a value without a lease). The value read is
 // dropped at once; only the hash leaves.
 func (p *Provider) Fingerprint(ctx context.Context, req Request, key []byte) (string, error) {
-	plan, err := ParsePlan(req.SecretLabels)
-	if err != nil {
-		return "", err
-	}
-	policies, err := p.opts.Policies.Policies(req)
-	if err != nil {
-		return "", err
-	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	client, _, err := p.readClient(ctx, req, policies, true, true)
+	plan, client, err := p.rotationReader(ctx, req)
 	if err != nil {
 		return "", err
 	}
 	var data map[string]any
 	switch plan.Type {
 	case TypeRead:
-		query := map[string][]string{}
-		for k, v := range plan.Params {
-			query[k] = []string{v}
-		}
-		s, err := client.Logical().ReadWithDataWithContext(ctx, plan.Path, query)
+		s, err := client.Logical().ReadWithDataWithContext(ctx, plan.Path, plan.query())
 		if err != nil {
 			return "", vaultError(err, plan.Path, plan.Path)
 		}
@@ -125,11 +133,7 @@ func (p *Provider) Fingerprint(ctx context.Context, req Request, key []byte) (st
 // the same version, so a rotation round reads each scope once, whatever
 // the number of services that share it.
 func (p *Provider) ReadScope(req Request) (string, error) {
-	plan, err := ParsePlan(req.SecretLabels)
-	if err != nil {
-		return "", err
-	}
-	policies, err := p.opts.Policies.Policies(req)
+	plan, policies, err := p.planAndPolicies(req)
 	if err != nil {
 		return "", err
 	}
