@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -724,13 +723,7 @@ secrets:
 		tasks := waitTasks(t, l, svc, 3)
 		users := map[string]clusterTask{}
 		for _, task := range tasks {
-			u, err := url.Parse(secretFileOnHost(t, fmt.Sprintf("/var/lib/svn%d", task.nodeIndex), task.container))
-			if err != nil {
-				t.Fatal("a task's secret is not a URL")
-			}
-			pw, _ := u.User.Password()
-			f.issue(pw)
-			users[u.User.Username()] = task
+			users[f.dbUser(t, fmt.Sprintf("/var/lib/svn%d", task.nodeIndex), task.container)] = task
 		}
 		waitFor(t, "every task to log in", 30*time.Second, func() (bool, string) {
 			for _, task := range tasks {
@@ -814,15 +807,10 @@ secrets:
 			}
 		}
 		for _, task := range tasks {
-			u, err := url.Parse(secretFileOnHost(t, fmt.Sprintf("/var/lib/svn%d", task.nodeIndex), task.container))
-			if err != nil {
-				t.Fatal("a task's secret is not a URL")
-			}
-			pw, _ := u.User.Password()
-			f.issue(pw)
-			if _, old := users[u.User.Username()]; !old {
+			user := f.dbUser(t, fmt.Sprintf("/var/lib/svn%d", task.nodeIndex), task.container)
+			if _, old := users[user]; !old {
 				newUsers++
-				names = append(names, u.User.Username())
+				names = append(names, user)
 			}
 		}
 		if newUsers != 3 {

@@ -185,18 +185,41 @@ func (f *fixture) accessorAlive(accessor string) bool {
 }
 
 // secretFileOnHost reads a container's only secret file from the host (the
-// pgclient image has no cat): dataRoot/containers/<id>/mounts/secrets/.
-func secretFileOnHost(t *testing.T, dataRoot, container string) string {
-	t.Helper()
+// pgclient image has no cat): dataRoot/containers/<id>/mounts/secrets/. It
+// fails for a container that is gone: its secret files go with it.
+func secretFileOnHost(dataRoot, container string) (string, error) {
 	files, _ := filepath.Glob(filepath.Join(dataRoot, "containers", container+"*", "mounts", "secrets", "*"))
 	if len(files) != 1 {
-		t.Fatalf("container %.12s has %d secret files under %s", container, len(files), dataRoot)
+		return "", fmt.Errorf("container %.12s has %d secret files under %s", container, len(files), dataRoot)
 	}
 	b, err := os.ReadFile(files[0])
+	return string(b), err
+}
+
+// dbUser reads a task's database URL from its secret file on the host,
+// gives its password to the leak check (f.issue), and returns its user.
+func (f *fixture) dbUser(t *testing.T, dataRoot, container string) string {
+	t.Helper()
+	user, err := f.tryDBUser(dataRoot, container)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return user
+}
+
+// tryDBUser is dbUser for a container that may be going.
+func (f *fixture) tryDBUser(dataRoot, container string) (string, error) {
+	s, err := secretFileOnHost(dataRoot, container)
+	if err != nil {
+		return "", err
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("the secret of container %.12s is not a URL", container)
+	}
+	pw, _ := u.User.Password()
+	f.issue(pw)
+	return u.User.Username(), nil
 }
 
 // testLifecycle is the one-node bed's lifecycle test, run by TestSwarm with
@@ -231,12 +254,7 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 			"--secret", "source="+secret+",target=db", pgImage, "-every", "1s")
 		t.Cleanup(func() { tryDocker("service", "rm", service) })
 		container := waitRunning(t, service, 1)[0]
-		u, err := url.Parse(secretFileOnHost(t, dataRoot, container))
-		if err != nil {
-			t.Fatal("the task's secret is not a URL")
-		}
-		pw, _ := u.User.Password()
-		f.issue(pw)
+		f.dbUser(t, dataRoot, container)
 		var first pgLog
 		waitFor(t, "the task to log in", 30*time.Second, func() (bool, string) {
 			first = parsePgLog(docker(t, "logs", container))
@@ -339,7 +357,7 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 	})
 
 	t.Run("rotation of database credentials: rolled before their max TTL, logins never fail; without vault.rotate, a warning in time", func(t *testing.T) {
-		testRotationDB(t, f, mark)
+		testRotationDB(t, f, mark, dataRoot)
 	})
 
 	t.Run("token churn: tasks that exit and restart leave no token in Vault", func(t *testing.T) {
@@ -601,7 +619,7 @@ secrets:
 // before they end, start-first, and no login of any of its tasks fails;
 // the other is warned of before they end, and its logins then fail (which
 // shows that the max TTL bites).
-func testRotationDB(t *testing.T, f *fixture, mark int64) {
+func testRotationDB(t *testing.T, f *fixture, mark int64, dataRoot string) {
 	// Renewed at half the TTL, capped at the max: the plugin sees the cap
 	// about ttl/2 before the end, which is its time to roll.
 	const ttl, maxTTL = 30 * time.Second, 60 * time.Second
@@ -626,10 +644,25 @@ func testRotationDB(t *testing.T, f *fixture, mark int64) {
 	waitRunning(t, plain, 1)
 
 	// Sampled each second: how many of the rotating service's tasks run,
-	// until the plain service's credentials have ended.
+	// until the plain service's credentials have ended. Each container's
+	// password goes to the leak check while its secret file is there.
 	fewest := 2
+	seen := map[string]bool{}
+	issueNew := func(ids []string) {
+		for _, id := range ids {
+			if seen[id] {
+				continue
+			}
+			// Not seen again if it is gone: tried at the next sample.
+			_, err := f.tryDBUser(dataRoot, id)
+			seen[id] = err == nil
+		}
+	}
 	waitFor(t, "the plain service's credentials to end (a failed login)", maxTTL+45*time.Second, func() (bool, string) {
-		if n := len(runningContainers(t, service)); n < fewest {
+		running := runningContainers(t, service)
+		issueNew(running)
+		issueNew(runningContainers(t, plain))
+		if n := len(running); n < fewest {
 			fewest = n
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -646,6 +679,16 @@ func testRotationDB(t *testing.T, f *fixture, mark int64) {
 	time.Sleep(5 * time.Second)
 	if fewest < 2 {
 		t.Errorf("at one sampled moment only %d of the rotating service's 2 tasks ran", fewest)
+	}
+	issueNew(runningContainers(t, service))
+	read := 0
+	for _, ok := range seen {
+		if ok {
+			read++
+		}
+	}
+	if n := read; n < 5 {
+		t.Errorf("the passwords of %d containers reached the leak check, want the 4 of the rotating service and the plain one's", n)
 	}
 	containers := allContainers(t, service)
 	users := map[string]bool{}
