@@ -36,9 +36,9 @@ func (c classified) Unwrap() error { return c.error }
 // classify marks err with its outcome.
 func classify(err error, outcome string) error { return classified{err, outcome} }
 
-// outcomeOf tells a failed request's outcome: the one it was marked with,
-// or OutcomeVault.
-func outcomeOf(err error) string {
+// OutcomeOf tells a failed request's outcome: the one it was marked with,
+// or OutcomeVault; OutcomeOK for nil.
+func OutcomeOf(err error) string {
 	var c classified
 	switch {
 	case err == nil:

@@ -183,24 +183,16 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 		}
 	}()
 	fail := func(err error) secrets.Response {
-		outcome = outcomeOf(err)
+		outcome = OutcomeOf(err)
 		return p.fail(entry, req, err)
 	}
 
-	plan, err := ParsePlan(req.SecretLabels)
-	if err != nil {
-		return fail(classify(err, OutcomeLabel))
-	}
+	plan, policies, err := p.Check(req)
 	if plan.Path != "" {
 		entry = entry.WithField("path", plan.Path)
 	}
-	if p.opts.AllowedTypes != nil && !slices.Contains(p.opts.AllowedTypes, plan.Type) {
-		return fail(classify(fmt.Errorf("%s=%s is not served by this plugin (ALLOWED_TYPES=%s): use one of those types, or ask the operator to allow it", LabelType, plan.Type, joinTypes(p.opts.AllowedTypes)), OutcomeConfig))
-	}
-
-	policies, err := p.opts.Policies.Policies(req)
 	if err != nil {
-		return fail(classify(err, OutcomeConfig))
+		return fail(err)
 	}
 	entry = entry.WithField("policies", strings.Join(policies, ","))
 
@@ -233,6 +225,35 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 	// DoNotReuse by default: without it Swarm keeps one value per node and a
 	// later task's fetch overwrites it, so per-task values would be shared.
 	return secrets.Response{Value: value, DoNotReuse: !plan.Reuse}
+}
+
+// Check is what a request is decided on before any Vault call: the secret's
+// labels, ALLOWED_TYPES and POLICY_TEMPLATE. It returns the plan and the
+// policies the task's tokens get; swarmvault check runs it on compose files.
+// An error is classified (OutcomeOf) and its text is for Message.
+func (p *Provider) Check(req Request) (Plan, []string, error) {
+	plan, err := p.CheckLabels(req.SecretLabels)
+	if err != nil {
+		return plan, nil, err
+	}
+	policies, err := p.opts.Policies.Policies(req)
+	if err != nil {
+		return plan, nil, classify(err, OutcomeConfig)
+	}
+	return plan, policies, nil
+}
+
+// CheckLabels is the part of Check that depends on the secret alone: its
+// labels and ALLOWED_TYPES.
+func (p *Provider) CheckLabels(labels map[string]string) (Plan, error) {
+	plan, err := ParsePlan(labels)
+	if err != nil {
+		return Plan{}, classify(err, OutcomeLabel)
+	}
+	if p.opts.AllowedTypes != nil && !slices.Contains(p.opts.AllowedTypes, plan.Type) {
+		return plan, classify(fmt.Errorf("%s=%s is not served by this plugin (ALLOWED_TYPES=%s): use one of those types, or ask the operator to allow it", LabelType, plan.Type, joinTypes(p.opts.AllowedTypes)), OutcomeConfig)
+	}
+	return plan, nil
 }
 
 func joinTypes(types []Type) string {
@@ -411,8 +432,14 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 	return value, nil
 }
 
+// Message is the sentence the plugin answers and logs when secret fails
+// with err: one line, bounded, naming what to fix.
+func Message(secret string, err error) string {
+	return oneLine(fmt.Sprintf("secret %s: %s", secret, ErrorText(err)))
+}
+
 func (p *Provider) fail(entry *logrus.Entry, req Request, err error) secrets.Response {
-	msg := oneLine(fmt.Sprintf("secret %s: %s", req.SecretName, ErrorText(err)))
+	msg := Message(req.SecretName, err)
 	if errors.Is(err, ErrRefetch) {
 		// Expected during every failover and node reconnect: at error
 		// level it would read as an outage.
