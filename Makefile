@@ -62,7 +62,7 @@ test-unit:
 test-integration: vault-dev build
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token \
 	VAULT_SERVER_BIN=$$(e2e/vault.sh build) \
-		$(GO) test -race -count=1 -timeout 20m -tags integration ./provider/ ./vaultauth/ ./lifecycle/
+		$(GO) test -race -count=1 -timeout 20m -tags integration ./provider/ ./vaultauth/ ./lifecycle/ ./check/
 	@echo "bench harness smoke run (asserts only that it runs):"
 	$(GO) run ./bench -plugin bin/swarmvault -duration 200ms -rounds 1 -concurrency 1,4 >/dev/null
 

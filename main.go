@@ -23,6 +23,7 @@ import (
 	// machine would differ between machines).
 	_ "golang.org/x/crypto/x509roots/fallback"
 
+	"github.com/swarmvault/swarmvault/check"
 	"github.com/swarmvault/swarmvault/lifecycle"
 	"github.com/swarmvault/swarmvault/metrics"
 	"github.com/swarmvault/swarmvault/provider"
@@ -34,6 +35,11 @@ import (
 var version = "dev"
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "check" {
+		// The compose checker for operators and CI: the plugin's own
+		// parsers, without serving anything.
+		os.Exit(check.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	if err := realMain(); err != nil {
 		// stderr reaches the dockerd log at error level, one entry per line:
 		// each line carries the prefix so that it reads alone there.

@@ -1,0 +1,193 @@
+package check
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/docker/cli/cli/compose/loader"
+	"github.com/docker/cli/cli/compose/schema"
+	composetypes "github.com/docker/cli/cli/compose/types"
+)
+
+// stackLabel is the label docker stack deploy adds to every service and
+// secret it creates (docker/cli's convert.LabelNamespace): the plugin sees it
+// among the secret's labels and POLICY_TEMPLATE's serviceLabel may read it.
+const stackLabel = "com.docker.stack.namespace"
+
+// stack is what check needs of a stack: its driver secrets and the
+// services that use them, named as docker stack deploy names them in the
+// swarm.
+type stack struct {
+	secrets []secret
+	// undefined are the services' references to secrets no file defines,
+	// which docker stack deploy refuses.
+	undefined []use
+}
+
+// secret is one driver secret of the compose files.
+type secret struct {
+	key  string // its key under secrets:
+	name string // its name in the swarm: stack_key, or name:
+	file string // the last file that defines it (later files override)
+	// external secrets exist already: their driver and labels are not in
+	// the files.
+	external bool
+	labels   map[string]string
+	users    []service
+}
+
+// service is a service that uses a secret.
+type service struct {
+	name   string // in the swarm: stack_service
+	labels map[string]string
+	// global services name their tasks after nodes, not slots.
+	global bool
+}
+
+// use is a service's reference to a secret.
+type use struct {
+	service, secret string
+}
+
+// loadStack reads compose files as docker stack deploy does (docker/cli's
+// own loader: the files merged in order, ${VAR:-default} interpolated from
+// env, the schema checked) and returns the secrets whose driver is driver.
+// "-" reads stdin. namespace is the stack name.
+func loadStack(files []string, stdin io.Reader, env map[string]string, namespace, driver string) (stack, error) {
+	details, err := configDetails(files, stdin, env)
+	if err != nil {
+		return stack{}, err
+	}
+	cfg, err := loader.Load(details)
+	if err != nil {
+		if fpe, ok := err.(*loader.ForbiddenPropertiesError); ok {
+			var props []string
+			for name, why := range fpe.Properties {
+				props = append(props, name+" ("+why+")")
+			}
+			sort.Strings(props)
+			return stack{}, fmt.Errorf("the compose files use options docker stack deploy refuses: %s", strings.Join(props, "; "))
+		}
+		return stack{}, fmt.Errorf("docker stack deploy could not load the compose files: %w", err)
+	}
+	scope := func(name string) string { return namespace + "_" + name }
+
+	var st stack
+	byKey := map[string]int{}
+	keys := make([]string, 0, len(cfg.Secrets))
+	for key := range cfg.Secrets {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		sc := cfg.Secrets[key]
+		if sc.Driver != driver && !sc.External.External {
+			continue
+		}
+		s := secret{key: key, name: scope(key), file: definedIn(details.ConfigFiles, key), external: sc.External.External}
+		if sc.Name != "" {
+			s.name = sc.Name
+		}
+		if !s.external {
+			s.labels = withStackLabel(sc.Labels, namespace)
+		}
+		byKey[key] = len(st.secrets)
+		st.secrets = append(st.secrets, s)
+	}
+	sort.Slice(cfg.Services, func(i, j int) bool { return cfg.Services[i].Name < cfg.Services[j].Name })
+	for _, svc := range cfg.Services {
+		user := service{
+			name: scope(svc.Name),
+			// A swarm service's labels are the compose deploy.labels;
+			// labels: at the service's top level go to its containers.
+			labels: withStackLabel(svc.Deploy.Labels, namespace),
+			global: svc.Deploy.Mode == "global",
+		}
+		for _, ref := range svc.Secrets {
+			if _, ok := cfg.Secrets[ref.Source]; !ok {
+				st.undefined = append(st.undefined, use{service: user.name, secret: ref.Source})
+				continue
+			}
+			if i, ok := byKey[ref.Source]; ok {
+				st.secrets[i].users = append(st.secrets[i].users, user)
+			}
+		}
+	}
+	// Keep external secrets only where a service uses them: each is a row
+	// saying it was not checked.
+	kept := st.secrets[:0]
+	for _, s := range st.secrets {
+		if !s.external || len(s.users) > 0 {
+			kept = append(kept, s)
+		}
+	}
+	st.secrets = kept
+	return st, nil
+}
+
+func withStackLabel(labels map[string]string, namespace string) map[string]string {
+	out := make(map[string]string, len(labels)+1)
+	for k, v := range labels {
+		out[k] = v
+	}
+	out[stackLabel] = namespace
+	return out
+}
+
+// definedIn names the last of files whose secrets: holds key.
+func definedIn(files []composetypes.ConfigFile, key string) string {
+	name := ""
+	for _, f := range files {
+		if secrets, ok := f.Config["secrets"].(map[string]any); ok {
+			if _, ok := secrets[key]; ok {
+				name = f.Filename
+			}
+		}
+	}
+	return name
+}
+
+// configDetails is docker/cli's stack loader GetConfigDetails (which is
+// deprecated there, and whose package would bring the whole CLI): the
+// working directory is the first file's, and env is the environment.
+func configDetails(files []string, stdin io.Reader, env map[string]string) (composetypes.ConfigDetails, error) {
+	var details composetypes.ConfigDetails
+	if files[0] == "-" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return details, err
+		}
+		details.WorkingDir = wd
+	} else {
+		abs, err := filepath.Abs(files[0])
+		if err != nil {
+			return details, err
+		}
+		details.WorkingDir = filepath.Dir(abs)
+	}
+	for _, name := range files {
+		var b []byte
+		var err error
+		if name == "-" {
+			b, err = io.ReadAll(stdin)
+		} else {
+			b, err = os.ReadFile(name)
+		}
+		if err != nil {
+			return details, fmt.Errorf("cannot read compose file: %w", err)
+		}
+		dict, err := loader.ParseYAML(b)
+		if err != nil {
+			return details, fmt.Errorf("compose file %s is not YAML docker stack deploy reads: %w", name, err)
+		}
+		details.ConfigFiles = append(details.ConfigFiles, composetypes.ConfigFile{Filename: name, Config: dict})
+	}
+	// As docker stack deploy: the first file's version stands for all.
+	details.Version = schema.Version(details.ConfigFiles[0].Config)
+	details.Environment = env
+	return details, nil
+}

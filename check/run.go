@@ -1,0 +1,144 @@
+package check
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/provider"
+)
+
+// Statuses of a row.
+const (
+	StatusOK        = "ok"
+	StatusProblem   = "problem"   // the plugin would refuse the secret: Problem says why
+	StatusUnchecked = "unchecked" // the check could not tell: Problem says why
+	StatusSkipped   = "skipped"   // an external secret: not in these files
+)
+
+// Row is the result for one service's use of one secret, or for a secret
+// no service uses (Service empty).
+type Row struct {
+	File     string   `json:"file,omitempty"`
+	Secret   string   `json:"secret"` // its key under secrets:
+	Name     string   `json:"name"`   // its name in the swarm
+	Service  string   `json:"service,omitempty"`
+	Type     string   `json:"type,omitempty"`
+	Path     string   `json:"path,omitempty"`
+	Policies []string `json:"policies,omitempty"`
+	Status   string   `json:"status"`
+	// Problem is the plugin's own sentence for the task, or why the check
+	// could not tell.
+	Problem string `json:"problem,omitempty"`
+}
+
+// verifier asks Vault; *provider.Provider is one.
+type verifier interface {
+	Verify(ctx context.Context, req provider.Request) (provider.Plan, []string, error)
+}
+
+// IDs that swarm gives only when it creates a service and its tasks: the
+// check renders POLICY_TEMPLATE with two sets of stand-ins, and a template
+// whose policies differ between them depends on what it cannot know.
+var idSets = [2]struct{ service, task, node string }{
+	{"checkservice0000000000000", "checktask0000000000000000", "checknode0000000000000000"},
+	{"checkservice1111111111111", "checktask1111111111111111", "checknode1111111111111111"},
+}
+
+// run checks every secret of st: through v when given, else offline.
+func run(ctx context.Context, st stack, opts provider.Options, v verifier) []Row {
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	offline := provider.New(nil, log, opts)
+	var rows []Row
+	for _, u := range st.undefined {
+		rows = append(rows, Row{Secret: u.secret, Service: u.service, Status: StatusProblem,
+			Problem: fmt.Sprintf("service %s uses secret %s, which no secrets: entry of the compose files defines: docker stack deploy refuses it", u.service, u.secret)})
+	}
+	for _, s := range st.secrets {
+		base := Row{File: s.file, Secret: s.key, Name: s.name}
+		if s.external {
+			for _, svc := range s.users {
+				r := base
+				r.Service, r.Status = svc.name, StatusSkipped
+				r.Problem = "external secret: it was created outside these files, so its driver and labels are not here to check"
+				rows = append(rows, r)
+			}
+			continue
+		}
+		if len(s.users) == 0 {
+			plan, err := offline.CheckLabels(s.labels)
+			rows = append(rows, result(base, plan, nil, s.name, err))
+			continue
+		}
+		for _, svc := range s.users {
+			req := request(s, svc, 0)
+			plan, policies, err := offline.Check(req)
+			if err == nil {
+				if other, oerr := opts.Policies.Policies(request(s, svc, 1)); oerr == nil && !slices.Equal(policies, other) {
+					r := result(base, plan, nil, s.name, nil)
+					r.Service, r.Status = svc.name, StatusUnchecked
+					r.Problem = "POLICY_TEMPLATE uses an ID Swarm gives only when it creates the service or task: the check cannot tell which policies the task gets"
+					rows = append(rows, r)
+					continue
+				}
+				if v != nil {
+					plan, policies, err = v.Verify(ctx, req)
+				}
+			}
+			r := result(base, plan, policies, s.name, err)
+			r.Service = svc.name
+			rows = append(rows, r)
+		}
+	}
+	return rows
+}
+
+// request is what the engine would send for a task of svc, with stand-ins
+// from idSets[set] for the IDs.
+func request(s secret, svc service, set int) provider.Request {
+	ids := idSets[set]
+	var req provider.Request
+	req.SecretName, req.SecretLabels = s.name, s.labels
+	req.ServiceName, req.ServiceLabels, req.ServiceID = svc.name, svc.labels, ids.service
+	req.TaskID, req.NodeID = ids.task, ids.node
+	// Swarm names a replicated service's tasks by slot, a global one's by
+	// node.
+	req.TaskName = svc.name + ".1"
+	if svc.global {
+		req.TaskName = svc.name + "." + ids.node
+	}
+	return req
+}
+
+// result is a row for err: nil is ok; Vault out of reach or a fault of the
+// check itself is unchecked; anything else is the plugin's refusal.
+func result(r Row, plan provider.Plan, policies []string, name string, err error) Row {
+	r.Type, r.Path, r.Policies = string(plan.Type), plan.Path, policies
+	switch provider.OutcomeOf(err) {
+	case provider.OutcomeOK:
+		r.Status = StatusOK
+	case provider.OutcomeUnavailable, provider.OutcomeInternal:
+		r.Status, r.Problem = StatusUnchecked, provider.Message(name, err)
+	default:
+		r.Status, r.Problem = StatusProblem, provider.Message(name, err)
+	}
+	return r
+}
+
+// exitCode: a problem wins over a row that could not be checked.
+func exitCode(rows []Row) int {
+	code := ExitOK
+	for _, r := range rows {
+		switch r.Status {
+		case StatusProblem:
+			return ExitProblem
+		case StatusUnchecked:
+			code = ExitError
+		}
+	}
+	return code
+}
