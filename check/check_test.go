@@ -81,7 +81,7 @@ func TestMistakesFoundOffline(t *testing.T) {
 		t.Errorf("exit %d, want %d", code, ExitProblem)
 	}
 	want := map[[2]string]string{
-		{"typo", "shop_web"}:        `secret shop_typo: label vault.feild is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.rotate, vault.token.ttl, vault.token.policies, vault.param.<name>`,
+		{"typo", "shop_web"}:        `secret shop_typo: label vault.feild is not a swarmvault label: did you mean vault.field?`,
 		{"badtype", "shop_web"}:     `secret shop_badtype: label vault.type="secret" is not supported: use kv, read, write or token`,
 		{"pinnedtoken", "shop_web"}: `secret shop_pinnedtoken: label vault.version applies only to vault.type=kv (a task token)`,
 		{"reusedtoken", "shop_web"}: `secret shop_reusedtoken: label vault.reuse=true cannot apply to a task token: each task needs its own value`,
@@ -99,6 +99,9 @@ func TestMistakesFoundOffline(t *testing.T) {
 	_, err := provider.ParsePlan(map[string]string{"vault.path": "secret/app/db", "vault.feild": "password"})
 	if got := find(t, rows, "typo", "shop_web").Problem; got != provider.Message("shop_typo", err) {
 		t.Errorf("check says %q, the plugin %q", got, provider.Message("shop_typo", err))
+	}
+	if r := find(t, rows, "nowhere", "shop_worker"); r.File != "testdata/mistakes.yml" {
+		t.Errorf("the undefined secret's row names file %q, want the service's", r.File)
 	}
 	for _, service := range []string{"shop_web", "shop_worker"} {
 		if r := find(t, rows, "fine", service); r.Status != StatusOK {

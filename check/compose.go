@@ -48,9 +48,10 @@ type service struct {
 	global bool
 }
 
-// use is a service's reference to a secret.
+// use is a service's reference to a secret, in the last file that
+// defines the service.
 type use struct {
-	service, secret string
+	file, service, secret string
 }
 
 // loadStack reads compose files as docker stack deploy does (docker/cli's
@@ -88,7 +89,7 @@ func loadStack(files []string, stdin io.Reader, env map[string]string, namespace
 		if sc.Driver != driver && !sc.External.External {
 			continue
 		}
-		s := secret{key: key, name: scope(key), file: definedIn(details.ConfigFiles, key), external: sc.External.External}
+		s := secret{key: key, name: scope(key), file: definedIn(details.ConfigFiles, "secrets", key), external: sc.External.External}
 		if sc.Name != "" {
 			s.name = sc.Name
 		}
@@ -109,7 +110,7 @@ func loadStack(files []string, stdin io.Reader, env map[string]string, namespace
 		}
 		for _, ref := range svc.Secrets {
 			if _, ok := cfg.Secrets[ref.Source]; !ok {
-				st.undefined = append(st.undefined, use{service: user.name, secret: ref.Source})
+				st.undefined = append(st.undefined, use{file: definedIn(details.ConfigFiles, "services", svc.Name), service: user.name, secret: ref.Source})
 				continue
 			}
 			if i, ok := byKey[ref.Source]; ok {
@@ -138,12 +139,13 @@ func withStackLabel(labels map[string]string, namespace string) map[string]strin
 	return out
 }
 
-// definedIn names the last of files whose secrets: holds key.
-func definedIn(files []composetypes.ConfigFile, key string) string {
+// definedIn names the last of files whose section (secrets:, services:)
+// holds key.
+func definedIn(files []composetypes.ConfigFile, section, key string) string {
 	name := ""
 	for _, f := range files {
-		if secrets, ok := f.Config["secrets"].(map[string]any); ok {
-			if _, ok := secrets[key]; ok {
+		if entries, ok := f.Config[section].(map[string]any); ok {
+			if _, ok := entries[key]; ok {
 				name = f.Filename
 			}
 		}

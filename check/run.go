@@ -55,7 +55,7 @@ func run(ctx context.Context, st stack, opts provider.Options, v verifier) []Row
 	offline := provider.New(nil, log, opts)
 	var rows []Row
 	for _, u := range st.undefined {
-		rows = append(rows, Row{Secret: u.secret, Service: u.service, Status: StatusProblem,
+		rows = append(rows, Row{File: u.file, Secret: u.secret, Service: u.service, Status: StatusProblem,
 			Problem: fmt.Sprintf("service %s uses secret %s, which no secrets: entry of the compose files defines: docker stack deploy refuses it", u.service, u.secret)})
 	}
 	for _, s := range st.secrets {
@@ -64,7 +64,7 @@ func run(ctx context.Context, st stack, opts provider.Options, v verifier) []Row
 			for _, svc := range s.users {
 				r := base
 				r.Service, r.Status = svc.name, StatusSkipped
-				r.Problem = "external secret: it was created outside these files, so its driver and labels are not here to check"
+				r.Problem = "external: created outside these files, which hold neither its driver nor its labels"
 				rows = append(rows, r)
 			}
 			continue

@@ -295,17 +295,22 @@ func createPlainSecret(t *testing.T, name, value string) {
 // plugin from secret/<path>, its helper holding the swarm secret bootstrap.
 func deployStack(t *testing.T, stack, path, bootstrap string) {
 	t.Helper()
-	dockerEnv(t, []string{
+	dockerEnv(t, stackEnv(path, bootstrap), "stack", "deploy", "--compose-file", "../docker-compose.yml", stack)
+	t.Cleanup(func() {
+		tryDocker("stack", "rm", stack)
+		waitGone(t, "label=com.docker.stack.namespace="+stack)
+	})
+}
+
+// stackEnv is the environment docker-compose.yml is deployed with.
+func stackEnv(path, bootstrap string) []string {
+	return []string{
 		"SWARMVAULT_DRIVER=" + pluginName,
 		"SWARMVAULT_APP_IMAGE=" + testImage,
 		"SWARMVAULT_HELPER_IMAGE=" + testImage,
 		"SWARMVAULT_PATH=secret/" + path,
 		"SWARMVAULT_BOOTSTRAP_SECRET=" + bootstrap,
-	}, "stack", "deploy", "--compose-file", "../docker-compose.yml", stack)
-	t.Cleanup(func() {
-		tryDocker("stack", "rm", stack)
-		waitGone(t, "label=com.docker.stack.namespace="+stack)
-	})
+	}
 }
 
 // waitGone waits until no container matches filter.
@@ -444,6 +449,20 @@ func TestSwarm(t *testing.T) {
 		f.servicePolicy(t, stack+"_app", "secret/data/"+run+"/*")
 		// The plugin logs in with its token file here: the helper's secret is unused.
 		createPlainSecret(t, run+"_unused_bootstrap", "unused")
+		// swarmvault check passes the stack that deploys below.
+		code, rows := swarmvaultCheck(t, f.role, stack, stackEnv(run+"/db", run+"_unused_bootstrap"), "../docker-compose.yml")
+		if code != 0 {
+			t.Errorf("swarmvault check exited %d on the stack that deploys: %+v", code, rows)
+		}
+		served := 0
+		for _, r := range rows {
+			if r.Status == "ok" && r.Service == stack+"_app" && strings.Join(r.Policies, ",") == stack+"_app" {
+				served++
+			}
+		}
+		if served != 2 {
+			t.Errorf("swarmvault check: %+v, want db_password and db_user ok for %s_app", rows, stack)
+		}
 		deployStack(t, stack, run+"/db", run+"_unused_bootstrap")
 		containers := waitRunning(t, stack+"_app", 1)
 		if got := readSecretFile(t, containers[0], "db_password"); string(got) != f.v2["password"] {
@@ -456,6 +475,10 @@ func TestSwarm(t *testing.T) {
 		if l := docker(t, "secret", "inspect", "--format", `{{index .Spec.Labels "vault.field"}} {{.Spec.Driver.Name}}`, stack+"_db_password"); strings.TrimSpace(l) != "password "+pluginName {
 			t.Errorf("stack secret labels/driver: %q", l)
 		}
+	})
+
+	t.Run("swarmvault check flags a stack, which then fails as it said", func(t *testing.T) {
+		testCheckFlagsStack(t, f, run)
 	})
 
 	t.Run("a bad label or path fails its task with a log line that names it, and the next task is served", func(t *testing.T) {

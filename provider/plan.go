@@ -318,6 +318,55 @@ func (p *Plan) parseVersionAndReuse(known map[string]label) error {
 	return nil
 }
 
+// knownLabels are the vault.* labels besides vault.param.*, in the order
+// errors list them.
+var knownLabels = []string{LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelRotate, LabelTokenTTL, LabelTokenPolicies}
+
+// nearest is the one name of names within two edits of s (vault.feild,
+// vault.paht), or "" when none or several are.
+func nearest(s string, names []string) string {
+	found := ""
+	for _, n := range names {
+		if editDistance(s, n) <= 2 {
+			if found != "" {
+				return ""
+			}
+			found = n
+		}
+	}
+	return found
+}
+
+// editDistance is the Levenshtein distance of a and b, in bytes (label
+// names are ASCII), with a transposition counted as one edit.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		// A label key can be long; a typo of a short name cannot.
+		return 3
+	}
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
 // vaultLabels picks the vault.* labels (and their legacy aliases) out of a
 // secret's labels, keyed by canonical name.
 func vaultLabels(labels map[string]string) (map[string]label, error) {
@@ -329,11 +378,11 @@ func vaultLabels(labels map[string]string) (map[string]label, error) {
 		if !strings.HasPrefix(name, "vault.") || strings.HasPrefix(name, labelParamPrefix) {
 			continue
 		}
-		switch name {
-		case LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelRotate, LabelTokenTTL, LabelTokenPolicies:
-		default:
-			return nil, fmt.Errorf("label %s is not a swarmvault label: use %s", showKey(k), strings.Join([]string{
-				LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelRotate, LabelTokenTTL, LabelTokenPolicies, labelParamPrefix + "<name>"}, ", "))
+		if !slices.Contains(knownLabels, name) {
+			if near := nearest(name, knownLabels); near != "" {
+				return nil, fmt.Errorf("label %s is not a swarmvault label: did you mean %s?", showKey(k), near)
+			}
+			return nil, fmt.Errorf("label %s is not a swarmvault label: use %s, %s<name>", showKey(k), strings.Join(knownLabels, ", "), labelParamPrefix)
 		}
 		if prev, dup := known[name]; dup && prev.value != labels[k] {
 			return nil, fmt.Errorf("labels %s and %s disagree: keep one of them", showKey(prev.key), showKey(k))

@@ -76,7 +76,17 @@ var parsePlanCases = []struct {
 	{
 		name:    "unknown vault label",
 		labels:  map[string]string{"vault.path": "secret/db", "vault.feild": "pw"},
-		wantErr: "label vault.feild is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.rotate, vault.token.ttl, vault.token.policies, vault.param.<name>",
+		wantErr: "label vault.feild is not a swarmvault label: did you mean vault.field?",
+	},
+	{
+		name:    "unknown vault label near two",
+		labels:  map[string]string{"vault.path": "secret/db", "vault.tokn.ttl": "1h"},
+		wantErr: "label vault.tokn.ttl is not a swarmvault label: did you mean vault.token.ttl?",
+	},
+	{
+		name:    "unknown vault label near none",
+		labels:  map[string]string{"vault.path": "secret/db", "vault.secret": "x"},
+		wantErr: "label vault.secret is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.rotate, vault.token.ttl, vault.token.policies, vault.param.<name>",
 	},
 	{
 		name:    "alias and label disagree",
