@@ -16,7 +16,7 @@ import (
 // checkRow is a row of swarmvault check -format json.
 type checkRow struct {
 	Secret, Name, Service, Status, Problem string
-	Policies                              []string
+	Policies                               []string
 }
 
 // swarmvaultCheck runs the plugin's own binary (bin/swarmvault, what the
