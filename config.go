@@ -57,6 +57,10 @@ type config struct {
 	TokenMaxTTL time.Duration
 	// WrapTTL is the wrapping TTL of vault.wrap=true. WRAP_TTL, default 5m.
 	WrapTTL time.Duration
+	// ReuseCacheTTL is how long a vault.reuse=true value is kept.
+	// REUSE_CACHE_TTL, default 5s; 0 keeps none (then it is -1 here, as
+	// provider.Options reads 0 as the default).
+	ReuseCacheTTL time.Duration
 	// LogLevel is logrus's level: debug, info, warn, error. LOG_LEVEL, default info.
 	LogLevel logrus.Level
 	// LogFormat is text or json. LOG_FORMAT, default text.
@@ -170,6 +174,18 @@ func loadConfig(getenv func(string) string) (config, error) {
 				continue
 			}
 			*d.to = parsed
+		}
+	}
+	c.ReuseCacheTTL = provider.DefaultReuseCacheTTL
+	if v := getenv("REUSE_CACHE_TTL"); v != "" {
+		parsed, err := parseutil.ParseDurationSecond(v)
+		switch {
+		case err != nil || parsed < 0:
+			bad("REUSE_CACHE_TTL=%s is not a duration: use e.g. 5s, or 0 to keep no value", v)
+		case parsed == 0:
+			c.ReuseCacheTTL = -1
+		default:
+			c.ReuseCacheTTL = parsed
 		}
 	}
 	if c.LifecycleInterval < time.Second {

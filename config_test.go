@@ -44,7 +44,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config{VaultAddr: "https://vault:8200", Auth: vaultauth.Settings{Addr: "https://vault:8200"}, Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text",
-		TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute, LifecycleInterval: 30 * time.Second, RotationInterval: time.Minute,
+		TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute, ReuseCacheTTL: 5 * time.Second, LifecycleInterval: 30 * time.Second, RotationInterval: time.Minute,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeRead, provider.TypeWrite, provider.TypeToken}}
 	if got := policiesFor(t, c); got != "svc" {
 		t.Errorf("default POLICY_TEMPLATE gives %q, want the service name", got)
@@ -65,7 +65,7 @@ func TestLoadConfigSettings(t *testing.T) {
 		"VAULT_SECRET_ID_WRAPPED": "true", "VAULT_SECRET_ID_REMOVE": "1", "VAULT_AUTH_MOUNT": "ar", "VAULT_CERT_ROLE": "plugin",
 		"HELPER_SERVICE": "helper", "HELPER_SECRET": "bootstrap", "ALLOWED_TYPES": "kv, token,kv",
 		"STATE_PATH": "/secret/swarmvault/state/", "LIFECYCLE_INTERVAL": "5", "ROTATION_INTERVAL": "10s",
-		"METRICS_ADDR": "127.0.0.1:9650",
+		"METRICS_ADDR": "127.0.0.1:9650", "REUSE_CACHE_TTL": "0",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ func TestLoadConfigSettings(t *testing.T) {
 		TokenRole: "tasks", TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeToken},
 		StatePath:    "secret/swarmvault/state", LifecycleInterval: 5 * time.Second, RotationInterval: 10 * time.Second,
-		MetricsAddr: "127.0.0.1:9650"}
+		MetricsAddr: "127.0.0.1:9650", ReuseCacheTTL: -1}
 	if got := policiesFor(t, c); got != "base,svc" {
 		t.Errorf("POLICY_TEMPLATE gives %q", got)
 	}
@@ -93,7 +93,7 @@ func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 	_, err := loadConfig(env(map[string]string{
 		"VAULT_CACERT": "/nonexistent/ca.pem", "VAULT_SKIP_VERIFY": "maybe", "VAULT_CLIENT_TIMEOUT": "soon", "VAULT_CLIENT_CERT": "/nonexistent/c.pem",
 		"LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "TOKEN_TTL": "48h", "WRAP_TTL": "0s", "POLICY_TEMPLATE": "{{.ServiceName",
-		"LIFECYCLE_INTERVAL": "500ms", "STATE_PATH": "secret//state", "METRICS_ADDR": "9650",
+		"LIFECYCLE_INTERVAL": "500ms", "STATE_PATH": "secret//state", "METRICS_ADDR": "9650", "REUSE_CACHE_TTL": "-1s",
 	}))
 	want := strings.Join([]string{
 		"VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200",
@@ -102,6 +102,7 @@ func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 		"VAULT_CLIENT_CERT cannot be read: stat /nonexistent/c.pem: no such file or directory (is the file on the plugin's credentials mount?)",
 		"VAULT_CLIENT_TIMEOUT=soon is not a duration: use e.g. 10s",
 		"WRAP_TTL=0s is not a duration: use e.g. 5m",
+		"REUSE_CACHE_TTL=-1s is not a duration: use e.g. 5s, or 0 to keep no value",
 		"LIFECYCLE_INTERVAL=500ms is shorter than a second: use e.g. 30s",
 		"STATE_PATH=secret//state is not a Vault path: use e.g. secret/swarmvault/state",
 		"METRICS_ADDR=9650 is not host:port: use e.g. 127.0.0.1:9650",

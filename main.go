@@ -147,18 +147,19 @@ func realMain() error {
 		observer = m
 	}
 	p := provider.New(client, log, provider.Options{
-		Timeout:      cfg.Timeout,
-		Policies:     cfg.Policies,
-		TokenRole:    cfg.TokenRole,
-		TokenTTL:     cfg.TokenTTL,
-		TokenMaxTTL:  cfg.TokenMaxTTL,
-		WrapTTL:      cfg.WrapTTL,
-		Reauth:       tokens,
-		AllowedTypes: cfg.AllowedTypes,
-		Tracker:      tracker,
-		Rotation:     engineErr == nil,
-		Lifecycle:    loop != nil,
-		Observer:     observer,
+		Timeout:       cfg.Timeout,
+		Policies:      cfg.Policies,
+		TokenRole:     cfg.TokenRole,
+		TokenTTL:      cfg.TokenTTL,
+		TokenMaxTTL:   cfg.TokenMaxTTL,
+		WrapTTL:       cfg.WrapTTL,
+		ReuseCacheTTL: cfg.ReuseCacheTTL,
+		Reauth:        tokens,
+		AllowedTypes:  cfg.AllowedTypes,
+		Tracker:       tracker,
+		Rotation:      engineErr == nil,
+		Lifecycle:     loop != nil,
+		Observer:      observer,
 	})
 	if engineErr == nil {
 		// Rotation needs the Docker socket: it compares Vault's versions

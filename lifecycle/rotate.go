@@ -28,6 +28,9 @@ type Versions interface {
 	// Fingerprint is the keyed hash of a KV v1 secret's value, which has
 	// no version.
 	Fingerprint(ctx context.Context, req provider.Request, key []byte) (string, error)
+	// ForgetReused drops what the request path keeps of a vault.reuse
+	// secret's value, so that the rolled tasks read the new one.
+	ForgetReused(labels map[string]string)
 }
 
 // RotationSwarm is what rotation asks of the Docker engine; *swarm.Engine
@@ -169,6 +172,7 @@ func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[stri
 		return // no task to roll
 	}
 	var why []string
+	var changed []map[string]string
 	for _, id := range svc.Secrets {
 		sec := secrets[id]
 		req := provider.Request{}
@@ -187,12 +191,17 @@ func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[stri
 		case !v.Created.After(svc.Oldest):
 		case v.Number == 0:
 			why = append(why, fmt.Sprintf("secret %s changed in Vault (no versions: told by its hash), seen %s", sec.Name, v.Created.UTC().Format(time.RFC3339)))
+			changed = append(changed, sec.Labels)
 		default:
 			why = append(why, fmt.Sprintf("secret %s has version %d, written %s", sec.Name, v.Number, v.Created.UTC().Format(time.RFC3339)))
+			changed = append(changed, sec.Labels)
 		}
 	}
 	if len(why) == 0 {
 		return
+	}
+	for _, labels := range changed {
+		r.vault.ForgetReused(labels)
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()

@@ -62,6 +62,11 @@ type versions struct {
 	values map[string]string // KV v1's, for Fingerprint
 	reads  int
 	hashed []string // the secrets Fingerprint read
+	forgot []string // the paths ForgetReused was given
+}
+
+func (v *versions) ForgetReused(labels map[string]string) {
+	v.forgot = append(v.forgot, labels["vault.path"])
 }
 
 // staticReads tells static reads by name.
@@ -141,6 +146,11 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	}
 	if fmt.Sprint(sw.forced) != "[a b]" {
 		t.Errorf("forced %v, want [a b]", sw.forced)
+	}
+	// Before each roll, the kept values of its changed secrets go: app's
+	// db and api, batch's db.
+	if len(vs.forgot) != 3 {
+		t.Errorf("ForgetReused %d times before the rolls, want 3", len(vs.forgot))
 	}
 	out := logs.String()
 	for _, want := range []string{

@@ -48,6 +48,10 @@ type Options struct {
 	TokenTTL, TokenMaxTTL time.Duration
 	// WrapTTL is the wrapping TTL of vault.wrap=true (WRAP_TTL).
 	WrapTTL time.Duration
+	// ReuseCacheTTL is how long a vault.reuse=true secret's value is kept
+	// (REUSE_CACHE_TTL); 0 means DefaultReuseCacheTTL, negative keeps
+	// none (identical concurrent reads are still shared).
+	ReuseCacheTTL time.Duration
 	// ReadTokenTTL is the TTL of the batch token that reads for a task.
 	// Default: ReadTokenTTL(Timeout).
 	ReadTokenTTL time.Duration
@@ -132,16 +136,22 @@ func (o *Options) setDefaults() {
 	if o.ReadTokenTTL <= 0 {
 		o.ReadTokenTTL = ReadTokenTTL(o.Timeout)
 	}
+	if o.ReuseCacheTTL == 0 {
+		o.ReuseCacheTTL = DefaultReuseCacheTTL
+	}
 }
 
 // Provider answers secret requests from Vault. Its own token only mints a
 // token per task; every read for a task is made with that task's token.
 type Provider struct {
-	vault      *api.Client
-	opts       Options
-	mounts     *mountCache
-	readTokens *tokenCache
-	log        logrus.FieldLogger
+	vault  *api.Client
+	opts   Options
+	mounts *mountCache
+	// readTokens keeps the read tokens of vault.reuse=true secrets, one
+	// per policy set; taskReads one per task and policy set.
+	readTokens, taskReads *tokenCache
+	reused                *reuseCache
+	log                   logrus.FieldLogger
 }
 
 // New returns a Provider whose client carries the address, TLS settings and
@@ -153,6 +163,8 @@ func New(client *api.Client, log logrus.FieldLogger, opts Options) *Provider {
 		opts:       opts,
 		mounts:     newMountCache(opts.MountCacheTTL),
 		readTokens: newTokenCache(),
+		taskReads:  newTokenCache(),
+		reused:     newReuseCache(opts.ReuseCacheTTL),
 		log:        log,
 	}
 }
@@ -208,7 +220,13 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 	case TypeRead, TypeWrite:
 		value, err = p.logicalValue(ctx, req, plan, policies)
 	default:
-		value, err = p.kvValue(ctx, req, plan, policies)
+		if plan.Reuse {
+			value, err = p.reused.get(ctx, req.SecretLabels, policies, p.opts.Timeout, func(ctx context.Context) ([]byte, error) {
+				return p.kvValue(ctx, req, plan, policies)
+			})
+		} else {
+			value, err = p.kvValue(ctx, req, plan, policies)
+		}
 	}
 	if err != nil {
 		return fail(err)
@@ -274,49 +292,75 @@ func logDelivered(entry *logrus.Entry, plan Plan, start time.Time) {
 	}).Info("secret delivered")
 }
 
-// kvValue reads a KV secret with a batch token minted for this task alone,
-// or, for a vault.reuse=true secret, one shared by the requests with the
-// same policies for half its TTL: Swarm gives such a value to every task of
-// the node anyway, so a token per task would only cost a round trip.
+// kvValue reads a KV secret with a batch token minted for this task alone
+// and kept for the task's other secrets (the engine asks for them one after
+// the other), or, for a vault.reuse=true secret, one shared by the
+// requests with the same policies: Swarm gives such a value to every task
+// of the node anyway, so a token per task would only cost a round trip.
 func (p *Provider) kvValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
-	// At most two tries: the second only when a shared token turned out to
+	// At most two tries: the second only when a kept token turned out to
 	// be dead (the plugin's token, its parent, was revoked or replaced).
 	for try := 0; ; try++ {
-		client, cached, err := p.readClient(ctx, req, policies, plan.Reuse, plan.Reuse && try == 0)
+		client, cached, err := p.readClient(ctx, req, policies, plan.Reuse, try == 0)
 		if err != nil {
 			return nil, err
 		}
 		value, err := p.readKV(ctx, client, plan)
 		if cached && errors.Is(err, errInvalidToken) {
-			p.readTokens.drop(strings.Join(policies, ","))
+			p.dropReadClient(req, policies, plan.Reuse)
 			continue
 		}
 		return value, err
 	}
 }
 
-// readClient returns a client that reads with a batch token of policies:
-// with fromCache, one kept for the policy set if there is one (cached says
-// so); else a new one, kept for the policy set when keep is set.
-func (p *Provider) readClient(ctx context.Context, req Request, policies []string, keep, fromCache bool) (client *api.Client, cached bool, err error) {
-	key := strings.Join(policies, ",")
-	if fromCache {
-		if client, ok := p.readTokens.get(key); ok {
+// readKey is where readClient keeps a read token: per policy set when
+// shared, else per task and policy set (a POLICY_TEMPLATE with
+// .SecretName gives one task several). "" keeps none: a request without a
+// task ID (none comes from the engine) gets a token of its own.
+func (p *Provider) readKey(req Request, policies []string, shared bool) (*tokenCache, string) {
+	switch {
+	case shared:
+		return p.readTokens, strings.Join(policies, ",")
+	case req.TaskID == "":
+		return p.taskReads, ""
+	}
+	return p.taskReads, req.TaskID + "\x00" + strings.Join(policies, ",")
+}
+
+// readClient returns a client that reads with a batch token of policies,
+// kept for half the TTL Vault granted (see readKey for whom): with
+// fromCache, a kept one if there is one (cached says so).
+func (p *Provider) readClient(ctx context.Context, req Request, policies []string, shared, fromCache bool) (client *api.Client, cached bool, err error) {
+	cache, key := p.readKey(req, policies, shared)
+	if fromCache && key != "" {
+		if client, ok := cache.get(key); ok {
 			return client, true, nil
 		}
 	}
-	s, err := p.mint(ctx, req, policies, readToken, p.opts.ReadTokenTTL, 0)
+	kind := readToken
+	if shared {
+		kind = sharedReadToken
+	}
+	s, err := p.mint(ctx, req, policies, kind, p.opts.ReadTokenTTL, 0)
 	if err != nil {
 		return nil, false, err
 	}
 	if client, err = p.withToken(s.Auth.ClientToken); err != nil {
 		return nil, false, err
 	}
-	if keep {
-		// Half the TTL Vault granted, which may be less than asked.
-		p.readTokens.put(key, client, time.Duration(s.Auth.LeaseDuration)*time.Second/2)
+	if key != "" {
+		// Half the TTL Vault granted, which may be less than asked: a
+		// request that takes the token near its end still has time.
+		cache.put(key, client, time.Duration(s.Auth.LeaseDuration)*time.Second/2)
 	}
 	return client, false, nil
+}
+
+func (p *Provider) dropReadClient(req Request, policies []string, shared bool) {
+	if cache, key := p.readKey(req, policies, shared); key != "" {
+		cache.drop(key)
+	}
 }
 
 // taskTokenFor mints an orphan service token for the task: the token a

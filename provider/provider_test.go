@@ -40,6 +40,8 @@ type fakeVault struct {
 	revoked []string
 	// grantTTL, when set, is the TTL granted to every token, whatever asked.
 	grantTTL time.Duration
+	// kvReads counts the reads a task token made (asTask).
+	kvReads int
 }
 
 // mintedToken is a token the fake made, with the request that made it.
@@ -182,6 +184,9 @@ func (f *fakeVault) asTask(h http.HandlerFunc) http.HandlerFunc {
 			vaultErrorResponse(w, http.StatusForbidden, "permission denied")
 			return
 		}
+		f.mu.Lock()
+		f.kvReads++
+		f.mu.Unlock()
 		h(w, r)
 	}
 }

@@ -16,27 +16,33 @@ import (
 type tokenKind int
 
 const (
-	// readToken never leaves the plugin: it reads one secret for one task.
-	// A batch token: Vault does not persist it, so minting is cheap, and its
-	// short TTL ends it without a revoke call (batch tokens have none).
+	// readToken never leaves the plugin: it reads the KV secrets of one
+	// task. A batch token: Vault does not persist it, so minting is cheap,
+	// and its short TTL ends it without a revoke call (batch tokens have
+	// none).
 	readToken tokenKind = iota
+	// sharedReadToken is a readToken that reads vault.reuse=true secrets
+	// for every task of a policy set: its metadata names no task.
+	sharedReadToken
 	// taskToken is handed to the task. An orphan service token, so that it
 	// outlives the plugin's own token (the seed proof-of-concept's tokens died
 	// with it) and the task can renew it up to the operator's maximum.
 	taskToken
 )
 
-// tokenMeta is the metadata every minted token carries. Vault's audit log
-// records it with each request the token makes.
-func tokenMeta(req Request) map[string]string {
-	return map[string]string{
-		"service":    req.ServiceName,
-		"service_id": req.ServiceID,
-		"task":       req.TaskName,
-		"task_id":    req.TaskID,
-		"node_id":    req.NodeID,
-		"secret":     req.SecretName,
+// tokenMeta is the metadata a minted token carries: Vault's audit log
+// records it with each request the token makes, next to the path. It names
+// only what the token is for: a read token reads several secrets of its
+// task, a shared one for several tasks.
+func tokenMeta(req Request, kind tokenKind) map[string]string {
+	m := map[string]string{"service": req.ServiceName, "service_id": req.ServiceID}
+	if kind != sharedReadToken {
+		m["task"], m["task_id"], m["node_id"] = req.TaskName, req.TaskID, req.NodeID
 	}
+	if kind == taskToken {
+		m["secret"] = req.SecretName
+	}
+	return m
 }
 
 // mint creates a token for one task with the plugin's own token, through
@@ -46,11 +52,11 @@ func tokenMeta(req Request) map[string]string {
 func (p *Provider) mint(ctx context.Context, req Request, policies []string, kind tokenKind, ttl, wrapTTL time.Duration) (*api.Secret, error) {
 	tcr := &api.TokenCreateRequest{
 		Policies:    policies,
-		Metadata:    tokenMeta(req),
+		Metadata:    tokenMeta(req, kind),
 		TTL:         ttl.String(),
 		DisplayName: req.TaskName,
 	}
-	if kind == readToken {
+	if kind != taskToken {
 		tcr.Type = "batch"
 	} else {
 		tcr.ExplicitMaxTTL = p.opts.TokenMaxTTL.String()

@@ -36,7 +36,8 @@ func TestKVReadUsesABatchTokenMintedForTheTask(t *testing.T) {
 		t.Fatalf("%d tokens minted, want 1", len(minted))
 	}
 	m := minted[0]
-	wantMeta := map[string]string{"service": "app", "service_id": "svc1", "task": "app.1.t1", "task_id": "t1", "node_id": "n1", "secret": "db_pw"}
+	// No secret: the token reads the task's other secrets too.
+	wantMeta := map[string]string{"service": "app", "service_id": "svc1", "task": "app.1.t1", "task_id": "t1", "node_id": "n1"}
 	if m.path != "auth/token/create" || m.req.Type != "batch" || m.req.TTL != "6s" ||
 		!reflect.DeepEqual(m.req.Policies, []string{"app", "team-pay"}) || !reflect.DeepEqual(m.req.Metadata, wantMeta) || m.req.DisplayName != "app.1.t1" {
 		t.Errorf("minted %+v", m)
@@ -340,7 +341,7 @@ func TestRequestBeforeTheFirstLoginWaitsForIt(t *testing.T) {
 
 func TestReuseSharesAReadTokenPerPolicySet(t *testing.T) {
 	vault := newFakeVault(t)
-	p, _ := newTestProvider(t, vault.URL, Options{})
+	p, _ := newTestProvider(t, vault.URL, Options{ReuseCacheTTL: -1}) // the tokens, not the values kept
 	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
 	get := func(req Request) {
 		t.Helper()
@@ -353,16 +354,19 @@ func TestReuseSharesAReadTokenPerPolicySet(t *testing.T) {
 	if n := len(vault.mintedTokens()); n != 1 {
 		t.Errorf("two reuse requests minted %d tokens, want 1", n)
 	}
-	// Another service (other policies) gets its own token; so does every
-	// request that is not reuse.
+	// It names no task: tasks of every node use it.
+	if meta := vault.mintedTokens()[0].req.Metadata; !reflect.DeepEqual(meta, map[string]string{"service": "app", "service_id": "svc1"}) {
+		t.Errorf("a shared read token's metadata: %v", meta)
+	}
+	// Another service (other policies) gets its own token; so does a
+	// task's secret that is not reuse.
 	other := reuse
 	other.ServiceName = "other"
 	get(other)
 	task := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username"})
 	get(task)
-	get(task)
-	if n := len(vault.mintedTokens()); n != 4 {
-		t.Errorf("%d tokens minted, want 4", n)
+	if n := len(vault.mintedTokens()); n != 3 {
+		t.Errorf("%d tokens minted, want 3", n)
 	}
 
 	// A shared token that died is replaced, and the request served.
@@ -383,11 +387,62 @@ func TestReuseSharesAReadTokenPerPolicySet(t *testing.T) {
 	}
 }
 
+// The engine asks for a task's secrets one after the other: one read token
+// reads them all (k secrets, k+1 Vault calls once the mount is known), and
+// no other task ever uses it.
+func TestTaskSecretsShareOneReadToken(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	reads := func() int {
+		vault.mu.Lock()
+		defer vault.mu.Unlock()
+		// The mount's look-up is made once, then cached.
+		return vault.kvReads - int(vault.mountLookup.Load())
+	}
+	for _, field := range []string{"username", "password", "username", "password", "username"} {
+		if resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": field})); resp.Err != "" {
+			t.Fatal(resp.Err)
+		}
+	}
+	if n, r := len(vault.mintedTokens()), reads(); n != 1 || r != 5 {
+		t.Errorf("5 secrets of one task: %d tokens minted and %d reads, want 1 and 5", n, r)
+	}
+	second := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "password"})
+	second.TaskID, second.TaskName = "t2", "app.2.t2"
+	if resp := p.GetSecret(context.Background(), second); resp.Err != "" {
+		t.Fatal(resp.Err)
+	}
+	minted := vault.mintedTokens()
+	if len(minted) != 2 || minted[0].req.Metadata["task_id"] == minted[1].req.Metadata["task_id"] {
+		t.Errorf("a second task: %d tokens, want one of its own", len(minted))
+	}
+	// Kept for half the granted TTL only.
+	now := time.Now()
+	p.taskReads.now = func() time.Time { return now.Add(p.opts.ReadTokenTTL) }
+	if resp := p.GetSecret(context.Background(), second); resp.Err != "" {
+		t.Fatal(resp.Err)
+	}
+	if n := len(vault.mintedTokens()); n != 3 {
+		t.Errorf("after half the TTL: %d tokens, want 3", n)
+	}
+	// A token that died is replaced once, and the request served.
+	vault.mu.Lock()
+	vault.dead = map[string]bool{}
+	for tok := range vault.minted {
+		vault.dead[tok] = true
+	}
+	vault.mu.Unlock()
+	p.taskReads.now = time.Now
+	if resp := p.GetSecret(context.Background(), second); resp.Err != "" {
+		t.Errorf("after the kept token died: %s", resp.Err)
+	}
+}
+
 // A shared token that turns out dead is retried once with a fresh one; when
 // that one is refused too, the request fails instead of minting on.
 func TestReuseRetriesADeadTokenOnce(t *testing.T) {
 	vault := newFakeVault(t)
-	p, _ := newTestProvider(t, vault.URL, Options{})
+	p, _ := newTestProvider(t, vault.URL, Options{ReuseCacheTTL: -1}) // the tokens, not the values kept
 	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
 	if resp := p.GetSecret(context.Background(), reuse); resp.Err != "" {
 		t.Fatal(resp.Err)
@@ -412,7 +467,7 @@ func TestReuseRetriesADeadTokenOnce(t *testing.T) {
 // shorter than asked (a role's or the mount's max TTL).
 func TestReuseTokenLivesHalfTheGrantedTTL(t *testing.T) {
 	vault := newFakeVault(t)
-	p, _ := newTestProvider(t, vault.URL, Options{ReadTokenTTL: time.Hour})
+	p, _ := newTestProvider(t, vault.URL, Options{ReadTokenTTL: time.Hour, ReuseCacheTTL: -1})
 	vault.grantTTL = 10 * time.Second
 	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
 	get := func() {

@@ -1,0 +1,164 @@
+package provider
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// DefaultReuseCacheTTL is REUSE_CACHE_TTL's default: how long the value of
+// a vault.reuse=true secret is kept once read. A scale-up asks for it once
+// per task, all within the few seconds the dispatcher takes to assign them;
+// five seconds turns a hundred reads into a handful. A value changed in
+// Vault reaches a new task at most that much later, far within
+// ROTATION_INTERVAL, and a rotation forgets it before it rolls anything.
+const DefaultReuseCacheTTL = 5 * time.Second
+
+// maxReused bounds the values kept: one per secret and policy set.
+const maxReused = 256
+
+// reuseCache serves vault.reuse=true secrets, the only values the plugin
+// ever keeps: Swarm shares them among the tasks of a node anyway. Identical
+// concurrent requests share one Vault read, and the rendered value is kept
+// for ttl (0: not kept). Per-task values, tokens and wrapped values never
+// come here: ParsePlan refuses vault.reuse for them.
+type reuseCache struct {
+	ttl   time.Duration
+	now   func() time.Time
+	group singleflight.Group
+
+	mu     sync.Mutex
+	values map[string]reused
+	// gen counts forgets: a read that began before one is not kept, and
+	// no request joins it after.
+	gen uint64
+}
+
+type reused struct {
+	labels string // labelsKey of the secret, for forget
+	value  []byte
+	until  time.Time
+}
+
+func newReuseCache(ttl time.Duration) *reuseCache {
+	return &reuseCache{ttl: ttl, now: time.Now, values: map[string]reused{}}
+}
+
+// labelsKey is every label that shapes a secret's value (path, field,
+// format, template, version, type, and the rest of vault.*), sorted, in
+// one string.
+func labelsKey(labels map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		if strings.HasPrefix(strings.TrimPrefix(k, legacyPrefix), "vault.") {
+			b.WriteString(k)
+			b.WriteByte('=')
+			b.WriteString(labels[k])
+			b.WriteByte(0)
+		}
+	}
+	return b.String()
+}
+
+// get returns the value for labels read with policies: kept, or read by
+// read, which runs once for all the concurrent callers of one key, with a
+// deadline of its own (timeout) so that one caller's cancelled request
+// cannot fail the others.
+func (c *reuseCache) get(ctx context.Context, labels map[string]string, policies []string, timeout time.Duration, read func(context.Context) ([]byte, error)) ([]byte, error) {
+	lk := labelsKey(labels)
+	key := strings.Join(policies, ",") + "\x00" + lk
+	v, gen, ok := c.lookup(key)
+	if ok {
+		return v, nil
+	}
+	ch := c.group.DoChan(strconv.FormatUint(gen, 10)+"\x00"+key, func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		v, err := read(rctx)
+		if err == nil {
+			c.keep(key, lk, v, gen)
+		}
+		return v, err
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.([]byte), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// lookup returns the value kept for key, else the generation a read
+// starts in.
+func (c *reuseCache) lookup(key string) ([]byte, uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.values[key]
+	if !ok || !c.now().Before(e.until) {
+		delete(c.values, key)
+		return nil, c.gen, false
+	}
+	return e.value, c.gen, true
+}
+
+// keep stores a value read in generation gen, unless a forget came since;
+// when full, expired entries go, then the one that would expire soonest.
+func (c *reuseCache) keep(key, labels string, value []byte, gen uint64) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	now := c.now()
+	if _, ok := c.values[key]; !ok && len(c.values) >= maxReused {
+		soonest := ""
+		for k, e := range c.values {
+			if !now.Before(e.until) {
+				delete(c.values, k)
+			} else if soonest == "" || e.until.Before(c.values[soonest].until) {
+				soonest = k
+			}
+		}
+		if len(c.values) >= maxReused {
+			delete(c.values, soonest)
+		}
+	}
+	c.values[key] = reused{labels: labels, value: value, until: now.Add(c.ttl)}
+}
+
+// forget drops what is kept of the secret with labels, for every policy
+// set.
+func (c *reuseCache) forget(labels map[string]string) {
+	lk := labelsKey(labels)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for k, e := range c.values {
+		if e.labels == lk {
+			delete(c.values, k)
+		}
+	}
+}
+
+func (c *reuseCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.values)
+}
+
+// ForgetReused drops the kept value of the vault.reuse=true secret with
+// labels, so that the next task reads Vault: rotation calls it before it
+// rolls the services that use the secret.
+func (p *Provider) ForgetReused(labels map[string]string) { p.reused.forget(labels) }

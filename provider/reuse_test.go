@@ -1,0 +1,204 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Identical concurrent requests for a vault.reuse=true secret share one
+// Vault read, and its value serves the next ones for REUSE_CACHE_TTL.
+func TestReuseReadsAreSharedAndKept(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	reads := func() int {
+		vault.mu.Lock()
+		defer vault.mu.Unlock()
+		return vault.kvReads - int(vault.mountLookup.Load())
+	}
+	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := reuse
+			req.TaskID = "t" + string(rune('a'+i))
+			if resp := p.GetSecret(context.Background(), req); resp.Err != "" || string(resp.Value) != "app" || resp.DoNotReuse {
+				t.Errorf("Value %q Err %q DoNotReuse %v", resp.Value, resp.Err, resp.DoNotReuse)
+			}
+		}()
+	}
+	wg.Wait()
+	// Concurrent ones may be in one read or, if the first has ended, served
+	// from what it kept: either way one read.
+	if n := reads(); n != 1 {
+		t.Errorf("16 requests for one reuse secret: %d Vault reads, want 1", n)
+	}
+
+	// Another policy set, another format: values of their own.
+	other := reuse
+	other.ServiceName = "other"
+	json := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true", "vault.format": "json"})
+	for _, req := range []Request{other, json} {
+		if resp := p.GetSecret(context.Background(), req); resp.Err != "" {
+			t.Fatal(resp.Err)
+		}
+	}
+	if n := reads(); n != 3 {
+		t.Errorf("two other keys: %d reads, want 3", n)
+	}
+	if resp := p.GetSecret(context.Background(), json); string(resp.Value) != `"app"` {
+		t.Errorf("vault.format=json from the cache: %q", resp.Value)
+	}
+
+	// Past REUSE_CACHE_TTL, Vault again.
+	now := time.Now()
+	p.reused.now = func() time.Time { return now.Add(DefaultReuseCacheTTL) }
+	p.GetSecret(context.Background(), reuse)
+	if n := reads(); n != 4 {
+		t.Errorf("after REUSE_CACHE_TTL: %d reads, want 4", n)
+	}
+	p.reused.now = time.Now
+
+	// A rotation forgets the secret for every policy set.
+	p.GetSecret(context.Background(), reuse)
+	p.ForgetReused(other.SecretLabels)
+	p.GetSecret(context.Background(), reuse)
+	p.GetSecret(context.Background(), other)
+	if n := reads(); n != 6 {
+		t.Errorf("after ForgetReused: %d reads, want 6", n)
+	}
+}
+
+// Per-task values are never kept: each task reads Vault.
+func TestTaskValuesAreNotKept(t *testing.T) {
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	task := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username"})
+	for i := range 3 {
+		req := task
+		req.TaskID = "t" + string(rune('a'+i))
+		p.GetSecret(context.Background(), req)
+	}
+	vault.mu.Lock()
+	n := vault.kvReads - int(vault.mountLookup.Load())
+	vault.mu.Unlock()
+	if n != 3 || p.reused.len() != 0 {
+		t.Errorf("three tasks: %d reads, %d values kept; want 3 and 0", n, p.reused.len())
+	}
+}
+
+func TestReuseCache(t *testing.T) {
+	ctx := context.Background()
+	labels := map[string]string{"vault.path": "secret/a", "com.docker.stack.namespace": "x"}
+	policies := []string{"p"}
+	var calls atomic.Int32
+	read := func(value string, err error) func(context.Context) ([]byte, error) {
+		return func(context.Context) ([]byte, error) {
+			calls.Add(1)
+			return []byte(value), err
+		}
+	}
+
+	t.Run("errors are not kept", func(t *testing.T) {
+		c := newReuseCache(time.Minute)
+		calls.Store(0)
+		if _, err := c.get(ctx, labels, policies, time.Second, read("", errors.New("sealed"))); err == nil {
+			t.Fatal("no error")
+		}
+		if v, err := c.get(ctx, labels, policies, time.Second, read("v", nil)); err != nil || string(v) != "v" || calls.Load() != 2 {
+			t.Errorf("%q %v, %d reads", v, err, calls.Load())
+		}
+	})
+
+	t.Run("disabled", func(t *testing.T) {
+		c := newReuseCache(-1)
+		calls.Store(0)
+		c.get(ctx, labels, policies, time.Second, read("v", nil))
+		c.get(ctx, labels, policies, time.Second, read("v", nil))
+		if calls.Load() != 2 {
+			t.Errorf("REUSE_CACHE_TTL=0: %d reads, want 2", calls.Load())
+		}
+	})
+
+	t.Run("labels other than vault.* do not split the key", func(t *testing.T) {
+		c := newReuseCache(time.Minute)
+		calls.Store(0)
+		c.get(ctx, labels, policies, time.Second, read("v", nil))
+		c.get(ctx, map[string]string{"vault.path": "secret/a", "com.docker.stack.namespace": "y"}, policies, time.Second, read("v", nil))
+		if calls.Load() != 1 {
+			t.Errorf("%d reads, want 1", calls.Load())
+		}
+	})
+
+	// A read that began before a forget may hold the old value: it is
+	// not kept, and nobody joins it after the forget.
+	t.Run("forget during a read", func(t *testing.T) {
+		c := newReuseCache(time.Minute)
+		started, release := make(chan struct{}), make(chan struct{})
+		done := make(chan []byte)
+		go func() {
+			v, _ := c.get(ctx, labels, policies, time.Second, func(context.Context) ([]byte, error) {
+				close(started)
+				<-release
+				return []byte("old"), nil
+			})
+			done <- v
+		}()
+		<-started
+		c.forget(labels)
+		if v, _ := c.get(ctx, labels, policies, time.Second, read("new", nil)); string(v) != "new" {
+			t.Errorf("after the forget: %q, want new", v)
+		}
+		close(release)
+		<-done
+		if v, _ := c.get(ctx, labels, policies, time.Second, read("newer", nil)); string(v) != "new" {
+			t.Errorf("kept: %q, want new (the read begun before the forget must not be kept)", v)
+		}
+	})
+
+	// A caller that gives up does not fail the read the others wait for.
+	t.Run("a cancelled caller", func(t *testing.T) {
+		c := newReuseCache(time.Minute)
+		cctx, cancel := context.WithCancel(ctx)
+		started, release := make(chan struct{}), make(chan struct{})
+		first := make(chan error)
+		go func() {
+			_, err := c.get(cctx, labels, policies, time.Second, func(rctx context.Context) ([]byte, error) {
+				close(started)
+				<-release
+				return []byte("v"), rctx.Err()
+			})
+			first <- err
+		}()
+		<-started
+		// The second joins the read, or finds what it kept: "v" either way.
+		second := make(chan []byte)
+		go func() {
+			v, _ := c.get(ctx, labels, policies, time.Second, read("unused", nil))
+			second <- v
+		}()
+		cancel()
+		if err := <-first; !errors.Is(err, context.Canceled) {
+			t.Errorf("the cancelled caller: %v", err)
+		}
+		close(release)
+		if v := <-second; string(v) != "v" {
+			t.Errorf("the other caller: %q, want the shared read's v", v)
+		}
+	})
+
+	t.Run("bounded", func(t *testing.T) {
+		c := newReuseCache(time.Minute)
+		for i := range maxReused + 10 {
+			c.get(ctx, map[string]string{"vault.path": "secret/" + string(rune(0x100+i))}, policies, time.Second, read("v", nil))
+		}
+		if n := c.len(); n != maxReused {
+			t.Errorf("%d values kept, want %d", n, maxReused)
+		}
+	})
+}
