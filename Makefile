@@ -153,6 +153,8 @@ demo-clean:
 bench: plugin vault-dev
 	$(GO) run ./bench -plugin bin/swarmvault -vault-addr http://127.0.0.1:8200 -root-token-file .e2e/vault-token
 	PLUGIN=$(PLUGIN) bench/scale.sh 50 3
+	PLUGIN=$(PLUGIN) SECRETS=5 bench/scale.sh 50 3
+	PLUGIN=$(PLUGIN) REUSE=true bench/scale.sh 100 3
 	$(MAKE) bench-lifecycle
 
 # The task lifecycle's costs (per task start, per round) against the dev

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +57,7 @@ func realMain() error {
 	rounds := flag.Int("rounds", 3, "rounds; each runs every cell, plugin and floor alternating")
 	only := flag.String("modes", "reuse,task,token,wrap", "modes to run")
 	profile := flag.String("plugin-cpuprofile", "", "write the plugin process's CPU profile here")
+	calls := flag.Int("calls-tasks", 20, "tasks whose Vault calls are counted with an audit device, for 1 and 5 KV secrets each (0: not counted)")
 	flag.Parse()
 
 	rootTok, err := os.ReadFile(*rootFile)
@@ -150,6 +152,18 @@ func realMain() error {
 	}
 	busyRSS := p.rss()
 
+	// Vault calls per task start, counted by Vault itself.
+	var perTask []string
+	if *calls > 0 {
+		for _, k := range []int{1, 5} {
+			n, err := callsPerTask(ctx, v, p, k, *calls, &taskSeq)
+			if err != nil {
+				return fmt.Errorf("calls per task start, %d secrets: %w", k, err)
+			}
+			perTask = append(perTask, fmt.Sprintf("%d secrets: %.2f", k, n))
+		}
+	}
+
 	// The protocol's own cost: a request the plugin refuses before any Vault
 	// call (an unknown format), i.e. the engine's HTTP+JSON hop over the Unix
 	// socket to another process, parsing and logging. No floor has it.
@@ -183,8 +197,80 @@ func realMain() error {
 	}
 	fmt.Printf("\nrequests through the plugin and the floor: %d\n", total)
 	fmt.Printf("protocol hop alone (a request refused before any Vault call), concurrency 1: p50 %s, p99 %s\n", ms(hop.pct(50)), ms(hop.pct(99)))
+	if len(perTask) > 0 {
+		fmt.Printf("Vault calls per task start (KV secrets, audit device, %d tasks): %s\n", *calls, strings.Join(perTask, ", "))
+	}
 	fmt.Printf("plugin RSS: %.1f MB idle, %.1f MB after the runs at concurrency %d\n", float64(idleRSS)/1e6, float64(busyRSS)/1e6, levels[len(levels)-1])
 	return nil
+}
+
+// taskSecrets are five KV secrets of one path, as distinct secrets of a
+// task: the first k are asked for.
+var taskSecrets = []map[string]string{
+	{"vault.field": "password"},
+	{"vault.field": "password", "vault.format": "json"},
+	{"vault.format": "env"},
+	{"vault.format": "json"},
+	{},
+}
+
+// callsPerTask counts the Vault requests the plugin makes for tasks tasks
+// each asking for k KV secrets one after the other, as the engine asks, with
+// a file audit device: Vault's own count. The first task warms the mount
+// cache and is not counted.
+func callsPerTask(ctx context.Context, v *vaultSide, p *pluginProc, k, tasks int, seq *atomic.Int64) (float64, error) {
+	ask := func() error {
+		task := int(seq.Add(1))
+		for _, extra := range taskSecrets[:k] {
+			labels := map[string]string{"vault.path": v.kv + "/app/db"}
+			for key, val := range extra {
+				labels[key] = val
+			}
+			if err := p.get(ctx, labels, task); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := ask(); err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp("", "swarmvault-bench-audit")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "audit.log")
+	device := fmt.Sprintf("%s-audit-%d", v.kv, k)
+	if err := v.root.Sys().EnableAuditWithOptionsWithContext(ctx, device, &api.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": file}}); err != nil {
+		return 0, err
+	}
+	for range tasks {
+		if err := ask(); err != nil {
+			v.root.Sys().DisableAuditWithContext(ctx, device)
+			return 0, err
+		}
+	}
+	if err := v.root.Sys().DisableAuditWithContext(ctx, device); err != nil {
+		return 0, err
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		var e struct {
+			Type string
+			Auth struct{ Policies []string }
+		}
+		// The root token's own calls (the audit device's) are not the
+		// plugin's.
+		if json.Unmarshal([]byte(line), &e) == nil && e.Type == "request" && !slices.Contains(e.Auth.Policies, "root") {
+			n++
+		}
+	}
+	return float64(n) / float64(tasks), nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }

@@ -39,7 +39,21 @@ type Tracker struct {
 	// complete: held has every record of STATE_PATH (the Loop loaded them
 	// in this leadership term), so Admit need not ask Vault.
 	complete bool
+	// fresh holds, for admitFresh, the tasks the engine said had not
+	// started, and until when that answer stands.
+	fresh map[string]time.Time
 }
+
+// admitFresh is how long the engine's "not started" for a task stands:
+// the engine asks for a task's secrets one after the other, within
+// milliseconds, so a task with k secrets costs one Docker call, not k. A
+// re-fetch comes at a node's reconnect or a new leader, later than this;
+// one within it finds a task that has not started either, and credentials
+// are still refused by their record.
+const admitFresh = 2 * time.Second
+
+// maxFresh bounds fresh; expired answers are dropped when it fills.
+const maxFresh = 4096
 
 // held is a record with what the leader learnt of it since: when its token
 // and lease expire, as of their last renewal.
@@ -90,7 +104,7 @@ func (h *held) ending(margin func(until time.Time, ttl time.Duration) bool) (end
 // NewTracker returns a Tracker. Without a store (STATE_PATH unset) it only
 // refuses repeated fetches for tasks that have started.
 func NewTracker(tasks TaskSource, store *Store, log logrus.FieldLogger) *Tracker {
-	return &Tracker{tasks: tasks, store: store, log: log, now: time.Now, held: map[string]*held{}}
+	return &Tracker{tasks: tasks, store: store, log: log, now: time.Now, held: map[string]*held{}, fresh: map[string]time.Time{}}
 }
 
 // Admit refuses a request for a task that holds the secret already: one
@@ -102,12 +116,16 @@ func NewTracker(tasks TaskSource, store *Store, log logrus.FieldLogger) *Tracker
 // first fetch: a credential too many is better than a task that cannot
 // start.
 func (t *Tracker) Admit(ctx context.Context, req provider.Request, credentials bool) error {
-	st, found, err := t.tasks.Task(ctx, req.TaskID)
-	switch {
-	case err != nil:
-		t.log.WithField("task_id", req.TaskID).Warnf("cannot tell whether the task holds its secrets already, so serving it as a first fetch: %v", err)
-	case found && st.Delivered():
-		return fmt.Errorf("%w: task %s is %s, so it holds this secret from an earlier fetch (its node reconnected, or a new leader sent it again)", provider.ErrRefetch, req.TaskID, st.State)
+	if !t.isFresh(req.TaskID) {
+		st, found, err := t.tasks.Task(ctx, req.TaskID)
+		switch {
+		case err != nil:
+			t.log.WithField("task_id", req.TaskID).Warnf("cannot tell whether the task holds its secrets already, so serving it as a first fetch: %v", err)
+		case found && st.Delivered():
+			return fmt.Errorf("%w: task %s is %s, so it holds this secret from an earlier fetch (its node reconnected, or a new leader sent it again)", provider.ErrRefetch, req.TaskID, st.State)
+		default:
+			t.setFresh(req.TaskID)
+		}
 	}
 	if !credentials || t.store == nil {
 		return nil
@@ -129,6 +147,30 @@ func (t *Tracker) Admit(ctx context.Context, req provider.Request, credentials b
 		return fmt.Errorf("%w: task %s was issued credentials for it before (STATE_PATH) and has not started; swarm replaces it with a new task", provider.ErrRefetch, req.TaskID)
 	}
 	return nil
+}
+
+func (t *Tracker) isFresh(taskID string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	until, ok := t.fresh[taskID]
+	return ok && t.now().Before(until)
+}
+
+func (t *Tracker) setFresh(taskID string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if len(t.fresh) >= maxFresh {
+		for id, until := range t.fresh {
+			if !now.Before(until) {
+				delete(t.fresh, id)
+			}
+		}
+		if len(t.fresh) >= maxFresh {
+			clear(t.fresh) // a burst: the next asks cost a Docker call again
+		}
+	}
+	t.fresh[taskID] = now.Add(admitFresh)
 }
 
 // Issued records credentials issued to a task, in memory first, so that the

@@ -19,11 +19,45 @@ import (
 type taskSource struct {
 	states map[string]swarmtypes.TaskState
 	err    error
+	asked  *int
 }
 
 func (f taskSource) Task(_ context.Context, id string) (swarm.TaskState, bool, error) {
+	if f.asked != nil {
+		*f.asked++
+	}
 	st, ok := f.states[id]
 	return swarm.TaskState{State: st}, ok, f.err
+}
+
+// The engine asks for a task's secrets one after the other: one Docker
+// call answers for all of them, for admitFresh; after that, a task that
+// started is refused again.
+func TestAdmitAsksDockerOncePerTaskStart(t *testing.T) {
+	asked := 0
+	src := taskSource{states: map[string]swarmtypes.TaskState{"t": "assigned"}, asked: &asked}
+	tr := NewTracker(src, nil, logrus.New())
+	now := time.Now()
+	tr.now = func() time.Time { return now }
+	req := provider.Request{Request: secrets.Request{TaskID: "t", SecretName: "s"}}
+	for range 5 {
+		if err := tr.Admit(context.Background(), req, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if asked != 1 {
+		t.Errorf("5 secrets of one task start: %d Docker calls, want 1", asked)
+	}
+	src.states["t"] = "running"
+	tr.now = func() time.Time { return now.Add(admitFresh) }
+	if err := tr.Admit(context.Background(), req, false); !errors.Is(err, provider.ErrRefetch) || asked != 2 {
+		t.Errorf("a re-fetch after the task started: %v, %d Docker calls", err, asked)
+	}
+	// A task that started is never kept as fresh.
+	tr.Admit(context.Background(), req, false)
+	if asked != 3 {
+		t.Errorf("a started task's answer was kept: %d Docker calls, want 3", asked)
+	}
 }
 
 // Without STATE_PATH, the tracker still refuses a fetch for a task its
