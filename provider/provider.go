@@ -210,24 +210,7 @@ func (p *Provider) GetSecret(ctx context.Context, req Request) (resp secrets.Res
 
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	if err := p.admit(ctx, req, plan); err != nil {
-		return fail(err)
-	}
-	var value []byte
-	switch plan.Type {
-	case TypeToken:
-		value, err = p.tokenValue(ctx, req, plan, policies)
-	case TypeRead, TypeWrite:
-		value, err = p.logicalValue(ctx, req, plan, policies)
-	default:
-		if plan.Reuse {
-			value, err = p.reused.get(ctx, req.SecretLabels, policies, p.opts.Timeout, func(ctx context.Context) ([]byte, error) {
-				return p.kvValue(ctx, req, plan, policies)
-			})
-		} else {
-			value, err = p.kvValue(ctx, req, plan, policies)
-		}
-	}
+	value, err := p.value(ctx, req, plan, policies)
 	if err != nil {
 		return fail(err)
 	}
@@ -272,6 +255,32 @@ func (p *Provider) CheckLabels(labels map[string]string) (Plan, error) {
 		return plan, classify(fmt.Errorf("%s=%s is not served by this plugin (ALLOWED_TYPES=%s): use one of those types, or ask the operator to allow it", LabelType, plan.Type, joinTypes(p.opts.AllowedTypes)), OutcomeConfig)
 	}
 	return plan, nil
+}
+
+// value admits the request (Tracker) and gets the secret's value. A
+// vault.reuse=true value still kept is given at once: giving it again costs
+// nothing, so there is no need to ask whether the task holds it already.
+func (p *Provider) value(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
+	if plan.Reuse {
+		if v, ok := p.reused.kept(req.SecretLabels, policies); ok {
+			return v, nil
+		}
+	}
+	if err := p.admit(ctx, req, plan); err != nil {
+		return nil, err
+	}
+	switch plan.Type {
+	case TypeToken:
+		return p.tokenValue(ctx, req, plan, policies)
+	case TypeRead, TypeWrite:
+		return p.logicalValue(ctx, req, plan, policies)
+	}
+	if plan.Reuse {
+		return p.reused.get(ctx, req.SecretLabels, policies, p.opts.Timeout, func(ctx context.Context) ([]byte, error) {
+			return p.kvValue(ctx, req, plan, policies)
+		})
+	}
+	return p.kvValue(ctx, req, plan, policies)
 }
 
 func joinTypes(types []Type) string {

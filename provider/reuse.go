@@ -72,7 +72,7 @@ func labelsKey(labels map[string]string) string {
 // cannot fail the others.
 func (c *reuseCache) get(ctx context.Context, labels map[string]string, policies []string, timeout time.Duration, read func(context.Context) ([]byte, error)) ([]byte, error) {
 	lk := labelsKey(labels)
-	key := strings.Join(policies, ",") + "\x00" + lk
+	key := policyKey(policies, lk)
 	v, gen, ok := c.lookup(key)
 	if ok {
 		return v, nil
@@ -95,6 +95,20 @@ func (c *reuseCache) get(ctx context.Context, labels map[string]string, policies
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// kept returns the value kept for labels and policies, if any.
+func (c *reuseCache) kept(labels map[string]string, policies []string) ([]byte, bool) {
+	v, _, ok := c.lookup(reuseKey(labels, policies))
+	return v, ok
+}
+
+func reuseKey(labels map[string]string, policies []string) string {
+	return policyKey(policies, labelsKey(labels))
+}
+
+func policyKey(policies []string, labels string) string {
+	return strings.Join(policies, ",") + "\x00" + labels
 }
 
 // lookup returns the value kept for key, else the generation a read

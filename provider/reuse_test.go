@@ -202,3 +202,31 @@ func TestReuseCache(t *testing.T) {
 		}
 	})
 }
+
+// A kept vault.reuse value is given without asking the Tracker whether the
+// task holds it already (a Docker call): giving it again costs nothing. A
+// value not kept is admitted first, and a re-fetch refused as before.
+func TestKeptReuseValueSkipsTheTracker(t *testing.T) {
+	vault := newFakeVault(t)
+	tr := &fakeTracker{refuse: map[string]bool{"running": true}}
+	p, _ := newTestProvider(t, vault.URL, Options{Tracker: tr})
+	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
+	running := reuse
+	running.TaskID = "running"
+	if resp := p.GetSecret(context.Background(), running); resp.Err == "" {
+		t.Errorf("a re-fetch with nothing kept was served")
+	}
+	for range 3 {
+		if resp := p.GetSecret(context.Background(), reuse); resp.Err != "" {
+			t.Fatal(resp.Err)
+		}
+	}
+	if resp := p.GetSecret(context.Background(), running); resp.Err != "" {
+		t.Errorf("the kept value, to a task that holds it: %s", resp.Err)
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.admitted) != 2 {
+		t.Errorf("Tracker asked %d times, want 2 (the refused re-fetch, the first read)", len(tr.admitted))
+	}
+}
