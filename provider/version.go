@@ -40,24 +40,10 @@ func (p *Provider) CurrentVersion(ctx context.Context, req Request) (Version, er
 	return p.kvVersion(ctx, client, plan)
 }
 
-// planAndPolicies is what every request and rotation check starts with: the
-// secret's plan, and the policies its service's tokens get.
-func (p *Provider) planAndPolicies(req Request) (Plan, []string, error) {
-	plan, err := ParsePlan(req.SecretLabels)
-	if err != nil {
-		return Plan{}, nil, err
-	}
-	policies, err := p.opts.Policies.Policies(req)
-	if err != nil {
-		return Plan{}, nil, err
-	}
-	return plan, policies, nil
-}
-
 // rotationReader gives rotation's checks the secret's plan and a client
 // with the service's shared read token, never a token per task.
 func (p *Provider) rotationReader(ctx context.Context, req Request) (Plan, *api.Client, error) {
-	plan, policies, err := p.planAndPolicies(req)
+	plan, policies, err := p.Check(req)
 	if err != nil {
 		return Plan{}, nil, err
 	}
@@ -133,7 +119,7 @@ func (p *Provider) Fingerprint(ctx context.Context, req Request, key []byte) (st
 // the same version, so a rotation round reads each scope once, whatever
 // the number of services that share it.
 func (p *Provider) ReadScope(req Request) (string, error) {
-	plan, policies, err := p.planAndPolicies(req)
+	plan, policies, err := p.Check(req)
 	if err != nil {
 		return "", err
 	}
