@@ -155,6 +155,7 @@ bench: plugin vault-dev
 	PLUGIN=$(PLUGIN) bench/scale.sh 50 3
 	PLUGIN=$(PLUGIN) SECRETS=5 bench/scale.sh 50 3
 	PLUGIN=$(PLUGIN) REUSE=true bench/scale.sh 100 3
+	bench/cluster-scale.sh 150 3
 	$(MAKE) bench-lifecycle
 
 # The task lifecycle's costs (per task start, per round) against the dev

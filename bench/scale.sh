@@ -10,6 +10,7 @@
 #   bench/scale.sh [N] [ROUNDS]     default 50 tasks, 3 rounds
 #   SECRETS=5                       secrets per task (default 1)
 #   REUSE=true                      the Vault secrets are vault.reuse=true
+#   DOCKER_HOST, NODES              a cluster (see bench/cluster-scale.sh)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,10 +54,21 @@ token=$(vault_api POST auth/token/create "{\"policies\":[\"$run-plugin\"],\"ttl\
 creds="$root/.e2e/bench-credentials"
 mkdir -p "$creds" && chmod 700 "$creds"
 (umask 077 && printf '%s\n' "$token" >"$creds/token")
-docker plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
-docker plugin set "$PLUGIN" credentials.source="$creds" docker-socket.source=/dev/null VAULT_ADDR="$VAULT_ADDR" \
-	VAULT_AUTH_METHOD=token VAULT_TOKEN_FILE=/run/swarmvault/token VAULT_TOKEN= TOKEN_ROLE="$run" LOG_LEVEL=warn
-docker plugin enable "$PLUGIN" >/dev/null
+# NODES: "socket …" of every manager (bench/cluster-scale.sh), each plugin
+# then with its node's Docker socket (the lifecycle's re-fetch guard on, as
+# in production); else this engine's plugin, without the socket.
+for node in ${NODES:-}; do
+	docker -H "unix://$node" plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
+	docker -H "unix://$node" plugin set "$PLUGIN" credentials.source="$creds" docker-socket.source="$node" VAULT_ADDR="$VAULT_ADDR" \
+		VAULT_AUTH_METHOD=token VAULT_TOKEN_FILE=/run/swarmvault/token VAULT_TOKEN= TOKEN_ROLE="$run" LOG_LEVEL=warn
+	docker -H "unix://$node" plugin enable "$PLUGIN" >/dev/null
+done
+if [ -z "${NODES:-}" ]; then
+	docker plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
+	docker plugin set "$PLUGIN" credentials.source="$creds" docker-socket.source=/dev/null VAULT_ADDR="$VAULT_ADDR" \
+		VAULT_AUTH_METHOD=token VAULT_TOKEN_FILE=/run/swarmvault/token VAULT_TOKEN= TOKEN_ROLE="$run" LOG_LEVEL=warn
+	docker plugin enable "$PLUGIN" >/dev/null
+fi
 
 vault_refs=() native_refs=()
 for i in $(seq 1 "$SECRETS"); do
@@ -66,8 +78,8 @@ for i in $(seq 1 "$SECRETS"); do
 	vault_refs+=(--secret "${run}_vault$i") native_refs+=(--secret "${run}_native$i")
 done
 # --network host: no overlay network, all traffic on loopback.
-docker service create --detach --quiet --name "$run-vault" --network host --replicas 0 "${vault_refs[@]}" "$image" sleep 3600 >/dev/null
-docker service create --detach --quiet --name "$run-native" --network host --replicas 0 "${native_refs[@]}" "$image" sleep 3600 >/dev/null
+docker service create --detach --quiet --no-resolve-image --name "$run-vault" --network host --replicas 0 "${vault_refs[@]}" "$image" sleep 3600 >/dev/null
+docker service create --detach --quiet --no-resolve-image --name "$run-native" --network host --replicas 0 "${native_refs[@]}" "$image" sleep 3600 >/dev/null
 vault_api PUT "sys/audit/$run" "{\"type\":\"file\",\"options\":{\"file_path\":\"$audit\"}}" >/dev/null
 # vault_requests: the requests Vault has audited so far.
 vault_requests() { grep -c '"type":"request"' "$audit" 2>/dev/null || echo 0; }
@@ -83,11 +95,24 @@ scale_time() {
 	done
 	end=$(date +%s.%N)
 	docker service scale --detach "$svc=0" >/dev/null
-	for _ in $(seq 1 120); do
-		docker ps -q --filter "label=com.docker.swarm.service.name=$svc" | grep -q . || break
+	for _ in $(seq 1 240); do
+		containers_left "$svc" || break
 		sleep 0.5
 	done
 	echo "$end - $start" | bc
+}
+
+# containers_left SERVICE: whether a container of it is left on any node.
+containers_left() {
+	local node
+	if [ -z "${NODES:-}" ]; then
+		docker ps -q --filter "label=com.docker.swarm.service.name=$1" | grep -q .
+		return
+	fi
+	for node in $NODES; do
+		docker -H "unix://$node" ps -q --filter "label=com.docker.swarm.service.name=$1" | grep -q . && return 0
+	done
+	return 1
 }
 
 command -v bc >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bc >/dev/null
