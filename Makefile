@@ -26,7 +26,7 @@ export GOTOOLCHAIN ?= local
 
 # Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
 .PHONY: all build test lint fuzz test-unit test-integration e2e e2e-cluster plugin rootfs push docker \
-	vault-dev vault-stop postgres prometheus demo demo-clean clean bench bench-lifecycle
+	vault-dev vault-stop postgres prometheus demo demo-clean clean bench bench-lifecycle bench-failover
 
 all: build
 
@@ -156,7 +156,19 @@ bench: plugin vault-dev
 	PLUGIN=$(PLUGIN) SECRETS=5 bench/scale.sh 50 3
 	PLUGIN=$(PLUGIN) REUSE=true bench/scale.sh 100 3
 	bench/cluster-scale.sh 150 3
+	$(MAKE) bench-failover
 	$(MAKE) bench-lifecycle
+
+# The cost of a failover with FAILOVER_TASKS running tasks on the 3-manager
+# bed: TestCluster's failover subtest alone (with its set-up), whose log
+# gives Vault's audit counts and the times.
+FAILOVER_TASKS ?= 90
+bench-failover: vault-dev docker postgres
+	e2e/registry.sh start >/dev/null
+	CURRENT_ENGINE_NODES= e2e/cluster.sh up
+	FAILOVER_TASKS=$(FAILOVER_TASKS) VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token \
+		$(GO) test -count=1 -tags 'e2e cluster' -run 'TestCluster/a_failover_issues_nothing' -timeout 30m -v ./e2e/; \
+		rc=$$?; [ -n "$(CLUSTER_KEEP)" ] || e2e/cluster.sh down; exit $$rc
 
 # The task lifecycle's costs (per task start, per round) against the dev
 # Vault, and a churn of CHURN_LIFETIMES task lifetimes with a token secret
