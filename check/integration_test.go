@@ -20,29 +20,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
-)
 
-func rootClient(t *testing.T) *api.Client {
-	t.Helper()
-	if os.Getenv("VAULT_ADDR") == "" {
-		t.Fatal("VAULT_ADDR is not set: run make test-integration, which starts the dev Vault")
-	}
-	client, err := api.NewClient(api.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f := os.Getenv("VAULT_TOKEN_FILE"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		client.SetToken(strings.TrimSpace(string(b)))
-	}
-	if client.Token() == "" {
-		t.Fatal("no root token: set VAULT_TOKEN_FILE or VAULT_TOKEN")
-	}
-	return client
-}
+	"github.com/swarmvault/swarmvault/internal/vaulttest"
+)
 
 // stackFile is a stack with one service per mistake the check must find
 // in Vault, and the same kinds of secret served well.
@@ -69,7 +49,7 @@ secrets:
 
 func TestCheckAgainstVault(t *testing.T) {
 	clearPluginEnv(t)
-	root := rootClient(t)
+	root := vaulttest.RootClient(t)
 	ctx := context.Background()
 	run := fmt.Sprintf("ck%x", time.Now().UnixNano())
 	kv1, kv2, role, stack := run+"-kv1", run+"-kv2", run+"-role", run

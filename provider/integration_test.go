@@ -9,38 +9,15 @@ package provider
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
-)
 
-// rootClient returns a client with the test Vault's root token. Missing
-// settings fail the test: a skipped integration test proves nothing.
-func rootClient(t testing.TB) *api.Client {
-	t.Helper()
-	if os.Getenv("VAULT_ADDR") == "" {
-		t.Fatal("VAULT_ADDR is not set: run make test-integration, which starts the dev Vault")
-	}
-	client, err := api.NewClient(api.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f := os.Getenv("VAULT_TOKEN_FILE"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		client.SetToken(strings.TrimSpace(string(b)))
-	}
-	if client.Token() == "" {
-		t.Fatal("no root token: set VAULT_TOKEN_FILE or VAULT_TOKEN")
-	}
-	return client
-}
+	"github.com/swarmvault/swarmvault/internal/vaulttest"
+)
 
 // kvFixture mounts a KV v1 and a KV v2 engine under names unique to this run
 // and fills them; the mounts are removed when the test ends.
@@ -51,7 +28,7 @@ type kvFixture struct {
 
 func newKVFixture(t testing.TB) *kvFixture {
 	t.Helper()
-	root := rootClient(t)
+	root := vaulttest.RootClient(t)
 	ctx := context.Background()
 	run := fmt.Sprintf("%x", time.Now().UnixNano())
 	f := &kvFixture{root: root, kv1: "it-kv1-" + run, kv2: "it-kv2-" + run}
