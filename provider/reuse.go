@@ -136,19 +136,7 @@ func (c *reuseCache) keep(key, labels string, value []byte, gen uint64) {
 		return
 	}
 	now := c.now()
-	if _, ok := c.values[key]; !ok && len(c.values) >= maxReused {
-		soonest := ""
-		for k, e := range c.values {
-			if !now.Before(e.until) {
-				delete(c.values, k)
-			} else if soonest == "" || e.until.Before(c.values[soonest].until) {
-				soonest = k
-			}
-		}
-		if len(c.values) >= maxReused {
-			delete(c.values, soonest)
-		}
-	}
+	makeRoom(c.values, key, maxReused, now, func(e reused) time.Time { return e.until })
 	c.values[key] = reused{labels: labels, value: value, until: now.Add(c.ttl)}
 }
 

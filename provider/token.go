@@ -177,20 +177,28 @@ func (c *tokenCache) put(key string, client *api.Client, life time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	if _, ok := c.tokens[key]; !ok && len(c.tokens) >= maxCachedTokens {
-		soonest := ""
-		for k, t := range c.tokens {
-			if !now.Before(t.until) {
-				delete(c.tokens, k)
-			} else if soonest == "" || t.until.Before(c.tokens[soonest].until) {
-				soonest = k
-			}
-		}
-		if len(c.tokens) >= maxCachedTokens {
-			delete(c.tokens, soonest)
+	makeRoom(c.tokens, key, maxCachedTokens, now, func(t cachedToken) time.Time { return t.until })
+	c.tokens[key] = cachedToken{client: client, until: now.Add(life)}
+}
+
+// makeRoom readies m, a cache of at most max entries that each expire at
+// until, for an entry under key: if key is new and m is full, expired
+// entries go, then, if still full, the one that would expire soonest.
+func makeRoom[V any](m map[string]V, key string, max int, now time.Time, until func(V) time.Time) {
+	if _, ok := m[key]; ok || len(m) < max {
+		return
+	}
+	soonest := ""
+	for k, v := range m {
+		if !now.Before(until(v)) {
+			delete(m, k)
+		} else if soonest == "" || until(v).Before(until(m[soonest])) {
+			soonest = k
 		}
 	}
-	c.tokens[key] = cachedToken{client: client, until: now.Add(life)}
+	if len(m) >= max {
+		delete(m, soonest)
+	}
 }
 
 func (c *tokenCache) drop(key string) {
