@@ -90,6 +90,25 @@ func (f *fakeVault) wrapAtSource(h http.Handler) http.Handler {
 	})
 }
 
+// secretReads counts the reads of secret data by task tokens: every read,
+// less the mount look-ups (made once, then cached).
+func (f *fakeVault) secretReads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.kvReads - int(f.mountLookup.Load())
+}
+
+// killMinted makes Vault call every token minted so far invalid, as when
+// the plugin's token, their parent, is revoked.
+func (f *fakeVault) killMinted() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dead = map[string]bool{}
+	for tok := range f.minted {
+		f.dead[tok] = true
+	}
+}
+
 func (f *fakeVault) mintedTokens() []mintedToken {
 	f.mu.Lock()
 	defer f.mu.Unlock()

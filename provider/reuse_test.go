@@ -14,11 +14,6 @@ import (
 func TestReuseReadsAreSharedAndKept(t *testing.T) {
 	vault := newFakeVault(t)
 	p, _ := newTestProvider(t, vault.URL, Options{})
-	reads := func() int {
-		vault.mu.Lock()
-		defer vault.mu.Unlock()
-		return vault.kvReads - int(vault.mountLookup.Load())
-	}
 	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
 	var wg sync.WaitGroup
 	for i := range 16 {
@@ -35,7 +30,7 @@ func TestReuseReadsAreSharedAndKept(t *testing.T) {
 	wg.Wait()
 	// Concurrent ones may be in one read or, if the first has ended, served
 	// from what it kept: either way one read.
-	if n := reads(); n != 1 {
+	if n := vault.secretReads(); n != 1 {
 		t.Errorf("16 requests for one reuse secret: %d Vault reads, want 1", n)
 	}
 
@@ -48,7 +43,7 @@ func TestReuseReadsAreSharedAndKept(t *testing.T) {
 			t.Fatal(resp.Err)
 		}
 	}
-	if n := reads(); n != 3 {
+	if n := vault.secretReads(); n != 3 {
 		t.Errorf("two other keys: %d reads, want 3", n)
 	}
 	if resp := p.GetSecret(context.Background(), json); string(resp.Value) != `"app"` {
@@ -59,7 +54,7 @@ func TestReuseReadsAreSharedAndKept(t *testing.T) {
 	now := time.Now()
 	p.reused.now = func() time.Time { return now.Add(DefaultReuseCacheTTL) }
 	p.GetSecret(context.Background(), reuse)
-	if n := reads(); n != 4 {
+	if n := vault.secretReads(); n != 4 {
 		t.Errorf("after REUSE_CACHE_TTL: %d reads, want 4", n)
 	}
 	p.reused.now = time.Now
@@ -69,7 +64,7 @@ func TestReuseReadsAreSharedAndKept(t *testing.T) {
 	p.ForgetReused(other.SecretLabels)
 	p.GetSecret(context.Background(), reuse)
 	p.GetSecret(context.Background(), other)
-	if n := reads(); n != 6 {
+	if n := vault.secretReads(); n != 6 {
 		t.Errorf("after ForgetReused: %d reads, want 6", n)
 	}
 }
@@ -84,9 +79,7 @@ func TestTaskValuesAreNotKept(t *testing.T) {
 		req.TaskID = "t" + string(rune('a'+i))
 		p.GetSecret(context.Background(), req)
 	}
-	vault.mu.Lock()
-	n := vault.kvReads - int(vault.mountLookup.Load())
-	vault.mu.Unlock()
+	n := vault.secretReads()
 	if n != 3 || p.reused.len() != 0 {
 		t.Errorf("three tasks: %d reads, %d values kept; want 3 and 0", n, p.reused.len())
 	}

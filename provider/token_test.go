@@ -370,12 +370,7 @@ func TestReuseSharesAReadTokenPerPolicySet(t *testing.T) {
 	}
 
 	// A shared token that died is replaced, and the request served.
-	vault.mu.Lock()
-	vault.dead = map[string]bool{}
-	for tok := range vault.minted {
-		vault.dead[tok] = true
-	}
-	vault.mu.Unlock()
+	vault.killMinted()
 	get(reuse)
 	// After half the read token's TTL the shared token is not used again.
 	now := time.Now()
@@ -393,18 +388,12 @@ func TestReuseSharesAReadTokenPerPolicySet(t *testing.T) {
 func TestTaskSecretsShareOneReadToken(t *testing.T) {
 	vault := newFakeVault(t)
 	p, _ := newTestProvider(t, vault.URL, Options{})
-	reads := func() int {
-		vault.mu.Lock()
-		defer vault.mu.Unlock()
-		// The mount's look-up is made once, then cached.
-		return vault.kvReads - int(vault.mountLookup.Load())
-	}
 	for _, field := range []string{"username", "password", "username", "password", "username"} {
 		if resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": field})); resp.Err != "" {
 			t.Fatal(resp.Err)
 		}
 	}
-	if n, r := len(vault.mintedTokens()), reads(); n != 1 || r != 5 {
+	if n, r := len(vault.mintedTokens()), vault.secretReads(); n != 1 || r != 5 {
 		t.Errorf("5 secrets of one task: %d tokens minted and %d reads, want 1 and 5", n, r)
 	}
 	second := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "password"})
@@ -426,12 +415,7 @@ func TestTaskSecretsShareOneReadToken(t *testing.T) {
 		t.Errorf("after half the TTL: %d tokens, want 3", n)
 	}
 	// A token that died is replaced once, and the request served.
-	vault.mu.Lock()
-	vault.dead = map[string]bool{}
-	for tok := range vault.minted {
-		vault.dead[tok] = true
-	}
-	vault.mu.Unlock()
+	vault.killMinted()
 	p.taskReads.now = time.Now
 	if resp := p.GetSecret(context.Background(), second); resp.Err != "" {
 		t.Errorf("after the kept token died: %s", resp.Err)
