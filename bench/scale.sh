@@ -54,21 +54,24 @@ token=$(vault_api POST auth/token/create "{\"policies\":[\"$run-plugin\"],\"ttl\
 creds="$root/.e2e/bench-credentials"
 mkdir -p "$creds" && chmod 700 "$creds"
 (umask 077 && printf '%s\n' "$token" >"$creds/token")
-# NODES: "socket …" of every manager (bench/cluster-scale.sh), each plugin
-# then with its node's Docker socket (the lifecycle's re-fetch guard on, as
-# in production); else this engine's plugin, without the socket.
-for node in ${NODES:-}; do
-	docker -H "unix://$node" plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
-	docker -H "unix://$node" plugin set "$PLUGIN" credentials.source="$creds" docker-socket.source="$node" VAULT_ADDR="$VAULT_ADDR" \
+# The engines whose plugin serves: NODES, "socket …" of every manager
+# (bench/cluster-scale.sh), each plugin then with its node's Docker socket
+# (the lifecycle's re-fetch guard on, as in production); else this engine,
+# its plugin without the socket.
+read -r -a engines <<<"${NODES:-local}"
+on_engine() {
+	local e=$1
+	shift
+	if [ "$e" = local ]; then docker "$@"; else docker -H "unix://$e" "$@"; fi
+}
+for e in "${engines[@]}"; do
+	socket=$e
+	[ "$e" != local ] || socket=/dev/null
+	on_engine "$e" plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
+	on_engine "$e" plugin set "$PLUGIN" credentials.source="$creds" docker-socket.source="$socket" VAULT_ADDR="$VAULT_ADDR" \
 		VAULT_AUTH_METHOD=token VAULT_TOKEN_FILE=/run/swarmvault/token VAULT_TOKEN= TOKEN_ROLE="$run" LOG_LEVEL=warn
-	docker -H "unix://$node" plugin enable "$PLUGIN" >/dev/null
+	on_engine "$e" plugin enable "$PLUGIN" >/dev/null
 done
-if [ -z "${NODES:-}" ]; then
-	docker plugin disable -f "$PLUGIN" >/dev/null 2>&1 || true
-	docker plugin set "$PLUGIN" credentials.source="$creds" docker-socket.source=/dev/null VAULT_ADDR="$VAULT_ADDR" \
-		VAULT_AUTH_METHOD=token VAULT_TOKEN_FILE=/run/swarmvault/token VAULT_TOKEN= TOKEN_ROLE="$run" LOG_LEVEL=warn
-	docker plugin enable "$PLUGIN" >/dev/null
-fi
 
 vault_refs=() native_refs=()
 for i in $(seq 1 "$SECRETS"); do
@@ -102,15 +105,11 @@ scale_time() {
 	echo "$end - $start" | bc
 }
 
-# containers_left SERVICE: whether a container of it is left on any node.
+# containers_left SERVICE: whether a container of it is left on any engine.
 containers_left() {
-	local node
-	if [ -z "${NODES:-}" ]; then
-		docker ps -q --filter "label=com.docker.swarm.service.name=$1" | grep -q .
-		return
-	fi
-	for node in $NODES; do
-		docker -H "unix://$node" ps -q --filter "label=com.docker.swarm.service.name=$1" | grep -q . && return 0
+	local e
+	for e in "${engines[@]}"; do
+		on_engine "$e" ps -q --filter "label=com.docker.swarm.service.name=$1" | grep -q . && return 0
 	done
 	return 1
 }
