@@ -118,18 +118,17 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (se
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	fromEnv := func(name string) string { return getenv(name) }
 	fs.StringVar(&s.stack, "stack", "", "the stack name of docker stack deploy: services and secrets are named STACK_name in the swarm, and POLICY_TEMPLATE sees those names (required with --vault)")
 	fs.StringVar(&s.driver, "driver", "vault", "the name the plugin is installed as, as the files' driver: gives it")
 	fs.StringVar(&s.format, "format", "table", "output: table or json")
 	fs.BoolVar(&s.vault, "vault", false, "also ask Vault (VAULT_ADDR, your token): paths, fields, each service's right to read")
-	policyTemplate := fs.String("policy-template", fromEnv("POLICY_TEMPLATE"), "the plugin's POLICY_TEMPLATE (default $POLICY_TEMPLATE, else "+provider.DefaultPolicyTemplate+")")
-	fs.StringVar(&s.opts.TokenRole, "token-role", fromEnv("TOKEN_ROLE"), "the plugin's TOKEN_ROLE (default $TOKEN_ROLE)")
-	allowed := fs.String("allowed-types", fromEnv("ALLOWED_TYPES"), "the plugin's ALLOWED_TYPES (default $ALLOWED_TYPES, else all)")
-	tokenTTL := fs.String("token-ttl", fromEnv("TOKEN_TTL"), "the plugin's TOKEN_TTL (default $TOKEN_TTL, else 1h)")
-	tokenMaxTTL := fs.String("token-max-ttl", fromEnv("TOKEN_MAX_TTL"), "the plugin's TOKEN_MAX_TTL (default $TOKEN_MAX_TTL, else 24h)")
-	timeout := fs.String("timeout", fromEnv("VAULT_CLIENT_TIMEOUT"), "each Vault check's deadline, the plugin's VAULT_CLIENT_TIMEOUT (default $VAULT_CLIENT_TIMEOUT, else 10s)")
-	fs.StringVar(&s.tokenFile, "token-file", fromEnv("VAULT_TOKEN_FILE"), "a file holding your Vault token, when VAULT_TOKEN is not set (default $VAULT_TOKEN_FILE, else ~/.vault-token)")
+	policyTemplate := fs.String("policy-template", getenv("POLICY_TEMPLATE"), "the plugin's POLICY_TEMPLATE (default $POLICY_TEMPLATE, else "+provider.DefaultPolicyTemplate+")")
+	fs.StringVar(&s.opts.TokenRole, "token-role", getenv("TOKEN_ROLE"), "the plugin's TOKEN_ROLE (default $TOKEN_ROLE)")
+	allowed := fs.String("allowed-types", getenv("ALLOWED_TYPES"), "the plugin's ALLOWED_TYPES (default $ALLOWED_TYPES, else all)")
+	tokenTTL := fs.String("token-ttl", getenv("TOKEN_TTL"), "the plugin's TOKEN_TTL (default $TOKEN_TTL, else 1h)")
+	tokenMaxTTL := fs.String("token-max-ttl", getenv("TOKEN_MAX_TTL"), "the plugin's TOKEN_MAX_TTL (default $TOKEN_MAX_TTL, else 24h)")
+	timeout := fs.String("timeout", getenv("VAULT_CLIENT_TIMEOUT"), "each Vault check's deadline, the plugin's VAULT_CLIENT_TIMEOUT (default $VAULT_CLIENT_TIMEOUT, else 10s)")
+	fs.StringVar(&s.tokenFile, "token-file", getenv("VAULT_TOKEN_FILE"), "a file holding your Vault token, when VAULT_TOKEN is not set (default $VAULT_TOKEN_FILE, else ~/.vault-token)")
 	// Flags may come after the files too, as with docker's own commands.
 	for rest := args; ; {
 		if err := fs.Parse(rest); err != nil {
