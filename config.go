@@ -49,14 +49,23 @@ type config struct {
 	// Policies is POLICY_TEMPLATE, parsed: the Vault policies of each task's
 	// token, e.g. {{.ServiceName}},team-{{serviceLabel "team"}}. Default {{.ServiceName}}.
 	Policies *provider.PolicyTemplate
-	// TokenRole is the token role task tokens are made through. TOKEN_ROLE.
+	// TokenRole is the token role task tokens are made through. TOKEN_ROLE,
+	// required unless AllowNoTokenRole.
 	TokenRole string
+	// AllowNoTokenRole accepts an unset TOKEN_ROLE: task tokens then come
+	// from auth/token/create-orphan, which needs sudo, and Vault bounds
+	// the policies of a sudo token's children by nothing.
+	// ALLOW_NO_TOKEN_ROLE, default false.
+	AllowNoTokenRole bool
 	// TokenTTL is a vault.type=token token's default TTL. TOKEN_TTL, default 1h.
 	TokenTTL time.Duration
 	// TokenMaxTTL caps vault.token.ttl and renewals. TOKEN_MAX_TTL, default 24h.
 	TokenMaxTTL time.Duration
 	// WrapTTL is the wrapping TTL of vault.wrap=true. WRAP_TTL, default 5m.
 	WrapTTL time.Duration
+	// WrapMaxTTL is the longest TTL vault.wrap=<ttl> may ask. WRAP_MAX_TTL,
+	// default 1h.
+	WrapMaxTTL time.Duration
 	// ReuseCacheTTL is how long a vault.reuse=true value is kept.
 	// REUSE_CACHE_TTL, default 5s; 0 keeps none (then it is -1 here, as
 	// provider.Options reads 0 as the default).
@@ -109,6 +118,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		TokenTTL:      provider.DefaultTokenTTL,
 		TokenMaxTTL:   provider.DefaultTokenMaxTTL,
 		WrapTTL:       provider.DefaultWrapTTL,
+		WrapMaxTTL:    provider.DefaultWrapMaxTTL,
 		LogLevel:      logrus.InfoLevel,
 		LogFormat:     "text",
 		StatePath:     strings.Trim(getenv("STATE_PATH"), "/"),
@@ -139,6 +149,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		{"VAULT_SKIP_VERIFY", &c.SkipVerify},
 		{"VAULT_SECRET_ID_WRAPPED", &c.Auth.SecretIDWrapped},
 		{"VAULT_SECRET_ID_REMOVE", &c.Auth.SecretIDRemove},
+		{"ALLOW_NO_TOKEN_ROLE", &c.AllowNoTokenRole},
 	} {
 		if v := getenv(b.name); v != "" {
 			parsed, err := strconv.ParseBool(v)
@@ -164,6 +175,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		{"TOKEN_TTL", "1h", &c.TokenTTL},
 		{"TOKEN_MAX_TTL", "24h", &c.TokenMaxTTL},
 		{"WRAP_TTL", "5m", &c.WrapTTL},
+		{"WRAP_MAX_TTL", "1h", &c.WrapMaxTTL},
 		{"LIFECYCLE_INTERVAL", "30s", &c.LifecycleInterval},
 		{"ROTATION_INTERVAL", "1m", &c.RotationInterval},
 	} {
@@ -210,6 +222,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.TokenTTL > c.TokenMaxTTL {
 		bad("TOKEN_TTL=%s is longer than TOKEN_MAX_TTL=%s: lower it or raise TOKEN_MAX_TTL", c.TokenTTL, c.TokenMaxTTL)
 	}
+	if c.WrapTTL > c.WrapMaxTTL {
+		bad("WRAP_TTL=%s is longer than WRAP_MAX_TTL=%s: lower it or raise WRAP_MAX_TTL", c.WrapTTL, c.WrapMaxTTL)
+	}
+	if c.TokenRole == "" && !c.AllowNoTokenRole {
+		// Without a role, a task's policies are bounded by nothing but
+		// POLICY_TEMPLATE: refused unless the operator says so.
+		bad("TOKEN_ROLE is not set: task tokens would come from auth/token/create-orphan, which needs sudo and does not bound their policies: create a token role (README \"Vault setup\") and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that")
+	}
 	policies, err := provider.ParsePolicyTemplate(getenv("POLICY_TEMPLATE"))
 	if err != nil {
 		bad("%v", err)
@@ -252,7 +272,7 @@ func (c config) warnings() []string {
 	if host, _, err := net.SplitHostPort(c.MetricsAddr); err == nil && !isLoopback(host) {
 		w = append(w, "METRICS_ADDR="+c.MetricsAddr+" is not a loopback address: the plugin shares the host's network, so anyone who reaches this host on that port can read the plugin's metrics (counts and timings, never a secret or name); bind 127.0.0.1 unless a scraper elsewhere needs it")
 	}
-	if c.TokenRole == "" {
+	if c.TokenRole == "" { // only with ALLOW_NO_TOKEN_ROLE=true
 		w = append(w, "TOKEN_ROLE is not set: task tokens are made with auth/token/create-orphan, which needs sudo, and with sudo Vault does not check that a task's policies are a subset of the plugin's; a token role with allowed_policies bounds them")
 	}
 	return w

@@ -39,12 +39,12 @@ func env(m map[string]string) func(string) string {
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
-	c, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200"}))
+	c, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := config{VaultAddr: "https://vault:8200", Auth: vaultauth.Settings{Addr: "https://vault:8200"}, Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text",
-		TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute, ReuseCacheTTL: 5 * time.Second, LifecycleInterval: 30 * time.Second, RotationInterval: time.Minute,
+		TokenRole: "tasks", TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute, WrapMaxTTL: time.Hour, ReuseCacheTTL: 5 * time.Second, LifecycleInterval: 30 * time.Second, RotationInterval: time.Minute,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeRead, provider.TypeWrite, provider.TypeToken}}
 	if got := policiesFor(t, c); got != "svc" {
 		t.Errorf("default POLICY_TEMPLATE gives %q, want the service name", got)
@@ -60,7 +60,7 @@ func TestLoadConfigSettings(t *testing.T) {
 	c, err := loadConfig(env(map[string]string{
 		"VAULT_ADDR": "http://127.0.0.1:8200", "VAULT_CACERT": ca, "VAULT_SKIP_VERIFY": "true",
 		"VAULT_TOKEN_FILE": "/run/swarmvault/token", "VAULT_CLIENT_TIMEOUT": "3", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
-		"POLICY_TEMPLATE": "base,{{.ServiceName}}", "TOKEN_ROLE": "tasks", "TOKEN_TTL": "10m", "TOKEN_MAX_TTL": "2h", "WRAP_TTL": "30s",
+		"POLICY_TEMPLATE": "base,{{.ServiceName}}", "TOKEN_ROLE": "tasks", "ALLOW_NO_TOKEN_ROLE": "true", "TOKEN_TTL": "10m", "TOKEN_MAX_TTL": "2h", "WRAP_TTL": "30s", "WRAP_MAX_TTL": "20m",
 		"VAULT_NAMESPACE": "team-a", "VAULT_AUTH_METHOD": "approle", "VAULT_ROLE_ID_FILE": "/r", "VAULT_SECRET_ID_FILE": "/s",
 		"VAULT_SECRET_ID_WRAPPED": "true", "VAULT_SECRET_ID_REMOVE": "1", "VAULT_AUTH_MOUNT": "ar", "VAULT_CERT_ROLE": "plugin",
 		"HELPER_SERVICE": "helper", "HELPER_SECRET": "bootstrap", "ALLOWED_TYPES": "kv, token,kv",
@@ -76,7 +76,7 @@ func TestLoadConfigSettings(t *testing.T) {
 			SecretIDWrapped: true, SecretIDRemove: true, Mount: "ar", CertRole: "plugin"},
 		HelperService: "helper", HelperSecret: "bootstrap",
 		Timeout: 3 * time.Second, LogLevel: logrus.DebugLevel, LogFormat: "json",
-		TokenRole: "tasks", TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second,
+		TokenRole: "tasks", AllowNoTokenRole: true, TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second, WrapMaxTTL: 20 * time.Minute,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeToken},
 		StatePath:    "secret/swarmvault/state", LifecycleInterval: 5 * time.Second, RotationInterval: 10 * time.Second,
 		MetricsAddr: "127.0.0.1:9650", ReuseCacheTTL: -1}
@@ -94,11 +94,13 @@ func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 		"VAULT_CACERT": "/nonexistent/ca.pem", "VAULT_SKIP_VERIFY": "maybe", "VAULT_CLIENT_TIMEOUT": "soon", "VAULT_CLIENT_CERT": "/nonexistent/c.pem",
 		"LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "TOKEN_TTL": "48h", "WRAP_TTL": "0s", "POLICY_TEMPLATE": "{{.ServiceName",
 		"LIFECYCLE_INTERVAL": "500ms", "STATE_PATH": "secret//state", "METRICS_ADDR": "9650", "REUSE_CACHE_TTL": "-1s",
+		"ALLOW_NO_TOKEN_ROLE": "maybe", "WRAP_MAX_TTL": "1m",
 	}))
 	want := strings.Join([]string{
 		"VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200",
 		"VAULT_CACERT cannot be read: open /nonexistent/ca.pem: no such file or directory (is the file on the plugin's credentials mount?)",
 		"VAULT_SKIP_VERIFY=maybe is not a boolean: use true or false",
+		"ALLOW_NO_TOKEN_ROLE=maybe is not a boolean: use true or false",
 		"VAULT_CLIENT_CERT cannot be read: stat /nonexistent/c.pem: no such file or directory (is the file on the plugin's credentials mount?)",
 		"VAULT_CLIENT_TIMEOUT=soon is not a duration: use e.g. 10s",
 		"WRAP_TTL=0s is not a duration: use e.g. 5m",
@@ -107,6 +109,8 @@ func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 		"STATE_PATH=secret//state is not a Vault path: use e.g. secret/swarmvault/state",
 		"METRICS_ADDR=9650 is not host:port: use e.g. 127.0.0.1:9650",
 		"TOKEN_TTL=48h0m0s is longer than TOKEN_MAX_TTL=24h0m0s: lower it or raise TOKEN_MAX_TTL",
+		"WRAP_TTL=5m0s is longer than WRAP_MAX_TTL=1m0s: lower it or raise WRAP_MAX_TTL",
+		`TOKEN_ROLE is not set: task tokens would come from auth/token/create-orphan, which needs sudo and does not bound their policies: create a token role (README "Vault setup") and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that`,
 		"POLICY_TEMPLATE does not parse: template: POLICY_TEMPLATE:1: unclosed action",
 		"LOG_LEVEL=loud is not a level: use debug, info, warn or error",
 		"LOG_FORMAT=xml is not a format: use text or json",
@@ -209,8 +213,9 @@ func TestPluginConfigDeclaresEverySetting(t *testing.T) {
 	if len(declared) != len(read) {
 		t.Errorf("config.json declares %d settings, the plugin reads %d", len(declared), len(read))
 	}
-	// The declared defaults are valid settings as they stand (VAULT_ADDR aside).
-	declared["VAULT_ADDR"] = "https://vault:8200"
+	// The declared defaults are valid settings as they stand (VAULT_ADDR
+	// and TOKEN_ROLE aside, which have none).
+	declared["VAULT_ADDR"], declared["TOKEN_ROLE"] = "https://vault:8200", "tasks"
 	if _, err := loadConfig(env(declared)); err != nil {
 		t.Errorf("config.json defaults do not load: %v", err)
 	}
@@ -254,7 +259,7 @@ func TestConfigWarnings(t *testing.T) {
 		{"metrics on loopback", map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks", "METRICS_ADDR": "127.0.0.1:9650"}, nil},
 		{"metrics on every address", map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks", "METRICS_ADDR": ":9650"},
 			[]string{"METRICS_ADDR=:9650 is not a loopback address: the plugin shares the host's network, so anyone who reaches this host on that port can read the plugin's metrics (counts and timings, never a secret or name); bind 127.0.0.1 unless a scraper elsewhere needs it"}},
-		{"no token role", map[string]string{"VAULT_ADDR": "https://vault:8200"},
+		{"no token role, accepted", map[string]string{"VAULT_ADDR": "https://vault:8200", "ALLOW_NO_TOKEN_ROLE": "true"},
 			[]string{"TOKEN_ROLE is not set: task tokens are made with auth/token/create-orphan, which needs sudo, and with sudo Vault does not check that a task's policies are a subset of the plugin's; a token role with allowed_policies bounds them"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,15 +274,34 @@ func TestConfigWarnings(t *testing.T) {
 	}
 }
 
+// Without TOKEN_ROLE Vault bounds the policies of task tokens by nothing:
+// the plugin does not start unless the operator accepts that, and then
+// warns at every start.
+func TestNoTokenRoleNeedsTheOptIn(t *testing.T) {
+	_, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200"}))
+	if want := `TOKEN_ROLE is not set: task tokens would come from auth/token/create-orphan, which needs sudo and does not bound their policies: create a token role (README "Vault setup") and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that`; err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+	for _, v := range []string{"false", "0"} {
+		if _, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "ALLOW_NO_TOKEN_ROLE": v})); err == nil {
+			t.Errorf("ALLOW_NO_TOKEN_ROLE=%s: started without TOKEN_ROLE", v)
+		}
+	}
+	c, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "ALLOW_NO_TOKEN_ROLE": "true"}))
+	if err != nil || !c.AllowNoTokenRole || len(c.warnings()) != 1 {
+		t.Errorf("with the opt-in: %v, warnings %q", err, c.warnings())
+	}
+}
+
 func TestSkipVerifyRefusedWithCertLogin(t *testing.T) {
-	_, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "VAULT_SKIP_VERIFY": "true", "VAULT_AUTH_METHOD": "cert"}))
+	_, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks", "VAULT_SKIP_VERIFY": "true", "VAULT_AUTH_METHOD": "cert"}))
 	if want := "VAULT_SKIP_VERIFY=true cannot go with VAULT_AUTH_METHOD=cert: give Vault's CA in VAULT_CACERT instead"; err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %q", err, want)
 	}
 }
 
 func TestAllowedTypesRefusesAnUnknownType(t *testing.T) {
-	_, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "ALLOWED_TYPES": "kv,pki"}))
+	_, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks", "ALLOWED_TYPES": "kv,pki"}))
 	if want := `ALLOWED_TYPES=kv,pki names "pki", which is not a vault.type: use a comma list of kv, read, write and token`; err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %q", err, want)
 	}
@@ -296,7 +320,7 @@ func TestVaultClientDoesNotRetry(t *testing.T) {
 		w.Write([]byte(`{"errors":["internal error"]}`))
 	}))
 	defer srv.Close()
-	c, err := loadConfig(env(map[string]string{"VAULT_ADDR": srv.URL}))
+	c, err := loadConfig(env(map[string]string{"VAULT_ADDR": srv.URL, "TOKEN_ROLE": "tasks"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +418,7 @@ func TestVaultClientTLSAndNamespace(t *testing.T) {
 	client := leaf("plugin", false)
 	keyDER, _ := x509.MarshalECPrivateKey(client.PrivateKey.(*ecdsa.PrivateKey))
 	settings := map[string]string{
-		"VAULT_ADDR": srv.URL, "VAULT_NAMESPACE": "team-a",
+		"VAULT_ADDR": srv.URL, "VAULT_NAMESPACE": "team-a", "TOKEN_ROLE": "tasks",
 		"VAULT_CACERT":      write("ca.pem", "CERTIFICATE", caDER),
 		"VAULT_CLIENT_CERT": write("client.pem", "CERTIFICATE", client.Certificate[0]),
 		"VAULT_CLIENT_KEY":  write("client-key.pem", "EC PRIVATE KEY", keyDER),

@@ -44,9 +44,9 @@ whether the path and field exist and the service may read them; nothing read
 is printed.
 
 Plugin settings (POLICY_TEMPLATE, TOKEN_ROLE, ALLOWED_TYPES, TOKEN_TTL,
-TOKEN_MAX_TTL, VAULT_CLIENT_TIMEOUT) are taken from a flag, else from the
-environment variable of that name, else the plugin's default: give the
-values of your docker plugin set.
+TOKEN_MAX_TTL, WRAP_MAX_TTL, VAULT_CLIENT_TIMEOUT) are taken from a flag,
+else from the environment variable of that name, else the plugin's default:
+give the values of your docker plugin set.
 
 --vault uses VAULT_ADDR (and VAULT_CACERT, VAULT_NAMESPACE, ...) and your
 token: VAULT_TOKEN, else VAULT_TOKEN_FILE, else ~/.vault-token. It needs what
@@ -127,6 +127,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (se
 	allowed := fs.String("allowed-types", getenv("ALLOWED_TYPES"), "the plugin's ALLOWED_TYPES (default $ALLOWED_TYPES, else all)")
 	tokenTTL := fs.String("token-ttl", getenv("TOKEN_TTL"), "the plugin's TOKEN_TTL (default $TOKEN_TTL, else 1h)")
 	tokenMaxTTL := fs.String("token-max-ttl", getenv("TOKEN_MAX_TTL"), "the plugin's TOKEN_MAX_TTL (default $TOKEN_MAX_TTL, else 24h)")
+	wrapMaxTTL := fs.String("wrap-max-ttl", getenv("WRAP_MAX_TTL"), "the plugin's WRAP_MAX_TTL (default $WRAP_MAX_TTL, else 1h)")
 	timeout := fs.String("timeout", getenv("VAULT_CLIENT_TIMEOUT"), "each Vault check's deadline, the plugin's VAULT_CLIENT_TIMEOUT (default $VAULT_CLIENT_TIMEOUT, else 10s)")
 	fs.StringVar(&s.tokenFile, "token-file", getenv("VAULT_TOKEN_FILE"), "a file holding your Vault token, when VAULT_TOKEN is not set (default $VAULT_TOKEN_FILE, else ~/.vault-token)")
 	// Flags may come after the files too, as with docker's own commands.
@@ -172,6 +173,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (se
 	}{
 		{"TOKEN_TTL", *tokenTTL, provider.DefaultTokenTTL, &s.opts.TokenTTL},
 		{"TOKEN_MAX_TTL", *tokenMaxTTL, provider.DefaultTokenMaxTTL, &s.opts.TokenMaxTTL},
+		{"WRAP_MAX_TTL", *wrapMaxTTL, provider.DefaultWrapMaxTTL, &s.opts.WrapMaxTTL},
 		{"VAULT_CLIENT_TIMEOUT", *timeout, provider.DefaultTimeout, &s.opts.Timeout},
 	} {
 		*d.to = d.def

@@ -36,7 +36,7 @@ func runCheck(t *testing.T, args ...string) (int, []Row, string) {
 
 // clearPluginEnv keeps the machine's environment out of the settings.
 func clearPluginEnv(t *testing.T) {
-	for _, name := range []string{"POLICY_TEMPLATE", "TOKEN_ROLE", "ALLOWED_TYPES", "TOKEN_TTL", "TOKEN_MAX_TTL", "VAULT_CLIENT_TIMEOUT", "DRIVER", "DB_PATH"} {
+	for _, name := range []string{"POLICY_TEMPLATE", "TOKEN_ROLE", "ALLOWED_TYPES", "TOKEN_TTL", "TOKEN_MAX_TTL", "WRAP_MAX_TTL", "VAULT_CLIENT_TIMEOUT", "DRIVER", "DB_PATH"} {
 		t.Setenv(name, "")
 	}
 }
@@ -324,5 +324,32 @@ func TestVaultOutcomes(t *testing.T) {
 	}
 	if code := exitCode([]Row{{Status: StatusOK}, {Status: StatusUnchecked}, {Status: StatusSkipped}}); code != ExitError {
 		t.Errorf("unchecked without problems: exit %d, want %d", code, ExitError)
+	}
+}
+
+// A vault.wrap TTL above WRAP_MAX_TTL is found offline, with the plugin's
+// sentence; the setting comes from the flag or the environment.
+func TestWrapAboveWrapMaxTTL(t *testing.T) {
+	clearPluginEnv(t)
+	file := "version: \"3.8\"\nservices:\n  a:\n    image: busybox\n    secrets: [s]\nsecrets:\n  s:\n    driver: vault\n    labels:\n      vault.path: secret/x\n      vault.wrap: 2h\n"
+	check := func(args ...string) (int, string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		code := Main(append([]string{"-format", "json", "--stack", "st"}, append(args, "-")...), strings.NewReader(file), &out, &errOut)
+		var r report
+		if err := json.Unmarshal(out.Bytes(), &r); err != nil || len(r.Results) != 1 {
+			t.Fatalf("output %s, stderr %s", out.String(), errOut.String())
+		}
+		return code, r.Results[0].Problem
+	}
+	if code, problem := check(); code != ExitProblem || problem != "secret st_s: label vault.wrap=2h0m0s is longer than WRAP_MAX_TTL=1h0m0s: ask for at most 1h0m0s, or ask the operator to raise WRAP_MAX_TTL (Vault path secret/x)" {
+		t.Errorf("default WRAP_MAX_TTL: exit %d, %q", code, problem)
+	}
+	if code, problem := check("--wrap-max-ttl", "3h"); code != ExitOK {
+		t.Errorf("--wrap-max-ttl 3h: exit %d, %q", code, problem)
+	}
+	t.Setenv("WRAP_MAX_TTL", "90m")
+	if code, problem := check(); code != ExitProblem || !strings.Contains(problem, "WRAP_MAX_TTL=1h30m0s") {
+		t.Errorf("WRAP_MAX_TTL=90m: exit %d, %q", code, problem)
 	}
 }

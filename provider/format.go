@@ -100,6 +100,8 @@ func hideValues(v any) any {
 		return "<hidden>"
 	case json.Number:
 		return json.Number("0")
+	case int: // a vault.type=token secret's ttl
+		return 0
 	case bool:
 		return false
 	default:

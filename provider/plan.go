@@ -449,3 +449,7 @@ func (p Plan) query() map[string][]string {
 	}
 	return q
 }
+
+// LegacyLabel is the name of label under the seed proof-of-concept's
+// prefix, which is accepted as an alias of it.
+func LegacyLabel(label string) string { return legacyPrefix + label }

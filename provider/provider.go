@@ -46,8 +46,11 @@ type Options struct {
 	// none (TOKEN_TTL); TokenMaxTTL caps what a secret may ask, and how long
 	// the task may renew it (TOKEN_MAX_TTL).
 	TokenTTL, TokenMaxTTL time.Duration
-	// WrapTTL is the wrapping TTL of vault.wrap=true (WRAP_TTL).
-	WrapTTL time.Duration
+	// WrapTTL is the wrapping TTL of vault.wrap=true (WRAP_TTL), and
+	// WrapMaxTTL the longest a vault.wrap=<ttl> label may ask
+	// (WRAP_MAX_TTL): a wrapping token is a bearer credential for the
+	// value until it is unwrapped or expires.
+	WrapTTL, WrapMaxTTL time.Duration
 	// ReuseCacheTTL is how long a vault.reuse=true secret's value is kept
 	// (REUSE_CACHE_TTL); 0 means DefaultReuseCacheTTL, negative keeps
 	// none (identical concurrent reads are still shared).
@@ -108,6 +111,11 @@ const (
 	DefaultTokenTTL      = time.Hour
 	DefaultTokenMaxTTL   = 24 * time.Hour
 	DefaultWrapTTL       = 5 * time.Minute
+	// DefaultWrapMaxTTL leaves a task that is slow to start (an image to
+	// pull, a restart delay) twelve times WRAP_TTL to unwrap, and bounds
+	// how long a wrapping token that leaked from a secret file, a backup
+	// or a log stays usable to an hour, not however long a label asks.
+	DefaultWrapMaxTTL = time.Hour
 )
 
 // ReadTokenTTL is the default TTL of a read token for a request deadline:
@@ -133,6 +141,9 @@ func (o *Options) setDefaults() {
 	if o.WrapTTL <= 0 {
 		o.WrapTTL = DefaultWrapTTL
 	}
+	if o.WrapMaxTTL <= 0 {
+		o.WrapMaxTTL = DefaultWrapMaxTTL
+	}
 	if o.ReadTokenTTL <= 0 {
 		o.ReadTokenTTL = ReadTokenTTL(o.Timeout)
 	}
@@ -151,7 +162,10 @@ type Provider struct {
 	// per policy set; taskReads one per task and policy set.
 	readTokens, taskReads *tokenCache
 	reused                *reuseCache
-	log                   logrus.FieldLogger
+	// held are the plugin token's own policies, which no minted token
+	// may carry.
+	held *heldPolicies
+	log  logrus.FieldLogger
 }
 
 // New returns a Provider whose client carries the address, TLS settings and
@@ -165,6 +179,7 @@ func New(client *api.Client, log logrus.FieldLogger, opts Options) *Provider {
 		readTokens: newTokenCache(),
 		taskReads:  newTokenCache(),
 		reused:     newReuseCache(opts.ReuseCacheTTL),
+		held:       newHeldPolicies(),
 		log:        log,
 	}
 }
@@ -241,11 +256,14 @@ func (p *Provider) Check(req Request) (Plan, []string, error) {
 	if err != nil {
 		return plan, nil, classify(err, OutcomeConfig)
 	}
+	if err := p.checkTokenRender(plan, policies); err != nil {
+		return plan, nil, classify(err, OutcomeLabel)
+	}
 	return plan, policies, nil
 }
 
 // CheckLabels is the part of Check that depends on the secret alone: its
-// labels and ALLOWED_TYPES.
+// labels, ALLOWED_TYPES and WRAP_MAX_TTL.
 func (p *Provider) CheckLabels(labels map[string]string) (Plan, error) {
 	plan, err := ParsePlan(labels)
 	if err != nil {
@@ -253,6 +271,9 @@ func (p *Provider) CheckLabels(labels map[string]string) (Plan, error) {
 	}
 	if p.opts.AllowedTypes != nil && !slices.Contains(p.opts.AllowedTypes, plan.Type) {
 		return plan, classify(fmt.Errorf("%s=%s is not served by this plugin (ALLOWED_TYPES=%s): use one of those types, or ask the operator to allow it", LabelType, plan.Type, joinTypes(p.opts.AllowedTypes)), OutcomeConfig)
+	}
+	if plan.WrapTTL > p.opts.WrapMaxTTL {
+		return plan, classify(fmt.Errorf("label %s=%s is longer than WRAP_MAX_TTL=%s: ask for at most %s, or ask the operator to raise WRAP_MAX_TTL (%s)", LabelWrap, plan.WrapTTL, p.opts.WrapMaxTTL, p.opts.WrapMaxTTL, plan.where()), OutcomeLabel)
 	}
 	return plan, nil
 }
@@ -330,11 +351,11 @@ func (p *Provider) kvValue(ctx context.Context, req Request, plan Plan, policies
 func (p *Provider) readKey(req Request, policies []string, shared bool) (*tokenCache, string) {
 	switch {
 	case shared:
-		return p.readTokens, strings.Join(policies, ",")
+		return p.readTokens, joinKey(policies...)
 	case req.TaskID == "":
 		return p.taskReads, ""
 	}
-	return p.taskReads, req.TaskID + "\x00" + strings.Join(policies, ",")
+	return p.taskReads, joinKey(req.TaskID, joinKey(policies...))
 }
 
 // readClient returns a client that reads with a batch token of policies,
@@ -401,7 +422,9 @@ func (p *Provider) taskTokenTTL(plan Plan) time.Duration {
 }
 
 // tokenValue is a vault.type=token secret: a token for the task, or, with
-// vault.wrap, the token create's own answer wrapped.
+// vault.wrap, the token create's own answer wrapped. A token minted for a
+// value that then fails (or panics) is revoked, and only a delivered one is
+// told to the Tracker: nothing else would ever end it.
 func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
 	var wrapTTL time.Duration
 	if plan.Wrap {
@@ -411,20 +434,58 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 	if err != nil {
 		return nil, err
 	}
+	var issued Credentials
+	var value []byte
 	if plan.Wrap {
 		// The plugin never sees a wrapped token, only its accessor; its TTL
 		// is the one asked for (Vault caps it at TOKEN_MAX_TTL too).
-		p.track(ctx, req, Credentials{Accessor: s.WrapInfo.WrappedAccessor, TokenTTL: p.taskTokenTTL(plan), Rotate: plan.Rotate})
-		return wrapToken(s, plan.where())
+		issued = Credentials{Accessor: s.WrapInfo.WrappedAccessor, TokenTTL: p.taskTokenTTL(plan), Rotate: plan.Rotate}
+	} else {
+		issued = Credentials{Accessor: s.Auth.Accessor, TokenTTL: time.Duration(s.Auth.LeaseDuration) * time.Second, Rotate: plan.Rotate}
 	}
-	p.track(ctx, req, Credentials{Accessor: s.Auth.Accessor, TokenTTL: time.Duration(s.Auth.LeaseDuration) * time.Second, Rotate: plan.Rotate})
-	data := map[string]any{
-		"token":    s.Auth.ClientToken,
-		"accessor": s.Auth.Accessor,
-		"policies": s.Auth.Policies,
-		"ttl":      s.Auth.LeaseDuration,
+	delivered := false
+	defer func() {
+		if !delivered {
+			p.revokeQuietly(issued.Accessor, "a task token whose secret could not be made")
+		}
+	}()
+	if plan.Wrap {
+		value, err = wrapToken(s, plan.where())
+	} else {
+		value, err = render(tokenData(s.Auth.ClientToken, s.Auth.Accessor, s.Auth.Policies, s.Auth.LeaseDuration), plan)
 	}
-	return render(data, plan)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.track(ctx, req, issued); err != nil {
+		return nil, err
+	}
+	delivered = true
+	return value, nil
+}
+
+// tokenData is what a vault.type=token secret's vault.field and
+// vault.template select from.
+func tokenData(token, accessor string, policies []string, ttl int) map[string]any {
+	return map[string]any{"token": token, "accessor": accessor, "policies": policies, "ttl": ttl}
+}
+
+// checkTokenRender renders a vault.type=token secret over a stand-in of
+// the token Vault will give (the policies asked, with default, as Vault
+// adds it; the TTL asked): a field the answer lacks (vault.field=tokne) or
+// a template that fails on it is refused before a token is minted, and
+// swarmvault check says so offline.
+func (p *Provider) checkTokenRender(plan Plan, policies []string) error {
+	if plan.Type != TypeToken || plan.Wrap {
+		return nil
+	}
+	asked := policies
+	if plan.TokenPolicies != nil {
+		asked = plan.TokenPolicies
+	}
+	standIn := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(asked), "default"))))
+	_, err := render(tokenData("hvs.stand-in", "stand-in", standIn, int(p.taskTokenTTL(plan).Seconds())), plan)
+	return err
 }
 
 // logicalValue is a vault.type=read or write secret: what `vault read` or
@@ -481,7 +542,9 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 	if err != nil {
 		return nil, err
 	}
-	p.track(ctx, req, issued)
+	if err := p.track(ctx, req, issued); err != nil {
+		return nil, err
+	}
 	return value, nil
 }
 

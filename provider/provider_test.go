@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,6 +43,13 @@ type fakeVault struct {
 	grantTTL time.Duration
 	// kvReads counts the reads a task token made (asTask).
 	kvReads int
+	// pluginPolicies and identityPolicies are what lookup-self says the
+	// plugin's token holds (newFakeVault: default and swarmvault-plugin);
+	// selfLookups counts the look-ups, by token; selfRefused, when set, is
+	// lookup-self's status for every token.
+	pluginPolicies, identityPolicies []string
+	selfLookups                      map[string]int
+	selfRefused                      int
 }
 
 // mintedToken is a token the fake made, with the request that made it.
@@ -161,6 +169,25 @@ func (f *fakeVault) handleTokens() {
 		writeJSON(w, http.StatusOK, fmt.Sprintf(`{"auth":{"client_token":%q,"accessor":"acc-%s","policies":%s,"lease_duration":%d,"renewable":%v,"orphan":%v}}`,
 			minted, minted, mustJSON(req.Policies), int(ttl.Seconds()), req.Type != "batch", orphan))
 	}
+	f.mux.HandleFunc("/v1/auth/token/lookup-self", func(w http.ResponseWriter, r *http.Request) {
+		tok := r.Header.Get("X-Vault-Token")
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.selfLookups == nil {
+			f.selfLookups = map[string]int{}
+		}
+		f.selfLookups[tok]++
+		switch {
+		case f.selfRefused != 0:
+			vaultErrorResponse(w, f.selfRefused, "permission denied")
+		case f.dead[tok]:
+			vaultErrorResponse(w, http.StatusForbidden, "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n")
+		case tok != pluginToken && !strings.HasPrefix(tok, "plugin-token-"):
+			vaultErrorResponse(w, http.StatusForbidden, "permission denied")
+		default:
+			writeJSON(w, http.StatusOK, fmt.Sprintf(`{"data":{"id":%q,"policies":%s,"identity_policies":%s}}`, tok, mustJSON(f.pluginPolicies), mustJSON(f.identityPolicies)))
+		}
+	})
 	f.mux.HandleFunc("/v1/auth/token/create", create)
 	f.mux.HandleFunc("/v1/auth/token/create-orphan", create)
 	f.mux.HandleFunc("/v1/auth/token/create/", create)
@@ -232,7 +259,7 @@ func mustJSON(v any) string {
 
 func newFakeVault(t *testing.T) *fakeVault {
 	t.Helper()
-	f := &fakeVault{mux: http.NewServeMux()}
+	f := &fakeVault{mux: http.NewServeMux(), pluginPolicies: []string{"default", "swarmvault-plugin"}}
 	mounts := map[string]string{"secret/": `{"path":"secret/","type":"kv","options":{"version":"2"}}`,
 		"kv1/":    `{"path":"kv1/","type":"kv","options":{"version":"1"}}`,
 		"legacy/": `{"path":"legacy/","type":"generic","options":null}`,
@@ -562,8 +589,9 @@ func TestCurrentVersion(t *testing.T) {
 			t.Fatalf("CurrentVersion: %+v %v", v, err)
 		}
 	}
-	if m := vault.mintedTokens(); len(m) != 1 || m[0].req.Type != "batch" || m[0].req.Metadata["service"] != "app" {
-		t.Errorf("minted %+v, want one batch token for the service", m)
+	// Shared by every service of the policy set, it names none of them.
+	if m := vault.mintedTokens(); len(m) != 1 || m[0].req.Type != "batch" || !reflect.DeepEqual(m[0].req.Metadata, map[string]string{"purpose": "shared-read"}) {
+		t.Errorf("minted %+v, want one batch token that names no service", m)
 	}
 	_, err := p.CurrentVersion(context.Background(), taskRequest(map[string]string{"vault.path": "kv1/app/db", "vault.rotate": "true"}))
 	if !errors.Is(err, ErrNotVersioned) {

@@ -52,16 +52,28 @@ func newReuseCache(ttl time.Duration) *reuseCache {
 
 // labelsKey is every label that shapes a secret's value (path, field,
 // format, template, version, type, and the rest of vault.*), sorted, in
-// one string.
+// one string. Each key and value is length-prefixed: a label value may
+// hold any byte, so with a mere separator {vault.template: "a\x00vault.version=3"}
+// and {vault.template: "a", vault.version: "3"} would share a key, and one
+// secret be served the other's value.
 func labelsKey(labels map[string]string) string {
-	var b strings.Builder
+	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		if strings.HasPrefix(strings.TrimPrefix(k, legacyPrefix), "vault.") {
-			b.WriteString(k)
-			b.WriteByte('=')
-			b.WriteString(labels[k])
-			b.WriteByte(0)
+			parts = append(parts, k, labels[k])
 		}
+	}
+	return joinKey(parts...)
+}
+
+// joinKey joins parts into one cache key that no other parts give: each
+// is written as its length, a colon, and itself.
+func joinKey(parts ...string) string {
+	var b strings.Builder
+	for _, s := range parts {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
 	}
 	return b.String()
 }
@@ -108,7 +120,7 @@ func reuseKey(labels map[string]string, policies []string) string {
 }
 
 func policyKey(policies []string, labels string) string {
-	return strings.Join(policies, ",") + "\x00" + labels
+	return joinKey(joinKey(policies...), labels)
 }
 
 // lookup returns the value kept for key, else the generation a read

@@ -223,3 +223,28 @@ func TestKeptReuseValueSkipsTheTracker(t *testing.T) {
 		t.Errorf("Tracker asked %d times, want 2 (the refused re-fetch, the first read)", len(tr.admitted))
 	}
 }
+
+// Two secrets whose labels differ never share a kept value, whatever bytes
+// their values hold: a NUL in vault.template once made these two one key,
+// and the second secret was served the first's value.
+func TestReuseKeysDoNotCollide(t *testing.T) {
+	smuggled := map[string]string{"vault.path": "secret/app/db", "vault.reuse": "true", "vault.template": "{{.password}}\x00vault.version=3"}
+	pinned := map[string]string{"vault.path": "secret/app/db", "vault.reuse": "true", "vault.template": "{{.password}}", "vault.version": "3"}
+	if reuseKey(smuggled, []string{"app"}) == reuseKey(pinned, []string{"app"}) {
+		t.Error("the two label sets share a key")
+	}
+	if policyKey([]string{"a,b"}, "x") == policyKey([]string{"a", "b"}, "x") || policyKey([]string{"a"}, "\x00b") == policyKey([]string{"a\x00"}, "b") {
+		t.Error("two policy sets share a key")
+	}
+
+	vault := newFakeVault(t)
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	if resp := p.GetSecret(context.Background(), taskRequest(smuggled)); resp.Err != "" || string(resp.Value) != testPassword+"\x00vault.version=3" {
+		t.Fatalf("Value %q Err %q", resp.Value, resp.Err)
+	}
+	// The fake keeps version 1 only: read from Vault, the pinned secret fails.
+	resp := p.GetSecret(context.Background(), taskRequest(pinned))
+	if want := "secret db_pw: Vault path secret/app/db has no version 3: check labels vault.path and vault.version"; resp.Err != want {
+		t.Errorf("the pinned secret: Value %q Err %q, want Err %q", resp.Value, resp.Err, want)
+	}
+}

@@ -22,7 +22,8 @@ const (
 	// none).
 	readToken tokenKind = iota
 	// sharedReadToken is a readToken that reads vault.reuse=true secrets
-	// for every task of a policy set: its metadata names no task.
+	// (and rotation's checks) for every task of a policy set: its metadata
+	// names no service or task.
 	sharedReadToken
 	// taskToken is handed to the task. An orphan service token, so that it
 	// outlives the plugin's own token (the seed proof-of-concept's tokens died
@@ -33,20 +34,33 @@ const (
 // tokenMeta is the metadata a minted token carries: Vault's audit log
 // records it with each request the token makes, next to the path. It names
 // only what the token is for: a read token reads several secrets of its
-// task, a shared one for several tasks.
+// task. A shared one reads for every service and task of its policy set,
+// so it names none: the first caller's name would have Vault's audit log
+// attribute every other service's reads to that one.
 func tokenMeta(req Request, kind tokenKind) map[string]string {
-	m := map[string]string{"service": req.ServiceName, "service_id": req.ServiceID}
-	if kind != sharedReadToken {
-		m["task"], m["task_id"], m["node_id"] = req.TaskName, req.TaskID, req.NodeID
+	if kind == sharedReadToken {
+		return map[string]string{"purpose": "shared-read"}
 	}
+	m := map[string]string{"service": req.ServiceName, "service_id": req.ServiceID,
+		"task": req.TaskName, "task_id": req.TaskID, "node_id": req.NodeID}
 	if kind == taskToken {
 		m["secret"] = req.SecretName
 	}
 	return m
 }
 
+// displayName is a minted token's display_name, which the audit log shows
+// too: the task's name, or for a shared token one of its own.
+func displayName(req Request, kind tokenKind) string {
+	if kind == sharedReadToken {
+		return "swarmvault-shared-read"
+	}
+	return req.TaskName
+}
+
 // mint creates a token for one task with the plugin's own token, through
-// TOKEN_ROLE when the operator set one. With wrapTTL > 0 Vault answers the
+// TOKEN_ROLE when the operator set one, and never with a policy the
+// plugin's token holds (refuseHeld). With wrapTTL > 0 Vault answers the
 // create response-wrapped: the plugin never sees the token, only the
 // wrapping token and the wrapped token's accessor.
 func (p *Provider) mint(ctx context.Context, req Request, policies []string, kind tokenKind, ttl, wrapTTL time.Duration) (*api.Secret, error) {
@@ -54,7 +68,7 @@ func (p *Provider) mint(ctx context.Context, req Request, policies []string, kin
 		Policies:    policies,
 		Metadata:    tokenMeta(req, kind),
 		TTL:         ttl.String(),
-		DisplayName: req.TaskName,
+		DisplayName: displayName(req, kind),
 	}
 	if kind != taskToken {
 		tcr.Type = "batch"
@@ -79,8 +93,16 @@ func (p *Provider) mint(ctx context.Context, req Request, policies []string, kin
 			return tokens.CreateWithContext(ctx, tcr)
 		}
 	}
+	// Each try asks first which policies the token it mints with holds:
+	// a new login may bring a token with others.
+	try := func() (*api.Secret, error) {
+		if err := p.refuseHeld(ctx, req, policies); err != nil {
+			return nil, err
+		}
+		return create()
+	}
 	used := p.vault.Token()
-	s, err := create()
+	s, err := try()
 	if (invalidToken(err) || used == "" && isForbidden(err)) && p.opts.Reauth != nil {
 		// The plugin's token died (revoked, expired, Vault restored from a
 		// backup), or the first login is not done yet: one login, shared
@@ -88,9 +110,16 @@ func (p *Provider) mint(ctx context.Context, req Request, policies []string, kin
 		if rerr := p.opts.Reauth.Reauth(ctx, used); rerr != nil {
 			return nil, fmt.Errorf("Vault refused the plugin's token and %w", rerr)
 		}
-		s, err = create()
+		s, err = try()
 	}
-	if err != nil {
+	switch {
+	case errors.As(err, new(lookupSelfError)):
+		return nil, p.lookupSelfFailure(err, req)
+	case errors.As(err, new(classified)):
+		// refuseHeld's own sentence: a held policy, or an answer that is
+		// not Vault's.
+		return nil, err
+	case err != nil:
 		return nil, p.mintError(err, req, policies)
 	}
 	if wrapTTL > 0 {

@@ -354,9 +354,11 @@ func TestReuseSharesAReadTokenPerPolicySet(t *testing.T) {
 	if n := len(vault.mintedTokens()); n != 1 {
 		t.Errorf("two reuse requests minted %d tokens, want 1", n)
 	}
-	// It names no task: tasks of every node use it.
-	if meta := vault.mintedTokens()[0].req.Metadata; !reflect.DeepEqual(meta, map[string]string{"service": "app", "service_id": "svc1"}) {
-		t.Errorf("a shared read token's metadata: %v", meta)
+	// It names no task, nor a service: the tasks of every service with
+	// these policies use it, and Vault's audit log would put their reads
+	// down to the first one.
+	if m := vault.mintedTokens()[0].req; !reflect.DeepEqual(m.Metadata, map[string]string{"purpose": "shared-read"}) || m.DisplayName != "swarmvault-shared-read" {
+		t.Errorf("a shared read token's metadata %v, display name %q", m.Metadata, m.DisplayName)
 	}
 	// Another service (other policies) gets its own token; so does a
 	// task's secret that is not reuse.
@@ -557,6 +559,37 @@ func TestRotatingCredentials(t *testing.T) {
 		}
 		if got := logs.String(); c.want == "" && strings.Contains(got, "level=warning") || c.want != "" && !strings.Contains(got, c.want) {
 			t.Errorf("%+v: want warning %q:\n%s", c.opts, c.want, got)
+		}
+	}
+}
+
+// vault.wrap=<ttl> is capped by WRAP_MAX_TTL: a wrapping token is the
+// value until it is unwrapped or expires. The cap is a label check, so
+// swarmvault check finds it offline, and nothing reaches Vault.
+func TestWrapTTLIsCapped(t *testing.T) {
+	for _, tt := range []struct {
+		labels  map[string]string
+		opts    Options
+		wantErr string
+	}{
+		{labels: map[string]string{"vault.path": "secret/app/db", "vault.wrap": "2h"},
+			wantErr: "secret db_pw: label vault.wrap=2h0m0s is longer than WRAP_MAX_TTL=1h0m0s: ask for at most 1h0m0s, or ask the operator to raise WRAP_MAX_TTL (Vault path secret/app/db)"},
+		{labels: map[string]string{"vault.type": "token", "vault.wrap": "11m"}, opts: Options{WrapMaxTTL: 10 * time.Minute},
+			wantErr: "secret db_pw: label vault.wrap=11m0s is longer than WRAP_MAX_TTL=10m0s: ask for at most 10m0s, or ask the operator to raise WRAP_MAX_TTL (a task token)"},
+		{labels: map[string]string{"vault.path": "secret/app/db", "vault.wrap": "1h"}},
+		{labels: map[string]string{"vault.path": "secret/app/db", "vault.wrap": "true"}, opts: Options{WrapMaxTTL: time.Minute, WrapTTL: time.Minute}},
+	} {
+		vault := newFakeVault(t)
+		p, _ := newTestProvider(t, vault.URL, tt.opts)
+		if _, err := p.CheckLabels(tt.labels); tt.wantErr != "" && (err == nil || OutcomeOf(err) != OutcomeLabel) {
+			t.Errorf("%v: CheckLabels: %v (%s)", tt.labels, err, OutcomeOf(err))
+		}
+		resp := p.GetSecret(context.Background(), taskRequest(tt.labels))
+		if resp.Err != tt.wantErr {
+			t.Errorf("%v: Err:\n got %q\nwant %q", tt.labels, resp.Err, tt.wantErr)
+		}
+		if n := len(vault.mintedTokens()); tt.wantErr != "" && n != 0 {
+			t.Errorf("%v: %d tokens minted", tt.labels, n)
 		}
 	}
 }

@@ -18,9 +18,11 @@ type Tracker interface {
 	// fetch. credentials tells a vault.type=token, read or write secret
 	// (something to renew and revoke) from a KV one.
 	Admit(ctx context.Context, req Request, credentials bool) error
-	// Issued records credentials issued to the task. An error means they
-	// were not recorded and will live for their TTL; the value is
-	// delivered all the same.
+	// Issued records credentials issued to the task. An error wrapping
+	// ErrRefetch refuses them (another request for the task recorded its
+	// own first): they are revoked and the request fails. Any other error
+	// means they were not recorded and will live for their TTL; the value
+	// is delivered all the same.
 	Issued(ctx context.Context, req Request, c Credentials) error
 }
 
@@ -62,14 +64,22 @@ func (p *Provider) admit(ctx context.Context, req Request, plan Plan) error {
 	return p.opts.Tracker.Admit(ctx, req, plan.Type != TypeKV)
 }
 
-// track records credentials with the Tracker, if any. A failure costs the
-// lifecycle of these credentials, not the task its secret.
-func (p *Provider) track(ctx context.Context, req Request, c Credentials) {
+// track records credentials with the Tracker, if any. A failure to record
+// costs the lifecycle of these credentials, not the task its secret. A
+// refusal (ErrRefetch: another request for this task recorded its own
+// credentials first) is returned: the caller revokes what it minted and
+// fails the request, as for any repeated fetch.
+func (p *Provider) track(ctx context.Context, req Request, c Credentials) error {
 	if p.opts.Tracker == nil {
-		return
+		return nil
 	}
-	if err := p.opts.Tracker.Issued(ctx, req, c); err != nil {
+	err := p.opts.Tracker.Issued(ctx, req, c)
+	if errors.Is(err, ErrRefetch) {
+		return err
+	}
+	if err != nil {
 		p.log.WithFields(logrus.Fields{"secret": req.SecretName, "service": req.ServiceName, "task_id": req.TaskID}).
 			Warnf("credentials issued but not recorded, so they live for their TTL whatever happens to the task: %s", ErrorText(err))
 	}
+	return nil
 }

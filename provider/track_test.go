@@ -14,6 +14,8 @@ import (
 type fakeTracker struct {
 	refuse map[string]bool
 	fail   error
+	// crossed refuses at Issued: another request recorded first.
+	crossed bool
 
 	mu          sync.Mutex
 	admitted    []bool // the credentials argument of each Admit
@@ -34,7 +36,32 @@ func (f *fakeTracker) Issued(_ context.Context, _ Request, c Credentials) error 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.credentials = append(f.credentials, c)
+	if f.crossed {
+		return fmt.Errorf("%w: task t1 was issued credentials for it by a request this one crossed", ErrRefetch)
+	}
 	return f.fail
+}
+
+// Two requests for one task that cross (a re-fetch served as leadership
+// moved, when neither the engine nor STATE_PATH could tell): the one
+// whose record comes second is refused by the Tracker, and what it minted
+// is revoked, so that no credential is left that nothing follows.
+func TestACrossedRequestRevokesWhatItMinted(t *testing.T) {
+	for _, labels := range []map[string]string{
+		{"vault.type": "token"},
+		{"vault.type": "token", "vault.wrap": "true"},
+		{"vault.type": "read", "vault.path": "database/creds/app"},
+	} {
+		vault := newFakeVault(t)
+		p, _ := newTestProvider(t, vault.URL, Options{Tracker: &fakeTracker{crossed: true}})
+		resp := p.GetSecret(context.Background(), taskRequest(labels))
+		if !strings.Contains(resp.Err, "not issued again: task t1 was issued credentials for it by a request this one crossed") || len(resp.Value) != 0 {
+			t.Errorf("%v: Err %q", labels, resp.Err)
+		}
+		if len(vault.revoked) != 1 || !strings.HasPrefix(vault.revoked[0], "acc-task-token-") {
+			t.Errorf("%v: revoked %v, want the minted token", labels, vault.revoked)
+		}
+	}
 }
 
 // A refused re-fetch makes no Vault call and is logged below error level:
@@ -126,5 +153,52 @@ func TestAFailedReadRevokesItsToken(t *testing.T) {
 	m := vault.mintedTokens()
 	if len(m) != 1 || len(vault.revoked) != 1 || !strings.HasPrefix(vault.revoked[0], "acc-task-token-") {
 		t.Errorf("minted %d, revoked %v", len(m), vault.revoked)
+	}
+}
+
+// A vault.type=token secret whose value cannot be made leaves no live
+// token: what can be known before the mint (a field the token's answer
+// lacks, a template that fails on it) refuses it before, and a failure
+// after the mint revokes the token. The Tracker is told only of a
+// delivered token.
+func TestATokenWhoseValueFailsIsNotLeftAlive(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		labels  map[string]string
+		minted  int
+		wantErr string
+	}{
+		{name: "a field a token has not", labels: map[string]string{"vault.type": "token", "vault.field": "tokne"},
+			wantErr: `secret db_pw: label vault.field="tokne" names no field of a task token (its fields: accessor, policies, token, ttl)`},
+		{name: "a template that fails on any token", labels: map[string]string{"vault.type": "token", "vault.template": "{{.tokne}}"},
+			wantErr: `secret db_pw: label vault.template failed on a task token: template: vault.template:1:2: executing "vault.template" at <.tokne>: can't evaluate field tokne in type string`},
+		// Vault grants 2h where 1h was asked: only the real answer fails.
+		{name: "a template that fails on the token Vault gave", labels: map[string]string{"vault.type": "token", "vault.field": "ttl", "vault.template": "{{if gt . 3600}}{{.renewed}}{{else}}{{.}}{{end}}"},
+			minted:  1,
+			wantErr: `secret db_pw: label vault.template failed on a task token: it fails on the data (the cause is not shown, as it would quote the secret)`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			vault := newFakeVault(t)
+			vault.grantTTL = 2 * time.Hour
+			tr := &fakeTracker{}
+			p, logs := newTestProvider(t, vault.URL, Options{Tracker: tr})
+			resp := p.GetSecret(context.Background(), taskRequest(tt.labels))
+			if resp.Err != tt.wantErr {
+				t.Errorf("Err:\n got %q\nwant %q", resp.Err, tt.wantErr)
+			}
+			minted := vault.mintedTokens()
+			vault.mu.Lock()
+			revoked := vault.revoked
+			vault.mu.Unlock()
+			if len(minted) != tt.minted || len(revoked) != tt.minted || tt.minted == 1 && revoked[0] != "acc-task-token-0" {
+				t.Errorf("minted %d, revoked %v; want %d minted and revoked", len(minted), revoked, tt.minted)
+			}
+			if len(tr.credentials) != 0 {
+				t.Errorf("the tracker was told of %+v", tr.credentials)
+			}
+			if strings.Contains(strings.ReplaceAll(logs.String(), "acc-task-token-", ""), "task-token-") {
+				t.Errorf("a token in the log:\n%s", logs)
+			}
+		})
 	}
 }
