@@ -446,7 +446,11 @@ func startPlugin(bin, addr string, v *vaultSide, profile string) (*pluginProc, e
 		return nil, err
 	}
 	sock := filepath.Join(dir, "plugin.sock")
-	args := []string{"-socket", sock}
+	// A Docker socket that does not exist: the harness measures the plugin
+	// against Vault alone, and the host's Docker engine is none of its
+	// business (asked about the harness's made-up task IDs, it answered for
+	// real tasks whose IDs began with them).
+	args := []string{"-socket", sock, "-docker-socket", filepath.Join(dir, "no-docker.sock")}
 	if profile != "" {
 		args = append(args, "-cpuprofile", profile)
 	}

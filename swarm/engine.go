@@ -42,8 +42,8 @@ type DockerAPI interface {
 	ServiceUpdate(ctx context.Context, serviceID string, version swarmtypes.Version, service swarmtypes.ServiceSpec, options swarmtypes.ServiceUpdateOptions) (swarmtypes.ServiceUpdateResponse, error)
 }
 
-// Socket is where the plugin finds the Docker socket (the docker-socket
-// mount of plugin/config.json).
+// Socket is where the managed plugin finds the Docker socket (the
+// docker-socket mount of plugin/config.json).
 const Socket = "/run/docker.sock"
 
 // ErrNoSocket says the docker-socket mount is not set.
@@ -57,14 +57,15 @@ type Engine struct {
 // NewEngine returns an Engine over docker.
 func NewEngine(docker DockerAPI) *Engine { return &Engine{docker: docker} }
 
-// Dial returns the Engine behind the Docker socket at Socket, or
-// ErrNoSocket when the mount is not set (a missing mount leaves /dev/null
-// there, which is not a socket).
-func Dial() (*Engine, error) {
-	if st, err := os.Stat(Socket); err != nil || st.Mode()&os.ModeSocket == 0 {
+// Dial returns the Engine behind the Docker socket at socket (Socket in the
+// managed plugin), or ErrNoSocket when there is no socket there (a missing
+// mount leaves /dev/null at Socket; the bench harness names a path that
+// does not exist).
+func Dial(socket string) (*Engine, error) {
+	if st, err := os.Stat(socket); err != nil || st.Mode()&os.ModeSocket == 0 {
 		return nil, ErrNoSocket
 	}
-	c, err := client.NewClientWithOpts(client.WithHost("unix://"+Socket), client.WithAPIVersionNegotiation())
+	c, err := client.NewClientWithOpts(client.WithHost("unix://"+socket), client.WithAPIVersionNegotiation())
 	if err != nil {
 		return nil, fmt.Errorf("failed to create the Docker client: %w", err)
 	}
@@ -181,6 +182,11 @@ func (e *Engine) Task(ctx context.Context, id string) (state TaskState, found bo
 	}
 	if err != nil {
 		return TaskState{}, false, fmt.Errorf("cannot inspect task %s: %w", id, err)
+	}
+	// The engine resolves an ID by prefix: asked for "1", it answers for a
+	// task whose ID starts with 1. Only the task asked for is this one.
+	if t.ID != id {
+		return TaskState{}, false, nil
 	}
 	return TaskState{State: t.Status.State, Desired: t.DesiredState}, true, nil
 }

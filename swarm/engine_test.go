@@ -3,8 +3,14 @@ package swarm
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	cerrdefs "github.com/containerd/errdefs"
 	swarmtypes "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
 )
@@ -77,6 +83,71 @@ func TestTasks(t *testing.T) {
 	}
 	if !got["t1"].Ended() || got["t2"].Ended() || len(got) != 2 {
 		t.Errorf("tasks %+v", got)
+	}
+}
+
+// Dial uses the socket it is given, and only a socket: the managed plugin's
+// unset mount leaves /dev/null, the bench harness names a path that does
+// not exist, and neither may reach some other Docker engine.
+func TestDialUsesTheSocketGiven(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "docker.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if e, err := Dial(sock); err != nil || e == nil {
+		t.Errorf("Dial(%s): %v", sock, err)
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dir, "none"), file, os.DevNull} {
+		if _, err := Dial(path); !errors.Is(err, ErrNoSocket) {
+			t.Errorf("Dial(%s): %v, want ErrNoSocket", path, err)
+		}
+	}
+}
+
+// prefixDocker resolves a task ID as the engine does: the task whose ID is
+// the one asked for, else the one whose ID starts with it.
+type prefixDocker struct {
+	DockerAPI
+	ids []string
+}
+
+func (f prefixDocker) TaskInspectWithRaw(_ context.Context, id string) (swarmtypes.Task, []byte, error) {
+	for _, exact := range []bool{true, false} {
+		for _, tid := range f.ids {
+			if tid == id || !exact && strings.HasPrefix(tid, id) {
+				return swarmtypes.Task{ID: tid, DesiredState: swarmtypes.TaskStateRunning,
+					Status: swarmtypes.TaskStatus{State: swarmtypes.TaskStateRunning}}, nil, nil
+			}
+		}
+	}
+	return swarmtypes.Task{}, nil, fmt.Errorf("task %s: %w", id, cerrdefs.ErrNotFound)
+}
+
+// A task ID that only begins another task's ID names no task: the engine
+// answered for task 1xq… when asked for task 1, and a fetch for a task that
+// had not started was refused as a repeat.
+func TestTaskIsTheOneAskedFor(t *testing.T) {
+	e := NewEngine(prefixDocker{ids: []string{"1xqz7hqsm0ptj6odzyzz1gmt4"}})
+	for _, tt := range []struct {
+		id    string
+		found bool
+	}{
+		{"1xqz7hqsm0ptj6odzyzz1gmt4", true},
+		{"1", false},
+		{"1xqz7hqsm0ptj6odzyzz1gmt", false},
+		{"2", false},
+	} {
+		st, found, err := e.Task(context.Background(), tt.id)
+		if err != nil || found != tt.found || found && st.State != swarmtypes.TaskStateRunning {
+			t.Errorf("task %s: %v found %v, %v; want found %v", tt.id, st, found, err, tt.found)
+		}
 	}
 }
 

@@ -69,19 +69,28 @@ type Secret struct {
 	Labels   map[string]string
 }
 
-// RotatingSecrets returns plugin's secrets whose label label is true.
-func (e *Engine) RotatingSecrets(ctx context.Context, plugin, label string) ([]Secret, error) {
-	all, err := e.docker.SecretList(ctx, swarmtypes.SecretListOptions{Filters: filters.NewArgs(filters.Arg("label", label))})
-	if err != nil {
-		return nil, fmt.Errorf("cannot list the swarm's secrets: %w", err)
-	}
+// RotatingSecrets returns plugin's secrets any of whose labels is true
+// (vault.rotate and its name under the legacy prefix), each once.
+//
+// The engine's label filter ANDs its labels, so each label is listed on its
+// own: the engine filters, and a round transfers the candidates only, not
+// every secret of the swarm.
+func (e *Engine) RotatingSecrets(ctx context.Context, plugin string, labels ...string) ([]Secret, error) {
 	var out []Secret
-	for _, s := range all {
-		if s.Spec.Driver == nil || !sameDriver(s.Spec.Driver.Name, plugin) {
-			continue
+	seen := map[string]bool{}
+	for _, label := range labels {
+		all, err := e.docker.SecretList(ctx, swarmtypes.SecretListOptions{Filters: filters.NewArgs(filters.Arg("label", label))})
+		if err != nil {
+			return nil, fmt.Errorf("cannot list the swarm's secrets: %w", err)
 		}
-		if on, _ := strconv.ParseBool(s.Spec.Labels[label]); on {
-			out = append(out, Secret{ID: s.ID, Name: s.Spec.Name, Labels: s.Spec.Labels})
+		for _, s := range all {
+			if seen[s.ID] || s.Spec.Driver == nil || !sameDriver(s.Spec.Driver.Name, plugin) {
+				continue
+			}
+			if on, _ := strconv.ParseBool(s.Spec.Labels[label]); on {
+				seen[s.ID] = true
+				out = append(out, Secret{ID: s.ID, Name: s.Spec.Name, Labels: s.Spec.Labels})
+			}
 		}
 	}
 	return out, nil
@@ -173,15 +182,32 @@ func (e *UnsettledError) Error() string {
 // ErrServiceGone is ForceUpdate's answer for a service that was removed.
 var ErrServiceGone = errors.New("the service is gone")
 
+// ErrUpdatePending is ForceUpdate's answer for a service forced already,
+// whose update swarm has not started yet.
+var ErrUpdatePending = errors.New("the service's last forced update has not started yet")
+
+// forcePending tells a service whose last update forced a restart that
+// swarm's updater has not started: swarm clears a service's update status
+// when the service is updated, and sets it again only when its updater
+// starts (controlapi's UpdateService, the updater's startUpdate), so until
+// then the service looks settled. Forcing it again would be a second
+// rollout for one change, whoever forced the first (this manager, another
+// that led a moment ago, or an operator's docker service update --force).
+func forcePending(s swarmtypes.Service) bool {
+	return s.UpdateStatus == nil && s.PreviousSpec != nil &&
+		s.PreviousSpec.TaskTemplate.ForceUpdate != s.Spec.TaskTemplate.ForceUpdate
+}
+
 // ForceUpdate starts a rolling update of the service with nothing changed
 // but its force counter, as `docker service update --force` does: its
 // tasks are replaced as its own update_config says. `docker stack deploy`
 // keeps the counter, so a redeploy does not roll the service again.
 //
-// A service whose update has not settled is left alone (*UnsettledError).
-// The update names the version inspected, so two managers or two callers
-// that saw the service settled roll it once: the second is refused as out
-// of sequence.
+// A service whose update has not settled is left alone (*UnsettledError),
+// and so is one forced already whose update has not started
+// (ErrUpdatePending). The update names the version inspected, so two
+// managers or two callers that saw the service settled roll it once: the
+// second is refused as out of sequence.
 func (e *Engine) ForceUpdate(ctx context.Context, serviceID string) error {
 	s, _, err := e.docker.ServiceInspectWithRaw(ctx, serviceID, swarmtypes.ServiceInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
@@ -190,8 +216,12 @@ func (e *Engine) ForceUpdate(ctx context.Context, serviceID string) error {
 	if err != nil {
 		return fmt.Errorf("cannot inspect service %s: %w", serviceID, err)
 	}
-	if svc := describe(s); !svc.Settled() {
+	svc := describe(s)
+	if !svc.Settled() {
 		return &UnsettledError{Service: svc}
+	}
+	if forcePending(s) {
+		return fmt.Errorf("service %s: %w", svc.Name, ErrUpdatePending)
 	}
 	s.Spec.TaskTemplate.ForceUpdate++
 	if _, err := e.docker.ServiceUpdate(ctx, s.ID, s.Version, s.Spec, swarmtypes.ServiceUpdateOptions{}); err != nil {

@@ -75,8 +75,21 @@ func (serviceDocker) ServiceInspectWithRaw(_ context.Context, id string, _ swarm
 	s := swarmtypes.Service{ID: id}
 	s.Spec.Name = id
 	s.Spec.TaskTemplate.ForceUpdate = 4
-	if id == "paused" {
+	switch id {
+	case "paused":
 		s.UpdateStatus = &swarmtypes.UpdateStatus{State: swarmtypes.UpdateStatePaused, Message: "update paused due to failure"}
+	case "forced", "started", "relabelled":
+		// Forced a moment ago; its updater started since; a label
+		// changed since.
+		prev := s.Spec
+		prev.TaskTemplate.ForceUpdate = 3
+		if id == "relabelled" {
+			prev.TaskTemplate.ForceUpdate = 4
+		}
+		s.PreviousSpec = &prev
+		if id == "started" {
+			s.UpdateStatus = &swarmtypes.UpdateStatus{State: swarmtypes.UpdateStateUpdating}
+		}
 	}
 	return s, nil, nil
 }
@@ -121,5 +134,85 @@ func TestRotationCalls(t *testing.T) {
 	}
 	if err := e.ForceUpdate(ctx, "app"); err != nil || len(d.updated) != 1 || d.updated[0].TaskTemplate.ForceUpdate != 5 {
 		t.Errorf("ForceUpdate: %+v %v", d.updated, err)
+	}
+	// Forced a moment ago: swarm cleared the status and its updater has
+	// not started, so the service looks settled; it is not forced again.
+	if err := e.ForceUpdate(ctx, "forced"); !errors.Is(err, ErrUpdatePending) || len(d.updated) != 1 {
+		t.Errorf("ForceUpdate of a service whose forced update has not started: %v, %d updates", err, len(d.updated))
+	}
+	// Its updater started: rolling, not settled.
+	if err := e.ForceUpdate(ctx, "started"); !errors.As(err, &unsettled) || len(d.updated) != 1 {
+		t.Errorf("ForceUpdate of a service whose forced update started: %v, %d updates", err, len(d.updated))
+	}
+	// Updated since without a restart (a label): its status is cleared
+	// too, but nothing is pending. Forced.
+	if err := e.ForceUpdate(ctx, "relabelled"); err != nil || len(d.updated) != 2 {
+		t.Errorf("ForceUpdate of a service relabelled since its last force: %v, %d updates", err, len(d.updated))
+	}
+}
+
+// labelDocker lists secrets as the engine does: a secret matches when it
+// carries every label of the filter (the engine ANDs them).
+type labelDocker struct {
+	DockerAPI
+	secrets []swarmtypes.Secret
+	lists   int
+}
+
+func (d *labelDocker) SecretList(_ context.Context, o swarmtypes.SecretListOptions) ([]swarmtypes.Secret, error) {
+	d.lists++
+	var out []swarmtypes.Secret
+	for _, s := range d.secrets {
+		all := true
+		for _, l := range o.Filters.Get("label") {
+			_, ok := s.Spec.Labels[l]
+			all = all && ok
+		}
+		if all {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// A secret opts into rotation under either label name, the legacy prefix's
+// as the request path reads it too, and is rotated once whatever it
+// carries.
+func TestRotatingSecretsUnderAnyLabel(t *testing.T) {
+	const rotate, legacy = "vault.rotate", "dk.almbrand.docker.plugin.secretprovider.vault.rotate"
+	secret := func(name, driver string, labels ...string) swarmtypes.Secret {
+		s := swarmtypes.Secret{ID: "id-" + name}
+		s.Spec.Name, s.Spec.Labels = name, map[string]string{}
+		for i := 0; i < len(labels); i += 2 {
+			s.Spec.Labels[labels[i]] = labels[i+1]
+		}
+		s.Spec.Driver = &swarmtypes.Driver{Name: driver}
+		return s
+	}
+	d := &labelDocker{secrets: []swarmtypes.Secret{
+		secret("new", "vault", rotate, "true"),
+		secret("legacy", "vault", legacy, "true"),
+		secret("both", "vault:latest", rotate, "true", legacy, "1"),
+		secret("new-only-on", "vault", rotate, "true", legacy, "false"),
+		secret("legacy-only-on", "vault", rotate, "false", legacy, "true"),
+		secret("off", "vault", rotate, "false", legacy, "false"),
+		secret("other-driver", "other", legacy, "true"),
+		secret("unlabelled", "vault"),
+	}}
+	got, err := NewEngine(d).RotatingSecrets(context.Background(), "vault:latest", rotate, legacy)
+	var names []string
+	for _, s := range got {
+		names = append(names, s.Name)
+	}
+	if want := "new,both,new-only-on,legacy,legacy-only-on"; err != nil || strings.Join(names, ",") != want {
+		t.Errorf("RotatingSecrets: %v %v, want %s", names, err, want)
+	}
+	if len(got) == 0 || got[0].ID != "id-new" || got[0].Labels[rotate] != "true" {
+		t.Errorf("first secret %+v", got[0])
+	}
+
+	d.lists = 0
+	if got, err := NewEngine(d).RotatingSecrets(context.Background(), "vault:latest"); got != nil || err != nil || d.lists != 0 {
+		t.Errorf("no label: %v %v after %d lists, want none (an unfiltered list is every secret)", got, err, d.lists)
 	}
 }
