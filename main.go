@@ -56,6 +56,7 @@ func realMain() error {
 	// plugin/config.json passes false: dockerd stamps every line it logs
 	// for a plugin, and a second time in the text would only be noise.
 	logTimestamps := flag.Bool("log-timestamps", true, "start text log lines with their time")
+	dockerSocket := flag.String("docker-socket", swarm.Socket, "Docker socket to use, for tests and the bench harness (the managed plugin always uses its docker-socket mount, the default)")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -91,7 +92,7 @@ func realMain() error {
 	}
 	// The Docker socket is optional: the helper bootstrap and the task
 	// lifecycle need it, and each says so when it is missing.
-	engine, engineErr := swarm.Dial()
+	engine, engineErr := swarm.Dial(*dockerSocket)
 	auth, err := vaultauth.New(cfg.Auth, func() (vaultauth.SecretSource, error) {
 		if engineErr != nil {
 			return nil, fmt.Errorf("VAULT_AUTH_METHOD=helper needs the Docker socket: %w", engineErr)
@@ -133,15 +134,10 @@ func realMain() error {
 		tokens.Run(ctx)
 	}()
 
-	tracker, loop := taskLifecycle(cfg, engine, engineErr, client, log)
-	if loop != nil && m != nil {
-		loop.Observe(m)
-	}
-	if loop != nil {
-		// It stops with ctx, before the plugin's token is revoked.
-		go loop.Run(ctx)
-	}
-
+	// The leader side's one rollout guard: the loop (credentials near their
+	// max TTL) and the rotator (a changed value) both roll through it.
+	rollouts := lifecycle.NewRollouts(engine, log)
+	tracker, loop := taskLifecycle(cfg, engine, engineErr, client, rollouts, log)
 	var observer provider.Observer
 	if m != nil {
 		observer = m
@@ -153,6 +149,7 @@ func realMain() error {
 		TokenTTL:      cfg.TokenTTL,
 		TokenMaxTTL:   cfg.TokenMaxTTL,
 		WrapTTL:       cfg.WrapTTL,
+		WrapMaxTTL:    cfg.WrapMaxTTL,
 		ReuseCacheTTL: cfg.ReuseCacheTTL,
 		Reauth:        tokens,
 		AllowedTypes:  cfg.AllowedTypes,
@@ -161,20 +158,15 @@ func realMain() error {
 		Lifecycle:     loop != nil,
 		Observer:      observer,
 	})
+	// The leader side: while this manager leads, the loop renews and
+	// revokes task credentials and the rotator rolls the services of
+	// changed secrets, through one rollout guard. It stops with ctx, and is
+	// waited for before the plugin's token is revoked.
+	leaderDone := make(chan struct{})
 	if engineErr == nil {
-		// Rotation needs the Docker socket: it compares Vault's versions
-		// with the tasks' ages.
-		rot := lifecycle.NewRotator(engine, p, log)
-		rot.Interval, rot.Timeout = cfg.RotationInterval, cfg.Timeout
-		if m != nil {
-			rot.Observe(m)
-		}
-		if t, ok := tracker.(*lifecycle.Tracker); ok && loop != nil {
-			// Hashes of values without versions, kept under STATE_PATH;
-			// the tasks' records tell static reads from credentials.
-			rot.State, rot.Reads = lifecycle.NewStore(client, cfg.StatePath), t
-		}
-		go rot.Run(ctx)
+		leaderSide(ctx, cfg, engine, rollouts, tracker, loop, p, client, m, log, leaderDone)
+	} else {
+		close(leaderDone)
 	}
 	srv := provider.NewServer(p)
 	l, err := provider.Listen(*socket)
@@ -196,16 +188,52 @@ func realMain() error {
 	waitCtx, cancel := context.WithTimeout(context.Background(), cfg.Timeout+time.Second)
 	defer cancel()
 	err = srv.Shutdown(waitCtx)
+	<-leaderDone
 	<-runDone
 	tokens.Logout()
 	return err
+}
+
+// leaderSide starts the leadership watcher with the terms the Docker socket
+// and STATE_PATH allow: the rotator always (it needs the socket), the loop
+// with STATE_PATH. done is closed once the watcher and its terms returned.
+func leaderSide(ctx context.Context, cfg config, engine *swarm.Engine, rollouts *lifecycle.Rollouts, tracker provider.Tracker,
+	loop *lifecycle.Loop, p *provider.Provider, client *api.Client, m *metrics.Metrics, log logrus.FieldLogger, done chan<- struct{}) {
+	rot := lifecycle.NewRotator(engine, p, rollouts, log)
+	rot.Interval, rot.Timeout = cfg.RotationInterval, cfg.Timeout
+	terms := []lifecycle.Term{rot}
+	var t *lifecycle.Tracker
+	if loop != nil {
+		t = tracker.(*lifecycle.Tracker)
+		// Hashes of values without versions, kept under STATE_PATH; the
+		// tasks' records tell static reads from credentials.
+		rot.State, rot.Reads = lifecycle.NewStore(client, cfg.StatePath), t
+		terms = append(terms, loop)
+		go loop.CheckStore(ctx)
+	}
+	w := lifecycle.NewWatcher(engine, log, terms...)
+	w.Poll, w.Timeout = min(lifecycle.DefaultLeaderPoll, cfg.LifecycleInterval), cfg.Timeout
+	if t != nil {
+		w.Ended = t.Forget
+	}
+	if m != nil {
+		rollouts.Observer = m
+		w.Leading = m.Leading
+		if loop != nil {
+			loop.Observer = m
+		}
+	}
+	go func() {
+		defer close(done)
+		w.Run(ctx)
+	}()
 }
 
 // taskLifecycle sets up what the Docker socket and STATE_PATH allow: with
 // the socket, repeated fetches for started tasks are refused; with both,
 // the leader renews and revokes task credentials. Whatever is missing is
 // one warning, since credentials then live for their TTL.
-func taskLifecycle(cfg config, engine *swarm.Engine, engineErr error, client *api.Client, log logrus.FieldLogger) (provider.Tracker, *lifecycle.Loop) {
+func taskLifecycle(cfg config, engine *swarm.Engine, engineErr error, client *api.Client, rollouts *lifecycle.Rollouts, log logrus.FieldLogger) (provider.Tracker, *lifecycle.Loop) {
 	const ttlOnly = "task credentials (vault.type=token, read, write) live for their TTL (TOKEN_TTL) whatever happens to their task"
 	switch {
 	case engineErr != nil && cfg.StatePath != "":
@@ -219,8 +247,8 @@ func taskLifecycle(cfg config, engine *swarm.Engine, engineErr error, client *ap
 		return lifecycle.NewTracker(engine, nil, log), nil
 	}
 	tracker := lifecycle.NewTracker(engine, lifecycle.NewStore(client, cfg.StatePath), log)
-	loop := lifecycle.NewLoop(tracker, engine, client, log)
-	loop.Interval = cfg.LifecycleInterval
-	loop.Timeout = cfg.Timeout
+	creds := lifecycle.NewVaultCredentials(client)
+	loop := lifecycle.NewLoop(tracker, engine, creds, rollouts, log)
+	loop.Interval, loop.Timeout, loop.Ready = cfg.LifecycleInterval, cfg.Timeout, creds.Ready
 	return tracker, loop
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
+	"github.com/swarmvault/swarmvault/lifecycle"
 	"github.com/swarmvault/swarmvault/swarm"
 )
 
@@ -34,9 +35,13 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// noDocker is a Docker socket that does not exist: a process test runs
+// the binary on the host, whose Docker engine is not the test's.
+func noDocker(t *testing.T) string { return filepath.Join(t.TempDir(), "no-docker.sock") }
+
 func TestProcessRefusesBadSettingsOneLineEach(t *testing.T) {
 	bin := buildBinary(t)
-	cmd := exec.Command(bin, "-socket", filepath.Join(t.TempDir(), "plugin.sock"))
+	cmd := exec.Command(bin, "-socket", filepath.Join(t.TempDir(), "plugin.sock"), "-docker-socket", noDocker(t))
 	cmd.Env = []string{"LOG_LEVEL=loud", "VAULT_TOKEN=x"}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -47,6 +52,7 @@ func TestProcessRefusesBadSettingsOneLineEach(t *testing.T) {
 	}
 	// dockerd logs each stderr line as its own entry: each must read alone.
 	want := "swarmvault: VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200\n" +
+		"swarmvault: TOKEN_ROLE is not set: task tokens would come from auth/token/create-orphan, which needs sudo and does not bound their policies: create a token role (README \"Vault setup\") and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that\n" +
 		"swarmvault: LOG_LEVEL=loud is not a level: use debug, info, warn or error\n"
 	if stderr.String() != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
@@ -62,8 +68,9 @@ func TestProcessServesAndStopsOnSIGTERM(t *testing.T) {
 	}
 	// Nothing listens on port 1: Vault is "down", which must not stop the
 	// plugin from serving (the engine may restore it before Vault is up).
-	cmd := exec.Command(bin, "-socket", sock)
-	cmd.Env = []string{"VAULT_ADDR=http://127.0.0.1:1", "VAULT_TOKEN_FILE=" + tokenFile, "LOG_LEVEL=debug"}
+	cmd := exec.Command(bin, "-socket", sock, "-docker-socket", noDocker(t))
+	// No TOKEN_ROLE, accepted: the start warns of it.
+	cmd.Env = []string{"VAULT_ADDR=http://127.0.0.1:1", "VAULT_TOKEN_FILE=" + tokenFile, "LOG_LEVEL=debug", "ALLOW_NO_TOKEN_ROLE=true"}
 	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -177,7 +184,7 @@ func TestTaskLifecycleSettings(t *testing.T) {
 			if tt.engineErr == nil {
 				e = engine
 			}
-			tracker, loop := taskLifecycle(config{StatePath: tt.statePath, LifecycleInterval: 7e9, Timeout: 3e9}, e, tt.engineErr, client, log)
+			tracker, loop := taskLifecycle(config{StatePath: tt.statePath, LifecycleInterval: 7e9, Timeout: 3e9}, e, tt.engineErr, client, lifecycle.NewRollouts(e, log), log)
 			if (tracker != nil) != tt.tracker || (loop != nil) != tt.loop {
 				t.Errorf("tracker %v, loop %v", tracker != nil, loop != nil)
 			}

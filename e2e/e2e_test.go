@@ -184,6 +184,7 @@ func lifecycleRules(statePath string) string {
 	rel := strings.TrimPrefix(statePath, "secret/")
 	return fmt.Sprintf(`path "secret/data/%[1]s/*" { capabilities = ["create", "update", "read"] }
 path "secret/metadata/%[1]s/*" { capabilities = ["list", "delete"] }
+path "auth/token/lookup-accessor" { capabilities = ["update"] }
 path "auth/token/renew-accessor" { capabilities = ["update"] }
 path "auth/token/revoke-accessor" { capabilities = ["update"] }
 path "sys/leases/renew" { capabilities = ["update"] }

@@ -38,7 +38,9 @@ func BenchmarkTaskStart(b *testing.B) {
 			store := NewStore(client, bd.mount+"/state")
 			tr := NewTracker(&fakeSwarm{tasks: map[string]swarm.TaskState{}}, store, quietLogger())
 			if loaded {
-				tr.merge(nil)
+				if _, _, err := tr.load(ctx); err != nil {
+					b.Fatal(err)
+				}
 			}
 			if err := store.Check(ctx); err != nil {
 				b.Fatal(err)
@@ -81,19 +83,19 @@ func BenchmarkRound(b *testing.B) {
 			b.Run(fmt.Sprintf("tasks=%d/due=%v", n, due), func(b *testing.B) {
 				bd := newBed(b, false, nil)
 				client, ct := bd.counted(b)
-				sw := &fakeSwarm{leader: true, tasks: map[string]swarm.TaskState{}}
+				sw := &fakeSwarm{tasks: map[string]swarm.TaskState{}}
 				tr := NewTracker(sw, NewStore(client, bd.mount+"/state"), quietLogger())
 				for i := range n {
 					id := fmt.Sprintf("r%024d", i)
 					sw.tasks[id] = swarm.TaskState{State: "running"}
 					accessor := "none"
 					if due {
-						accessor = bd.taskToken(b, "1h").Accessor
+						accessor = bd.taskToken(b, id, "1h").Accessor
 					}
 					tr.held[key(id, "db")] = &held{Record: Record{TaskID: id, Secret: "db", Credentials: provider.Credentials{Accessor: accessor, TokenTTL: time.Hour}},
-						tokenUntil: time.Now().Add(time.Hour)}
+						verified: true, tokenUntil: time.Now().Add(time.Hour)}
 				}
-				loop := NewLoop(tr, sw, client, quietLogger())
+				loop := NewLoop(tr, sw, NewVaultCredentials(client), NewRollouts(sw, quietLogger()), quietLogger())
 				ctx := context.Background()
 				if err := loop.Round(ctx); err != nil { // the check and the load
 					b.Fatal(err)

@@ -53,7 +53,8 @@ func pluginPolicy(mount string, kv1 bool) string {
 	if kv1 {
 		state = fmt.Sprintf("path \"%s/state/*\" { capabilities = [\"create\", \"update\", \"read\", \"list\", \"delete\"] }\n", mount)
 	}
-	return state + `path "auth/token/renew-accessor" { capabilities = ["update"] }
+	return state + `path "auth/token/lookup-accessor" { capabilities = ["update"] }
+path "auth/token/renew-accessor" { capabilities = ["update"] }
 path "auth/token/revoke-accessor" { capabilities = ["update"] }
 path "sys/leases/renew" { capabilities = ["update"] }
 `
@@ -97,10 +98,11 @@ func newBed(t testing.TB, kv1 bool, policy func(mount string) string) *bed {
 	return b
 }
 
-// taskToken mints an orphan task token as the provider does.
-func (b *bed) taskToken(t testing.TB, ttl string) *api.SecretAuth {
+// taskToken mints an orphan task token for taskID as the provider does.
+func (b *bed) taskToken(t testing.TB, taskID, ttl string) *api.SecretAuth {
 	t.Helper()
-	s, err := b.root.Auth().Token().CreateOrphan(&api.TokenCreateRequest{Policies: []string{"default"}, TTL: ttl, ExplicitMaxTTL: "1h"})
+	s, err := b.root.Auth().Token().CreateOrphan(&api.TokenCreateRequest{Policies: []string{"default"}, TTL: ttl, ExplicitMaxTTL: "1h",
+		Metadata: map[string]string{"task_id": taskID}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +162,11 @@ func TestStoreRoundTrip(t *testing.T) {
 			if err := s.Put(ctx, r); err != nil {
 				t.Fatal(err)
 			}
+			// A second manager's record of the same task and secret: refused
+			// on KV v2 (check-and-set), the last write on KV v1.
+			if err := s.Put(ctx, r); kv1 && err != nil || !kv1 && !errors.Is(err, ErrRecorded) {
+				t.Errorf("a second Put of one record: %v", err)
+			}
 			got, found, err := s.Get(ctx, r.TaskID, r.Secret)
 			if err != nil || !found {
 				t.Fatalf("Get: %v %v", found, err)
@@ -196,6 +203,11 @@ func TestStoreRoundTrip(t *testing.T) {
 					t.Errorf("metadata left after Delete: %+v", m)
 				}
 			}
+			// Deleted, the record can be written again.
+			if err := s.Put(ctx, r); err != nil {
+				t.Errorf("Put after Delete: %v", err)
+			}
+			s.Delete(ctx, r.TaskID, r.Secret)
 		})
 	}
 }
@@ -217,20 +229,13 @@ func TestStoreCheckNamesWhatIsMissing(t *testing.T) {
 
 // fakeSwarm is the leader's view of the swarm, set by the test.
 type fakeSwarm struct {
-	mu     sync.Mutex
-	leader bool
-	tasks  map[string]swarm.TaskState
-	err    error // the engine does not answer
+	mu    sync.Mutex
+	tasks map[string]swarm.TaskState
+	err   error // the engine does not answer
 	// forced: the services rolled; unsettled: those whose update has not
 	// settled, by state.
 	forced    []string
 	unsettled map[string]swarmtypes.UpdateState
-}
-
-func (f *fakeSwarm) IsLeader(context.Context) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.leader, nil
 }
 
 func (f *fakeSwarm) Tasks(context.Context) (map[string]swarm.TaskState, error) {
@@ -289,7 +294,7 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(&logs)
 	log.SetLevel(logrus.DebugLevel)
-	sw := &fakeSwarm{leader: true, tasks: map[string]swarm.TaskState{}}
+	sw := &fakeSwarm{tasks: map[string]swarm.TaskState{}}
 
 	// The old leader issues to three running tasks.
 	old := NewTracker(sw, NewStore(b.plugin, b.mount+"/state"), log)
@@ -300,7 +305,7 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 		if err := old.Admit(ctx, request(id, "tok"), true); err != nil {
 			t.Fatalf("Admit of a first fetch: %v", err)
 		}
-		a := b.taskToken(t, "20s")
+		a := b.taskToken(t, id, "20s")
 		accessors[id] = a.Accessor
 		if err := old.Issued(ctx, request(id, "tok"), provider.Credentials{Accessor: a.Accessor, TokenTTL: 20 * time.Second}); err != nil {
 			t.Fatal(err)
@@ -323,23 +328,18 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 	sw.set(tasks[0], "running")
 
 	time.Sleep(3 * time.Second)
-	loop := NewLoop(newLeader, sw, b.plugin, log)
+	loop := NewLoop(newLeader, sw, NewVaultCredentials(b.plugin), NewRollouts(sw, log), log)
 	loop.Interval = time.Second
 
-	// Not the leader: nothing renewed.
-	sw.mu.Lock()
-	sw.leader = false
-	sw.mu.Unlock()
-	if err := loop.Round(ctx); err != nil {
+	// A forged record: an ended task's entry with a running task's
+	// accessor. Vault's lookup names another task: left alone.
+	forged := Record{TaskID: "aaaaaaaaaaaaaaaaaaaaaaaa8", Secret: "tok", ServiceID: "svc1", ServiceName: "app",
+		Credentials: provider.Credentials{Accessor: accessors[tasks[1]], TokenTTL: 20 * time.Second}, Issued: time.Now()}
+	if err := newLeader.store.Put(ctx, forged); err != nil {
 		t.Fatal(err)
 	}
-	if ttl, _ := b.ttl(t, accessors[tasks[1]]); ttl > 18*time.Second {
-		t.Errorf("a manager that does not lead renewed a token: ttl %v", ttl)
-	}
-	// Leading: the old leader's records are renewed at the first round.
-	sw.mu.Lock()
-	sw.leader = true
-	sw.mu.Unlock()
+	// The new leader's first round: the old leader's records are renewed,
+	// once Vault says each token is its task's.
 	if err := loop.Round(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -348,11 +348,20 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 			t.Errorf("task %s: token not renewed by the new leader: ttl %v gone %v", id, ttl, gone)
 		}
 	}
+	if !strings.Contains(logs.String(), "entry aaaaaaaaaaaaaaaaaaaaaaaa8.tok names a token that is not this task's: left alone") {
+		t.Errorf("no warning for the forged record:\n%s", logs.String())
+	}
+	if err := newLeader.store.Delete(ctx, forged.TaskID, forged.Secret); err != nil {
+		t.Fatal(err)
+	}
 	// With STATE_PATH read, a first fetch costs no look-up in Vault, and a
 	// task that has a record is still refused.
 	counting, ct := b.counted(t)
 	loaded := NewTracker(sw, NewStore(counting, b.mount+"/state"), log)
-	loaded.merge(nil)
+	if _, _, err := loaded.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ct.calls.Store(0)
 	sw.set("aaaaaaaaaaaaaaaaaaaaaaaa9", "assigned")
 	if err := loaded.Admit(ctx, request("aaaaaaaaaaaaaaaaaaaaaaaa9", "tok"), true); err != nil || ct.calls.Load() != 0 {
 		t.Errorf("Admit of a first fetch once STATE_PATH is loaded: %v, %d Vault calls", err, ct.calls.Load())
@@ -377,7 +386,7 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 	if _, gone := b.ttl(t, accessors[tasks[0]]); gone {
 		t.Errorf("the running task's token was revoked")
 	}
-	all, _, err := newLeader.store.List(ctx)
+	all, _, err := newLeader.store.(*Store).List(ctx)
 	if err != nil || len(all) != 1 || all[0].TaskID != tasks[0] {
 		t.Errorf("records left: %+v (%v), want only the running task's", all, err)
 	}
@@ -393,7 +402,7 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 	if err := loop.Round(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if all, _, _ := newLeader.store.List(ctx); len(all) != 0 || newLeader.Len() != 0 {
+	if all, _, _ := newLeader.store.(*Store).List(ctx); len(all) != 0 || newLeader.Len() != 0 {
 		t.Errorf("records left after the token was revoked outside: %+v", all)
 	}
 	if !strings.Contains(logs.String(), "the task's token no longer exists in Vault") {
@@ -402,14 +411,7 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 	if strings.Count(logs.String(), "its credentials are revoked") != 2 {
 		t.Errorf("want one revocation line per ended task:\n%s", logs.String())
 	}
-	// Losing the lead forgets what is held: the next leader reads it again.
-	sw.mu.Lock()
-	sw.leader = false
-	sw.mu.Unlock()
-	newLeader.held["x.y"] = &held{}
-	if err := loop.Round(ctx); err != nil || newLeader.Len() != 0 {
-		t.Errorf("after losing the lead: %d held, err %v", newLeader.Len(), err)
-	}
+
 	for _, a := range accessors {
 		for _, line := range strings.Split(logs.String(), "\n") {
 			if strings.Contains(line, a) {
@@ -427,7 +429,7 @@ func TestLoopReportsATokenAtItsMaxTTL(t *testing.T) {
 	var logs bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&logs)
-	sw := &fakeSwarm{leader: true, tasks: map[string]swarm.TaskState{"bbbbbbbbbbbbbbbbbbbbbbbb1": {State: "running"}}}
+	sw := &fakeSwarm{tasks: map[string]swarm.TaskState{"bbbbbbbbbbbbbbbbbbbbbbbb1": {State: "running"}}}
 	s, err := b.root.Auth().Token().CreateOrphan(&api.TokenCreateRequest{Policies: []string{"default"}, TTL: "20s", ExplicitMaxTTL: "21s"})
 	if err != nil {
 		t.Fatal(err)
@@ -437,7 +439,7 @@ func TestLoopReportsATokenAtItsMaxTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second) // less than the TTL is left to the max
-	loop := NewLoop(tr, sw, b.plugin, log)
+	loop := NewLoop(tr, sw, NewVaultCredentials(b.plugin), NewRollouts(sw, log), log)
 	loop.Interval = 10 * time.Second // due at once: 20s TTL, two rounds to spare
 	for range 3 {
 		if err := loop.Round(ctx); err != nil {
@@ -459,7 +461,7 @@ func TestLoopRollsServicesBeforeTheirCredentialsEnd(t *testing.T) {
 	var logs bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&logs)
-	sw := &fakeSwarm{leader: true, tasks: map[string]swarm.TaskState{},
+	sw := &fakeSwarm{tasks: map[string]swarm.TaskState{},
 		unsettled: map[string]swarmtypes.UpdateState{"svc-paused": swarmtypes.UpdateStatePaused}}
 	tr := NewTracker(sw, NewStore(b.plugin, b.mount+"/state"), log)
 	issue := func(task, service string, rotate bool) {
@@ -487,7 +489,7 @@ func TestLoopRollsServicesBeforeTheirCredentialsEnd(t *testing.T) {
 		t.Fatalf("the record in STATE_PATH: %+v %v %v", r, found, err)
 	}
 	time.Sleep(2 * time.Second) // less than the TTL is left to the max
-	loop := NewLoop(tr, sw, b.plugin, log)
+	loop := NewLoop(tr, sw, NewVaultCredentials(b.plugin), NewRollouts(sw, log), log)
 	loop.Interval = 10 * time.Second // due at once: 20s TTL, two rounds to spare
 	for round := range 3 {
 		if round == 2 {
@@ -524,13 +526,13 @@ func TestARoundWithDockerOrVaultDownLosesNothing(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	id := "cccccccccccccccccccccccc1"
-	sw := &fakeSwarm{leader: true, tasks: map[string]swarm.TaskState{id: {State: "running"}}}
+	sw := &fakeSwarm{tasks: map[string]swarm.TaskState{id: {State: "running"}}}
 	tr := NewTracker(sw, NewStore(b.plugin, b.mount+"/state"), log)
-	a := b.taskToken(t, "1h")
+	a := b.taskToken(t, id, "1h")
 	if err := tr.Issued(ctx, request(id, "tok"), provider.Credentials{Accessor: a.Accessor, TokenTTL: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	loop := NewLoop(tr, sw, b.plugin, log)
+	loop := NewLoop(tr, sw, NewVaultCredentials(b.plugin), NewRollouts(sw, log), log)
 	loop.Timeout = 2 * time.Second
 	if err := loop.Round(ctx); err != nil {
 		t.Fatal(err)
@@ -579,7 +581,7 @@ func TestRotatorKV1KeepsHashesInState(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(&logs)
 	t0 := time.Now().Add(-time.Hour)
-	sw := &rotationSwarm{leader: true,
+	sw := &rotationSwarm{
 		secrets:  []swarm.Secret{{ID: "s-v1", Name: "v1", Labels: map[string]string{"vault.path": "kv1/app/db", "vault.rotate": "true"}}},
 		services: []swarm.Service{{ID: "a", Name: "app", Secrets: []string{"s-v1"}, Oldest: t0}},
 	}
@@ -587,7 +589,7 @@ func TestRotatorKV1KeepsHashesInState(t *testing.T) {
 	vs := &versions{values: map[string]string{"v1": value}}
 	store := NewStore(b.plugin, b.mount+"/state")
 	leader := func() *Rotator {
-		r := NewRotator(sw, vs, log)
+		r := NewRotator(sw, vs, NewRollouts(sw, log), log)
 		r.State = store
 		return r
 	}
@@ -649,13 +651,13 @@ func TestRotatorHashesStaticReadsOnly(t *testing.T) {
 	read := func(path string) map[string]string {
 		return map[string]string{"vault.type": "read", "vault.path": path, "vault.rotate": "true"}
 	}
-	sw := &rotationSwarm{leader: true,
+	sw := &rotationSwarm{
 		secrets: []swarm.Secret{{ID: "s-static", Name: "static", Labels: read("secret/data/app")}, {ID: "s-dyn", Name: "dyn", Labels: read("database/creds/app")},
 			{ID: "s-new", Name: "new", Labels: read("secret/data/other")}},
 		services: []swarm.Service{{ID: "a", Name: "app", Secrets: []string{"s-static", "s-dyn", "s-new"}, Oldest: t0}},
 	}
 	vs := &versions{values: map[string]string{"static": "static-1"}}
-	r := NewRotator(sw, vs, log)
+	r := NewRotator(sw, vs, NewRollouts(sw, log), log)
 	// "new" has no record yet: not read either.
 	r.State, r.Reads = NewStore(b.plugin, b.mount+"/state"), staticReads{"static": true, "dyn": false}
 	for i, value := range []string{"static-1", "static-2"} {

@@ -4,68 +4,66 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
-	"github.com/swarmvault/swarmvault/provider"
 	"github.com/swarmvault/swarmvault/swarm"
 )
 
 // DefaultInterval is LIFECYCLE_INTERVAL's default. It bounds how long a
-// credential outlives its task, and each round costs one leadership check
-// and one task list on the local engine, plus a Vault call per credential
-// due for renewal (at half its TTL) or whose task ended: cheap enough to
-// run often, and long enough that a lease of a minute or more is renewed
-// in good time.
+// credential outlives its task, and each round costs one task list on the
+// local engine and one list of STATE_PATH, plus a Vault call per
+// credential due for renewal (at half its TTL) or whose task ended: cheap
+// enough to run often, and long enough that a lease of a minute or more is
+// renewed in good time.
 const DefaultInterval = 30 * time.Second
 
-// workers bounds the Vault calls one round makes at once: a churn of
-// hundreds of tasks is revoked in seconds without a burst against Vault.
-const workers = 8
+// DefaultWorkers bounds the Vault calls one round makes at once: a churn
+// of hundreds of tasks is revoked in seconds without a burst against
+// Vault.
+const DefaultWorkers = 8
 
-// Swarm is what the Loop asks the Docker engine; *swarm.Engine implements
-// it. ForceUpdate rolls a service whose vault.rotate credentials end.
-type Swarm interface {
-	IsLeader(ctx context.Context) (bool, error)
+// TaskLister lists the swarm's tasks; *swarm.Engine implements it.
+type TaskLister interface {
 	Tasks(ctx context.Context) (map[string]swarm.TaskState, error)
-	Forcer
 }
 
 // Loop renews the credentials of running tasks and revokes those of ended
-// ones, every Interval, on the manager that leads the swarm.
+// ones, every Interval, for as long as a term of this manager's lead
+// lasts (Watcher).
 type Loop struct {
-	tracker *Tracker
-	swarm   Swarm
-	vault   *api.Client
-	log     logrus.FieldLogger
-	// Interval is LIFECYCLE_INTERVAL.
-	Interval time.Duration
-	// Timeout bounds each Docker and Vault call.
-	Timeout time.Duration
-
-	checked, leading, loaded bool
-	rollouts                 *rollouts
+	tracker  *Tracker
+	tasks    TaskLister
+	vault    Credentials
+	rollouts *Rollouts
+	log      logrus.FieldLogger
+	now      func() time.Time
+	// Interval is LIFECYCLE_INTERVAL; Timeout bounds each Docker and Vault
+	// call; Workers bounds the Vault calls made at once.
+	Interval, Timeout time.Duration
+	Workers           int
+	// Ready, when set, tells whether the plugin has a Vault token yet: no
+	// round runs before.
+	Ready func() bool
+	// Observer, when set, is told of renewals, revocations and the
+	// credentials tracked.
+	Observer Observer
 }
 
-// NewLoop returns the leader loop over the tracker's records. vault carries
-// the plugin's own token, which renews and revokes by accessor and lease ID.
-func NewLoop(tracker *Tracker, sw Swarm, vault *api.Client, log logrus.FieldLogger) *Loop {
-	return &Loop{tracker: tracker, swarm: sw, vault: vault, log: log, Interval: DefaultInterval, Timeout: 10 * time.Second,
-		rollouts: newRollouts(sw, log)}
+// NewLoop returns the leader loop over the tracker's records; vault renews
+// and revokes with the plugin's own token, and rollouts rolls the services
+// whose vault.rotate credentials end.
+func NewLoop(tracker *Tracker, tasks TaskLister, vault Credentials, rollouts *Rollouts, log logrus.FieldLogger) *Loop {
+	return &Loop{tracker: tracker, tasks: tasks, vault: vault, rollouts: rollouts, log: log, now: time.Now,
+		Interval: DefaultInterval, Timeout: 10 * time.Second, Workers: DefaultWorkers}
 }
 
-// Observe tells o of leadership and rollouts.
-func (l *Loop) Observe(o Observer) { l.rollouts.observer = o }
-
-// Run runs rounds until ctx ends. A failed round is one log line and is
-// retried at the next: Vault or Docker being down delays the lifecycle, and
-// the records stay in STATE_PATH.
+// Run runs rounds, the first at once, until ctx (the term's) ends. A failed
+// round is one log line and is retried at the next: Vault or Docker being
+// down delays the lifecycle, and the records stay in STATE_PATH.
 func (l *Loop) Run(ctx context.Context) {
 	wait := time.Duration(0)
 	for {
@@ -74,9 +72,8 @@ func (l *Loop) Run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		if l.vault.Token() == "" {
-			// The first login is not done yet.
-			wait = time.Second
+		if l.Ready != nil && !l.Ready() {
+			wait = time.Second // the first login is not done yet
 			continue
 		}
 		wait = l.Interval
@@ -86,98 +83,109 @@ func (l *Loop) Run(ctx context.Context) {
 	}
 }
 
-// Round is one pass: on the leader, renew what is due and revoke what
-// belongs to ended tasks.
-func (l *Loop) Round(ctx context.Context) error {
-	store := l.tracker.store
-	if !l.checked {
-		// Every manager checks its settings once, so that a missing grant
-		// shows at start, not at the first failover.
-		if err := l.call(ctx, store.Check); err != nil {
-			return err
+// CheckStore checks, on every manager, that the plugin's token may keep
+// records under STATE_PATH, so that a missing grant shows at start and not
+// at the first failover. It asks until the answer is yes, every Interval,
+// and logs each different answer once: one line for a missing grant, not
+// one a round. Rounds do not wait for it.
+func (l *Loop) CheckStore(ctx context.Context) {
+	said := ""
+	for {
+		wait := time.Second // the first login is not done yet
+		if l.Ready == nil || l.Ready() {
+			wait = l.Interval
+			err := l.call(ctx, l.tracker.store.Check)
+			if err == nil {
+				if said != "" {
+					l.log.Info("task lifecycle: the plugin's token may now keep records under STATE_PATH")
+				}
+				return
+			}
+			if msg := err.Error(); msg != said && ctx.Err() == nil {
+				l.log.Errorf("task lifecycle: %s", msg)
+				said = msg
+			}
 		}
-		l.checked = true
-	}
-	var leader bool
-	if err := l.call(ctx, func(ctx context.Context) (err error) { leader, err = l.swarm.IsLeader(ctx); return err }); err != nil {
-		return err
-	}
-	if l.rollouts.observer != nil {
-		l.rollouts.observer.Leading(leader)
-	}
-	if !leader {
-		if l.leading {
-			l.log.Info("task lifecycle: this manager no longer leads the swarm; the leader's plugin renews and revokes task credentials")
-			l.tracker.forget()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
 		}
-		l.leading = false
-		return nil
 	}
-	if !l.leading {
-		l.log.WithField("state_path", store.Path()).Info("task lifecycle: this manager leads the swarm; its plugin renews and revokes task credentials")
-		l.leading, l.loaded = true, false
-	}
-	if !l.loaded {
-		var records []Record
-		var bad []string
-		if err := l.call(ctx, func(ctx context.Context) (err error) { records, bad, err = store.List(ctx); return err }); err != nil {
-			return err
-		}
-		if len(bad) > 0 {
-			l.log.Warnf("task lifecycle: STATE_PATH=%s holds %d entries swarmvault did not write (e.g. %q): left alone; give the plugin a path of its own", store.Path(), len(bad), bad[0])
-		}
-		l.tracker.merge(records)
-		l.loaded = true
-		l.log.Infof("task lifecycle: %d task credentials found in STATE_PATH", len(records))
-	}
-	var tasks map[string]swarm.TaskState
-	if err := l.call(ctx, func(ctx context.Context) (err error) { tasks, err = l.swarm.Tasks(ctx); return err }); err != nil {
-		return err
-	}
-	err := l.reconcile(ctx, tasks)
-	l.rollEnding(ctx, tasks)
-	if o := l.rollouts.observer; o != nil {
-		o.Tracked(l.tracker.Len())
-	}
-	return err
 }
 
-// reconcile renews or revokes each held credential, as its task's state says.
-func (l *Loop) reconcile(ctx context.Context, tasks map[string]swarm.TaskState) error {
+// Round is one pass, on the leader: write the records whose write failed,
+// read the records other leaders wrote, then list the swarm's tasks, then renew what is due and revoke what
+// belongs to ended tasks. It acts only on what was held before the list:
+// a task created after Docker built it is absent from it, and its
+// credentials would be taken for those of a task gone from the swarm.
+func (l *Loop) Round(ctx context.Context) error {
+	var errs []error
+	// First what this manager could not write: a record found there then
+	// is another credential of the task's, read by the load that follows.
+	for _, h := range l.tracker.unrecorded() {
+		if err := l.call(ctx, func(ctx context.Context) error { return l.tracker.record(ctx, h) }); err != nil {
+			errs = append(errs, fmt.Errorf("task %s, secret %s: its record is still not written: %w", h.TaskID, h.Secret, err))
+			break
+		}
+	}
+	err := l.call(ctx, func(ctx context.Context) error {
+		loaded, bad, err := l.tracker.load(ctx)
+		if len(bad) > 0 {
+			l.log.Warnf("task lifecycle: STATE_PATH=%s holds %d entries swarmvault did not write (e.g. %q): left alone; give the plugin a path of its own", l.tracker.store.Path(), len(bad), bad[0])
+		}
+		if loaded > 0 {
+			l.log.Infof("task lifecycle: %d task credentials found in STATE_PATH", loaded)
+		}
+		return err
+	})
+	if err != nil {
+		// What is held is still renewed and revoked.
+		errs = append(errs, err)
+	}
+	upTo := l.tracker.mark()
+	var tasks map[string]swarm.TaskState
+	if err := l.call(ctx, func(ctx context.Context) (err error) { tasks, err = l.tasks.Tasks(ctx); return err }); err != nil {
+		// Without the task list nothing is revoked, but what is due is
+		// renewed all the same: a running task keeps its credentials
+		// while the engine does not answer.
+		errs = append(errs, err)
+		tasks = nil
+	}
+	held := l.tracker.snapshot(upTo)
+	if err := l.reconcile(ctx, held, tasks); err != nil {
+		errs = append(errs, err)
+	}
+	if tasks != nil {
+		l.rollEnding(ctx, held, tasks)
+	}
+	if l.Observer != nil {
+		l.Observer.Tracked(l.tracker.Len())
+	}
+	return errors.Join(errs...)
+}
+
+// reconcile renews or revokes each held credential, as its task's state
+// says; with no task list (nil), it renews only.
+func (l *Loop) reconcile(ctx context.Context, all []*held, tasks map[string]swarm.TaskState) error {
 	var (
 		mu       sync.Mutex
 		failed   int
 		firstErr error
 		wg       sync.WaitGroup
-		sem      = make(chan struct{}, workers)
+		sem      = make(chan struct{}, max(l.Workers, 1))
 	)
-	for _, h := range l.tracker.snapshot() {
+	for _, h := range all {
 		st, found := tasks[h.TaskID]
-		ended := !found || st.Ended()
-		if !ended && !l.renewDue(h) {
+		ended := tasks != nil && (!found || st.Ended())
+		if !ended && h.verified && !l.renewDue(h) {
 			continue
 		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			var err error
-			o := l.rollouts.observer
-			if ended {
-				why := "it is gone from the swarm"
-				if found {
-					why = "it is " + st.String()
-				}
-				err = l.revoke(ctx, h, why)
-				if o != nil {
-					o.Revocation(err == nil)
-				}
-			} else {
-				err = l.renew(ctx, h)
-				if o != nil {
-					o.Renewal(err == nil)
-				}
-			}
+			err := l.settle(ctx, h, ended, found, st)
 			if err != nil {
 				mu.Lock()
 				failed++
@@ -195,12 +203,69 @@ func (l *Loop) reconcile(ctx context.Context, tasks map[string]swarm.TaskState) 
 	return nil
 }
 
+// settle does what one credential's task state asks: verify a record read
+// from STATE_PATH, then revoke it (ended) or renew it (due).
+func (l *Loop) settle(ctx context.Context, h *held, ended, found bool, st swarm.TaskState) error {
+	if !h.verified {
+		ok, err := l.verify(ctx, h)
+		if err != nil || !ok {
+			return err
+		}
+	}
+	if ended {
+		why := "it is gone from the swarm"
+		if found {
+			why = "it is " + st.String()
+		}
+		err := l.revoke(ctx, h, why)
+		if l.Observer != nil {
+			l.Observer.Revocation(err == nil)
+		}
+		return err
+	}
+	if !l.renewDue(h) {
+		return nil
+	}
+	err := l.renew(ctx, h)
+	if l.Observer != nil {
+		l.Observer.Renewal(err == nil)
+	}
+	return err
+}
+
+// verify checks a record read from STATE_PATH before the plugin renews or
+// revokes by its accessor: the token's metadata must name the record's
+// task, so that a forged or stale entry cannot make the plugin revoke
+// another task's token, or keep one alive. It also learns how long the
+// token has left, so that a new leader renews only what is due. ok is
+// false when the record is not to be acted on.
+func (l *Loop) verify(ctx context.Context, h *held) (ok bool, err error) {
+	var info TokenInfo
+	err = l.call(ctx, func(ctx context.Context) (err error) { info, err = l.vault.LookupToken(ctx, h.Accessor); return err })
+	entry := l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName})
+	switch {
+	case errors.Is(err, ErrTokenGone):
+		entry.Info("task lifecycle: the task's token no longer exists in Vault (it expired, or was revoked): its record is removed")
+		return false, l.forgetRecord(ctx, h, true)
+	case err != nil:
+		return false, err
+	case info.TaskID != h.TaskID:
+		entry.Warnf("task lifecycle: STATE_PATH=%s entry %s names a token that is not this task's: left alone, neither renewed nor revoked; remove the entry if swarmvault did not write it", l.tracker.store.Path(), h.Key())
+		l.tracker.skip(h.Key())
+		l.tracker.remove(h)
+		return false, nil
+	}
+	h.verified = true
+	h.tokenUntil = l.now().Add(info.TTL)
+	return true, nil
+}
+
 // rollEnding rolls each service with a running task whose vault.rotate
 // credentials end in sight (a max TTL, a lease Vault does not renew), so
 // that its new tasks hold new credentials before the old ones end: one
 // rollout per service, however many of its tasks are due. Other
 // credentials were warned of when their end came in sight.
-func (l *Loop) rollEnding(ctx context.Context, tasks map[string]swarm.TaskState) {
+func (l *Loop) rollEnding(ctx context.Context, all []*held, tasks map[string]swarm.TaskState) {
 	type due struct {
 		name, secret, task string
 		end                time.Time
@@ -208,8 +273,9 @@ func (l *Loop) rollEnding(ctx context.Context, tasks map[string]swarm.TaskState)
 	}
 	services := map[string]*due{}
 	var ids []string
-	for _, h := range l.tracker.snapshot() {
-		if h.rolled {
+	now := l.now()
+	for _, h := range all {
+		if h.rolled || !h.verified {
 			continue
 		}
 		if st, ok := tasks[h.TaskID]; !ok || st.Ended() || st.Stopping() {
@@ -217,7 +283,7 @@ func (l *Loop) rollEnding(ctx context.Context, tasks map[string]swarm.TaskState)
 			// rollout that stops it may be settled before it has.
 			continue
 		}
-		end, ok := h.ending(l.due)
+		end, ok := h.ending(now, l.due)
 		if !ok {
 			continue
 		}
@@ -264,12 +330,17 @@ func (l *Loop) rollEnding(ctx context.Context, tasks map[string]swarm.TaskState)
 // to be renewed now: at half their TTL, and always with two rounds to
 // spare, so that one failed round does not let them expire.
 func (l *Loop) due(until time.Time, ttl time.Duration) bool {
-	return until.IsZero() || time.Until(until) <= max(ttl/2, 2*l.Interval)
+	return until.IsZero() || until.Sub(l.now()) <= max(ttl/2, 2*l.Interval)
 }
 
 func (l *Loop) renewDue(h *held) bool {
-	return (!h.tokenCapped && l.due(h.tokenUntil, h.TokenTTL)) ||
-		(h.LeaseID != "" && h.LeaseRenewable && !h.leaseCapped && l.due(h.leaseUntil, h.LeaseTTL))
+	return l.tokenDue(h) || l.leaseDue(h)
+}
+
+func (l *Loop) tokenDue(h *held) bool { return !h.tokenCapped && l.due(h.tokenUntil, h.TokenTTL) }
+
+func (l *Loop) leaseDue(h *held) bool {
+	return h.LeaseID != "" && h.LeaseRenewable && !h.leaseCapped && l.due(h.leaseUntil, h.LeaseTTL)
 }
 
 // renew extends a running task's token, then its lease, by their granted
@@ -277,47 +348,44 @@ func (l *Loop) renewDue(h *held) bool {
 // which this loop reports once (rolling the service is vault.rotate's).
 func (l *Loop) renew(ctx context.Context, h *held) error {
 	entry := l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName})
-	if !h.tokenCapped && l.due(h.tokenUntil, h.TokenTTL) {
-		var s *api.Secret
+	if l.tokenDue(h) {
+		var got time.Duration
 		err := l.call(ctx, func(ctx context.Context) (err error) {
-			s, err = l.vault.Auth().Token().RenewAccessorWithContext(ctx, h.Accessor, seconds(h.TokenTTL))
+			got, err = l.vault.RenewToken(ctx, h.Accessor, h.TokenTTL)
 			return err
 		})
-		if gone(err) {
+		if errors.Is(err, ErrTokenGone) {
 			entry.Warn("task lifecycle: the task's token no longer exists in Vault (it expired, or was revoked outside swarmvault): its credentials are gone, nothing left to renew")
-			return l.forgetRecord(ctx, h)
+			return l.forgetRecord(ctx, h, true)
 		}
 		if err != nil {
-			return fmt.Errorf("cannot renew the token: %s", provider.ErrorText(err))
+			return err
 		}
-		if s == nil || s.Auth == nil {
-			return errors.New("Vault's answer to a token renewal has no auth")
-		}
-		extend(&h.tokenUntil, time.Duration(s.Auth.LeaseDuration)*time.Second, h.TokenTTL, &h.tokenCapped)
+		l.extend(&h.tokenUntil, got, h.TokenTTL, &h.tokenCapped)
 		if h.tokenCapped && !h.tokenWarned && !h.Rotate {
 			h.tokenWarned = true
 			entry.Warnf("task lifecycle: the task's token reaches its max TTL (TOKEN_MAX_TTL) at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", h.tokenUntil.UTC().Format(time.RFC3339), h.ServiceName)
 		}
 		entry.Debug("task lifecycle: token renewed")
 	}
-	if h.LeaseID != "" && h.LeaseRenewable && !h.leaseCapped && l.due(h.leaseUntil, h.LeaseTTL) {
-		var s *api.Secret
+	if l.leaseDue(h) {
+		var got time.Duration
 		err := l.call(ctx, func(ctx context.Context) (err error) {
-			s, err = l.vault.Sys().RenewWithContext(ctx, h.LeaseID, seconds(h.LeaseTTL))
+			got, err = l.vault.RenewLease(ctx, h.LeaseID, h.LeaseTTL)
 			return err
 		})
-		if isStatus(err, http.StatusBadRequest) {
+		if errors.Is(err, ErrLeaseNotRenewable) {
 			// Not found or not renewable: it ends at its expiry, or ended.
 			h.leaseCapped = true
 			if !h.Rotate {
-				entry.Warnf("task lifecycle: the task's lease can no longer be renewed (%s): docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", provider.ErrorText(err), h.ServiceName)
+				entry.Warnf("task lifecycle: the task's lease can no longer be renewed (%v): docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", errors.Unwrap(err), h.ServiceName)
 			}
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("cannot renew the lease: %s", provider.ErrorText(err))
+			return err
 		}
-		extend(&h.leaseUntil, time.Duration(s.LeaseDuration)*time.Second, h.LeaseTTL, &h.leaseCapped)
+		l.extend(&h.leaseUntil, got, h.LeaseTTL, &h.leaseCapped)
 		if h.leaseCapped && !h.leaseWarned && !h.Rotate {
 			h.leaseWarned = true
 			entry.Warnf("task lifecycle: the task's lease reaches its max TTL at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", h.leaseUntil.UTC().Format(time.RFC3339), h.ServiceName)
@@ -331,9 +399,9 @@ func (l *Loop) renew(ctx context.Context, h *held) error {
 // less than asked and did not move the end means a max TTL: *capped stops
 // further renewals. (Less than asked alone does not: Vault may cap a lease
 // at its token's TTL, which the next token renewal raises.)
-func extend(until *time.Time, got, asked time.Duration, capped *bool) {
+func (l *Loop) extend(until *time.Time, got, asked time.Duration, capped *bool) {
 	prev := *until
-	*until = time.Now().Add(got)
+	*until = l.now().Add(got)
 	if got < asked && !prev.IsZero() && !until.After(prev.Add(time.Second)) {
 		*capped = true
 	}
@@ -342,13 +410,12 @@ func extend(until *time.Time, got, asked time.Duration, capped *bool) {
 // revoke ends the credentials of a task that ended. Revoking the token
 // revokes its leases with it: Vault drops a dynamic secret's database user.
 func (l *Loop) revoke(ctx context.Context, h *held, why string) error {
-	err := l.call(ctx, func(ctx context.Context) error {
-		return l.vault.Auth().Token().RevokeAccessorWithContext(ctx, h.Accessor)
-	})
-	if err != nil && !gone(err) {
-		return fmt.Errorf("cannot revoke the token: %s", provider.ErrorText(err))
+	err := l.call(ctx, func(ctx context.Context) error { return l.vault.RevokeToken(ctx, h.Accessor) })
+	gone := errors.Is(err, ErrTokenGone)
+	if err != nil && !gone {
+		return err
 	}
-	if err := l.forgetRecord(ctx, h); err != nil {
+	if err := l.forgetRecord(ctx, h, gone); err != nil {
 		return err
 	}
 	l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName}).
@@ -357,12 +424,28 @@ func (l *Loop) revoke(ctx context.Context, h *held, why string) error {
 }
 
 // forgetRecord deletes a record from STATE_PATH, then from memory: a failed
-// delete is tried again at the next round.
-func (l *Loop) forgetRecord(ctx context.Context, h *held) error {
-	if err := l.call(ctx, func(ctx context.Context) error { return l.tracker.store.Delete(ctx, h.TaskID, h.Secret) }); err != nil {
-		return err
+// delete is tried again at the next round. A credential held in memory
+// only (a dup) leaves STATE_PATH alone: what is there is the other one.
+// gone: its token was gone already, maybe revoked by another manager that
+// deleted the record too, after which another request may have recorded a
+// credential of its own there: the entry is deleted only if it is still
+// this one.
+func (l *Loop) forgetRecord(ctx context.Context, h *held, gone bool) error {
+	if l.tracker.recorded(h) {
+		err := l.call(ctx, func(ctx context.Context) error {
+			if gone {
+				r, found, err := l.tracker.store.Get(ctx, h.TaskID, h.Secret)
+				if err != nil || !found || r.Accessor != h.Accessor {
+					return err
+				}
+			}
+			return l.tracker.store.Delete(ctx, h.TaskID, h.Secret)
+		})
+		if err != nil {
+			return err
+		}
 	}
-	l.tracker.remove(h.Key())
+	l.tracker.remove(h)
 	return nil
 }
 
@@ -372,21 +455,3 @@ func (l *Loop) call(ctx context.Context, f func(context.Context) error) error {
 	defer cancel()
 	return f(ctx)
 }
-
-// gone tells a token Vault no longer has (expired, revoked) from a failed
-// call: renew-accessor and revoke-accessor answer 400 for an unknown
-// accessor.
-func gone(err error) bool {
-	var re *api.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
-		return false
-	}
-	for _, e := range re.Errors {
-		if strings.Contains(e, "invalid accessor") || strings.Contains(e, "not found") {
-			return true
-		}
-	}
-	return false
-}
-
-func seconds(d time.Duration) int { return int(d / time.Second) }

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"github.com/sirupsen/logrus"
 
@@ -11,15 +12,17 @@ import (
 	"github.com/swarmvault/swarmvault/swarm"
 )
 
-// Forcer starts rolling updates; *swarm.Engine implements it.
+// Forcer starts rolling updates; *swarm.Engine implements it. A service
+// forced already whose update swarm has not started is refused
+// (swarm.ErrUpdatePending).
 type Forcer interface {
 	ForceUpdate(ctx context.Context, serviceID string) error
 }
 
-// Observer is told what the leader's loops see, for metrics;
+// Observer is told what the leader side sees, for metrics;
 // *metrics.Metrics implements it.
 type Observer interface {
-	// Leading: whether this manager leads, at each round.
+	// Leading: whether this manager leads, at each poll.
 	Leading(bool)
 	// Rollout: a rollout rotation asked for, and its outcome: started,
 	// unsettled (the last update had not settled), failed (the update
@@ -34,40 +37,55 @@ type Observer interface {
 	Revocation(ok bool)
 }
 
-// rollouts rolls services for rotation: the Rotator for a new KV version,
-// the Loop for credentials near their max TTL, each with its own. It keeps
-// what it last reported of each service it left alone, so that a stuck
-// update is one line, not one per round.
-type rollouts struct {
-	swarm    Forcer
-	log      logrus.FieldLogger
+// Rollouts is the process's one rollout guard: the Loop (credentials near
+// their max TTL) and the Rotator (a new value) both roll services through
+// it, one roll at a time, so that the two never force one service at once.
+// A service forced a moment ago, by either or by another manager, is left
+// alone until swarm starts its update (swarm.ErrUpdatePending), and one
+// whose update runs until it settles. It keeps what it last reported of
+// each service it left alone, so that a stuck update is one line, not one
+// per round.
+type Rollouts struct {
+	swarm Forcer
+	log   logrus.FieldLogger
+	// Observer, when set, is told each outcome.
+	Observer Observer
+
+	mu       sync.Mutex
 	reported map[string]swarmtypes.UpdateState
-	observer Observer // nil: none
 }
 
-func (r *rollouts) observe(outcome string) {
-	if r.observer != nil {
-		r.observer.Rollout(outcome)
+// NewRollouts returns the rollout guard over sw.
+func NewRollouts(sw Forcer, log logrus.FieldLogger) *Rollouts {
+	return &Rollouts{swarm: sw, log: log, reported: map[string]swarmtypes.UpdateState{}}
+}
+
+func (r *Rollouts) observe(outcome string) {
+	if r.Observer != nil {
+		r.Observer.Rollout(outcome)
 	}
 }
 
-func newRollouts(sw Forcer, log logrus.FieldLogger) *rollouts {
-	return &rollouts{swarm: sw, log: log, reported: map[string]swarmtypes.UpdateState{}}
-}
-
 // roll forces a rolling update of the service and logs why, in one info
-// line. A service whose update has not settled is left alone, and reported
-// once per state: forcing it again would restart a rollout under way, or
-// loop on one that failed. done tells that nothing is left to do: the
-// service rolls, or is gone.
-func (r *rollouts) roll(ctx context.Context, id, name, why string) (done bool) {
+// line. A service whose update has not settled, or whose last forced
+// update swarm has not started yet, is left alone, and reported once per
+// state: forcing it again would restart a rollout under way, or loop on
+// one that failed. done tells that nothing is left to do: the service
+// rolls, or is gone.
+func (r *Rollouts) roll(ctx context.Context, id, name, why string) (done bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	entry := r.log.WithField("service", name)
 	err := r.swarm.ForceUpdate(ctx, id)
 	var unsettled *swarm.UnsettledError
 	switch {
+	case errors.Is(err, swarm.ErrUpdatePending):
+		// Forced already, for this change or one before it: the tasks
+		// that rollout starts fetch the current value.
+		return true
 	case errors.As(err, &unsettled):
 		r.observe("unsettled")
-		r.unsettled(unsettled.Service)
+		r.unsettledLocked(unsettled.Service)
 		return false
 	case errors.Is(err, swarm.ErrServiceGone):
 		return true
@@ -85,7 +103,13 @@ func (r *rollouts) roll(ctx context.Context, id, name, why string) (done bool) {
 // unsettled reports a service left alone, once per update state: at info
 // while it rolls, as a warning when its update failed (paused, or rolling
 // back), which is the operator's to look at.
-func (r *rollouts) unsettled(svc swarm.Service) {
+func (r *Rollouts) unsettled(svc swarm.Service) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unsettledLocked(svc)
+}
+
+func (r *Rollouts) unsettledLocked(svc swarm.Service) {
 	if r.reported[svc.ID] == svc.Update {
 		return
 	}
@@ -100,4 +124,8 @@ func (r *rollouts) unsettled(svc swarm.Service) {
 }
 
 // settled forgets what was reported of a service that settled.
-func (r *rollouts) settled(id string) { delete(r.reported, id) }
+func (r *Rollouts) settled(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.reported, id)
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,21 +37,22 @@ type Versions interface {
 // RotationSwarm is what rotation asks of the Docker engine; *swarm.Engine
 // implements it.
 type RotationSwarm interface {
-	IsLeader(ctx context.Context) (bool, error)
 	PluginName(ctx context.Context) (string, error)
-	RotatingSecrets(ctx context.Context, plugin, label string) ([]swarm.Secret, error)
+	RotatingSecrets(ctx context.Context, plugin string, labels ...string) ([]swarm.Secret, error)
 	ServicesUsing(ctx context.Context, secretIDs []string) ([]swarm.Service, error)
-	ForceUpdate(ctx context.Context, serviceID string) error
 }
 
 // Rotator rolls the services that use a vault.rotate secret whose value
-// changed in Vault, on the manager that leads: a forced rolling update, as
-// the service's own update_config says, whose new tasks fetch the new value
-// as any task does. No value is ever written to the swarm.
+// changed in Vault, for as long as a term of this manager's lead lasts
+// (Watcher): a forced rolling update, as the service's own update_config
+// says, whose new tasks fetch the new value as any task does. No value is
+// ever written to the swarm.
 type Rotator struct {
-	swarm RotationSwarm
-	vault Versions
-	log   logrus.FieldLogger
+	swarm    RotationSwarm
+	vault    Versions
+	rollouts *Rollouts
+	log      logrus.FieldLogger
+	now      func() time.Time
 	// Interval is ROTATION_INTERVAL; Timeout bounds each call.
 	Interval, Timeout time.Duration
 	// State is STATE_PATH, where the hashes of KV v1 and static read
@@ -62,20 +64,39 @@ type Rotator struct {
 		StaticRead(secret string) bool
 	}
 
-	plugin   string
-	rollouts *rollouts
+	plugin string
 	// v1: the secrets whose KV v1 mount without STATE_PATH was reported.
 	v1 map[string]bool
+	// What a term learns, dropped at its start (another leader may have
+	// written STATE_PATH and rolled services meanwhile):
 	// key and seen are KV v1's HMAC key and last hashes, read from
-	// STATE_PATH once per leadership term (unversioned.go).
-	key  []byte
-	seen map[string]seen
+	// STATE_PATH (unversioned.go); versions is when this leader first saw
+	// each scope's version; rolled the change each service was rolled
+	// for, per scope.
+	key      []byte
+	seen     map[string]seen
+	versions map[string]seenVersion
+	rolled   map[string]string
 }
 
-// NewRotator returns a Rotator.
-func NewRotator(sw RotationSwarm, vault Versions, log logrus.FieldLogger) *Rotator {
-	return &Rotator{swarm: sw, vault: vault, log: log, Interval: DefaultRotationInterval, Timeout: 10 * time.Second,
-		rollouts: newRollouts(sw, log), v1: map[string]bool{}, seen: map[string]seen{}}
+// seenVersion is a KV v2 version and when the leader takes it to have
+// been written.
+type seenVersion struct {
+	number int
+	at     time.Time
+}
+
+// NewRotator returns a Rotator that rolls services through rollouts.
+func NewRotator(sw RotationSwarm, vault Versions, rollouts *Rollouts, log logrus.FieldLogger) *Rotator {
+	r := &Rotator{swarm: sw, vault: vault, rollouts: rollouts, log: log, now: time.Now,
+		Interval: DefaultRotationInterval, Timeout: 10 * time.Second, v1: map[string]bool{}}
+	r.begin()
+	return r
+}
+
+// begin forgets what another term learnt.
+func (r *Rotator) begin() {
+	r.key, r.seen, r.versions, r.rolled = nil, map[string]seen{}, map[string]seenVersion{}, map[string]string{}
 }
 
 // version is a scope's current version, read once a round; skip: nothing
@@ -86,17 +107,17 @@ type version struct {
 	skip bool
 }
 
-// Observe tells o of leadership and rollouts.
-func (r *Rotator) Observe(o Observer) { r.rollouts.observer = o }
-
-// Run runs rounds until ctx ends.
+// Run runs rounds, the first at once, until ctx (the term's) ends.
 func (r *Rotator) Run(ctx context.Context) {
+	r.begin()
+	wait := time.Duration(0)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(r.Interval):
+		case <-time.After(wait):
 		}
+		wait = r.Interval
 		if err := r.Round(ctx); err != nil && ctx.Err() == nil {
 			r.log.Errorf("rotation: %v", err)
 		}
@@ -108,15 +129,6 @@ func (r *Rotator) Run(ctx context.Context) {
 func (r *Rotator) Round(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
-	leader, err := r.swarm.IsLeader(cctx)
-	if err == nil && r.rollouts.observer != nil {
-		r.rollouts.observer.Leading(leader)
-	}
-	if err != nil || !leader {
-		// Another manager may write STATE_PATH meanwhile.
-		r.key, r.seen = nil, map[string]seen{}
-		return err
-	}
 	if r.plugin == "" {
 		name, err := r.swarm.PluginName(cctx)
 		if err != nil {
@@ -124,7 +136,7 @@ func (r *Rotator) Round(ctx context.Context) error {
 		}
 		r.plugin = name
 	}
-	secrets, err := r.swarm.RotatingSecrets(cctx, r.plugin, provider.LabelRotate)
+	secrets, err := r.swarm.RotatingSecrets(cctx, r.plugin, provider.LabelRotate, provider.LegacyLabel(provider.LabelRotate))
 	if err != nil || len(secrets) == 0 {
 		return err
 	}
@@ -152,14 +164,15 @@ func (r *Rotator) Round(ctx context.Context) error {
 	slices.SortFunc(services, func(a, b swarm.Service) int { return strings.Compare(a.Name, b.Name) })
 	read := map[string]version{}
 	for _, svc := range services {
-		r.check(ctx, svc, byID, read)
+		r.rollIfOld(ctx, svc, byID, read)
 	}
 	return nil
 }
 
-// check rolls svc if a task of it was created before the current version
-// of a rotating secret it uses. read holds the versions this round read.
-func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[string]swarm.Secret, read map[string]version) {
+// rollIfOld rolls svc if a task of it was created before the current
+// version of a rotating secret it uses, and it was not rolled for that
+// version already. read holds the versions this round read.
+func (r *Rotator) rollIfOld(ctx context.Context, svc swarm.Service, secrets map[string]swarm.Secret, read map[string]version) {
 	entry := r.log.WithField("service", svc.Name)
 	if !svc.Settled() {
 		// Rolling already, paused by a failure, or rolling back: the
@@ -173,28 +186,36 @@ func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[stri
 	}
 	var why []string
 	var changed []map[string]string
+	var marks []string
 	for _, id := range svc.Secrets {
 		sec := secrets[id]
 		req := provider.Request{}
 		req.ServiceName, req.ServiceID, req.ServiceLabels = svc.Name, svc.ID, svc.Labels
 		req.SecretName, req.SecretLabels = sec.Name, sec.Labels
-		v := r.version(ctx, req, read)
-		switch {
-		case v.skip:
-		case errors.Is(v.err, errNoState):
-			if !r.v1[id] {
-				r.v1[id] = true
-				entry.WithField("secret", sec.Name).Warnf("rotation: %v; until then, docker service update --force %s gives its tasks the current value", v.err, svc.Name)
+		v, scope := r.version(ctx, req, read)
+		if v.skip || v.err != nil {
+			switch {
+			case errors.Is(v.err, errNoState):
+				if !r.v1[id] {
+					r.v1[id] = true
+					entry.WithField("secret", sec.Name).Warnf("rotation: %v; until then, docker service update --force %s gives its tasks the current value", v.err, svc.Name)
+				}
+			case v.err != nil:
+				entry.WithField("secret", sec.Name).Errorf("rotation: cannot read the secret's version: %v", v.err)
 			}
-		case v.err != nil:
-			entry.WithField("secret", sec.Name).Errorf("rotation: cannot read the secret's version: %v", v.err)
-		case !v.Created.After(svc.Oldest):
-		case v.Number == 0:
-			why = append(why, fmt.Sprintf("secret %s changed in Vault (no versions: told by its hash), seen %s", sec.Name, v.Created.UTC().Format(time.RFC3339)))
-			changed = append(changed, sec.Labels)
-		default:
+			continue
+		}
+		created, change := r.written(scope, v.Version)
+		rolledKey := svc.ID + "\x00" + scope
+		if !created.After(svc.Oldest) || r.rolled[rolledKey] == change {
+			continue
+		}
+		marks = append(marks, rolledKey, change)
+		changed = append(changed, sec.Labels)
+		if v.Number == 0 {
+			why = append(why, fmt.Sprintf("secret %s changed in Vault (no versions: told by its hash), seen %s", sec.Name, created.UTC().Format(time.RFC3339)))
+		} else {
 			why = append(why, fmt.Sprintf("secret %s has version %d, written %s", sec.Name, v.Number, v.Created.UTC().Format(time.RFC3339)))
-			changed = append(changed, sec.Labels)
 		}
 	}
 	if len(why) == 0 {
@@ -205,18 +226,52 @@ func (r *Rotator) check(ctx context.Context, svc swarm.Service, secrets map[stri
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
-	r.rollouts.roll(cctx, svc.ID, svc.Name, strings.Join(why, "; "))
+	if r.rollouts.roll(cctx, svc.ID, svc.Name, strings.Join(why, "; ")) {
+		for i := 0; i < len(marks); i += 2 {
+			r.rolled[marks[i]] = marks[i+1]
+		}
+	}
+}
+
+// written tells when the leader takes a scope's current version to have
+// been written, on its own clock, which is the clock of the tasks' creation
+// times (the leader's engine sets them): a version first seen during this
+// term was written at most as long ago as the round before; one there at
+// the term's start has only Vault's created_time, taken as it is but never
+// later than now, so that a Vault clock ahead of the leader's does not roll
+// the new tasks again. change names the version, for rolled.
+func (r *Rotator) written(scope string, v provider.Version) (at time.Time, change string) {
+	if v.Number == 0 {
+		// A hash's change time is the leader's already (unversioned.go).
+		return v.Created, "changed " + v.Created.UTC().Format(time.RFC3339Nano)
+	}
+	change = "version " + strconv.Itoa(v.Number)
+	now := r.now()
+	last, ok := r.versions[scope]
+	switch {
+	case ok && last.number == v.Number:
+		return last.at, change
+	case ok:
+		at = now
+	default:
+		at = v.Created
+		if at.After(now) {
+			at = now
+		}
+	}
+	r.versions[scope] = seenVersion{number: v.Number, at: at}
+	return at, change
 }
 
 // version reads req's current version, or finds it in read: one Vault read
 // per scope and round, however many services share it.
-func (r *Rotator) version(ctx context.Context, req provider.Request, read map[string]version) version {
+func (r *Rotator) version(ctx context.Context, req provider.Request, read map[string]version) (version, string) {
 	scope, err := r.vault.ReadScope(req)
 	if err != nil {
-		return version{err: err}
+		return version{err: err}, ""
 	}
 	if v, ok := read[scope]; ok {
-		return v
+		return v, scope
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
@@ -232,12 +287,12 @@ func (r *Rotator) version(ctx context.Context, req provider.Request, read map[st
 			v.Version, v.err = r.unversioned(cctx, req, scope)
 		}
 		read[scope] = v
-		return v
+		return v, scope
 	}
 	v.Version, v.err = r.vault.CurrentVersion(cctx, req)
 	if errors.Is(v.err, provider.ErrNotVersioned) {
 		v.Version, v.err = r.unversioned(cctx, req, scope)
 	}
 	read[scope] = v
-	return v
+	return v, scope
 }

@@ -18,21 +18,19 @@ import (
 )
 
 type rotationSwarm struct {
-	leader   bool
 	secrets  []swarm.Secret
 	services []swarm.Service
 	forced   []string
 }
 
-func (f *rotationSwarm) IsLeader(context.Context) (bool, error)     { return f.leader, nil }
 func (f *rotationSwarm) PluginName(context.Context) (string, error) { return "vault:latest", nil }
 func (f *rotationSwarm) ForceUpdate(_ context.Context, id string) error {
 	f.forced = append(f.forced, id)
 	return nil
 }
-func (f *rotationSwarm) RotatingSecrets(_ context.Context, plugin, label string) ([]swarm.Secret, error) {
-	if plugin != "vault:latest" || label != "vault.rotate" {
-		return nil, fmt.Errorf("asked for %s %s", plugin, label)
+func (f *rotationSwarm) RotatingSecrets(_ context.Context, plugin string, labels ...string) ([]swarm.Secret, error) {
+	if plugin != "vault:latest" || !slices.Contains(labels, "vault.rotate") {
+		return nil, fmt.Errorf("asked for %s %v", plugin, labels)
 	}
 	return f.secrets, nil
 }
@@ -102,7 +100,6 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	kv := map[string]string{"vault.path": "secret/app", "vault.rotate": "true"}
 	sw := &rotationSwarm{
-		leader: true,
 		secrets: []swarm.Secret{{ID: "s-db", Name: "db", Labels: kv}, {ID: "s-api", Name: "api", Labels: kv}, {ID: "s-v1", Name: "v1", Labels: kv},
 			// Credentials: the Loop's, never read here.
 			{ID: "s-pg", Name: "pg", Labels: map[string]string{"vault.type": "read", "vault.path": "database/creds/app", "vault.rotate": "true"}}},
@@ -126,9 +123,10 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	var logs bytes.Buffer
 	log := logrus.New()
 	log.SetOutput(&logs)
-	r := NewRotator(sw, vs, log)
 	obs := &observer{}
-	r.Observe(obs)
+	rollouts := NewRollouts(sw, log)
+	rollouts.Observer = obs
+	r := NewRotator(sw, vs, rollouts, log)
 	for round := range 2 {
 		if err := r.Round(context.Background()); err != nil {
 			t.Fatal(err)
@@ -169,15 +167,6 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	}
 	if fmt.Sprint(obs.rollouts) != "[started started rollout_failed]" {
 		t.Errorf("rollouts observed: %v, want two started and one failed rollout", obs.rollouts)
-	}
-	if fmt.Sprint(obs.leading) != "[true true]" {
-		t.Errorf("leadership observed: %v", obs.leading)
-	}
-	// Not the leader: nothing read, nothing rolled.
-	sw.leader, sw.forced, vs.reads = false, nil, 0
-	sw.services[2].Oldest = t0
-	if err := r.Round(context.Background()); err != nil || len(sw.forced) != 0 || vs.reads != 0 {
-		t.Errorf("a manager that does not lead: forced %v, %d reads, %v", sw.forced, vs.reads, err)
 	}
 }
 

@@ -150,27 +150,60 @@ func (s *Store) where(ctx context.Context) (kvPath, error) {
 	return p, nil
 }
 
-// Put writes r.
+// ErrRecorded is Put's answer for a task and secret that have a record
+// already: another leader issued credentials for them (a re-fetch it
+// served while this one did too, as leadership moved).
+var ErrRecorded = errors.New("a record of the task's credentials for this secret exists already")
+
+// Put writes r, on KV v2 only if no record of its task and secret exists
+// (check-and-set 0): of two managers that served one task as leadership
+// moved, one records its credentials and the other is told (ErrRecorded),
+// so that no credential goes unrecorded. KV v1 has no check-and-set: there
+// the last write wins.
 func (s *Store) Put(ctx context.Context, r Record) error {
-	return s.write(ctx, r.Key(), r.data())
+	return s.write(ctx, r.Key(), r.data(), true)
 }
 
-// write writes the entry name under STATE_PATH.
-func (s *Store) write(ctx context.Context, name string, data map[string]any) error {
+// write writes the entry name under STATE_PATH; create: only if it does
+// not exist (KV v2).
+func (s *Store) write(ctx context.Context, name string, data map[string]any, create bool) error {
 	p, err := s.where(ctx)
 	if err != nil {
 		return err
 	}
 	name = p.rel + "/" + name
 	if p.version == 2 {
-		_, err = s.vault.KVv2(p.mount).Put(ctx, name, data)
+		var opts []api.KVOption
+		if create {
+			opts = append(opts, api.WithCheckAndSet(0))
+		}
+		_, err = s.vault.KVv2(p.mount).Put(ctx, name, data, opts...)
 	} else {
 		err = s.vault.KVv1(p.mount).Put(ctx, name, data)
+	}
+	if create && casFailed(err) {
+		return ErrRecorded
 	}
 	if err != nil {
 		return s.failed("write", err)
 	}
 	return nil
+}
+
+// casFailed tells a check-and-set that found the entry there: Vault
+// answers 400, "check-and-set parameter did not match the current
+// version".
+func casFailed(err error) bool {
+	var re *api.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
+		return false
+	}
+	for _, e := range re.Errors {
+		if strings.Contains(e, "check-and-set") {
+			return true
+		}
+	}
+	return false
 }
 
 // read reads the entry name under STATE_PATH: nil when there is none.
@@ -212,12 +245,18 @@ func (s *Store) Get(ctx context.Context, taskID, secret string) (r Record, found
 	return r, true, nil
 }
 
-// List reads every record. Entries that are not records are reported in
-// bad, by name, and left alone: STATE_PATH may be shared by mistake.
-func (s *Store) List(ctx context.Context) (records []Record, bad []string, err error) {
+// splitKey is key's inverse: ok is false for a name that is no record's.
+func splitKey(name string) (taskID, secret string, ok bool) {
+	taskID, secret, ok = strings.Cut(name, ".")
+	return taskID, secret, ok && taskID != "" && secret != "" && !strings.HasSuffix(name, "/")
+}
+
+// Names lists the entries under STATE_PATH that may be records: all but
+// what rotation keeps there.
+func (s *Store) Names(ctx context.Context) ([]string, error) {
 	p, err := s.where(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	dir := p.mount + "/" + p.rel
 	if p.version == 2 {
@@ -225,19 +264,31 @@ func (s *Store) List(ctx context.Context) (records []Record, bad []string, err e
 	}
 	sec, err := s.vault.Logical().ListWithContext(ctx, dir)
 	if err != nil {
-		return nil, nil, s.failed("list", err)
+		return nil, s.failed("list", err)
 	}
 	if sec == nil || sec.Data == nil {
-		return nil, nil, nil
+		return nil, nil
 	}
 	keys, _ := sec.Data["keys"].([]any)
+	names := make([]string, 0, len(keys))
 	for _, k := range keys {
-		name, _ := k.(string)
-		if name == rotationDir {
-			continue // what rotation keeps of KV v1 secrets
+		if name, _ := k.(string); name != rotationDir {
+			names = append(names, name)
 		}
-		taskID, secret, ok := strings.Cut(name, ".")
-		if !ok || strings.HasSuffix(name, "/") {
+	}
+	return names, nil
+}
+
+// List reads every record. Entries that are not records are reported in
+// bad, by name, and left alone: STATE_PATH may be shared by mistake.
+func (s *Store) List(ctx context.Context) (records []Record, bad []string, err error) {
+	names, err := s.Names(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, name := range names {
+		taskID, secret, ok := splitKey(name)
+		if !ok {
 			bad = append(bad, name)
 			continue
 		}
@@ -299,6 +350,9 @@ func (s *Store) Check(ctx context.Context) error {
 			{p.mount + "/" + p.rel + "/", []string{"list"}},
 		}
 	}
+	// A record read from STATE_PATH is acted on once the token's metadata
+	// names its task (Loop.verify).
+	needs = append(needs, need{"auth/token/lookup-accessor", []string{"update"}})
 	var missing []string
 	for _, n := range needs {
 		have, err := s.vault.Sys().CapabilitiesSelfWithContext(ctx, n.path)
@@ -310,7 +364,7 @@ func (s *Store) Check(ctx context.Context) error {
 		}
 		for _, c := range n.caps {
 			if !slices.Contains(have, c) {
-				missing = append(missing, fmt.Sprintf("%s on %s", c, strings.TrimSuffix(n.path, "x")+"*"))
+				missing = append(missing, fmt.Sprintf("%s on %s", c, shown(n.path)))
 			}
 		}
 	}
@@ -318,6 +372,15 @@ func (s *Store) Check(ctx context.Context) error {
 		return fmt.Errorf("STATE_PATH=%s: the plugin's token lacks %s; add them to its policy (the README lists the lifecycle's paths)", s.path, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// shown is a path Check asked about as a policy names it: a probe entry
+// (.../x) or a directory stands for everything under it.
+func shown(path string) string {
+	if strings.HasSuffix(path, "/") || strings.HasSuffix(path, "/x") {
+		return strings.TrimSuffix(path, "x") + "*"
+	}
+	return path
 }
 
 func (s *Store) failed(op string, err error) error {

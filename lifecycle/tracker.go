@@ -1,17 +1,11 @@
-// Package lifecycle gives a task's credentials the task's life: the leader's
-// plugin renews them while the task runs and revokes them when it ends.
-//
-// The engine calls the plugin only when a task is assigned, so the plugin
-// learns the rest from the Docker API of its own manager (package swarm). It
-// records what it issued — token accessors and lease IDs, never a token or
-// value — in Vault under STATE_PATH, so that whichever manager leads next can
-// carry on. The request path tells it what it issued through
-// provider.Tracker; the Loop does the rest, on the leader only.
 package lifecycle
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,19 +20,49 @@ type TaskSource interface {
 	Task(ctx context.Context, id string) (state swarm.TaskState, found bool, err error)
 }
 
+// Records is where the records are kept (STATE_PATH); *Store implements
+// it.
+type Records interface {
+	// Path names the place, for log lines.
+	Path() string
+	// Check says what the plugin's token lacks to keep records there.
+	Check(ctx context.Context) error
+	// Names lists the entries that may be records: each names a task and
+	// a secret.
+	Names(ctx context.Context) ([]string, error)
+	Get(ctx context.Context, taskID, secret string) (r Record, found bool, err error)
+	Put(ctx context.Context, r Record) error
+	Delete(ctx context.Context, taskID, secret string) error
+}
+
 // Tracker implements provider.Tracker: it refuses repeated fetches and
-// records issued credentials, in Vault and in memory for the Loop.
+// records issued credentials, in Vault and in memory for the Loop. It owns
+// the consistency of the two: what this process issued is held from the
+// moment it is issued, and what any leader recorded is held from the
+// round after its record is written.
 type Tracker struct {
 	tasks TaskSource
-	store *Store
+	store Records // nil without STATE_PATH
 	log   logrus.FieldLogger
 	now   func() time.Time
 
 	mu   sync.Mutex
 	held map[string]*held
-	// complete: held has every record of STATE_PATH (the Loop loaded them
-	// in this leadership term), so Admit need not ask Vault.
+	// dups are credentials held in memory only: a second credential for a
+	// task and secret whose record another request wrote first (a re-fetch
+	// served when neither the engine nor STATE_PATH could tell). Both are
+	// renewed and revoked; the dup only while this manager leads.
+	dups map[*held]bool
+	// seq numbers what is held in the order it came: the Loop acts only on
+	// what was held before it listed the swarm's tasks.
+	seq uint64
+	// complete: held has every record STATE_PATH had at the last load of
+	// this term, so Admit need not ask Vault.
 	complete bool
+	// skipped are the entries of STATE_PATH not read again at each load:
+	// entries that are no records, and records whose token belongs to
+	// another task (a forged or stale entry), each reported once.
+	skipped map[string]bool
 	// fresh holds, for admitFresh, the tasks the engine said had not
 	// started, and until when that answer stands.
 	fresh map[string]time.Time
@@ -59,8 +83,17 @@ const maxFresh = 4096
 // and lease expire, as of their last renewal.
 type held struct {
 	Record
+	// seq is when it came to be held (Tracker.seq).
+	seq uint64
+	// verified: the token is known to be the record's task's. What this
+	// process issued is; a record read from STATE_PATH is once Vault's
+	// lookup of the accessor names its task.
+	verified bool
+	// unrecorded: its write to STATE_PATH failed; the Loop writes it again
+	// (guarded by the Tracker's mu: the request path sets it).
+	unrecorded bool
 	// tokenUntil and leaseUntil are zero when unknown (a record another
-	// leader wrote): the next round renews, and learns them.
+	// leader wrote): the next round learns them.
 	tokenUntil, leaseUntil time.Time
 	// capped: a renewal no longer moves the end (a max TTL), so renewing
 	// again would change nothing; warned: that end was logged.
@@ -74,10 +107,10 @@ type held struct {
 // ending tells when the credentials end for good, if that is in sight: a
 // token or lease that renewals no longer extend, or a lease Vault does not
 // renew, within the margin the Loop renews in.
-func (h *held) ending(margin func(until time.Time, ttl time.Duration) bool) (end time.Time, ok bool) {
+func (h *held) ending(now time.Time, margin func(until time.Time, ttl time.Duration) bool) (end time.Time, ok bool) {
 	take := func(t time.Time) {
 		if t.IsZero() {
-			t = time.Now() // a lease Vault no longer knows
+			t = now // a lease Vault no longer knows
 		}
 		if !ok || t.Before(end) {
 			end, ok = t, true
@@ -101,10 +134,11 @@ func (h *held) ending(margin func(until time.Time, ttl time.Duration) bool) (end
 	return end, ok
 }
 
-// NewTracker returns a Tracker. Without a store (STATE_PATH unset) it only
-// refuses repeated fetches for tasks that have started.
-func NewTracker(tasks TaskSource, store *Store, log logrus.FieldLogger) *Tracker {
-	return &Tracker{tasks: tasks, store: store, log: log, now: time.Now, held: map[string]*held{}, fresh: map[string]time.Time{}}
+// NewTracker returns a Tracker. Without a store (STATE_PATH unset: pass
+// nil) it only refuses repeated fetches for tasks that have started.
+func NewTracker(tasks TaskSource, store Records, log logrus.FieldLogger) *Tracker {
+	return &Tracker{tasks: tasks, store: store, log: log, now: time.Now,
+		held: map[string]*held{}, dups: map[*held]bool{}, skipped: map[string]bool{}, fresh: map[string]time.Time{}}
 }
 
 // Admit refuses a request for a task that holds the secret already: one
@@ -115,9 +149,15 @@ func NewTracker(tasks TaskSource, store *Store, log logrus.FieldLogger) *Tracker
 // When the Docker engine or Vault cannot tell, the request is served as a
 // first fetch: a credential too many is better than a task that cannot
 // start.
+//
+// Each of the two asks gets a third of the time the request has left, so
+// that an engine or a Vault that hangs rather than refuses leaves the
+// request the time to be served.
 func (t *Tracker) Admit(ctx context.Context, req provider.Request, credentials bool) error {
 	if !t.isFresh(req.TaskID) {
-		st, found, err := t.tasks.Task(ctx, req.TaskID)
+		actx, cancel := share(ctx)
+		st, found, err := t.tasks.Task(actx, req.TaskID)
+		cancel()
 		switch {
 		case err != nil:
 			t.log.WithField("task_id", req.TaskID).Warnf("cannot tell whether the task holds its secrets already, so serving it as a first fetch: %v", err)
@@ -137,8 +177,11 @@ func (t *Tracker) Admit(ctx context.Context, req provider.Request, credentials b
 	if !mine && !complete {
 		// Before the Loop has read STATE_PATH (a new leader's first
 		// interval), another leader's records are only in Vault.
+		actx, cancel := share(ctx)
 		var err error
-		if _, mine, err = t.store.Get(ctx, req.TaskID, req.SecretName); err != nil {
+		_, mine, err = t.store.Get(actx, req.TaskID, req.SecretName)
+		cancel()
+		if err != nil {
 			t.log.WithField("task_id", req.TaskID).Warnf("cannot tell whether the task was issued credentials already, so serving it as a first fetch: %v", err)
 			return nil
 		}
@@ -147,6 +190,15 @@ func (t *Tracker) Admit(ctx context.Context, req provider.Request, credentials b
 		return fmt.Errorf("%w: task %s was issued credentials for it before (STATE_PATH) and has not started; swarm replaces it with a new task", provider.ErrRefetch, req.TaskID)
 	}
 	return nil
+}
+
+// share is a third of what is left of ctx's deadline, if it has one.
+func share(ctx context.Context) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, time.Until(deadline)/3)
 }
 
 func (t *Tracker) isFresh(taskID string) bool {
@@ -182,51 +234,192 @@ func (t *Tracker) Issued(ctx context.Context, req provider.Request, c provider.C
 	}
 	now := t.now()
 	r := Record{TaskID: req.TaskID, Secret: req.SecretName, ServiceID: req.ServiceID, ServiceName: req.ServiceName, Credentials: c, Issued: now}
-	h := &held{Record: r, tokenUntil: now.Add(c.TokenTTL)}
+	h := &held{Record: r, verified: true, tokenUntil: now.Add(c.TokenTTL)}
 	if c.LeaseID != "" {
 		h.leaseUntil = now.Add(c.LeaseTTL)
 	}
-	t.mu.Lock()
-	t.held[r.Key()] = h
-	t.mu.Unlock()
-	return t.store.Put(ctx, r)
+	if !t.hold(h) {
+		return fmt.Errorf("%w: task %s was issued credentials for it by a request this one crossed; swarm replaces it with a new task", provider.ErrRefetch, req.TaskID)
+	}
+	err := t.store.Put(ctx, r)
+	switch {
+	case errors.Is(err, ErrRecorded):
+		// Another request for this task recorded its credentials first
+		// (another manager served it too as leadership moved): these are
+		// the request's to revoke, and the task's to fail (swarm
+		// replaces it).
+		t.remove(h)
+		return fmt.Errorf("%w: task %s was issued credentials for it by a request this one crossed (STATE_PATH); swarm replaces it with a new task", provider.ErrRefetch, req.TaskID)
+	case err != nil:
+		// Held all the same: the Loop renews and revokes them while this
+		// manager leads, and writes the record again at its rounds.
+		t.mu.Lock()
+		h.unrecorded = true
+		t.mu.Unlock()
+		return fmt.Errorf("%w; it is written again at the next round of the task lifecycle", err)
+	}
+	return nil
 }
 
-// merge adds records read from STATE_PATH that this process does not hold;
-// held is then complete.
-func (t *Tracker) merge(records []Record) {
+// unrecorded is what is held but not written to STATE_PATH yet.
+func (t *Tracker) unrecorded() []*held {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, r := range records {
-		if _, ok := t.held[r.Key()]; !ok {
-			t.held[r.Key()] = &held{Record: r}
+	var out []*held
+	for _, h := range t.held {
+		if h.unrecorded {
+			out = append(out, h)
 		}
 	}
-	t.complete = true
+	slices.SortFunc(out, func(a, b *held) int { return cmp.Compare(a.seq, b.seq) })
+	return out
 }
 
-// forget drops what is held in memory: another manager leads, and what it
+// record writes h to STATE_PATH again. A record there already is another
+// request's credential for the same task and secret (a re-fetch served
+// when neither the engine nor STATE_PATH could tell): which of the two the
+// task holds, nobody can say, so both are renewed and revoked. The other
+// is read from STATE_PATH at the next load; h stays in memory only.
+func (t *Tracker) record(ctx context.Context, h *held) error {
+	err := t.store.Put(ctx, h.Record)
+	if err != nil && !errors.Is(err, ErrRecorded) {
+		return err
+	}
+	t.mu.Lock()
+	h.unrecorded = false
+	if err != nil && t.held[h.Key()] == h {
+		delete(t.held, h.Key())
+		t.dups[h] = true
+	}
+	t.mu.Unlock()
+	if err != nil {
+		t.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName}).
+			Warn("task lifecycle: the task was issued credentials for this secret twice (a repeated fetch that neither the engine nor STATE_PATH could tell): both are renewed and revoked, the second by this manager while it leads; it lives for its TTL after")
+	}
+	return nil
+}
+
+// recorded tells whether h is what STATE_PATH holds for its task and
+// secret (else a dup, kept in memory only).
+func (t *Tracker) recorded(h *held) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.dups[h]
+}
+
+// hold adds h, numbered after everything held before, unless its task
+// and secret are held already (ok false): one credential per record.
+func (t *Tracker) hold(h *held) (ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, held := t.held[h.Key()]; held {
+		return false
+	}
+	t.seq++
+	h.seq = t.seq
+	t.held[h.Key()] = h
+	return true
+}
+
+// load reads the records of STATE_PATH that are not held: those another
+// leader wrote, before this term or during it (an old leader's request
+// under way as leadership moved, or leadership gone and back between two
+// rounds). One list a round, and a read per entry not held. bad reports
+// the entries that are no records, once each.
+func (t *Tracker) load(ctx context.Context) (loaded int, bad []string, err error) {
+	names, err := t.store.Names(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, name := range names {
+		taskID, secret, ok := splitKey(name)
+		t.mu.Lock()
+		_, known := t.held[name]
+		known = known || t.skipped[name]
+		t.mu.Unlock()
+		switch {
+		case known:
+			continue
+		case !ok:
+			t.skip(name)
+			bad = append(bad, name)
+			continue
+		}
+		r, found, err := t.store.Get(ctx, taskID, secret)
+		if errors.Is(err, errNotRecord) {
+			t.skip(name)
+			bad = append(bad, name)
+			continue
+		}
+		if err != nil {
+			return loaded, bad, err
+		}
+		if !found {
+			continue // deleted since the list
+		}
+		if t.hold(&held{Record: r}) { // else issued here since the list
+			loaded++
+		}
+	}
+	t.mu.Lock()
+	t.complete = true
+	t.mu.Unlock()
+	return loaded, bad, nil
+}
+
+// skip leaves an entry of STATE_PATH alone for the rest of the process: it
+// is not read again at each load.
+func (t *Tracker) skip(name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.skipped[name] = true
+}
+
+// Forget drops what is held in memory: another manager leads, and what it
 // renews and revokes is read again from STATE_PATH if this one leads again.
-func (t *Tracker) forget() {
+func (t *Tracker) Forget() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	clear(t.held)
+	clear(t.dups)
 	t.complete = false
 }
 
-func (t *Tracker) remove(k string) {
+// remove drops h, if it is still what is held under its key.
+func (t *Tracker) remove(h *held) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.held, k)
+	if t.held[h.Key()] == h {
+		delete(t.held, h.Key())
+	}
+	delete(t.dups, h)
 }
 
-func (t *Tracker) snapshot() []*held {
+// mark is the number of the last thing held: snapshot(mark()) is what is
+// held now.
+func (t *Tracker) mark() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]*held, 0, len(t.held))
+	return t.seq
+}
+
+// snapshot is what was held up to mark upTo and still is, in the order
+// it came.
+func (t *Tracker) snapshot(upTo uint64) []*held {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*held, 0, len(t.held)+len(t.dups))
 	for _, h := range t.held {
-		out = append(out, h)
+		if h.seq <= upTo {
+			out = append(out, h)
+		}
 	}
+	for h := range t.dups {
+		if h.seq <= upTo {
+			out = append(out, h)
+		}
+	}
+	slices.SortFunc(out, func(a, b *held) int { return cmp.Compare(a.seq, b.seq) })
 	return out
 }
 
@@ -255,5 +448,5 @@ func (t *Tracker) StaticRead(secret string) bool {
 func (t *Tracker) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.held)
+	return len(t.held) + len(t.dups)
 }

@@ -92,7 +92,7 @@ func TestAdmitWithoutAStore(t *testing.T) {
 // and a lease Vault does not renew once within the renewal margin.
 func TestHeldEnding(t *testing.T) {
 	now := time.Now()
-	loop := &Loop{Interval: 30 * time.Second}
+	loop := &Loop{Interval: 30 * time.Second, now: func() time.Time { return now }}
 	lease := func(renewable bool, issued time.Time) *held {
 		return &held{Record: Record{Issued: issued, Credentials: provider.Credentials{LeaseID: "database/creds/app/x", LeaseTTL: 10 * time.Minute, LeaseRenewable: renewable}}}
 	}
@@ -107,7 +107,7 @@ func TestHeldEnding(t *testing.T) {
 		"a lease not renewed, ends later":    {h: lease(false, now)},
 		"a lease not renewed, within margin": {h: lease(false, now.Add(-9*time.Minute)), want: now.Add(time.Minute)},
 	} {
-		end, ok := c.h.ending(loop.due)
+		end, ok := c.h.ending(now, loop.due)
 		if ok != !c.want.IsZero() || !end.Equal(c.want) {
 			t.Errorf("%s: ending %v %v, want %v", name, end, ok, c.want)
 		}

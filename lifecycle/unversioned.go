@@ -75,7 +75,7 @@ func (r *Rotator) unversioned(ctx context.Context, req provider.Request, scope s
 	case !ok:
 		now = seen{fingerprint: fp} // first sight
 	case last.fingerprint != fp:
-		now = seen{fingerprint: fp, changed: time.Now()}
+		now = seen{fingerprint: fp, changed: r.now()}
 	}
 	if !ok || now != last {
 		changed := ""
@@ -83,7 +83,7 @@ func (r *Rotator) unversioned(ctx context.Context, req provider.Request, scope s
 			changed = now.changed.UTC().Format(time.RFC3339Nano)
 		}
 		plan, _ := provider.ParsePlan(req.SecretLabels)
-		if err := r.State.write(ctx, name, map[string]any{"path": plan.Path, "fingerprint": fp, "changed": changed}); err != nil {
+		if err := r.State.write(ctx, name, map[string]any{"path": plan.Path, "fingerprint": fp, "changed": changed}, false); err != nil {
 			return provider.Version{}, err
 		}
 	}
@@ -109,7 +109,7 @@ func (r *Rotator) fingerprintKey(ctx context.Context) ([]byte, error) {
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	if err := r.State.write(ctx, rotationDir+"key", map[string]any{"key": base64.StdEncoding.EncodeToString(key)}); err != nil {
+	if err := r.State.write(ctx, rotationDir+"key", map[string]any{"key": base64.StdEncoding.EncodeToString(key)}, false); err != nil {
 		return nil, err
 	}
 	r.key = key

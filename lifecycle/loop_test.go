@@ -1,0 +1,419 @@
+package lifecycle
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	swarmtypes "github.com/docker/docker/api/types/swarm"
+	"github.com/docker/go-plugins-helpers/secrets"
+	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/provider"
+	"github.com/swarmvault/swarmvault/swarm"
+)
+
+// scripted is a world without random events: each test says what happens.
+func scripted(t *testing.T) (*world, *bytes.Buffer) {
+	t.Helper()
+	w := newWorld(1)
+	w.hooked = true // no event from inside a call
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	for _, p := range w.procs {
+		p.tracker.log, p.loop.log, p.rollouts.log, p.rot.log, p.watcher.log = log, log, log, log, log
+	}
+	t.Cleanup(func() {
+		if len(w.violations) > 0 {
+			t.Errorf("promises broken:\n%s", w.failures())
+		}
+	})
+	return w, &logs
+}
+
+// lead makes manager i lead, and its watcher see it.
+func (w *world) lead(i int) *proc {
+	w.leader = i
+	for _, p := range w.procs {
+		p.term = p.watcher.poll(context.Background(), p.term)
+	}
+	return w.procs[i]
+}
+
+// serve starts a task of service on the leader and records its credential
+// at once; it returns the task and the credential's accessor.
+func (w *world) serve(t *testing.T, service string) (*wtask, string) {
+	t.Helper()
+	before := w.seq
+	w.startTaskOf(service)
+	task := w.tasks[taskName(before+1)]
+	for i := 0; i < len(w.pending); {
+		if strings.Contains(w.pending[i].what, "records") {
+			w.run(i)
+			continue
+		}
+		i++
+	}
+	return task, accessorOf(w, task.id)
+}
+
+func taskName(n int) string { return fmt.Sprintf("t%04d", n) }
+
+func accessorOf(w *world, task string) string {
+	for a, tok := range w.tokens {
+		if tok.task == task {
+			return a
+		}
+	}
+	return ""
+}
+
+// Item 1: a task created after Docker built the task list, and served
+// before the round looked at what it holds, is not in the list: its
+// credential must not be taken for a task gone from the swarm.
+func TestATaskStartedDuringTheListKeepsItsCredentials(t *testing.T) {
+	w, _ := scripted(t)
+	p := w.lead(0)
+	var started *wtask
+	w.duringList = func() { started, _ = w.serve(t, "s1") }
+	if err := p.loop.Round(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a := accessorOf(w, started.id)
+	if w.tokens[a].revoked {
+		t.Fatalf("the credential of task %s, started during the list, was revoked", started.id)
+	}
+	// The next round, which lists it, keeps it too; once it ends, it goes.
+	w.now = w.now.Add(w.interval)
+	if err := p.loop.Round(context.Background()); err != nil || w.tokens[a].revoked {
+		t.Fatalf("next round: %v, revoked %v", err, w.tokens[a].revoked)
+	}
+	started.state = swarmtypes.TaskStateComplete
+	if err := p.loop.Round(context.Background()); err != nil || !w.tokens[a].revoked {
+		t.Fatalf("after its end: %v, revoked %v", err, w.tokens[a].revoked)
+	}
+}
+
+// Item 2: records another manager writes while this one leads (a request
+// of the old leader still under way, or leadership gone and back between
+// two rounds, A→B→A) are renewed and revoked from the next round on.
+func TestRecordsAnotherLeaderWritesArePickedUpAtTheNextRound(t *testing.T) {
+	w, _ := scripted(t)
+	a := w.lead(0)
+	if err := a.loop.Round(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// B leads for a moment and serves a task; A's watcher never sees it.
+	w.leader = 1
+	task, acc := w.serve(t, "s1")
+	w.leader = 0
+	if _, ok := a.tracker.held[key(task.id, "db")]; ok {
+		t.Fatal("A holds B's record before any round")
+	}
+	task.state = swarmtypes.TaskStateRunning
+	if err := a.loop.Round(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := a.tracker.held[key(task.id, "db")]; !ok || h.Accessor != acc || !h.verified {
+		t.Fatalf("after a round, A holds %+v", h)
+	}
+	task.state = swarmtypes.TaskStateFailed
+	if err := a.loop.Round(context.Background()); err != nil || !w.tokens[acc].revoked {
+		t.Fatalf("B's credential of an ended task: %v, revoked %v", err, w.tokens[acc].revoked)
+	}
+}
+
+// Item 3: the loop (credentials near their max TTL) and the rotator (a new
+// KV version) both want service s2 rolled in one round: one forced update.
+// Swarm clears the update status of a service it is asked to update, so
+// until its updater starts the service looks settled.
+func TestTheLoopAndTheRotatorRollAServiceOnce(t *testing.T) {
+	w, _ := scripted(t)
+	p := w.lead(0)
+	task, _ := w.serve(t, "s2") // vault.rotate credentials, max TTL 16 intervals
+	task.state = swarmtypes.TaskStateRunning
+	// Renewed each round until the max TTL is in sight: the loop rolls s2.
+	for range 16 {
+		w.now = w.now.Add(w.interval)
+		if err := p.loop.Round(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if w.forced > 0 {
+			break
+		}
+	}
+	if w.forced != 1 {
+		t.Fatalf("the loop forced s2 %d times, want 1", w.forced)
+	}
+	// A new KV version, a moment later, before swarm starts the update.
+	w.kv = provider.Version{Number: 2, Created: w.now}
+	w.now = w.now.Add(time.Second)
+	if err := p.rot.Round(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.forced != 1 {
+		t.Errorf("%d forced updates of s2, want 1", w.forced)
+	}
+}
+
+// Docker down: nothing is revoked, but what is due is renewed.
+func TestRenewalsGoOnWhileDockerIsDown(t *testing.T) {
+	w, _ := scripted(t)
+	p := w.lead(0)
+	task, acc := w.serve(t, "s1")
+	task.state = swarmtypes.TaskStateRunning
+	until := w.tokens[acc].expires
+	w.now = w.now.Add(7 * w.interval)
+	w.dockerDown = w.now.Add(time.Hour)
+	if err := p.loop.Round(context.Background()); err == nil || !w.tokens[acc].expires.After(until) || w.tokens[acc].revoked {
+		t.Errorf("a round with Docker down: %v, renewed %v, revoked %v", err, w.tokens[acc].expires.After(until), w.tokens[acc].revoked)
+	}
+}
+
+// Item 4: KV v2 rotation takes a version's time on the leader's clock
+// (which stamps the tasks), not Vault's created_time alone.
+func TestRotationComparesOnTheLeadersClock(t *testing.T) {
+	t.Run("Vault ahead: the new tasks are not rolled again", func(t *testing.T) {
+		w, _ := scripted(t)
+		p := w.lead(0)
+		task, _ := w.serve(t, "s2")
+		task.state = swarmtypes.TaskStateRunning
+		w.now = w.now.Add(time.Minute)
+		w.kv = provider.Version{Number: 2, Created: w.now.Add(10 * time.Minute)} // Vault's clock 10m ahead
+		if err := p.rot.Round(context.Background()); err != nil || w.forced != 1 {
+			t.Fatalf("round 1: %v, %d forced", err, w.forced)
+		}
+		w.runAll()
+		w.now = w.now.Add(time.Minute)
+		if err := p.rot.Round(context.Background()); err != nil || w.forced != 1 {
+			t.Fatalf("the rolled tasks, newer than the version on the leader's clock, were rolled again: %v, %d forced", err, w.forced)
+		}
+	})
+	t.Run("Vault behind: a version written after the tasks is rolled", func(t *testing.T) {
+		w, _ := scripted(t)
+		p := w.lead(0)
+		w.kv = provider.Version{Number: 1, Created: w.now.Add(-time.Hour)}
+		task, _ := w.serve(t, "s2") // holds version 1
+		task.state = swarmtypes.TaskStateRunning
+		w.now = w.now.Add(time.Minute)
+		if err := p.rot.Round(context.Background()); err != nil || w.forced != 0 {
+			t.Fatalf("round 1: %v, %d forced", err, w.forced)
+		}
+		w.now = w.now.Add(time.Minute)
+		// Written now, stamped by a Vault clock 10m behind: before the task.
+		w.kv = provider.Version{Number: 2, Created: w.now.Add(-10 * time.Minute)}
+		if err := p.rot.Round(context.Background()); err != nil || w.forced != 1 {
+			t.Fatalf("a new version stamped before the task by a Vault clock behind: %v, %d forced, want 1", err, w.forced)
+		}
+	})
+}
+
+// runAll runs every pending event, and those they add.
+func (w *world) runAll() {
+	for len(w.pending) > 0 {
+		w.run(0)
+	}
+}
+
+// hangingTasks is an engine that hangs until the caller gives up.
+type hangingTasks struct{}
+
+func (hangingTasks) Task(ctx context.Context, _ string) (swarm.TaskState, bool, error) {
+	<-ctx.Done()
+	return swarm.TaskState{}, false, ctx.Err()
+}
+
+// Item 5: an engine that hangs rather than refuses takes a third of the
+// request's time, not all of it: the request still has the time to be
+// served (as a first fetch).
+func TestAdmitLeavesTheRequestTimeWhenDockerHangs(t *testing.T) {
+	log := logrus.New()
+	log.SetOutput(&bytes.Buffer{})
+	tr := NewTracker(hangingTasks{}, nil, log)
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	req := provider.Request{Request: secrets.Request{TaskID: "t", SecretName: "s"}}
+	if err := tr.Admit(ctx, req, false); err != nil {
+		t.Fatal(err)
+	}
+	deadline, _ := ctx.Deadline()
+	if ctx.Err() != nil || time.Until(deadline) < 300*time.Millisecond {
+		t.Errorf("Admit with a hanging engine left %v of the request's 600ms", time.Until(deadline).Round(time.Millisecond))
+	}
+}
+
+// failingCheck is a STATE_PATH whose Check says what the token lacks.
+type failingCheck struct {
+	worldStore
+	checks atomic.Int32
+}
+
+func (f *failingCheck) Check(context.Context) error {
+	f.checks.Add(1)
+	return errors.New("STATE_PATH=secret/state: the plugin's token lacks list on secret/metadata/state/*")
+}
+
+// Item 7: a failing STATE_PATH check is one line, however often it is
+// asked, and rounds renew meanwhile.
+func TestAFailingStoreCheckIsOneLineAndRenewalsGoOn(t *testing.T) {
+	w, logs := scripted(t)
+	p := w.lead(0)
+	store := &failingCheck{worldStore: worldStore{w}}
+	p.tracker.store = store
+	p.loop.Interval = time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.loop.CheckStore(ctx) }()
+	for store.checks.Load() < 5 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := strings.Count(logs.String(), "lacks list on"); n != 1 {
+		t.Errorf("%d log lines for %d failed checks, want 1:\n%s", n, store.checks.Load(), logs)
+	}
+	task, acc := w.serve(t, "s1")
+	task.state = swarmtypes.TaskStateRunning
+	until := w.tokens[acc].expires
+	w.now = w.now.Add(11 * w.interval)
+	if err := p.loop.Round(context.Background()); err != nil || !w.tokens[acc].expires.After(until) {
+		t.Errorf("a round with STATE_PATH's check failing: %v, renewed %v", err, w.tokens[acc].expires.After(until))
+	}
+}
+
+// blockingTerm returns a while after its term ends.
+type blockingTerm struct{ returned atomic.Bool }
+
+func (b *blockingTerm) Run(ctx context.Context) {
+	<-ctx.Done()
+	time.Sleep(50 * time.Millisecond)
+	b.returned.Store(true)
+}
+
+type leading bool
+
+func (l leading) IsLeader(context.Context) (bool, error) { return bool(l), nil }
+
+// Item 7: the watcher returns only once its terms have: main revokes the
+// plugin's token after it, so nothing of a term may still use it.
+func TestTheWatcherWaitsForItsTerms(t *testing.T) {
+	log := logrus.New()
+	log.SetOutput(&bytes.Buffer{})
+	term := &blockingTerm{}
+	w := NewWatcher(leading(true), log, term)
+	var ended atomic.Bool
+	w.Ended = func() { ended.Store(true) }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	time.Sleep(20 * time.Millisecond)
+	cancel()
+	<-done
+	if !term.returned.Load() || !ended.Load() {
+		t.Errorf("Run returned before its term (returned %v, ended %v)", term.returned.Load(), ended.Load())
+	}
+}
+
+// Item 11: a record whose accessor's token belongs to another task (a
+// forged or stale entry) is neither renewed nor revoked, is reported once,
+// and is not read again at every round.
+func TestARecordOfAnotherTasksTokenIsLeftAlone(t *testing.T) {
+	w, logs := scripted(t)
+	p := w.lead(0)
+	victim, acc := w.serve(t, "s1")
+	victim.state = swarmtypes.TaskStateRunning
+	w.records["t9999.db"] = Record{TaskID: "t9999", Secret: "db", ServiceID: "s1", ServiceName: "s1",
+		Credentials: provider.Credentials{Accessor: acc, TokenTTL: time.Minute}, Issued: w.now}
+	p.tracker.Forget() // as a new leader: everything is read from STATE_PATH
+	for range 3 {
+		if err := p.loop.Round(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.tokens[acc].revoked {
+		t.Fatal("a forged record made the plugin revoke a running task's token")
+	}
+	if n := strings.Count(logs.String(), "names a token that is not this task's"); n != 1 {
+		t.Errorf("%d warnings for the forged record, want 1:\n%s", n, logs)
+	}
+	if _, ok := w.records["t9999.db"]; !ok {
+		t.Error("the forged record was deleted: it is the operator's to look at")
+	}
+}
+
+// Two managers serve one task as leadership moves: the second record is
+// refused (check-and-set), and the request that made it revokes what it
+// minted. One whose write failed and that finds the other's record when
+// written again is held in memory beside it: both are revoked at the end.
+func TestOneRecordPerTaskAndSecret(t *testing.T) {
+	w, _ := scripted(t)
+	a := w.lead(0)
+	b := w.procs[1]
+	req := provider.Request{Request: secrets.Request{TaskID: "t0100", SecretName: "db", ServiceID: "s1", ServiceName: "s1"}}
+	w.tasks["t0100"] = &wtask{id: "t0100", service: "s1", state: swarmtypes.TaskStateRunning, desired: swarmtypes.TaskStateRunning, created: w.now}
+	for _, acc := range []string{"acc-a", "acc-b", "acc-c"} {
+		w.tokens[acc] = &wtoken{task: "t0100", expires: w.now.Add(time.Hour), max: w.now.Add(time.Hour)}
+		w.unsettled = append(w.unsettled, acc)
+	}
+	if err := a.tracker.Issued(context.Background(), req, provider.Credentials{Accessor: "acc-a", TokenTTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.tracker.Issued(context.Background(), req, provider.Credentials{Accessor: "acc-b", TokenTTL: time.Hour}); !errors.Is(err, provider.ErrRefetch) {
+		t.Errorf("a second record of one task and secret: %v, want a refusal", err)
+	}
+	if _, ok := b.tracker.held[key("t0100", "db")]; ok {
+		t.Error("the refused credential is held")
+	}
+	// A third, on B, whose write fails: held, written again at B's round.
+	delete(w.records, "t0100.db")
+	w.vaultDown = w.now.Add(time.Second)
+	if err := b.tracker.Issued(context.Background(), req, provider.Credentials{Accessor: "acc-c", TokenTTL: time.Hour}); err == nil || errors.Is(err, provider.ErrRefetch) {
+		t.Fatalf("Issued with Vault down: %v", err)
+	}
+	w.records["t0100.db"] = Record{TaskID: "t0100", Secret: "db", ServiceID: "s1", ServiceName: "s1",
+		Credentials: provider.Credentials{Accessor: "acc-a", TokenTTL: time.Hour}, Issued: w.now}
+	w.now = w.now.Add(2 * time.Second)
+	w.lead(1)
+	if err := b.loop.Round(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b.tracker.Len() != 2 {
+		t.Fatalf("B holds %d credentials of t0100, want both", b.tracker.Len())
+	}
+	w.tasks["t0100"].state = swarmtypes.TaskStateComplete
+	if err := b.loop.Round(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !w.tokens["acc-a"].revoked || !w.tokens["acc-c"].revoked || b.tracker.Len() != 0 {
+		t.Errorf("after the task ended: acc-a revoked %v, acc-c revoked %v, %d held", w.tokens["acc-a"].revoked, w.tokens["acc-c"].revoked, b.tracker.Len())
+	}
+}
+
+// A token found gone at revocation may have been revoked by another
+// manager, which deleted its record; a record written there since is
+// another credential's, and stays.
+func TestAGoneTokenDeletesOnlyItsOwnRecord(t *testing.T) {
+	w, _ := scripted(t)
+	p := w.lead(0)
+	task, acc := w.serve(t, "s1")
+	w.tokens[acc].revoked = true // by another manager, which deleted the record
+	w.tokens["acc-new"] = &wtoken{task: task.id, expires: w.now.Add(time.Hour), max: w.now.Add(time.Hour), recorded: true}
+	w.records[key(task.id, "db")] = Record{TaskID: task.id, Secret: "db", ServiceID: "s1", ServiceName: "s1",
+		Credentials: provider.Credentials{Accessor: "acc-new", TokenTTL: time.Hour}, Issued: w.now}
+	task.state = swarmtypes.TaskStateComplete
+	if err := p.loop.Round(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := w.records[key(task.id, "db")]; !ok || r.Accessor != "acc-new" {
+		t.Fatalf("the other credential's record: %+v %v", r, ok)
+	}
+	if err := p.loop.Round(context.Background()); err != nil || !w.tokens["acc-new"].revoked {
+		t.Errorf("the other credential of the ended task: %v, revoked %v", err, w.tokens["acc-new"].revoked)
+	}
+}

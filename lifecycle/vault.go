@@ -1,0 +1,141 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/swarmvault/swarmvault/provider"
+)
+
+// Credentials is what the Loop asks of Vault, by accessor and lease ID
+// (never a token), with the plugin's own token; *VaultCredentials
+// implements it.
+type Credentials interface {
+	// RenewToken extends a token by ttl and returns what Vault granted.
+	RenewToken(ctx context.Context, accessor string, ttl time.Duration) (time.Duration, error)
+	// RenewLease extends a lease by ttl and returns what Vault granted.
+	RenewLease(ctx context.Context, leaseID string, ttl time.Duration) (time.Duration, error)
+	// RevokeToken revokes a token, and with it its leases.
+	RevokeToken(ctx context.Context, accessor string) error
+	// LookupToken tells whose a token is (its metadata's task_id) and how
+	// long it has left.
+	LookupToken(ctx context.Context, accessor string) (TokenInfo, error)
+}
+
+// TokenInfo is what a lookup tells of a task token.
+type TokenInfo struct {
+	// TaskID is the task its metadata names.
+	TaskID string
+	// TTL is the time it has left.
+	TTL time.Duration
+}
+
+// The errors the Loop tells apart; others are retried at the next round.
+var (
+	// ErrTokenGone: Vault has no such token (it expired, or was revoked).
+	ErrTokenGone = errors.New("the token no longer exists in Vault")
+	// ErrLeaseNotRenewable: the lease is gone or cannot be renewed.
+	ErrLeaseNotRenewable = errors.New("the lease cannot be renewed")
+)
+
+// VaultCredentials does the Loop's Vault calls with the plugin's client.
+type VaultCredentials struct{ vault *api.Client }
+
+// NewVaultCredentials returns Credentials over client, which carries the
+// plugin's own token.
+func NewVaultCredentials(client *api.Client) *VaultCredentials {
+	return &VaultCredentials{vault: client}
+}
+
+// Ready tells whether the plugin holds a token yet (the first login may
+// not be done).
+func (v *VaultCredentials) Ready() bool { return v.vault.Token() != "" }
+
+func (v *VaultCredentials) RenewToken(ctx context.Context, accessor string, ttl time.Duration) (time.Duration, error) {
+	s, err := v.vault.Auth().Token().RenewAccessorWithContext(ctx, accessor, seconds(ttl))
+	if gone(err) {
+		return 0, ErrTokenGone
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cannot renew the token: %s", provider.ErrorText(err))
+	}
+	if s == nil || s.Auth == nil {
+		return 0, errors.New("Vault's answer to a token renewal has no auth")
+	}
+	return time.Duration(s.Auth.LeaseDuration) * time.Second, nil
+}
+
+func (v *VaultCredentials) RenewLease(ctx context.Context, leaseID string, ttl time.Duration) (time.Duration, error) {
+	s, err := v.vault.Sys().RenewWithContext(ctx, leaseID, seconds(ttl))
+	if isStatus(err, http.StatusBadRequest) {
+		return 0, fmt.Errorf("%w (%s)", ErrLeaseNotRenewable, provider.ErrorText(err))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cannot renew the lease: %s", provider.ErrorText(err))
+	}
+	if s == nil {
+		return 0, errors.New("Vault's answer to a lease renewal is empty")
+	}
+	return time.Duration(s.LeaseDuration) * time.Second, nil
+}
+
+func (v *VaultCredentials) RevokeToken(ctx context.Context, accessor string) error {
+	err := v.vault.Auth().Token().RevokeAccessorWithContext(ctx, accessor)
+	if gone(err) {
+		return ErrTokenGone
+	}
+	if err != nil {
+		return fmt.Errorf("cannot revoke the token: %s", provider.ErrorText(err))
+	}
+	return nil
+}
+
+func (v *VaultCredentials) LookupToken(ctx context.Context, accessor string) (TokenInfo, error) {
+	s, err := v.vault.Auth().Token().LookupAccessorWithContext(ctx, accessor)
+	if gone(err) {
+		return TokenInfo{}, ErrTokenGone
+	}
+	if isStatus(err, http.StatusForbidden) {
+		return TokenInfo{}, errors.New("the plugin's token may not look up task tokens: grant its policy update on auth/token/lookup-accessor (the README lists the lifecycle's paths)")
+	}
+	if err != nil {
+		return TokenInfo{}, fmt.Errorf("cannot look up the token: %s", provider.ErrorText(err))
+	}
+	if s == nil || s.Data == nil {
+		return TokenInfo{}, errors.New("Vault's answer to a token lookup has no data")
+	}
+	var info TokenInfo
+	if meta, ok := s.Data["meta"].(map[string]any); ok {
+		info.TaskID, _ = meta["task_id"].(string)
+	}
+	if n, ok := s.Data["ttl"].(json.Number); ok {
+		secs, _ := n.Int64()
+		info.TTL = time.Duration(secs) * time.Second
+	}
+	return info, nil
+}
+
+// gone tells a token Vault no longer has (expired, revoked) from a failed
+// call: renew-accessor, revoke-accessor and lookup-accessor answer 400 for
+// an unknown accessor.
+func gone(err error) bool {
+	var re *api.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
+		return false
+	}
+	for _, e := range re.Errors {
+		if strings.Contains(e, "invalid accessor") || strings.Contains(e, "not found") {
+			return true
+		}
+	}
+	return false
+}
+
+func seconds(d time.Duration) int { return int(d / time.Second) }
