@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -209,7 +210,6 @@ func leaderSide(ctx context.Context, cfg config, engine *swarm.Engine, rollouts 
 		// tasks' records tell static reads from credentials.
 		rot.State, rot.Reads = lifecycle.NewStore(client, cfg.StatePath), t
 		terms = append(terms, loop)
-		go loop.CheckStore(ctx)
 	}
 	w := lifecycle.NewWatcher(engine, log, terms...)
 	w.Poll, w.Timeout = min(lifecycle.DefaultLeaderPoll, cfg.LifecycleInterval), cfg.Timeout
@@ -225,7 +225,13 @@ func leaderSide(ctx context.Context, cfg config, engine *swarm.Engine, rollouts 
 	}
 	go func() {
 		defer close(done)
+		var wg sync.WaitGroup
+		if loop != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); loop.CheckStore(ctx) }()
+		}
 		w.Run(ctx)
+		wg.Wait()
 	}()
 }
 

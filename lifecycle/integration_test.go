@@ -162,10 +162,19 @@ func TestStoreRoundTrip(t *testing.T) {
 			if err := s.Put(ctx, r); err != nil {
 				t.Fatal(err)
 			}
-			// A second manager's record of the same task and secret: refused
-			// on KV v2 (check-and-set), the last write on KV v1.
-			if err := s.Put(ctx, r); kv1 && err != nil || !kv1 && !errors.Is(err, ErrRecorded) {
-				t.Errorf("a second Put of one record: %v", err)
+			// The same record again (an answer lost, written again): fine.
+			// Another credential's record of the same task and secret:
+			// refused on KV v2 (check-and-set), the last write on KV v1.
+			if err := s.Put(ctx, r); err != nil {
+				t.Errorf("the same record written again: %v", err)
+			}
+			other := r
+			other.Accessor = "acc2"
+			if err := s.Put(ctx, other); kv1 && err != nil || !kv1 && !errors.Is(err, ErrRecorded) {
+				t.Errorf("a second credential's record of one task and secret: %v", err)
+			}
+			if kv1 {
+				s.Put(ctx, r) // as it was
 			}
 			got, found, err := s.Get(ctx, r.TaskID, r.Secret)
 			if err != nil || !found {
@@ -358,7 +367,7 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 	// task that has a record is still refused.
 	counting, ct := b.counted(t)
 	loaded := NewTracker(sw, NewStore(counting, b.mount+"/state"), log)
-	if _, _, err := loaded.load(ctx); err != nil {
+	if _, _, err := loaded.load(ctx, direct); err != nil {
 		t.Fatal(err)
 	}
 	ct.calls.Store(0)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -129,16 +130,13 @@ func (l *Loop) Round(ctx context.Context) error {
 			break
 		}
 	}
-	err := l.call(ctx, func(ctx context.Context) error {
-		loaded, bad, err := l.tracker.load(ctx)
-		if len(bad) > 0 {
-			l.log.Warnf("task lifecycle: STATE_PATH=%s holds %d entries swarmvault did not write (e.g. %q): left alone; give the plugin a path of its own", l.tracker.store.Path(), len(bad), bad[0])
-		}
-		if loaded > 0 {
-			l.log.Infof("task lifecycle: %d task credentials found in STATE_PATH", loaded)
-		}
-		return err
-	})
+	loaded, bad, err := l.tracker.load(ctx, l.call)
+	if len(bad) > 0 {
+		l.log.Warnf("task lifecycle: STATE_PATH=%s holds %d entries swarmvault did not write (e.g. %q): left alone; give the plugin a path of its own", l.tracker.store.Path(), len(bad), bad[0])
+	}
+	if loaded > 0 {
+		l.log.Infof("task lifecycle: %d task credentials found in STATE_PATH", loaded)
+	}
 	if err != nil {
 		// What is held is still renewed and revoked.
 		errs = append(errs, err)
@@ -175,6 +173,12 @@ func (l *Loop) reconcile(ctx context.Context, all []*held, tasks map[string]swar
 		wg       sync.WaitGroup
 		sem      = make(chan struct{}, max(l.Workers, 1))
 	)
+	// A Vault that hangs rather than refuses would take Timeout per call:
+	// after as many timeouts in a row as calls run at once, the round
+	// stops starting calls, and the next starts over.
+	var timeouts atomic.Int32
+	workers := int32(max(l.Workers, 1))
+	stopped := false
 	for _, h := range all {
 		st, found := tasks[h.TaskID]
 		ended := tasks != nil && (!found || st.Ended())
@@ -182,10 +186,20 @@ func (l *Loop) reconcile(ctx context.Context, all []*held, tasks map[string]swar
 			continue
 		}
 		sem <- struct{}{}
+		if timeouts.Load() >= workers {
+			<-sem
+			stopped = true
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			err := l.settle(ctx, h, ended, found, st)
+			if errors.As(err, new(timedOut)) {
+				timeouts.Add(1)
+			} else {
+				timeouts.Store(0)
+			}
 			if err != nil {
 				mu.Lock()
 				failed++
@@ -197,6 +211,9 @@ func (l *Loop) reconcile(ctx context.Context, all []*held, tasks map[string]swar
 		}()
 	}
 	wg.Wait()
+	if stopped {
+		return fmt.Errorf("Vault did not answer %d calls in a row within VAULT_CLIENT_TIMEOUT, so the round stopped; the next one tries again (first: %v)", workers, firstErr)
+	}
 	if failed > 0 {
 		return fmt.Errorf("%d task credentials could not be renewed or revoked this round, and are tried again at the next (first: %v)", failed, firstErr)
 	}
@@ -208,7 +225,17 @@ func (l *Loop) reconcile(ctx context.Context, all []*held, tasks map[string]swar
 func (l *Loop) settle(ctx context.Context, h *held, ended, found bool, st swarm.TaskState) error {
 	if !h.verified {
 		ok, err := l.verify(ctx, h)
-		if err != nil || !ok {
+		switch {
+		case errors.Is(err, ErrLookupDenied) && !ended:
+			// A plugin upgraded without the grant: renewing a record it
+			// cannot check extends at most a token's life, which
+			// revoking it could end for another task. So it renews,
+			// never revokes, and says what to grant.
+			if rerr := l.renew(ctx, h); rerr != nil {
+				return rerr
+			}
+			return err
+		case err != nil || !ok:
 			return err
 		}
 	}
@@ -449,9 +476,19 @@ func (l *Loop) forgetRecord(ctx context.Context, h *held, gone bool) error {
 	return nil
 }
 
-// call runs one Docker or Vault call with its own deadline.
+// call runs one Docker or Vault call with its own deadline. An error of a
+// call that ran out of it is a timedOut.
 func (l *Loop) call(ctx context.Context, f func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
+	cctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	return f(ctx)
+	err := f(cctx)
+	if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		return timedOut{err}
+	}
+	return err
 }
+
+// timedOut is the error of a call that ran out of its deadline.
+type timedOut struct{ error }
+
+func (t timedOut) Unwrap() error { return t.error }

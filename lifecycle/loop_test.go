@@ -417,3 +417,92 @@ func TestAGoneTokenDeletesOnlyItsOwnRecord(t *testing.T) {
 		t.Errorf("the other credential of the ended task: %v, revoked %v", err, w.tokens["acc-new"].revoked)
 	}
 }
+
+// A plugin upgraded without the lookup-accessor grant: the records another
+// manager wrote are renewed (what the old plugin did) but never revoked,
+// since it cannot tell whose tokens they are, and the round says what to
+// grant.
+func TestWithoutTheLookupGrantRecordsAreRenewedNotRevoked(t *testing.T) {
+	w, _ := scripted(t)
+	w.leader = 1
+	running, runAcc := w.serve(t, "s1")
+	ended, endAcc := w.serve(t, "s1")
+	running.state, ended.state = swarmtypes.TaskStateRunning, swarmtypes.TaskStateComplete
+	p := w.lead(0)
+	w.lookupDenied = true
+	until := w.tokens[runAcc].expires
+	w.now = w.now.Add(time.Minute)
+	err := p.loop.Round(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "grant its policy update on auth/token/lookup-accessor") {
+		t.Errorf("round: %v", err)
+	}
+	if !w.tokens[runAcc].expires.After(until) || w.tokens[endAcc].revoked {
+		t.Errorf("renewed %v, the ended task's revoked %v", w.tokens[runAcc].expires.After(until), w.tokens[endAcc].revoked)
+	}
+	w.lookupDenied = false
+	if err := p.loop.Round(context.Background()); err != nil || !w.tokens[endAcc].revoked {
+		t.Errorf("with the grant: %v, revoked %v", err, w.tokens[endAcc].revoked)
+	}
+}
+
+// A credential whose record could not be written is this manager's alone:
+// it stays held when a term ends, and is written at the next.
+func TestAnUnwrittenRecordOutlivesTheTerm(t *testing.T) {
+	w, _ := scripted(t)
+	p := w.lead(0)
+	w.vaultDown = w.now.Add(time.Second)
+	task, acc := w.serve(t, "s1")
+	task.state = swarmtypes.TaskStateRunning
+	if w.tokens[acc].recorded {
+		t.Fatal("recorded with Vault down")
+	}
+	w.now = w.now.Add(2 * time.Second)
+	w.lead(1)
+	if p.inTerm || p.tracker.Len() != 1 {
+		t.Fatalf("after the term: in term %v, %d held", p.inTerm, p.tracker.Len())
+	}
+	w.lead(0)
+	if err := p.loop.Round(context.Background()); err != nil || !w.tokens[acc].recorded {
+		t.Errorf("at the next term's round: %v, recorded %v", err, w.tokens[acc].recorded)
+	}
+}
+
+// hangingVault answers no call: each runs out of its deadline.
+type hangingVault struct{ calls atomic.Int32 }
+
+func (h *hangingVault) wait(ctx context.Context) error {
+	h.calls.Add(1)
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (h *hangingVault) RenewToken(ctx context.Context, _ string, _ time.Duration) (time.Duration, error) {
+	return 0, h.wait(ctx)
+}
+func (h *hangingVault) RenewLease(ctx context.Context, _ string, _ time.Duration) (time.Duration, error) {
+	return 0, h.wait(ctx)
+}
+func (h *hangingVault) RevokeToken(ctx context.Context, _ string) error { return h.wait(ctx) }
+func (h *hangingVault) LookupToken(ctx context.Context, _ string) (TokenInfo, error) {
+	return TokenInfo{}, h.wait(ctx)
+}
+
+// A Vault that hangs rather than refuses: the round stops after as many
+// timeouts in a row as it makes calls at once, instead of waiting out
+// every record.
+func TestARoundStopsWhenVaultHangs(t *testing.T) {
+	w, _ := scripted(t)
+	p := w.lead(0)
+	for range 40 {
+		task, _ := w.serve(t, "s1")
+		task.state = swarmtypes.TaskStateComplete
+	}
+	v := &hangingVault{}
+	p.loop.vault, p.loop.Timeout, p.loop.Workers = v, 5*time.Millisecond, 2
+	err := p.loop.Round(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "Vault did not answer 2 calls in a row within VAULT_CLIENT_TIMEOUT, so the round stopped") {
+		t.Errorf("round: %v", err)
+	}
+	if n := v.calls.Load(); n > 4 {
+		t.Errorf("%d calls to a Vault that hangs, want at most 4 (2 at once, stopping after 2 timeouts)", n)
+	}
+}

@@ -67,11 +67,11 @@ func (r *Rollouts) observe(outcome string) {
 }
 
 // roll forces a rolling update of the service and logs why, in one info
-// line. A service whose update has not settled, or whose last forced
-// update swarm has not started yet, is left alone, and reported once per
-// state: forcing it again would restart a rollout under way, or loop on
-// one that failed. done tells that nothing is left to do: the service
-// rolls, or is gone.
+// line. A service whose update has not settled is left alone, and
+// reported once per state: forcing it again would restart a rollout under
+// way, or loop on one that failed; so is one forced a moment ago whose
+// update swarm has not started. done tells that nothing is left to do: the
+// service rolls, or is gone.
 func (r *Rollouts) roll(ctx context.Context, id, name, why string) (done bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -80,9 +80,10 @@ func (r *Rollouts) roll(ctx context.Context, id, name, why string) (done bool) {
 	var unsettled *swarm.UnsettledError
 	switch {
 	case errors.Is(err, swarm.ErrUpdatePending):
-		// Forced already, for this change or one before it: the tasks
-		// that rollout starts fetch the current value.
-		return true
+		// Forced a moment ago, for this change or one before it: once
+		// swarm starts that update, its tasks fetch the current value;
+		// the next round looks again.
+		return false
 	case errors.As(err, &unsettled):
 		r.observe("unsettled")
 		r.unsettledLocked(unsettled.Service)

@@ -161,7 +161,15 @@ var ErrRecorded = errors.New("a record of the task's credentials for this secret
 // so that no credential goes unrecorded. KV v1 has no check-and-set: there
 // the last write wins.
 func (s *Store) Put(ctx context.Context, r Record) error {
-	return s.write(ctx, r.Key(), r.data(), true)
+	err := s.write(ctx, r.Key(), r.data(), true)
+	if errors.Is(err, ErrRecorded) {
+		// Maybe this very record: a write Vault made whose answer was
+		// lost, written again.
+		if had, found, gerr := s.Get(ctx, r.TaskID, r.Secret); gerr == nil && found && had.Accessor == r.Accessor {
+			return nil
+		}
+	}
+	return err
 }
 
 // write writes the entry name under STATE_PATH; create: only if it does

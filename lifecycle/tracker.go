@@ -326,9 +326,11 @@ func (t *Tracker) hold(h *held) (ok bool) {
 // under way as leadership moved, or leadership gone and back between two
 // rounds). One list a round, and a read per entry not held. bad reports
 // the entries that are no records, once each.
-func (t *Tracker) load(ctx context.Context) (loaded int, bad []string, err error) {
-	names, err := t.store.Names(ctx)
-	if err != nil {
+//
+// call runs each Vault call (the Loop gives each its own deadline).
+func (t *Tracker) load(ctx context.Context, call func(context.Context, func(context.Context) error) error) (loaded int, bad []string, err error) {
+	var names []string
+	if err := call(ctx, func(ctx context.Context) (err error) { names, err = t.store.Names(ctx); return err }); err != nil {
 		return 0, nil, err
 	}
 	for _, name := range names {
@@ -345,7 +347,9 @@ func (t *Tracker) load(ctx context.Context) (loaded int, bad []string, err error
 			bad = append(bad, name)
 			continue
 		}
-		r, found, err := t.store.Get(ctx, taskID, secret)
+		var r Record
+		var found bool
+		err := call(ctx, func(ctx context.Context) (err error) { r, found, err = t.store.Get(ctx, taskID, secret); return err })
 		if errors.Is(err, errNotRecord) {
 			t.skip(name)
 			bad = append(bad, name)
@@ -377,10 +381,16 @@ func (t *Tracker) skip(name string) {
 
 // Forget drops what is held in memory: another manager leads, and what it
 // renews and revokes is read again from STATE_PATH if this one leads again.
+// Credentials whose record could not be written stay: nobody else knows of
+// them, and they are written at this manager's next round.
 func (t *Tracker) Forget() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	clear(t.held)
+	for k, h := range t.held {
+		if !h.unrecorded {
+			delete(t.held, k)
+		}
+	}
 	clear(t.dups)
 	t.complete = false
 }

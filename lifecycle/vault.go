@@ -43,6 +43,8 @@ var (
 	ErrTokenGone = errors.New("the token no longer exists in Vault")
 	// ErrLeaseNotRenewable: the lease is gone or cannot be renewed.
 	ErrLeaseNotRenewable = errors.New("the lease cannot be renewed")
+	// ErrLookupDenied: the plugin's token may not look tokens up.
+	ErrLookupDenied = errors.New("the plugin's token may not look up task tokens: grant its policy update on auth/token/lookup-accessor (the README lists the lifecycle's paths); until then the records other managers wrote are renewed but never revoked")
 )
 
 // VaultCredentials does the Loop's Vault calls with the plugin's client.
@@ -103,7 +105,7 @@ func (v *VaultCredentials) LookupToken(ctx context.Context, accessor string) (To
 		return TokenInfo{}, ErrTokenGone
 	}
 	if isStatus(err, http.StatusForbidden) {
-		return TokenInfo{}, errors.New("the plugin's token may not look up task tokens: grant its policy update on auth/token/lookup-accessor (the README lists the lifecycle's paths)")
+		return TokenInfo{}, ErrLookupDenied
 	}
 	if err != nil {
 		return TokenInfo{}, fmt.Errorf("cannot look up the token: %s", provider.ErrorText(err))

@@ -61,8 +61,10 @@ type world struct {
 	// duringList, when set, runs once Docker built a task list (a test's
 	// own interleaving).
 	duringList func()
-	seq        int
-	violations []string
+	// lookupDenied: the plugin's policy lacks lookup-accessor.
+	lookupDenied bool
+	seq          int
+	violations   []string
 	// counts, for the log line of a run.
 	issued, revoked, refused, forced int
 }
@@ -117,6 +119,7 @@ type wservice struct {
 	hasPrev          bool
 	status           *swarmtypes.UpdateStatus
 	version          uint64
+	updated          time.Time
 	// pending: when a forced update that swarm has not started was made
 	// (the world's own truth, to check against).
 	pending time.Time
@@ -485,7 +488,9 @@ func (s *procSwarm) ForceUpdate(ctx context.Context, id string) error {
 	if err := s.w.call(s.w.dockerDown); err != nil {
 		return err
 	}
-	return swarm.NewEngine(serviceAPI{w: s.w}).ForceUpdate(ctx, id)
+	e := swarm.NewEngine(serviceAPI{w: s.w})
+	e.Now = s.w.clock
+	return e.ForceUpdate(ctx, id)
 }
 
 // serviceAPI is the part of the Docker API ForceUpdate uses.
@@ -496,7 +501,7 @@ type serviceAPI struct {
 
 func (a serviceAPI) ServiceInspectWithRaw(_ context.Context, id string, _ swarmtypes.ServiceInspectOptions) (swarmtypes.Service, []byte, error) {
 	svc := a.w.services[id]
-	out := swarmtypes.Service{ID: id, Meta: swarmtypes.Meta{Version: swarmtypes.Version{Index: svc.version}}, UpdateStatus: svc.status}
+	out := swarmtypes.Service{ID: id, Meta: swarmtypes.Meta{Version: swarmtypes.Version{Index: svc.version}, UpdatedAt: svc.updated}, UpdateStatus: svc.status}
 	out.Spec.Name = id
 	out.Spec.TaskTemplate.ForceUpdate = svc.force
 	if svc.hasPrev {
@@ -516,7 +521,7 @@ func (a serviceAPI) ServiceUpdate(_ context.Context, id string, version swarmtyp
 		w.violate("service %s forced again before swarm started the update forced at %s", id, svc.pending.Format("15:04:05"))
 	}
 	svc.prevForce, svc.hasPrev, svc.force = svc.force, true, spec.TaskTemplate.ForceUpdate
-	svc.status, svc.version, svc.pending = nil, svc.version+1, w.now
+	svc.status, svc.version, svc.pending, svc.updated = nil, svc.version+1, w.now, w.now
 	w.forced++
 	w.log("service %s forced", id)
 	w.later("service "+id+" update starts", 2, func() {
@@ -622,6 +627,9 @@ func (v worldVault) RevokeToken(_ context.Context, accessor string) error {
 }
 
 func (v worldVault) LookupToken(_ context.Context, accessor string) (TokenInfo, error) {
+	if v.w.lookupDenied {
+		return TokenInfo{}, ErrLookupDenied
+	}
 	tok, err := v.token(accessor)
 	if err != nil {
 		return TokenInfo{}, err
@@ -654,7 +662,10 @@ func (s worldStore) Put(_ context.Context, r Record) error {
 	if err := s.w.call(s.w.vaultDown); err != nil {
 		return err
 	}
-	if _, ok := s.w.records[r.Key()]; ok {
+	if had, ok := s.w.records[r.Key()]; ok {
+		if had.Accessor == r.Accessor {
+			return nil // this very record (Store.Put's retry)
+		}
 		return ErrRecorded
 	}
 	s.w.records[r.Key()] = r

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
@@ -52,10 +53,13 @@ var ErrNoSocket = errors.New("the docker-socket mount is not set: docker plugin 
 // Engine is this node's Docker engine.
 type Engine struct {
 	docker DockerAPI
+	// Now is the clock the swarm's own times are compared with: this
+	// manager's, which stamps them while it leads.
+	Now func() time.Time
 }
 
 // NewEngine returns an Engine over docker.
-func NewEngine(docker DockerAPI) *Engine { return &Engine{docker: docker} }
+func NewEngine(docker DockerAPI) *Engine { return &Engine{docker: docker, Now: time.Now} }
 
 // Dial returns the Engine behind the Docker socket at socket (Socket in the
 // managed plugin), or ErrNoSocket when there is no socket there (a missing

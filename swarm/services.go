@@ -182,20 +182,28 @@ func (e *UnsettledError) Error() string {
 // ErrServiceGone is ForceUpdate's answer for a service that was removed.
 var ErrServiceGone = errors.New("the service is gone")
 
-// ErrUpdatePending is ForceUpdate's answer for a service forced already,
-// whose update swarm has not started yet.
+// ErrUpdatePending is ForceUpdate's answer for a service forced a moment
+// ago, whose update swarm has not started yet.
 var ErrUpdatePending = errors.New("the service's last forced update has not started yet")
 
-// forcePending tells a service whose last update forced a restart that
-// swarm's updater has not started: swarm clears a service's update status
-// when the service is updated, and sets it again only when its updater
-// starts (controlapi's UpdateService, the updater's startUpdate), so until
-// then the service looks settled. Forcing it again would be a second
-// rollout for one change, whoever forced the first (this manager, another
-// that led a moment ago, or an operator's docker service update --force).
-func forcePending(s swarmtypes.Service) bool {
+// pendingFor is how long a forced update swarm has not started is taken
+// for one about to start. Swarm's updater starts within moments; one that
+// never starts (a service with no task to replace: scaled to zero, global
+// on no eligible node, a job) must not keep the service from being forced
+// again for good.
+const pendingFor = time.Minute
+
+// forcePending tells a service forced a moment ago whose update swarm's
+// updater has not started: swarm clears a service's update status when the
+// service is updated, and sets it again only when its updater starts
+// (controlapi's UpdateService, the updater's startUpdate), so until then
+// the service looks settled. Forcing it again would be a second rollout for
+// one change, whoever forced the first (this manager, another that led a
+// moment ago, or an operator's docker service update --force).
+func forcePending(s swarmtypes.Service, now time.Time) bool {
 	return s.UpdateStatus == nil && s.PreviousSpec != nil &&
-		s.PreviousSpec.TaskTemplate.ForceUpdate != s.Spec.TaskTemplate.ForceUpdate
+		s.PreviousSpec.TaskTemplate.ForceUpdate != s.Spec.TaskTemplate.ForceUpdate &&
+		now.Sub(s.UpdatedAt) < pendingFor
 }
 
 // ForceUpdate starts a rolling update of the service with nothing changed
@@ -220,7 +228,7 @@ func (e *Engine) ForceUpdate(ctx context.Context, serviceID string) error {
 	if !svc.Settled() {
 		return &UnsettledError{Service: svc}
 	}
-	if forcePending(s) {
+	if forcePending(s, e.Now()) {
 		return fmt.Errorf("service %s: %w", svc.Name, ErrUpdatePending)
 	}
 	s.Spec.TaskTemplate.ForceUpdate++

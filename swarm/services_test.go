@@ -87,6 +87,7 @@ func (serviceDocker) ServiceInspectWithRaw(_ context.Context, id string, _ swarm
 			prev.TaskTemplate.ForceUpdate = 4
 		}
 		s.PreviousSpec = &prev
+		s.UpdatedAt = t0
 		if id == "started" {
 			s.UpdateStatus = &swarmtypes.UpdateStatus{State: swarmtypes.UpdateStateUpdating}
 		}
@@ -102,6 +103,7 @@ func (d *serviceDocker) ServiceUpdate(_ context.Context, _ string, _ swarmtypes.
 func TestRotationCalls(t *testing.T) {
 	d := &serviceDocker{}
 	e := NewEngine(d)
+	e.Now = func() time.Time { return t0.Add(time.Second) }
 	ctx := context.Background()
 
 	mountinfo := filepath.Join(t.TempDir(), "mountinfo")
@@ -144,9 +146,16 @@ func TestRotationCalls(t *testing.T) {
 	if err := e.ForceUpdate(ctx, "started"); !errors.As(err, &unsettled) || len(d.updated) != 1 {
 		t.Errorf("ForceUpdate of a service whose forced update started: %v, %d updates", err, len(d.updated))
 	}
+	// Forced a while ago, and swarm never started it (no task to
+	// replace): forced again.
+	e.Now = func() time.Time { return t0.Add(pendingFor) }
+	if err := e.ForceUpdate(ctx, "forced"); err != nil || len(d.updated) != 2 {
+		t.Errorf("ForceUpdate of a service whose forced update never started: %v, %d updates", err, len(d.updated))
+	}
+	e.Now = func() time.Time { return t0.Add(time.Second) }
 	// Updated since without a restart (a label): its status is cleared
 	// too, but nothing is pending. Forced.
-	if err := e.ForceUpdate(ctx, "relabelled"); err != nil || len(d.updated) != 2 {
+	if err := e.ForceUpdate(ctx, "relabelled"); err != nil || len(d.updated) != 3 {
 		t.Errorf("ForceUpdate of a service relabelled since its last force: %v, %d updates", err, len(d.updated))
 	}
 }
