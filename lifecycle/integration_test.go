@@ -226,7 +226,7 @@ func TestStoreCheckNamesWhatIsMissing(t *testing.T) {
 		return fmt.Sprintf("path \"%s/data/state/*\" { capabilities = [\"create\", \"update\", \"read\"] }\n", m)
 	})
 	err := NewStore(b.plugin, b.mount+"/state").Check(context.Background())
-	want := fmt.Sprintf("STATE_PATH=%[1]s/state: the plugin's token lacks delete on %[1]s/metadata/state/*, list on %[1]s/metadata/state/*; add them to its policy (the README lists the lifecycle's paths)", b.mount)
+	want := fmt.Sprintf("STATE_PATH=%[1]s/state: the plugin's token lacks delete on %[1]s/metadata/state/*, list on %[1]s/metadata/state/*, update on auth/token/lookup-accessor; add them to its policy (the README lists the lifecycle's paths)", b.mount)
 	if err == nil || err.Error() != want {
 		t.Errorf("Check: %v\nwant %s", err, want)
 	}
@@ -338,7 +338,8 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 
 	time.Sleep(3 * time.Second)
 	loop := NewLoop(newLeader, sw, NewVaultCredentials(b.plugin), NewRollouts(sw, log), log)
-	loop.Interval = time.Second
+	// 20s tokens, with about 17s left: due, with two rounds to spare.
+	loop.Interval = 10 * time.Second
 
 	// A forged record: an ended task's entry with a running task's
 	// accessor. Vault's lookup names another task: left alone.
