@@ -119,3 +119,40 @@ func BenchmarkRound(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTakeover is a new leader's first round over n records another
+// leader wrote, none due: the list of STATE_PATH, a read and an accessor
+// lookup per record (which tells it is its task's, and how long it has
+// left), and no renewal.
+func BenchmarkTakeover(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
+			bd := newBed(b, false, nil)
+			client, ct := bd.counted(b)
+			sw := &fakeSwarm{tasks: map[string]swarm.TaskState{}}
+			store := NewStore(client, bd.mount+"/state")
+			ctx := context.Background()
+			for i := range n {
+				id := fmt.Sprintf("k%024d", i)
+				sw.tasks[id] = swarm.TaskState{State: "running"}
+				a := bd.taskToken(b, id, "1h")
+				if err := store.Put(ctx, Record{TaskID: id, Secret: "db", Credentials: provider.Credentials{Accessor: a.Accessor, TokenTTL: time.Hour}, Issued: time.Now()}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			ct.calls.Store(0)
+			b.ResetTimer()
+			for range b.N {
+				tr := NewTracker(sw, store, quietLogger())
+				loop := NewLoop(tr, sw, NewVaultCredentials(client), NewRollouts(sw, quietLogger()), quietLogger())
+				if err := loop.Round(ctx); err != nil {
+					b.Fatal(err)
+				}
+				if tr.Len() != n {
+					b.Fatalf("%d held after the takeover, want %d", tr.Len(), n)
+				}
+			}
+			b.ReportMetric(float64(ct.calls.Load())/float64(b.N), "vault-calls/op")
+		})
+	}
+}
