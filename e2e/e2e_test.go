@@ -633,10 +633,13 @@ func TestSwarm(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := r.Read(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		// The container runs a moment before its node reports the task
+		// running, which is what the reader looks for.
+		var got []byte
+		waitFor(t, "the helper's task reported running", 30*time.Second, func() (bool, string) {
+			got, err = r.Read(context.Background())
+			return err == nil, fmt.Sprint(err)
+		})
 		if string(got) != helperValue {
 			t.Errorf("read %d bytes from the helper, want the %d of its secret", len(got), len(helperValue))
 		}
