@@ -201,18 +201,7 @@ func (s *Store) write(ctx context.Context, name string, data map[string]any, cre
 // casFailed tells a check-and-set that found the entry there: Vault
 // answers 400, "check-and-set parameter did not match the current
 // version".
-func casFailed(err error) bool {
-	var re *api.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
-		return false
-	}
-	for _, e := range re.Errors {
-		if strings.Contains(e, "check-and-set") {
-			return true
-		}
-	}
-	return false
-}
+func casFailed(err error) bool { return badRequestSaying(err, "check-and-set") }
 
 // read reads the entry name under STATE_PATH: nil when there is none.
 func (s *Store) read(ctx context.Context, name string) (map[string]any, error) {

@@ -128,13 +128,21 @@ func (v *VaultCredentials) LookupToken(ctx context.Context, accessor string) (To
 // call: renew-accessor, revoke-accessor and lookup-accessor answer 400 for
 // an unknown accessor.
 func gone(err error) bool {
+	return badRequestSaying(err, "invalid accessor", "not found")
+}
+
+// badRequestSaying tells a Vault answer of 400 whose errors contain any of
+// texts: Vault's only way to say which 400 it is.
+func badRequestSaying(err error, texts ...string) bool {
 	var re *api.ResponseError
 	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
 		return false
 	}
 	for _, e := range re.Errors {
-		if strings.Contains(e, "invalid accessor") || strings.Contains(e, "not found") {
-			return true
+		for _, t := range texts {
+			if strings.Contains(e, t) {
+				return true
+			}
 		}
 	}
 	return false
