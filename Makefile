@@ -26,7 +26,7 @@ export GOTOOLCHAIN ?= local
 
 # Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
 .PHONY: all build test lint fuzz test-unit test-integration e2e e2e-cluster plugin rootfs push docker \
-	vault-dev vault-stop postgres prometheus demo demo-clean clean bench bench-lifecycle bench-failover
+	vault-dev vault-stop postgres prometheus demo demo-clean clean bench bench-lifecycle bench-failover settings
 
 all: build
 
@@ -57,6 +57,11 @@ fuzz:
 
 test-unit:
 	$(GO) test -race -count=1 ./...
+
+# plugin/config.json's env list and the README's settings table, written
+# from internal/settings/table.go (test-unit fails while they differ).
+settings:
+	$(GO) test ./internal/settings/ -run TestGeneratedFilesMatchTheTable -update
 
 # Includes a 3-minute run through token renewals and re-logins (SWARMVAULT_SOAK).
 test-integration: vault-dev build

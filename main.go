@@ -1,13 +1,16 @@
 // Command swarmvault is a Docker managed plugin that serves Swarm's
 // secretprovider interface from HashiCorp Vault: a secret created with
 // --driver vault and a vault.path label is read from Vault for each task.
+//
+// main wires the two paths of the program: the request path (the plugin
+// socket, provider/) and the leader side (lifecycle/, on the manager that
+// leads), both with the plugin's own Vault token (vaultauth/).
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -24,7 +27,9 @@ import (
 	// machine would differ between machines).
 	_ "golang.org/x/crypto/x509roots/fallback"
 
+	"github.com/swarmvault/swarmvault/bootstrap"
 	"github.com/swarmvault/swarmvault/check"
+	"github.com/swarmvault/swarmvault/internal/settings"
 	"github.com/swarmvault/swarmvault/lifecycle"
 	"github.com/swarmvault/swarmvault/metrics"
 	"github.com/swarmvault/swarmvault/provider"
@@ -59,116 +64,71 @@ func realMain() error {
 	logTimestamps := flag.Bool("log-timestamps", true, "start text log lines with their time")
 	dockerSocket := flag.String("docker-socket", swarm.Socket, "Docker socket to use, for tests and the bench harness (the managed plugin always uses its docker-socket mount, the default)")
 	flag.Parse()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fmt.Errorf("-cpuprofile: %w", err)
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("-cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
-
-	cfg, err := loadConfig(os.Getenv)
+	stopProfile, err := startCPUProfile(*cpuProfile)
 	if err != nil {
-		// Each line names one setting; docker plugin set works only while the
-		// plugin is disabled, which it stays after this exit.
+		return err
+	}
+	defer stopProfile()
+
+	// Settings. Each bad one is a line of the error; docker plugin set
+	// works only while the plugin is disabled, which it stays after this.
+	cfg, err := settings.Load(os.Getenv)
+	if err != nil {
 		return err
 	}
 	log := newLogger(cfg.LogLevel, cfg.LogFormat, *logTimestamps, os.Stdout, os.Stderr)
-	for _, w := range cfg.warnings() {
+	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
-
-	var m *metrics.Metrics
-	var countCalls func(http.RoundTripper) http.RoundTripper
-	if cfg.MetricsAddr != "" {
-		m = metrics.New()
-		countCalls = m.Transport
-	}
-	client, err := cfg.vaultClient(countCalls)
+	m := metrics.New()
+	client, err := cfg.VaultClient(m.Transport)
 	if err != nil {
 		return err
 	}
-	// The Docker socket is optional: the helper bootstrap and the task
-	// lifecycle need it, and each says so when it is missing.
-	engine, engineErr := swarm.Dial(*dockerSocket)
-	auth, err := vaultauth.New(cfg.Auth, func() (vaultauth.SecretSource, error) {
-		if engineErr != nil {
-			return nil, fmt.Errorf("VAULT_AUTH_METHOD=helper needs the Docker socket: %w", engineErr)
-		}
-		return engine.HelperReader(cfg.HelperService, cfg.HelperSecret)
-	})
+	// The Docker socket is optional: the helper bootstrap, the refusal of
+	// repeated fetches, rotation and the task lifecycle need it, and each
+	// says so when it is missing.
+	engine, noEngine := swarm.Dial(*dockerSocket)
+
+	// The plugin's own identity: the token's one owner. Start-up does not
+	// wait for a login: the engine restores plugins at boot, maybe before
+	// Vault is up, and a plugin that exits then stays down; until a login
+	// succeeds, requests wait for it up to their deadline and then fail
+	// with the reason.
+	tokens, err := identity(cfg, client, engine, noEngine, m, log)
 	if err != nil {
 		return err
 	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// The token's one owner. Start-up does not wait for a login: the engine
-	// restores plugins at boot, maybe before Vault is up, and a plugin that
-	// exits then stays down; until a login succeeds, requests wait for it
-	// up to their deadline and then fail with the reason.
-	tokens := vaultauth.NewManager(client, auth, log)
-	// A login makes a few Vault calls, and the helper's some Docker calls.
-	tokens.LoginTimeout = 3 * cfg.Timeout
-	// A replaced token's read tokens (batch, its children) die with it:
-	// revoke it only once the longest of them has expired.
-	tokens.RevokeDelay = provider.ReadTokenTTL(cfg.Timeout)
-	if m != nil {
-		method := cfg.Auth.Method
-		if method == "" {
-			method = "token"
-		}
-		tokens.Logins = func(ok bool) { m.Login(method, ok) }
-		m.TokenTTL(tokens.TTLLeft)
-		go func() {
-			if err := m.Serve(ctx, cfg.MetricsAddr, tokens.Ready); err != nil {
-				log.Errorf("metrics: %v: /metrics, /healthz and /readyz are not served", err)
-			}
-		}()
-	}
-	runDone := make(chan struct{})
 	go func() {
-		defer close(runDone)
-		tokens.Run(ctx)
+		if err := m.Serve(ctx, cfg.MetricsAddr, tokens.Ready); err != nil {
+			log.WithField("component", "metrics").Errorf("%v: /metrics, /healthz and /readyz are not served", err)
+		}
 	}()
+	var background sync.WaitGroup
+	background.Add(1)
+	go func() { defer background.Done(); tokens.Run(ctx) }()
 
-	// The leader side's one rollout guard: the loop (credentials near their
-	// max TTL) and the rotator (a changed value) both roll through it.
-	rollouts := lifecycle.NewRollouts(engine, log)
-	tracker, loop := taskLifecycle(cfg, engine, engineErr, client, rollouts, log)
-	var observer provider.Observer
-	if m != nil {
-		observer = m
+	// The request path: each task's secrets, read with a token of its own.
+	tracker, store := taskLifecycle(cfg, engine, noEngine, client, log)
+	opts := cfg.Options()
+	opts.Reauth, opts.Observer = tokens, m
+	if tracker != nil {
+		opts.Tracker = tracker
 	}
-	p := provider.New(client, log, provider.Options{
-		Timeout:       cfg.Timeout,
-		Policies:      cfg.Policies,
-		TokenRole:     cfg.TokenRole,
-		TokenTTL:      cfg.TokenTTL,
-		TokenMaxTTL:   cfg.TokenMaxTTL,
-		WrapTTL:       cfg.WrapTTL,
-		WrapMaxTTL:    cfg.WrapMaxTTL,
-		ReuseCacheTTL: cfg.ReuseCacheTTL,
-		Reauth:        tokens,
-		AllowedTypes:  cfg.AllowedTypes,
-		Tracker:       tracker,
-		Rotation:      engineErr == nil,
-		Lifecycle:     loop != nil,
-		Observer:      observer,
-	})
+	opts.Rotation, opts.Lifecycle = noEngine == nil, store != nil
+	p := provider.New(client, log, opts)
+
 	// The leader side: while this manager leads, the loop renews and
 	// revokes task credentials and the rotator rolls the services of
-	// changed secrets, through one rollout guard. It stops with ctx, and is
-	// waited for before the plugin's token is revoked.
-	leaderDone := make(chan struct{})
-	if engineErr == nil {
-		leaderSide(ctx, cfg, engine, rollouts, tracker, loop, p, client, m, log, leaderDone)
-	} else {
-		close(leaderDone)
+	// changed secrets. It stops with ctx, and is waited for before the
+	// plugin's token is revoked.
+	if noEngine == nil {
+		background.Add(1)
+		go func() { defer background.Done(); leaderSide(ctx, cfg, engine, tracker, store, p, client, m, log) }()
 	}
+
 	srv := provider.NewServer(p)
 	l, err := provider.Listen(*socket)
 	if err != nil {
@@ -189,72 +149,104 @@ func realMain() error {
 	waitCtx, cancel := context.WithTimeout(context.Background(), cfg.Timeout+time.Second)
 	defer cancel()
 	err = srv.Shutdown(waitCtx)
-	<-leaderDone
-	<-runDone
+	background.Wait()
 	tokens.Logout()
 	return err
 }
 
-// leaderSide starts the leadership watcher with the terms the Docker socket
-// and STATE_PATH allow: the rotator always (it needs the socket), the loop
-// with STATE_PATH. done is closed once the watcher and its terms returned.
-func leaderSide(ctx context.Context, cfg config, engine *swarm.Engine, rollouts *lifecycle.Rollouts, tracker provider.Tracker,
-	loop *lifecycle.Loop, p *provider.Provider, client *api.Client, m *metrics.Metrics, log logrus.FieldLogger, done chan<- struct{}) {
-	rot := lifecycle.NewRotator(engine, p, rollouts, log)
-	rot.Interval, rot.Timeout = cfg.RotationInterval, cfg.Timeout
-	terms := []lifecycle.Term{rot}
-	var t *lifecycle.Tracker
-	if loop != nil {
-		t = tracker.(*lifecycle.Tracker)
-		// Hashes of values without versions, kept under STATE_PATH; the
-		// tasks' records tell static reads from credentials.
-		rot.State, rot.Reads = lifecycle.NewStore(client, cfg.StatePath), t
-		terms = append(terms, loop)
-	}
-	w := lifecycle.NewWatcher(engine, log, terms...)
-	w.Poll, w.Timeout = min(lifecycle.DefaultLeaderPoll, cfg.LifecycleInterval), cfg.Timeout
-	if t != nil {
-		w.Ended = t.Forget
-	}
-	if m != nil {
-		rollouts.Observer = m
-		w.Leading = m.Leading
-		if loop != nil {
-			loop.Observer = m
+// identity makes the manager of the plugin's own token, logging in as
+// VAULT_AUTH_METHOD says.
+func identity(cfg settings.Config, client *api.Client, engine *swarm.Engine, noEngine error, m *metrics.Metrics, log logrus.FieldLogger) (*vaultauth.Manager, error) {
+	auth, err := vaultauth.New(cfg.Auth, func() (api.AuthMethod, error) {
+		if noEngine != nil {
+			return nil, fmt.Errorf("VAULT_AUTH_METHOD=helper needs the Docker socket: %w", noEngine)
 		}
+		return bootstrap.New(engine, bootstrap.Settings{
+			Service: cfg.HelperService, Secret: cfg.HelperSecret,
+			RoleIDFile: cfg.Auth.RoleIDFile, Mount: cfg.Auth.Mount,
+		})
+	})
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		defer close(done)
-		var wg sync.WaitGroup
-		if loop != nil {
-			wg.Add(1)
-			go func() { defer wg.Done(); loop.CheckStore(ctx) }()
-		}
-		w.Run(ctx)
-		wg.Wait()
-	}()
+	tokens := vaultauth.NewManager(client, auth, log)
+	// A login makes a few Vault calls, and the helper's some Docker calls.
+	tokens.LoginTimeout = 3 * cfg.Timeout
+	// A replaced token's read tokens (batch, its children) die with it:
+	// revoke it only once the longest of them has expired.
+	tokens.RevokeDelay = provider.ReadTokenTTL(cfg.Timeout)
+	tokens.Logins = func(ok bool) { m.Login(cfg.Auth.Method, ok) }
+	m.TokenTTL(tokens.TTLLeft)
+	return tokens, nil
 }
 
 // taskLifecycle sets up what the Docker socket and STATE_PATH allow: with
-// the socket, repeated fetches for started tasks are refused; with both,
-// the leader renews and revokes task credentials. Whatever is missing is
-// one warning, since credentials then live for their TTL.
-func taskLifecycle(cfg config, engine *swarm.Engine, engineErr error, client *api.Client, rollouts *lifecycle.Rollouts, log logrus.FieldLogger) (provider.Tracker, *lifecycle.Loop) {
+// the socket, a tracker that refuses repeated fetches for started tasks;
+// with both, the store of the records the leader renews and revokes by.
+// Whatever is missing is one warning, since credentials then live for
+// their TTL.
+func taskLifecycle(cfg settings.Config, engine *swarm.Engine, noEngine error, client *api.Client, log logrus.FieldLogger) (*lifecycle.Tracker, *lifecycle.Store) {
 	const ttlOnly = "task credentials (vault.type=token, read, write) live for their TTL (TOKEN_TTL) whatever happens to their task"
 	switch {
-	case engineErr != nil && cfg.StatePath != "":
-		log.Warnf("task lifecycle off: STATE_PATH is set but %v; %s", engineErr, ttlOnly)
+	case noEngine != nil && cfg.StatePath != "":
+		log.Warnf("task lifecycle off: STATE_PATH is set but %v; %s", noEngine, ttlOnly)
 		return nil, nil
-	case engineErr != nil:
+	case noEngine != nil:
 		log.Warnf("task lifecycle off (it needs STATE_PATH and the Docker socket): %s", ttlOnly)
 		return nil, nil
 	case cfg.StatePath == "":
 		log.Warnf("task lifecycle off: STATE_PATH is not set; %s", ttlOnly)
 		return lifecycle.NewTracker(engine, nil, log), nil
 	}
-	tracker := lifecycle.NewTracker(engine, lifecycle.NewStore(client, cfg.StatePath), log)
-	creds := lifecycle.NewVaultCredentials(client)
-	loop := lifecycle.NewLoop(tracker, engine, creds, rollouts, log)
-	loop.Interval, loop.Timeout, loop.Ready = cfg.LifecycleInterval, cfg.Timeout, creds.Ready
-	return tracker, loop
+	store := lifecycle.NewStore(client, cfg.StatePath)
+	return lifecycle.NewTracker(engine, store, log), store
+}
+
+// leaderSide runs the leadership watcher until ctx ends, with the terms
+// the settings allow: the rotator always (it needs only the Docker
+// socket), the loop with STATE_PATH; both roll services through one
+// rollout guard. It returns once the watcher, its terms and the start-up
+// check of STATE_PATH have.
+func leaderSide(ctx context.Context, cfg settings.Config, engine *swarm.Engine, tracker *lifecycle.Tracker, store *lifecycle.Store,
+	p *provider.Provider, client *api.Client, m *metrics.Metrics, log logrus.FieldLogger) {
+	rollouts := lifecycle.NewRollouts(engine, log)
+	rollouts.Observer = m
+	rot := lifecycle.NewRotator(engine, p, rollouts, log)
+	rot.Interval, rot.Timeout = cfg.RotationInterval, cfg.Timeout
+	terms := []lifecycle.Term{rot}
+	var checked sync.WaitGroup
+	if store != nil {
+		// Hashes of values without versions, kept under STATE_PATH; the
+		// tasks' records tell static reads from credentials.
+		rot.State, rot.Reads = store, tracker
+		creds := lifecycle.NewVaultCredentials(client)
+		loop := lifecycle.NewLoop(tracker, engine, creds, rollouts, log)
+		loop.Interval, loop.Timeout, loop.Ready, loop.Observer = cfg.LifecycleInterval, cfg.Timeout, creds.Ready, m
+		terms = append(terms, loop)
+		checked.Add(1)
+		go func() { defer checked.Done(); loop.CheckStore(ctx) }()
+	}
+	w := lifecycle.NewWatcher(engine, log, terms...)
+	w.Poll, w.Timeout, w.Leading = min(lifecycle.DefaultLeaderPoll, cfg.LifecycleInterval), cfg.Timeout, m.Leading
+	if tracker != nil {
+		w.Ended = tracker.Forget
+	}
+	w.Run(ctx)
+	checked.Wait()
+}
+
+// startCPUProfile writes a CPU profile to file until the returned stop is
+// called; with no file it does nothing.
+func startCPUProfile(file string) (stop func(), err error) {
+	if file == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return pprof.StopCPUProfile, nil
 }

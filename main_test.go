@@ -20,7 +20,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
-	"github.com/swarmvault/swarmvault/lifecycle"
+	"github.com/swarmvault/swarmvault/internal/settings"
 	"github.com/swarmvault/swarmvault/swarm"
 )
 
@@ -52,8 +52,8 @@ func TestProcessRefusesBadSettingsOneLineEach(t *testing.T) {
 	}
 	// dockerd logs each stderr line as its own entry: each must read alone.
 	want := "swarmvault: VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200\n" +
-		"swarmvault: TOKEN_ROLE is not set: task tokens would come from auth/token/create-orphan, which needs sudo and does not bound their policies: create a token role (README \"Vault setup\") and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that\n" +
-		"swarmvault: LOG_LEVEL=loud is not a level: use debug, info, warn or error\n"
+		"swarmvault: LOG_LEVEL=loud is not a level: use debug, info, warn or error\n" +
+		"swarmvault: TOKEN_ROLE is not set: task tokens would come from auth/token/create-orphan, which needs sudo and does not bound their policies: create a token role (README \"Vault setup\") and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that\n"
 	if stderr.String() != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
 	}
@@ -165,11 +165,11 @@ func TestTaskLifecycleSettings(t *testing.T) {
 	}
 	engine := swarm.NewEngine(nil)
 	for _, tt := range []struct {
-		name          string
-		statePath     string
-		engineErr     error
-		tracker, loop bool
-		warning       string
+		name           string
+		statePath      string
+		engineErr      error
+		tracker, store bool
+		warning        string
 	}{
 		{"socket and STATE_PATH", "secret/swarmvault/state", nil, true, true, ""},
 		{"socket only", "", nil, true, false, "task lifecycle off: STATE_PATH is not set; task credentials (vault.type=token, read, write) live for their TTL (TOKEN_TTL) whatever happens to their task"},
@@ -184,12 +184,12 @@ func TestTaskLifecycleSettings(t *testing.T) {
 			if tt.engineErr == nil {
 				e = engine
 			}
-			tracker, loop := taskLifecycle(config{StatePath: tt.statePath, LifecycleInterval: 7e9, Timeout: 3e9}, e, tt.engineErr, client, lifecycle.NewRollouts(e, log), log)
-			if (tracker != nil) != tt.tracker || (loop != nil) != tt.loop {
-				t.Errorf("tracker %v, loop %v", tracker != nil, loop != nil)
+			tracker, store := taskLifecycle(settings.Config{StatePath: tt.statePath, LifecycleInterval: 7e9, Timeout: 3e9}, e, tt.engineErr, client, log)
+			if (tracker != nil) != tt.tracker || (store != nil) != tt.store {
+				t.Errorf("tracker %v, store %v", tracker != nil, store != nil)
 			}
-			if loop != nil && (loop.Interval != 7e9 || loop.Timeout != 3e9) {
-				t.Errorf("loop interval %v timeout %v", loop.Interval, loop.Timeout)
+			if store != nil && store.Path() != tt.statePath {
+				t.Errorf("store at %s", store.Path())
 			}
 			warnings := strings.Count(logs.String(), "level=warning")
 			if tt.warning == "" && warnings != 0 || tt.warning != "" && (warnings != 1 || !strings.Contains(logs.String(), tt.warning)) {

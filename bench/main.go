@@ -31,6 +31,8 @@ import (
 
 	"github.com/docker/go-plugins-helpers/secrets"
 	"github.com/hashicorp/vault/api"
+
+	"github.com/swarmvault/swarmvault/internal/settings"
 )
 
 func main() {
@@ -342,14 +344,8 @@ type vaultSide struct {
 }
 
 func setUpVault(ctx context.Context, addr, rootToken string) (*vaultSide, error) {
-	cfg := api.DefaultConfig()
-	cfg.Address = addr
-	// The same transport settings as the plugin's (config.go), so that the
-	// floor is a tuned client too.
-	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
-		t.MaxIdleConns, t.MaxIdleConnsPerHost = 128, 128
-	}
-	root, err := api.NewClient(cfg)
+	// The plugin's own client, so that the floor is a tuned client too.
+	root, err := settings.Config{VaultAddr: addr}.VaultClient(nil)
 	if err != nil {
 		return nil, err
 	}

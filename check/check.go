@@ -1,11 +1,3 @@
-// Package check is the swarmvault check command: it reads compose files as
-// docker stack deploy would and tells, before a deploy, whether each of
-// their swarmvault secrets would be served. Offline it runs each secret's
-// labels and each service's POLICY_TEMPLATE through the plugin's own code;
-// with --vault it also asks Vault, minting tokens as the plugin would.
-//
-// Each problem is the sentence the plugin would log for that task. Nothing
-// read from Vault is printed.
 package check
 
 import (
@@ -17,12 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
+	"github.com/swarmvault/swarmvault/internal/settings"
 	"github.com/swarmvault/swarmvault/provider"
 )
 
@@ -43,10 +34,10 @@ token is minted for each service as the plugin would mint it, and Vault says
 whether the path and field exist and the service may read them; nothing read
 is printed.
 
-Plugin settings (POLICY_TEMPLATE, TOKEN_ROLE, ALLOWED_TYPES, TOKEN_TTL,
-TOKEN_MAX_TTL, WRAP_MAX_TTL, VAULT_CLIENT_TIMEOUT) are taken from a flag,
-else from the environment variable of that name, else the plugin's default:
-give the values of your docker plugin set.
+The plugin settings that decide whether a secret is served are taken from
+a flag, else from the environment variable of that name, else the plugin's
+default: give the values of your docker plugin set. They are:
+  %s
 
 --vault uses VAULT_ADDR (and VAULT_CACERT, VAULT_NAMESPACE, ...) and your
 token: VAULT_TOKEN, else VAULT_TOKEN_FILE, else ~/.vault-token. It needs what
@@ -64,8 +55,22 @@ Examples:
 Flags:
 `
 
-// settings are the command's flags, environment applied.
-type settings struct {
+// pluginSettings are the plugin settings that decide whether a secret is
+// served: the check reads them as the plugin does, from a flag, else the
+// environment, else the plugin's default.
+var pluginSettings = []string{"POLICY_TEMPLATE", "TOKEN_ROLE", "ALLOWED_TYPES", "TOKEN_TTL", "TOKEN_MAX_TTL", "WRAP_MAX_TTL", "VAULT_CLIENT_TIMEOUT"}
+
+// flagName is the check's flag for a plugin setting: -token-ttl for
+// TOKEN_TTL; -timeout for VAULT_CLIENT_TIMEOUT, each Vault check's deadline.
+func flagName(setting string) string {
+	if setting == "VAULT_CLIENT_TIMEOUT" {
+		return "timeout"
+	}
+	return strings.ToLower(strings.ReplaceAll(setting, "_", "-"))
+}
+
+// options are the command's flags, environment applied.
+type options struct {
 	files     []string
 	stack     string
 	driver    string
@@ -110,25 +115,28 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitCode(rows)
 }
 
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
-	var s settings
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	var s options
 	fs := flag.NewFlagSet("swarmvault check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprintf(stderr, usage, strings.Join(pluginSettings, ", "))
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&s.stack, "stack", "", "the stack name of docker stack deploy: services and secrets are named STACK_name in the swarm, and POLICY_TEMPLATE sees those names (required with --vault)")
 	fs.StringVar(&s.driver, "driver", "vault", "the name the plugin is installed as, as the files' driver: gives it")
 	fs.StringVar(&s.format, "format", "table", "output: table or json")
 	fs.BoolVar(&s.vault, "vault", false, "also ask Vault (VAULT_ADDR, your token): paths, fields, each service's right to read")
-	policyTemplate := fs.String("policy-template", getenv("POLICY_TEMPLATE"), "the plugin's POLICY_TEMPLATE (default $POLICY_TEMPLATE, else "+provider.DefaultPolicyTemplate+")")
-	fs.StringVar(&s.opts.TokenRole, "token-role", getenv("TOKEN_ROLE"), "the plugin's TOKEN_ROLE (default $TOKEN_ROLE)")
-	allowed := fs.String("allowed-types", getenv("ALLOWED_TYPES"), "the plugin's ALLOWED_TYPES (default $ALLOWED_TYPES, else all)")
-	tokenTTL := fs.String("token-ttl", getenv("TOKEN_TTL"), "the plugin's TOKEN_TTL (default $TOKEN_TTL, else 1h)")
-	tokenMaxTTL := fs.String("token-max-ttl", getenv("TOKEN_MAX_TTL"), "the plugin's TOKEN_MAX_TTL (default $TOKEN_MAX_TTL, else 24h)")
-	wrapMaxTTL := fs.String("wrap-max-ttl", getenv("WRAP_MAX_TTL"), "the plugin's WRAP_MAX_TTL (default $WRAP_MAX_TTL, else 1h)")
-	timeout := fs.String("timeout", getenv("VAULT_CLIENT_TIMEOUT"), "each Vault check's deadline, the plugin's VAULT_CLIENT_TIMEOUT (default $VAULT_CLIENT_TIMEOUT, else 10s)")
+	// The plugin settings the check shares, each a flag named after it.
+	shared := map[string]*string{}
+	for _, name := range pluginSettings {
+		set, _ := settings.Lookup(name)
+		def := "$" + name
+		if set.Default != "" {
+			def += ", else " + set.Default
+		}
+		shared[name] = fs.String(flagName(name), getenv(name), fmt.Sprintf("the plugin's %s (default %s)", name, def))
+	}
 	fs.StringVar(&s.tokenFile, "token-file", getenv("VAULT_TOKEN_FILE"), "a file holding your Vault token, when VAULT_TOKEN is not set (default $VAULT_TOKEN_FILE, else ~/.vault-token)")
 	// Flags may come after the files too, as with docker's own commands.
 	for rest := args; ; {
@@ -159,37 +167,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (se
 		// table says which stack name they were rendered for.
 		s.stack = "stack"
 	}
-	var err error
-	if s.opts.Policies, err = provider.ParsePolicyTemplate(*policyTemplate); err != nil {
-		bad("%v", err)
+	cfg, err := settings.LoadOnly(func(name string) string { return *shared[name] }, pluginSettings...)
+	if err != nil {
+		errs = append(errs, err)
 	}
-	if s.opts.AllowedTypes, err = provider.ParseAllowedTypes(*allowed); err != nil {
-		bad("%v", err)
-	}
-	for _, d := range []struct {
-		name, value string
-		def         time.Duration
-		to          *time.Duration
-	}{
-		{"TOKEN_TTL", *tokenTTL, provider.DefaultTokenTTL, &s.opts.TokenTTL},
-		{"TOKEN_MAX_TTL", *tokenMaxTTL, provider.DefaultTokenMaxTTL, &s.opts.TokenMaxTTL},
-		{"WRAP_MAX_TTL", *wrapMaxTTL, provider.DefaultWrapMaxTTL, &s.opts.WrapMaxTTL},
-		{"VAULT_CLIENT_TIMEOUT", *timeout, provider.DefaultTimeout, &s.opts.Timeout},
-	} {
-		*d.to = d.def
-		if d.value == "" {
-			continue
-		}
-		v, err := parseutil.ParseDurationSecond(d.value)
-		if err != nil || v <= 0 {
-			bad("%s=%s is not a duration: use e.g. %s", d.name, d.value, d.def)
-			continue
-		}
-		*d.to = v
-	}
-	if s.opts.TokenTTL > s.opts.TokenMaxTTL {
-		bad("TOKEN_TTL=%s is longer than TOKEN_MAX_TTL=%s", s.opts.TokenTTL, s.opts.TokenMaxTTL)
-	}
+	s.opts = cfg.Options()
 	return s, errors.Join(errs...)
 }
 
@@ -206,7 +188,7 @@ func environ() map[string]string {
 
 // vaultVerifier is a Provider acting with the operator's token, once that
 // token is known to mint what the stack's secrets need.
-func vaultVerifier(ctx context.Context, s settings, stderr io.Writer, st stack) (verifier, error) {
+func vaultVerifier(ctx context.Context, s options, stderr io.Writer, st stack) (verifier, error) {
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
 		return nil, cfg.Error

@@ -4,15 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/hashicorp/vault/api"
-	"github.com/sirupsen/logrus"
-
+	"github.com/swarmvault/swarmvault/internal/vaulttest"
 	"github.com/swarmvault/swarmvault/provider"
 )
 
@@ -261,17 +258,7 @@ func vaultAnswering(t *testing.T, status int) *provider.Provider {
 
 func providerAt(t *testing.T, addr string) *provider.Provider {
 	t.Helper()
-	cfg := api.DefaultConfig()
-	cfg.Address = addr
-	cfg.MaxRetries = 0
-	client, err := api.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.SetToken("operator")
-	log := logrus.New()
-	log.SetOutput(io.Discard)
-	return provider.New(client, log, provider.Options{})
+	return provider.New(vaulttest.Client(t, addr, "operator"), vaulttest.Discard(), provider.Options{})
 }
 
 // Only what Vault could not be asked is unchecked; its refusals are

@@ -20,6 +20,7 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/swarmvault/swarmvault/bootstrap"
 	"github.com/swarmvault/swarmvault/swarm"
 )
 
@@ -588,7 +589,7 @@ secrets:
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := swarm.NewHelperReader(cli, svc, name)
+			r, err := bootstrap.NewReader(swarm.NewEngine(cli), svc, name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -842,7 +843,7 @@ secrets:
 		if got := forced(); got != "1" {
 			t.Errorf("the service was forced %s times, want once", got)
 		}
-		if !nodeLogHas(t, newLeader, 0, "rotation: rolling the service") {
+		if !nodeLogHas(t, newLeader, 0, rolling) {
 			t.Errorf("the new leader's log has no rollout line")
 		}
 
@@ -907,7 +908,7 @@ secrets:
 			t.Errorf("the service was forced %s times, want once", got)
 		}
 		for _, i := range all {
-			if nodeLogHas(t, i, marks[i], "rotation: rolling the service") {
+			if nodeLogHas(t, i, marks[i], rolling) {
 				t.Logf("node %d's plugin rolled the service (node %d was killed, node %d led next)", i, l, newLeader)
 			}
 		}

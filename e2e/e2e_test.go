@@ -24,6 +24,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/hashicorp/vault/api"
 
+	"github.com/swarmvault/swarmvault/bootstrap"
 	"github.com/swarmvault/swarmvault/swarm"
 )
 
@@ -629,7 +630,7 @@ func TestSwarm(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cli.Close()
-		r, err := swarm.NewHelperReader(cli, service, name)
+		r, err := bootstrap.NewReader(swarm.NewEngine(cli), service, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -644,7 +645,7 @@ func TestSwarm(t *testing.T) {
 			t.Errorf("read %d bytes from the helper, want the %d of its secret", len(got), len(helperValue))
 		}
 
-		r, err = swarm.NewHelperReader(cli, service, "not_attached")
+		r, err = bootstrap.NewReader(swarm.NewEngine(cli), service, "not_attached")
 		if err != nil {
 			t.Fatal(err)
 		}

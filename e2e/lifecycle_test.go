@@ -35,6 +35,10 @@ const lifecycleInterval = 2 * time.Second
 // rotationInterval is ROTATION_INTERVAL in the tests.
 const rotationInterval = 3 * time.Second
 
+// rolling is what the plugin logs when it rolls a service (with the field
+// component=rotation).
+const rolling = "rolling the service (as docker service update --force does)"
+
 // dbFixture mounts a database engine on the test PostgreSQL with a role
 // whose credentials live ttl unless renewed, and at most maxTTL, and
 // returns the mount. Unmounting at the end revokes whatever is left.
@@ -415,7 +419,9 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		m := logMark(t)
 		bad := "secret/not-granted-" + run
 		setPlugin(t, "STATE_PATH="+bad)
-		want := inDockerdLog("task lifecycle: STATE_PATH=" + bad + ": the plugin's token lacks create on secret/data/not-granted-" + run + "/*")
+		// The message, from its start (msg=" as dockerd quotes it), and no
+		// prefix: the component is a field of the line.
+		want := `msg=\"` + inDockerdLog("STATE_PATH="+bad+": the plugin's token lacks create on secret/data/not-granted-"+run+"/*")
 		waitFor(t, "the line", 30*time.Second, func() (bool, string) {
 			return strings.Contains(logSince(t, m), want), ""
 		})
@@ -542,7 +548,7 @@ func testRotation(t *testing.T, f *fixture, mark int64) {
 	if got := force(plain); got != "0" {
 		t.Errorf("a service that did not opt in was forced %s times", got)
 	}
-	if n := strings.Count(logSince(t, mark), "rotation: rolling the service"); n != 4 {
+	if n := strings.Count(logSince(t, mark), rolling); n != 4 {
 		t.Errorf("%d rollout lines in dockerd's log, want 4 (2 versions, 2 services)", n)
 	}
 }
@@ -712,7 +718,7 @@ func testRotationDB(t *testing.T, f *fixture, mark int64, dataRoot string) {
 		if strings.Contains(line, `level=error msg=\"`) && strings.Contains(line, "service="+service) {
 			t.Errorf("an error about the rotating service: %s", line)
 		}
-		if strings.Contains(line, "rotation: rolling the service") && strings.Contains(line, "service="+service) {
+		if strings.Contains(line, rolling) && strings.Contains(line, "component=rotation") && strings.Contains(line, "service="+service) {
 			rolls++
 			if !strings.Contains(line, "the credentials of secret "+secret+" end at ") {
 				t.Errorf("the rollout line does not say why: %s", line)

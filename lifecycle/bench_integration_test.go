@@ -92,7 +92,7 @@ func BenchmarkRound(b *testing.B) {
 					if due {
 						accessor = bd.taskToken(b, id, "1h").Accessor
 					}
-					tr.held[key(id, "db")] = &held{Record: Record{TaskID: id, Secret: "db", Credentials: provider.Credentials{Accessor: accessor, TokenTTL: time.Hour}},
+					tr.byKey[key(id, "db")] = &tracked{Record: Record{TaskID: id, Secret: "db", Credentials: provider.Credentials{Accessor: accessor, TokenTTL: time.Hour}},
 						verified: true, tokenUntil: time.Now().Add(time.Hour)}
 				}
 				loop := NewLoop(tr, sw, NewVaultCredentials(client), NewRollouts(sw, quietLogger()), quietLogger())
@@ -105,7 +105,7 @@ func BenchmarkRound(b *testing.B) {
 				for range b.N {
 					if due {
 						b.StopTimer()
-						for _, h := range tr.held {
+						for _, h := range tr.byKey {
 							h.tokenUntil = time.Time{}
 						}
 						b.StartTimer()

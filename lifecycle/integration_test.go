@@ -408,7 +408,7 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 	if err := b.root.Auth().Token().RevokeAccessor(accessors[tasks[0]]); err != nil {
 		t.Fatal(err)
 	}
-	newLeader.held[key(tasks[0], "tok")].tokenUntil = time.Time{}
+	newLeader.byKey[key(tasks[0], "tok")].tokenUntil = time.Time{}
 	if err := loop.Round(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -518,9 +518,9 @@ func TestLoopRollsServicesBeforeTheirCredentialsEnd(t *testing.T) {
 	if n := strings.Count(out, "reaches its max TTL"); n != 1 || !strings.Contains(out, "docker service update --force svc-plain-name") {
 		t.Errorf("%d max-TTL warnings, want 1, for svc-plain:\n%s", n, out)
 	}
-	if n := strings.Count(out, "rotation: rolling the service"); n != 2 ||
+	if n := strings.Count(out, `msg="rolling the service`); n != 2 ||
 		!strings.Contains(out, "the credentials of secret db end at ") ||
-		!strings.Contains(out, "and 1 other tasks)\" service=svc-rot-name") {
+		!strings.Contains(out, "and 1 other tasks)\" component=rotation service=svc-rot-name") {
 		t.Errorf("want one rollout line for svc-rot (two tasks) and one for svc-paused:\n%s", out)
 	}
 	if n := strings.Count(out, "last rollout failed"); n != 1 {

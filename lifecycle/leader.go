@@ -53,7 +53,7 @@ type Watcher struct {
 // NewWatcher returns a Watcher that runs terms while leadership says this
 // manager leads.
 func NewWatcher(leadership Leadership, log logrus.FieldLogger, terms ...Term) *Watcher {
-	return &Watcher{leadership: leadership, terms: terms, log: log, Poll: DefaultLeaderPoll, Timeout: 10 * time.Second}
+	return &Watcher{leadership: leadership, terms: terms, log: log.WithField("component", "lifecycle"), Poll: DefaultLeaderPoll, Timeout: 10 * time.Second}
 }
 
 // Run polls leadership until ctx ends, and returns once the last term has.
@@ -79,13 +79,13 @@ func (w *Watcher) poll(ctx context.Context, t *term) *term {
 	case err != nil:
 		// The engine does not answer: a term under way goes on (its own
 		// calls fail and are retried), none starts.
-		w.log.Warnf("task lifecycle: cannot tell whether this manager leads the swarm: %v", err)
+		w.log.Warnf("cannot tell whether this manager leads the swarm: %v", err)
 	case leader && t == nil:
-		w.log.Info("task lifecycle: this manager leads the swarm; its plugin renews and revokes task credentials")
+		w.log.Info("this manager leads the swarm; its plugin renews and revokes task credentials")
 		return w.begin(ctx)
 	case !leader && t != nil:
 		t.end(w)
-		w.log.Info("task lifecycle: this manager no longer leads the swarm; the leader's plugin renews and revokes task credentials")
+		w.log.Info("this manager no longer leads the swarm; the leader's plugin renews and revokes task credentials")
 		return nil
 	}
 	return t
@@ -131,4 +131,27 @@ func (w *Watcher) ask(ctx context.Context) (bool, error) {
 		w.Leading(leader)
 	}
 	return leader, err
+}
+
+// runRounds runs round at once and then every interval, until ctx (a
+// term's) ends. A failed round is one log line, and the next round tries
+// again. ready, when set, holds rounds back, asked every second, until it
+// says yes.
+func runRounds(ctx context.Context, interval time.Duration, ready func() bool, round func(context.Context) error, log logrus.FieldLogger) {
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if ready != nil && !ready() {
+			wait = time.Second // the first login is not done yet
+			continue
+		}
+		wait = interval
+		if err := round(ctx); err != nil && ctx.Err() == nil {
+			log.Error(err)
+		}
+	}
 }

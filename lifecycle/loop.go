@@ -58,31 +58,14 @@ type Loop struct {
 // and revokes with the plugin's own token, and rollouts rolls the services
 // whose vault.rotate credentials end.
 func NewLoop(tracker *Tracker, tasks TaskLister, vault Credentials, rollouts *Rollouts, log logrus.FieldLogger) *Loop {
-	return &Loop{tracker: tracker, tasks: tasks, vault: vault, rollouts: rollouts, log: log, now: time.Now,
+	return &Loop{tracker: tracker, tasks: tasks, vault: vault, rollouts: rollouts, log: log.WithField("component", "lifecycle"), now: time.Now,
 		Interval: DefaultInterval, Timeout: 10 * time.Second, Workers: DefaultWorkers}
 }
 
 // Run runs rounds, the first at once, until ctx (the term's) ends. A failed
 // round is one log line and is retried at the next: Vault or Docker being
 // down delays the lifecycle, and the records stay in STATE_PATH.
-func (l *Loop) Run(ctx context.Context) {
-	wait := time.Duration(0)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		if l.Ready != nil && !l.Ready() {
-			wait = time.Second // the first login is not done yet
-			continue
-		}
-		wait = l.Interval
-		if err := l.Round(ctx); err != nil && ctx.Err() == nil {
-			l.log.Errorf("task lifecycle: %v", err)
-		}
-	}
-}
+func (l *Loop) Run(ctx context.Context) { runRounds(ctx, l.Interval, l.Ready, l.Round, l.log) }
 
 // CheckStore checks, on every manager, that the plugin's token may keep
 // records under STATE_PATH, so that a missing grant shows at start and not
@@ -95,15 +78,15 @@ func (l *Loop) CheckStore(ctx context.Context) {
 		wait := time.Second // the first login is not done yet
 		if l.Ready == nil || l.Ready() {
 			wait = l.Interval
-			err := l.call(ctx, l.tracker.store.Check)
+			err := l.withDeadline(ctx, l.tracker.store.Check)
 			if err == nil {
 				if said != "" {
-					l.log.Info("task lifecycle: the plugin's token may now keep records under STATE_PATH")
+					l.log.Info("the plugin's token may now keep records under STATE_PATH")
 				}
 				return
 			}
 			if msg := err.Error(); msg != said && ctx.Err() == nil {
-				l.log.Errorf("task lifecycle: %s", msg)
+				l.log.Error(msg)
 				said = msg
 			}
 		}
@@ -125,17 +108,17 @@ func (l *Loop) Round(ctx context.Context) error {
 	// First what this manager could not write: a record found there then
 	// is another credential of the task's, read by the load that follows.
 	for _, h := range l.tracker.unrecorded() {
-		if err := l.call(ctx, func(ctx context.Context) error { return l.tracker.record(ctx, h) }); err != nil {
+		if err := l.withDeadline(ctx, func(ctx context.Context) error { return l.tracker.record(ctx, h) }); err != nil {
 			errs = append(errs, fmt.Errorf("task %s, secret %s: its record is still not written: %w", h.TaskID, h.Secret, err))
 			break
 		}
 	}
-	loaded, bad, err := l.tracker.load(ctx, l.call)
+	loaded, bad, err := l.tracker.load(ctx, l.withDeadline)
 	if len(bad) > 0 {
-		l.log.Warnf("task lifecycle: STATE_PATH=%s holds %d entries swarmvault did not write (e.g. %q): left alone; give the plugin a path of its own", l.tracker.store.Path(), len(bad), bad[0])
+		l.log.Warnf("STATE_PATH=%s holds %d entries swarmvault did not write (e.g. %q): left alone; give the plugin a path of its own", l.tracker.store.Path(), len(bad), bad[0])
 	}
 	if loaded > 0 {
-		l.log.Infof("task lifecycle: %d task credentials found in STATE_PATH", loaded)
+		l.log.Infof("%d task credentials found in STATE_PATH", loaded)
 	}
 	if err != nil {
 		// What is held is still renewed and revoked.
@@ -143,19 +126,19 @@ func (l *Loop) Round(ctx context.Context) error {
 	}
 	upTo := l.tracker.mark()
 	var tasks map[string]swarm.TaskState
-	if err := l.call(ctx, func(ctx context.Context) (err error) { tasks, err = l.tasks.Tasks(ctx); return err }); err != nil {
+	if err := l.withDeadline(ctx, func(ctx context.Context) (err error) { tasks, err = l.tasks.Tasks(ctx); return err }); err != nil {
 		// Without the task list nothing is revoked, but what is due is
 		// renewed all the same: a running task keeps its credentials
 		// while the engine does not answer.
 		errs = append(errs, err)
 		tasks = nil
 	}
-	held := l.tracker.snapshot(upTo)
-	if err := l.reconcile(ctx, held, tasks); err != nil {
+	snap := l.tracker.snapshot(upTo)
+	if err := l.reconcile(ctx, snap, tasks); err != nil {
 		errs = append(errs, err)
 	}
 	if tasks != nil {
-		l.rollEnding(ctx, held, tasks)
+		l.rollEnding(ctx, snap, tasks)
 	}
 	if l.Observer != nil {
 		l.Observer.Tracked(l.tracker.Len())
@@ -165,7 +148,7 @@ func (l *Loop) Round(ctx context.Context) error {
 
 // reconcile renews or revokes each held credential, as its task's state
 // says; with no task list (nil), it renews only.
-func (l *Loop) reconcile(ctx context.Context, all []*held, tasks map[string]swarm.TaskState) error {
+func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]swarm.TaskState) error {
 	var (
 		mu       sync.Mutex
 		failed   int
@@ -222,7 +205,7 @@ func (l *Loop) reconcile(ctx context.Context, all []*held, tasks map[string]swar
 
 // settle does what one credential's task state asks: verify a record read
 // from STATE_PATH, then revoke it (ended) or renew it (due).
-func (l *Loop) settle(ctx context.Context, h *held, ended, found bool, st swarm.TaskState) error {
+func (l *Loop) settle(ctx context.Context, h *tracked, ended, found bool, st swarm.TaskState) error {
 	if !h.verified {
 		ok, err := l.verify(ctx, h)
 		switch {
@@ -266,18 +249,18 @@ func (l *Loop) settle(ctx context.Context, h *held, ended, found bool, st swarm.
 // another task's token, or keep one alive. It also learns how long the
 // token has left, so that a new leader renews only what is due. ok is
 // false when the record is not to be acted on.
-func (l *Loop) verify(ctx context.Context, h *held) (ok bool, err error) {
+func (l *Loop) verify(ctx context.Context, h *tracked) (ok bool, err error) {
 	var info TokenInfo
-	err = l.call(ctx, func(ctx context.Context) (err error) { info, err = l.vault.LookupToken(ctx, h.Accessor); return err })
+	err = l.withDeadline(ctx, func(ctx context.Context) (err error) { info, err = l.vault.LookupToken(ctx, h.Accessor); return err })
 	entry := l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName})
 	switch {
 	case errors.Is(err, ErrTokenGone):
-		entry.Info("task lifecycle: the task's token no longer exists in Vault (it expired, or was revoked): its record is removed")
+		entry.Info("the task's token no longer exists in Vault (it expired, or was revoked): its record is removed")
 		return false, l.forgetRecord(ctx, h, true)
 	case err != nil:
 		return false, err
 	case info.TaskID != h.TaskID:
-		entry.Warnf("task lifecycle: STATE_PATH=%s entry %s names a token that is not this task's: left alone, neither renewed nor revoked; remove the entry if swarmvault did not write it", l.tracker.store.Path(), h.Key())
+		entry.Warnf("STATE_PATH=%s entry %s names a token that is not this task's: left alone, neither renewed nor revoked; remove the entry if swarmvault did not write it", l.tracker.store.Path(), h.Key())
 		l.tracker.skip(h.Key())
 		l.tracker.remove(h)
 		return false, nil
@@ -292,11 +275,11 @@ func (l *Loop) verify(ctx context.Context, h *held) (ok bool, err error) {
 // that its new tasks hold new credentials before the old ones end: one
 // rollout per service, however many of its tasks are due. Other
 // credentials were warned of when their end came in sight.
-func (l *Loop) rollEnding(ctx context.Context, all []*held, tasks map[string]swarm.TaskState) {
+func (l *Loop) rollEnding(ctx context.Context, all []*tracked, tasks map[string]swarm.TaskState) {
 	type due struct {
 		name, secret, task string
 		end                time.Time
-		held               []*held
+		creds              []*tracked
 	}
 	services := map[string]*due{}
 	var ids []string
@@ -320,7 +303,7 @@ func (l *Loop) rollEnding(ctx context.Context, all []*held, tasks map[string]swa
 			if h.LeaseID != "" && !h.LeaseRenewable && !h.leaseWarned {
 				h.leaseWarned = true
 				l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName}).
-					Warnf("task lifecycle: the task's lease ends at %s and Vault does not renew it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", end.UTC().Format(time.RFC3339), h.ServiceName)
+					Warnf("the task's lease ends at %s and Vault does not renew it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", end.UTC().Format(time.RFC3339), h.ServiceName)
 			}
 			continue
 		}
@@ -333,20 +316,20 @@ func (l *Loop) rollEnding(ctx context.Context, all []*held, tasks map[string]swa
 		if d.end.IsZero() || end.Before(d.end) {
 			d.end, d.secret, d.task = end, h.Secret, h.TaskID
 		}
-		d.held = append(d.held, h)
+		d.creds = append(d.creds, h)
 	}
 	slices.Sort(ids)
 	for _, id := range ids {
 		d := services[id]
 		why := fmt.Sprintf("the credentials of secret %s end at %s and cannot be renewed past it (task %s", d.secret, d.end.UTC().Format(time.RFC3339), d.task)
-		if n := len(d.held); n > 1 {
+		if n := len(d.creds); n > 1 {
 			why += fmt.Sprintf(", and %d other tasks", n-1)
 		}
 		why += ")"
 		var done bool
-		l.call(ctx, func(ctx context.Context) error { done = l.rollouts.roll(ctx, id, d.name, why); return nil })
+		l.withDeadline(ctx, func(ctx context.Context) error { done = l.rollouts.roll(ctx, id, d.name, why); return nil })
 		if done {
-			for _, h := range d.held {
+			for _, h := range d.creds {
 				h.rolled = true
 			}
 		}
@@ -360,44 +343,39 @@ func (l *Loop) due(until time.Time, ttl time.Duration) bool {
 	return until.IsZero() || until.Sub(l.now()) <= max(ttl/2, 2*l.Interval)
 }
 
-func (l *Loop) renewDue(h *held) bool {
+func (l *Loop) renewDue(h *tracked) bool {
 	return l.tokenDue(h) || l.leaseDue(h)
 }
 
-func (l *Loop) tokenDue(h *held) bool { return !h.tokenCapped && l.due(h.tokenUntil, h.TokenTTL) }
+func (l *Loop) tokenDue(h *tracked) bool { return !h.tokenCapped && l.due(h.tokenUntil, h.TokenTTL) }
 
-func (l *Loop) leaseDue(h *held) bool {
+func (l *Loop) leaseDue(h *tracked) bool {
 	return h.LeaseID != "" && h.LeaseRenewable && !h.leaseCapped && l.due(h.leaseUntil, h.LeaseTTL)
 }
 
 // renew extends a running task's token, then its lease, by their granted
 // TTLs. Vault caps both at their max TTL; then the credentials end there,
 // which this loop reports once (rolling the service is vault.rotate's).
-func (l *Loop) renew(ctx context.Context, h *held) error {
+func (l *Loop) renew(ctx context.Context, h *tracked) error {
 	entry := l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName})
 	if l.tokenDue(h) {
 		var got time.Duration
-		err := l.call(ctx, func(ctx context.Context) (err error) {
+		err := l.withDeadline(ctx, func(ctx context.Context) (err error) {
 			got, err = l.vault.RenewToken(ctx, h.Accessor, h.TokenTTL)
 			return err
 		})
 		if errors.Is(err, ErrTokenGone) {
-			entry.Warn("task lifecycle: the task's token no longer exists in Vault (it expired, or was revoked outside swarmvault): its credentials are gone, nothing left to renew")
+			entry.Warn("the task's token no longer exists in Vault (it expired, or was revoked outside swarmvault): its credentials are gone, nothing left to renew")
 			return l.forgetRecord(ctx, h, true)
 		}
 		if err != nil {
 			return err
 		}
-		l.extend(&h.tokenUntil, got, h.TokenTTL, &h.tokenCapped)
-		if h.tokenCapped && !h.tokenWarned && !h.Rotate {
-			h.tokenWarned = true
-			entry.Warnf("task lifecycle: the task's token reaches its max TTL (TOKEN_MAX_TTL) at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", h.tokenUntil.UTC().Format(time.RFC3339), h.ServiceName)
-		}
-		entry.Debug("task lifecycle: token renewed")
+		l.renewed(entry, h, "token", "its max TTL (TOKEN_MAX_TTL)", &h.tokenUntil, got, h.TokenTTL, &h.tokenCapped, &h.tokenWarned)
 	}
 	if l.leaseDue(h) {
 		var got time.Duration
-		err := l.call(ctx, func(ctx context.Context) (err error) {
+		err := l.withDeadline(ctx, func(ctx context.Context) (err error) {
 			got, err = l.vault.RenewLease(ctx, h.LeaseID, h.LeaseTTL)
 			return err
 		})
@@ -405,21 +383,28 @@ func (l *Loop) renew(ctx context.Context, h *held) error {
 			// Not found or not renewable: it ends at its expiry, or ended.
 			h.leaseCapped = true
 			if !h.Rotate {
-				entry.Warnf("task lifecycle: the task's lease can no longer be renewed (%v): docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", errors.Unwrap(err), h.ServiceName)
+				entry.Warnf("the task's lease can no longer be renewed (%v): docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", errors.Unwrap(err), h.ServiceName)
 			}
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		l.extend(&h.leaseUntil, got, h.LeaseTTL, &h.leaseCapped)
-		if h.leaseCapped && !h.leaseWarned && !h.Rotate {
-			h.leaseWarned = true
-			entry.Warnf("task lifecycle: the task's lease reaches its max TTL at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", h.leaseUntil.UTC().Format(time.RFC3339), h.ServiceName)
-		}
-		entry.Debug("task lifecycle: lease renewed")
+		l.renewed(entry, h, "lease", "its max TTL", &h.leaseUntil, got, h.LeaseTTL, &h.leaseCapped, &h.leaseWarned)
 	}
 	return nil
+}
+
+// renewed takes in a renewal of h's token or lease (what) that granted
+// got: its new end, and, once, a warning when that end is a max TTL (limit)
+// that no renewal moves, unless vault.rotate rolls the service in time.
+func (l *Loop) renewed(entry logrus.FieldLogger, h *tracked, what, limit string, until *time.Time, got, asked time.Duration, capped, warned *bool) {
+	l.extend(until, got, asked, capped)
+	if *capped && !*warned && !h.Rotate {
+		*warned = true
+		entry.Warnf("the task's %s reaches %s at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", what, limit, until.UTC().Format(time.RFC3339), h.ServiceName)
+	}
+	entry.Debug(what + " renewed")
 }
 
 // extend moves *until to the end a renewal granted. A renewal that granted
@@ -436,8 +421,8 @@ func (l *Loop) extend(until *time.Time, got, asked time.Duration, capped *bool) 
 
 // revoke ends the credentials of a task that ended. Revoking the token
 // revokes its leases with it: Vault drops a dynamic secret's database user.
-func (l *Loop) revoke(ctx context.Context, h *held, why string) error {
-	err := l.call(ctx, func(ctx context.Context) error { return l.vault.RevokeToken(ctx, h.Accessor) })
+func (l *Loop) revoke(ctx context.Context, h *tracked, why string) error {
+	err := l.withDeadline(ctx, func(ctx context.Context) error { return l.vault.RevokeToken(ctx, h.Accessor) })
 	gone := errors.Is(err, ErrTokenGone)
 	if err != nil && !gone {
 		return err
@@ -446,7 +431,7 @@ func (l *Loop) revoke(ctx context.Context, h *held, why string) error {
 		return err
 	}
 	l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName}).
-		Infof("task lifecycle: task ended (%s): its credentials are revoked", why)
+		Infof("task ended (%s): its credentials are revoked", why)
 	return nil
 }
 
@@ -457,9 +442,9 @@ func (l *Loop) revoke(ctx context.Context, h *held, why string) error {
 // deleted the record too, after which another request may have recorded a
 // credential of its own there: the entry is deleted only if it is still
 // this one.
-func (l *Loop) forgetRecord(ctx context.Context, h *held, gone bool) error {
+func (l *Loop) forgetRecord(ctx context.Context, h *tracked, gone bool) error {
 	if l.tracker.recorded(h) {
-		err := l.call(ctx, func(ctx context.Context) error {
+		err := l.withDeadline(ctx, func(ctx context.Context) error {
 			if gone {
 				r, found, err := l.tracker.store.Get(ctx, h.TaskID, h.Secret)
 				if err != nil || !found || r.Accessor != h.Accessor {
@@ -476,9 +461,9 @@ func (l *Loop) forgetRecord(ctx context.Context, h *held, gone bool) error {
 	return nil
 }
 
-// call runs one Docker or Vault call with its own deadline. An error of a
+// withDeadline runs one Docker or Vault call with its own deadline. An error of a
 // call that ran out of it is a timedOut.
-func (l *Loop) call(ctx context.Context, f func(context.Context) error) error {
+func (l *Loop) withDeadline(ctx context.Context, f func(context.Context) error) error {
 	cctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
 	err := f(cctx)

@@ -113,14 +113,14 @@ func TestRecordsAnotherLeaderWritesArePickedUpAtTheNextRound(t *testing.T) {
 	w.leader = 1
 	task, acc := w.serve(t, "s1")
 	w.leader = 0
-	if _, ok := a.tracker.held[key(task.id, "db")]; ok {
+	if _, ok := a.tracker.byKey[key(task.id, "db")]; ok {
 		t.Fatal("A holds B's record before any round")
 	}
 	task.state = swarmtypes.TaskStateRunning
 	if err := a.loop.Round(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if h, ok := a.tracker.held[key(task.id, "db")]; !ok || h.Accessor != acc || !h.verified {
+	if h, ok := a.tracker.byKey[key(task.id, "db")]; !ok || h.Accessor != acc || !h.verified {
 		t.Fatalf("after a round, A holds %+v", h)
 	}
 	task.state = swarmtypes.TaskStateFailed
@@ -367,7 +367,7 @@ func TestOneRecordPerTaskAndSecret(t *testing.T) {
 	if err := b.tracker.Issued(context.Background(), req, provider.Credentials{Accessor: "acc-b", TokenTTL: time.Hour}); !errors.Is(err, provider.ErrRefetch) {
 		t.Errorf("a second record of one task and secret: %v, want a refusal", err)
 	}
-	if _, ok := b.tracker.held[key("t0100", "db")]; ok {
+	if _, ok := b.tracker.byKey[key("t0100", "db")]; ok {
 		t.Error("the refused credential is held")
 	}
 	// A third, on B, whose write fails: held, written again at B's round.

@@ -57,7 +57,7 @@ type Rollouts struct {
 
 // NewRollouts returns the rollout guard over sw.
 func NewRollouts(sw Forcer, log logrus.FieldLogger) *Rollouts {
-	return &Rollouts{swarm: sw, log: log, reported: map[string]swarmtypes.UpdateState{}}
+	return &Rollouts{swarm: sw, log: log.WithField("component", "rotation"), reported: map[string]swarmtypes.UpdateState{}}
 }
 
 func (r *Rollouts) observe(outcome string) {
@@ -92,12 +92,12 @@ func (r *Rollouts) roll(ctx context.Context, id, name, why string) (done bool) {
 		return true
 	case err != nil:
 		r.observe("failed")
-		entry.Errorf("rotation: cannot roll the service: %v", err)
+		entry.Errorf("cannot roll the service: %v", err)
 		return false
 	}
 	r.observe("started")
 	delete(r.reported, id)
-	entry.Infof("rotation: rolling the service (as docker service update --force does): %s", why)
+	entry.Infof("rolling the service (as docker service update --force does): %s", why)
 	return true
 }
 
@@ -117,11 +117,11 @@ func (r *Rollouts) unsettledLocked(svc swarm.Service) {
 	r.reported[svc.ID] = svc.Update
 	entry := r.log.WithField("service", svc.Name)
 	if svc.Update == swarmtypes.UpdateStateUpdating {
-		entry.Infof("rotation: the service's update is %s (%s): not rolled again until it settles", svc.Update, svc.UpdateMessage)
+		entry.Infof("the service's update is %s (%s): not rolled again until it settles", svc.Update, svc.UpdateMessage)
 		return
 	}
 	r.observe("rollout_failed")
-	entry.Warnf("rotation: the service's last rollout failed, its update is %s (%s): not rolled again until it settles; see docker service ps %s", svc.Update, svc.UpdateMessage, svc.Name)
+	entry.Warnf("the service's last rollout failed, its update is %s (%s): not rolled again until it settles; see docker service ps %s", svc.Update, svc.UpdateMessage, svc.Name)
 }
 
 // settled forgets what was reported of a service that settled.

@@ -69,12 +69,12 @@ type Rotator struct {
 	v1 map[string]bool
 	// What a term learns, dropped at its start (another leader may have
 	// written STATE_PATH and rolled services meanwhile):
-	// key and seen are KV v1's HMAC key and last hashes, read from
+	// key and hashes are KV v1's HMAC key and last hashes, read from
 	// STATE_PATH (unversioned.go); versions is when this leader first saw
 	// each scope's version; rolled the change each service was rolled
 	// for, per scope.
 	key      []byte
-	seen     map[string]seen
+	hashes   map[string]hashSeen
 	versions map[string]seenVersion
 	rolled   map[string]string
 }
@@ -88,7 +88,7 @@ type seenVersion struct {
 
 // NewRotator returns a Rotator that rolls services through rollouts.
 func NewRotator(sw RotationSwarm, vault Versions, rollouts *Rollouts, log logrus.FieldLogger) *Rotator {
-	r := &Rotator{swarm: sw, vault: vault, rollouts: rollouts, log: log, now: time.Now,
+	r := &Rotator{swarm: sw, vault: vault, rollouts: rollouts, log: log.WithField("component", "rotation"), now: time.Now,
 		Interval: DefaultRotationInterval, Timeout: 10 * time.Second, v1: map[string]bool{}}
 	r.begin()
 	return r
@@ -96,12 +96,12 @@ func NewRotator(sw RotationSwarm, vault Versions, rollouts *Rollouts, log logrus
 
 // begin forgets what another term learnt.
 func (r *Rotator) begin() {
-	r.key, r.seen, r.versions, r.rolled = nil, map[string]seen{}, map[string]seenVersion{}, map[string]string{}
+	r.key, r.hashes, r.versions, r.rolled = nil, map[string]hashSeen{}, map[string]seenVersion{}, map[string]string{}
 }
 
-// version is a scope's current version, read once a round; skip: nothing
-// to compare (credentials, or not known yet).
-type version struct {
+// scopeVersion is a scope's current version, read once a round; skip:
+// nothing to compare (credentials, or not known yet).
+type scopeVersion struct {
 	provider.Version
 	err  error
 	skip bool
@@ -110,18 +110,7 @@ type version struct {
 // Run runs rounds, the first at once, until ctx (the term's) ends.
 func (r *Rotator) Run(ctx context.Context) {
 	r.begin()
-	wait := time.Duration(0)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = r.Interval
-		if err := r.Round(ctx); err != nil && ctx.Err() == nil {
-			r.log.Errorf("rotation: %v", err)
-		}
-	}
+	runRounds(ctx, r.Interval, nil, r.Round, r.log)
 }
 
 // Round checks every rotating secret of every service once, and rolls each
@@ -162,7 +151,7 @@ func (r *Rotator) Round(ctx context.Context) error {
 		return err
 	}
 	slices.SortFunc(services, func(a, b swarm.Service) int { return strings.Compare(a.Name, b.Name) })
-	read := map[string]version{}
+	read := map[string]scopeVersion{}
 	for _, svc := range services {
 		r.rollIfOld(ctx, svc, byID, read)
 	}
@@ -172,7 +161,7 @@ func (r *Rotator) Round(ctx context.Context) error {
 // rollIfOld rolls svc if a task of it was created before the current
 // version of a rotating secret it uses, and it was not rolled for that
 // version already. read holds the versions this round read.
-func (r *Rotator) rollIfOld(ctx context.Context, svc swarm.Service, secrets map[string]swarm.Secret, read map[string]version) {
+func (r *Rotator) rollIfOld(ctx context.Context, svc swarm.Service, secrets map[string]swarm.Secret, read map[string]scopeVersion) {
 	entry := r.log.WithField("service", svc.Name)
 	if !svc.Settled() {
 		// Rolling already, paused by a failure, or rolling back: the
@@ -192,16 +181,16 @@ func (r *Rotator) rollIfOld(ctx context.Context, svc swarm.Service, secrets map[
 		req := provider.Request{}
 		req.ServiceName, req.ServiceID, req.ServiceLabels = svc.Name, svc.ID, svc.Labels
 		req.SecretName, req.SecretLabels = sec.Name, sec.Labels
-		v, scope := r.version(ctx, req, read)
+		v, scope := r.currentVersion(ctx, req, read)
 		if v.skip || v.err != nil {
 			switch {
 			case errors.Is(v.err, errNoState):
 				if !r.v1[id] {
 					r.v1[id] = true
-					entry.WithField("secret", sec.Name).Warnf("rotation: %v; until then, docker service update --force %s gives its tasks the current value", v.err, svc.Name)
+					entry.WithField("secret", sec.Name).Warnf("%v; until then, docker service update --force %s gives its tasks the current value", v.err, svc.Name)
 				}
 			case v.err != nil:
-				entry.WithField("secret", sec.Name).Errorf("rotation: cannot read the secret's version: %v", v.err)
+				entry.WithField("secret", sec.Name).Errorf("cannot read the secret's version: %v", v.err)
 			}
 			continue
 		}
@@ -263,19 +252,19 @@ func (r *Rotator) written(scope string, v provider.Version) (at time.Time, chang
 	return at, change
 }
 
-// version reads req's current version, or finds it in read: one Vault read
+// currentVersion reads req's current version, or finds it in read: one Vault read
 // per scope and round, however many services share it.
-func (r *Rotator) version(ctx context.Context, req provider.Request, read map[string]version) (version, string) {
+func (r *Rotator) currentVersion(ctx context.Context, req provider.Request, read map[string]scopeVersion) (scopeVersion, string) {
 	scope, err := r.vault.ReadScope(req)
 	if err != nil {
-		return version{err: err}, ""
+		return scopeVersion{err: err}, ""
 	}
 	if v, ok := read[scope]; ok {
 		return v, scope
 	}
 	cctx, cancel := context.WithTimeout(ctx, r.Timeout)
 	defer cancel()
-	var v version
+	var v scopeVersion
 	if plan, _ := provider.ParsePlan(req.SecretLabels); plan.Type == provider.TypeRead {
 		// A static value is compared by hash; credentials are the Loop's.
 		// Which it is, the tasks' records tell, so that rotation never

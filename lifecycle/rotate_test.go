@@ -152,14 +152,14 @@ func TestRotatorRollsEachServiceOnce(t *testing.T) {
 	}
 	out := logs.String()
 	for _, want := range []string{
-		`msg="rotation: rolling the service (as docker service update --force does): secret db has version 2, written 2026-11-26T12:01:00Z; secret api has version 5, written 2026-11-26T12:02:00Z" service=app`,
-		`msg="rotation: rolling the service (as docker service update --force does): secret db has version 2, written 2026-11-26T12:01:00Z" service=batch`,
+		`msg="rolling the service (as docker service update --force does): secret db has version 2, written 2026-11-26T12:01:00Z; secret api has version 5, written 2026-11-26T12:02:00Z" component=rotation service=app`,
+		`msg="rolling the service (as docker service update --force does): secret db has version 2, written 2026-11-26T12:01:00Z" component=rotation service=batch`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)
 		}
 	}
-	if !strings.Contains(out, `level=warning msg="rotation: the service's last rollout failed, its update is paused (update paused due to failure)`) {
+	if !strings.Contains(out, `level=warning msg="the service's last rollout failed, its update is paused (update paused due to failure): not rolled again until it settles; see docker service ps daemon" component=rotation`) {
 		t.Errorf("the failed rollout is not a warning:\n%s", out)
 	}
 	if strings.Count(out, "not rolled again until it settles") != 1 || strings.Count(out, "rotating a KV v1 secret needs STATE_PATH") != 1 {

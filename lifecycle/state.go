@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/swarmvault/swarmvault/internal/vaultkv"
 	"github.com/swarmvault/swarmvault/provider"
 )
 
@@ -96,9 +96,8 @@ type Store struct {
 
 // kvPath is STATE_PATH on its mount.
 type kvPath struct {
-	mount   string // "secret", no slash
-	rel     string // "swarmvault/state", no slashes at the ends
-	version int
+	vaultkv.Mount
+	rel string // "swarmvault/state", no slashes at the ends
 }
 
 // NewStore returns the Store at path (STATE_PATH) in the Vault that client
@@ -118,36 +117,24 @@ func (s *Store) where(ctx context.Context) (kvPath, error) {
 	if s.kv != nil {
 		return *s.kv, nil
 	}
-	sec, err := s.vault.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+s.path)
-	if err != nil {
-		if isStatus(err, http.StatusForbidden) {
-			return kvPath{}, fmt.Errorf("STATE_PATH=%s is on no mount the plugin's token may use: grant its policy the paths the README lists for STATE_PATH, or fix the setting", s.path)
-		}
-		return kvPath{}, fmt.Errorf("cannot find the mount of STATE_PATH=%s: %s", s.path, provider.ErrorText(err))
-	}
-	var mount, typ string
-	var opts map[string]any
-	if sec != nil {
-		mount, _ = sec.Data["path"].(string)
-		typ, _ = sec.Data["type"].(string)
-		opts, _ = sec.Data["options"].(map[string]any)
-	}
-	if mount == "" {
+	m, err := vaultkv.Lookup(ctx, s.vault, s.path)
+	var notKV *vaultkv.NotKVError
+	switch {
+	case vaultkv.Forbidden(err):
+		return kvPath{}, fmt.Errorf("STATE_PATH=%s is on no mount the plugin's token may use: grant its policy the paths the README lists for STATE_PATH, or fix the setting", s.path)
+	case errors.Is(err, vaultkv.ErrNoMount):
 		return kvPath{}, fmt.Errorf("no Vault mount holds STATE_PATH=%s: its first segment must be a KV mount, e.g. secret/swarmvault/state", s.path)
+	case errors.As(err, &notKV):
+		return kvPath{}, fmt.Errorf("STATE_PATH=%s is on a %s mount (%s), not a KV mount", s.path, notKV.Type, notKV.Mount)
+	case err != nil:
+		return kvPath{}, fmt.Errorf("cannot find the mount of STATE_PATH=%s: %s", s.path, vaultkv.ErrorText(err))
 	}
-	if typ != "kv" && typ != "generic" {
-		return kvPath{}, fmt.Errorf("STATE_PATH=%s is on a %s mount (%s), not a KV mount", s.path, typ, mount)
-	}
-	rel := strings.Trim(strings.TrimPrefix(s.path+"/", mount), "/")
+	rel := strings.Trim(strings.TrimPrefix(s.path+"/", m.Path), "/")
 	if rel == "" {
-		return kvPath{}, fmt.Errorf("STATE_PATH=%s names the mount itself: add a path below it, e.g. %sswarmvault/state", s.path, mount)
+		return kvPath{}, fmt.Errorf("STATE_PATH=%s names the mount itself: add a path below it, e.g. %sswarmvault/state", s.path, m.Path)
 	}
-	p := kvPath{mount: strings.TrimSuffix(mount, "/"), rel: rel, version: 1}
-	if opts["version"] == "2" {
-		p.version = 2
-	}
-	s.kv = &p
-	return p, nil
+	s.kv = &kvPath{Mount: m, rel: rel}
+	return *s.kv, nil
 }
 
 // ErrRecorded is Put's answer for a task and secret that have a record
@@ -179,17 +166,12 @@ func (s *Store) write(ctx context.Context, name string, data map[string]any, cre
 	if err != nil {
 		return err
 	}
-	name = p.rel + "/" + name
-	if p.version == 2 {
-		var opts []api.KVOption
-		if create {
-			opts = append(opts, api.WithCheckAndSet(0))
-		}
-		_, err = s.vault.KVv2(p.mount).Put(ctx, name, data, opts...)
-	} else {
-		err = s.vault.KVv1(p.mount).Put(ctx, name, data)
+	put := p.Put
+	if create {
+		put = p.Create
 	}
-	if create && casFailed(err) {
+	err = put(ctx, s.vault, p.rel+"/"+name, data)
+	if errors.Is(err, vaultkv.ErrExists) {
 		return ErrRecorded
 	}
 	if err != nil {
@@ -198,24 +180,13 @@ func (s *Store) write(ctx context.Context, name string, data map[string]any, cre
 	return nil
 }
 
-// casFailed tells a check-and-set that found the entry there: Vault
-// answers 400, "check-and-set parameter did not match the current
-// version".
-func casFailed(err error) bool { return badRequestSaying(err, "check-and-set") }
-
 // read reads the entry name under STATE_PATH: nil when there is none.
 func (s *Store) read(ctx context.Context, name string) (map[string]any, error) {
 	p, err := s.where(ctx)
 	if err != nil {
 		return nil, err
 	}
-	name = p.rel + "/" + name
-	var kv *api.KVSecret
-	if p.version == 2 {
-		kv, err = s.vault.KVv2(p.mount).Get(ctx, name)
-	} else {
-		kv, err = s.vault.KVv1(p.mount).Get(ctx, name)
-	}
+	kv, err := p.Get(ctx, s.vault, p.rel+"/"+name, 0)
 	if errors.Is(err, api.ErrSecretNotFound) {
 		return nil, nil
 	}
@@ -255,25 +226,11 @@ func (s *Store) Names(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir := p.mount + "/" + p.rel
-	if p.version == 2 {
-		dir = p.mount + "/metadata/" + p.rel
-	}
-	sec, err := s.vault.Logical().ListWithContext(ctx, dir)
+	names, err := p.List(ctx, s.vault, p.rel)
 	if err != nil {
 		return nil, s.failed("list", err)
 	}
-	if sec == nil || sec.Data == nil {
-		return nil, nil
-	}
-	keys, _ := sec.Data["keys"].([]any)
-	names := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if name, _ := k.(string); name != rotationDir {
-			names = append(names, name)
-		}
-	}
-	return names, nil
+	return slices.DeleteFunc(names, func(name string) bool { return name == rotationDir }), nil
 }
 
 // List reads every record. Entries that are not records are reported in
@@ -310,13 +267,7 @@ func (s *Store) Delete(ctx context.Context, taskID, secret string) error {
 	if err != nil {
 		return err
 	}
-	name := p.rel + "/" + key(taskID, secret)
-	if p.version == 2 {
-		err = s.vault.KVv2(p.mount).DeleteMetadata(ctx, name)
-	} else {
-		err = s.vault.KVv1(p.mount).Delete(ctx, name)
-	}
-	if err != nil {
+	if err := p.Delete(ctx, s.vault, p.rel+"/"+key(taskID, secret)); err != nil {
 		return s.failed("delete", err)
 	}
 	return nil
@@ -335,16 +286,16 @@ func (s *Store) Check(ctx context.Context) error {
 		caps []string
 	}
 	var needs []need
-	if p.version == 2 {
+	if p.Version == 2 {
 		needs = []need{
-			{p.mount + "/data/" + p.rel + "/x", []string{"create", "update", "read"}},
-			{p.mount + "/metadata/" + p.rel + "/x", []string{"delete"}},
-			{p.mount + "/metadata/" + p.rel + "/", []string{"list"}},
+			{p.Path + "data/" + p.rel + "/x", []string{"create", "update", "read"}},
+			{p.Path + "metadata/" + p.rel + "/x", []string{"delete"}},
+			{p.Path + "metadata/" + p.rel + "/", []string{"list"}},
 		}
 	} else {
 		needs = []need{
-			{p.mount + "/" + p.rel + "/x", []string{"create", "update", "read", "delete"}},
-			{p.mount + "/" + p.rel + "/", []string{"list"}},
+			{p.Path + p.rel + "/x", []string{"create", "update", "read", "delete"}},
+			{p.Path + p.rel + "/", []string{"list"}},
 		}
 	}
 	// A record read from STATE_PATH is acted on once the token's metadata
@@ -354,7 +305,7 @@ func (s *Store) Check(ctx context.Context) error {
 	for _, n := range needs {
 		have, err := s.vault.Sys().CapabilitiesSelfWithContext(ctx, n.path)
 		if err != nil {
-			return fmt.Errorf("cannot check the plugin's capabilities on STATE_PATH=%s: %s", s.path, provider.ErrorText(err))
+			return fmt.Errorf("cannot check the plugin's capabilities on STATE_PATH=%s: %s", s.path, vaultkv.ErrorText(err))
 		}
 		if slices.Contains(have, "root") {
 			continue
@@ -381,13 +332,8 @@ func shown(path string) string {
 }
 
 func (s *Store) failed(op string, err error) error {
-	if isStatus(err, http.StatusForbidden) {
+	if vaultkv.Forbidden(err) {
 		return fmt.Errorf("the plugin's token may not %s under STATE_PATH=%s: grant its policy the paths the README lists for STATE_PATH", op, s.path)
 	}
-	return fmt.Errorf("cannot %s under STATE_PATH=%s: %s", op, s.path, provider.ErrorText(err))
-}
-
-func isStatus(err error, code int) bool {
-	var re *api.ResponseError
-	return errors.As(err, &re) && re.StatusCode == code
+	return fmt.Errorf("cannot %s under STATE_PATH=%s: %s", op, s.path, vaultkv.ErrorText(err))
 }

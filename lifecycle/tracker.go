@@ -46,17 +46,18 @@ type Tracker struct {
 	log   logrus.FieldLogger
 	now   func() time.Time
 
-	mu   sync.Mutex
-	held map[string]*held
+	mu sync.Mutex
+	// byKey holds one credential per task and secret (Record.Key).
+	byKey map[string]*tracked
 	// dups are credentials held in memory only: a second credential for a
 	// task and secret whose record another request wrote first (a re-fetch
 	// served when neither the engine nor STATE_PATH could tell). Both are
 	// renewed and revoked; the dup only while this manager leads.
-	dups map[*held]bool
+	dups map[*tracked]bool
 	// seq numbers what is held in the order it came: the Loop acts only on
 	// what was held before it listed the swarm's tasks.
 	seq uint64
-	// complete: held has every record STATE_PATH had at the last load of
+	// complete: byKey has every record STATE_PATH had at the last load of
 	// this term, so Admit need not ask Vault.
 	complete bool
 	// skipped are the entries of STATE_PATH not read again at each load:
@@ -79,9 +80,9 @@ const admitFresh = 2 * time.Second
 // maxFresh bounds fresh; expired answers are dropped when it fills.
 const maxFresh = 4096
 
-// held is a record with what the leader learnt of it since: when its token
+// tracked is a record with what the leader learnt of it since: when its token
 // and lease expire, as of their last renewal.
-type held struct {
+type tracked struct {
 	Record
 	// seq is when it came to be held (Tracker.seq).
 	seq uint64
@@ -107,7 +108,7 @@ type held struct {
 // ending tells when the credentials end for good, if that is in sight: a
 // token or lease that renewals no longer extend, or a lease Vault does not
 // renew, within the margin the Loop renews in.
-func (h *held) ending(now time.Time, margin func(until time.Time, ttl time.Duration) bool) (end time.Time, ok bool) {
+func (h *tracked) ending(now time.Time, margin func(until time.Time, ttl time.Duration) bool) (end time.Time, ok bool) {
 	take := func(t time.Time) {
 		if t.IsZero() {
 			t = now // a lease Vault no longer knows
@@ -137,8 +138,8 @@ func (h *held) ending(now time.Time, margin func(until time.Time, ttl time.Durat
 // NewTracker returns a Tracker. Without a store (STATE_PATH unset: pass
 // nil) it only refuses repeated fetches for tasks that have started.
 func NewTracker(tasks TaskSource, store Records, log logrus.FieldLogger) *Tracker {
-	return &Tracker{tasks: tasks, store: store, log: log, now: time.Now,
-		held: map[string]*held{}, dups: map[*held]bool{}, skipped: map[string]bool{}, fresh: map[string]time.Time{}}
+	return &Tracker{tasks: tasks, store: store, log: log.WithField("component", "lifecycle"), now: time.Now,
+		byKey: map[string]*tracked{}, dups: map[*tracked]bool{}, skipped: map[string]bool{}, fresh: map[string]time.Time{}}
 }
 
 // Admit refuses a request for a task that holds the secret already: one
@@ -171,7 +172,7 @@ func (t *Tracker) Admit(ctx context.Context, req provider.Request, credentials b
 		return nil
 	}
 	t.mu.Lock()
-	_, mine := t.held[key(req.TaskID, req.SecretName)]
+	_, mine := t.byKey[key(req.TaskID, req.SecretName)]
 	complete := t.complete
 	t.mu.Unlock()
 	if !mine && !complete {
@@ -234,7 +235,7 @@ func (t *Tracker) Issued(ctx context.Context, req provider.Request, c provider.C
 	}
 	now := t.now()
 	r := Record{TaskID: req.TaskID, Secret: req.SecretName, ServiceID: req.ServiceID, ServiceName: req.ServiceName, Credentials: c, Issued: now}
-	h := &held{Record: r, verified: true, tokenUntil: now.Add(c.TokenTTL)}
+	h := &tracked{Record: r, verified: true, tokenUntil: now.Add(c.TokenTTL)}
 	if c.LeaseID != "" {
 		h.leaseUntil = now.Add(c.LeaseTTL)
 	}
@@ -262,16 +263,16 @@ func (t *Tracker) Issued(ctx context.Context, req provider.Request, c provider.C
 }
 
 // unrecorded is what is held but not written to STATE_PATH yet.
-func (t *Tracker) unrecorded() []*held {
+func (t *Tracker) unrecorded() []*tracked {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var out []*held
-	for _, h := range t.held {
+	var out []*tracked
+	for _, h := range t.byKey {
 		if h.unrecorded {
 			out = append(out, h)
 		}
 	}
-	slices.SortFunc(out, func(a, b *held) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(out, func(a, b *tracked) int { return cmp.Compare(a.seq, b.seq) })
 	return out
 }
 
@@ -280,28 +281,28 @@ func (t *Tracker) unrecorded() []*held {
 // when neither the engine nor STATE_PATH could tell): which of the two the
 // task holds, nobody can say, so both are renewed and revoked. The other
 // is read from STATE_PATH at the next load; h stays in memory only.
-func (t *Tracker) record(ctx context.Context, h *held) error {
+func (t *Tracker) record(ctx context.Context, h *tracked) error {
 	err := t.store.Put(ctx, h.Record)
 	if err != nil && !errors.Is(err, ErrRecorded) {
 		return err
 	}
 	t.mu.Lock()
 	h.unrecorded = false
-	if err != nil && t.held[h.Key()] == h {
-		delete(t.held, h.Key())
+	if err != nil && t.byKey[h.Key()] == h {
+		delete(t.byKey, h.Key())
 		t.dups[h] = true
 	}
 	t.mu.Unlock()
 	if err != nil {
 		t.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName}).
-			Warn("task lifecycle: the task was issued credentials for this secret twice (a repeated fetch that neither the engine nor STATE_PATH could tell): both are renewed and revoked, the second by this manager while it leads; it lives for its TTL after")
+			Warn("the task was issued credentials for this secret twice (a repeated fetch that neither the engine nor STATE_PATH could tell): both are renewed and revoked, the second by this manager while it leads; it lives for its TTL after")
 	}
 	return nil
 }
 
 // recorded tells whether h is what STATE_PATH holds for its task and
 // secret (else a dup, kept in memory only).
-func (t *Tracker) recorded(h *held) bool {
+func (t *Tracker) recorded(h *tracked) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return !t.dups[h]
@@ -309,15 +310,15 @@ func (t *Tracker) recorded(h *held) bool {
 
 // hold adds h, numbered after everything held before, unless its task
 // and secret are held already (ok false): one credential per record.
-func (t *Tracker) hold(h *held) (ok bool) {
+func (t *Tracker) hold(h *tracked) (ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, held := t.held[h.Key()]; held {
+	if _, ok := t.byKey[h.Key()]; ok {
 		return false
 	}
 	t.seq++
 	h.seq = t.seq
-	t.held[h.Key()] = h
+	t.byKey[h.Key()] = h
 	return true
 }
 
@@ -336,7 +337,7 @@ func (t *Tracker) load(ctx context.Context, call func(context.Context, func(cont
 	for _, name := range names {
 		taskID, secret, ok := splitKey(name)
 		t.mu.Lock()
-		_, known := t.held[name]
+		_, known := t.byKey[name]
 		known = known || t.skipped[name]
 		t.mu.Unlock()
 		switch {
@@ -361,7 +362,7 @@ func (t *Tracker) load(ctx context.Context, call func(context.Context, func(cont
 		if !found {
 			continue // deleted since the list
 		}
-		if t.hold(&held{Record: r}) { // else issued here since the list
+		if t.hold(&tracked{Record: r}) { // else issued here since the list
 			loaded++
 		}
 	}
@@ -386,9 +387,9 @@ func (t *Tracker) skip(name string) {
 func (t *Tracker) Forget() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for k, h := range t.held {
+	for k, h := range t.byKey {
 		if !h.unrecorded {
-			delete(t.held, k)
+			delete(t.byKey, k)
 		}
 	}
 	clear(t.dups)
@@ -396,11 +397,11 @@ func (t *Tracker) Forget() {
 }
 
 // remove drops h, if it is still what is held under its key.
-func (t *Tracker) remove(h *held) {
+func (t *Tracker) remove(h *tracked) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.held[h.Key()] == h {
-		delete(t.held, h.Key())
+	if t.byKey[h.Key()] == h {
+		delete(t.byKey, h.Key())
 	}
 	delete(t.dups, h)
 }
@@ -415,11 +416,11 @@ func (t *Tracker) mark() uint64 {
 
 // snapshot is what was held up to mark upTo and still is, in the order
 // it came.
-func (t *Tracker) snapshot(upTo uint64) []*held {
+func (t *Tracker) snapshot(upTo uint64) []*tracked {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]*held, 0, len(t.held)+len(t.dups))
-	for _, h := range t.held {
+	out := make([]*tracked, 0, len(t.byKey)+len(t.dups))
+	for _, h := range t.byKey {
 		if h.seq <= upTo {
 			out = append(out, h)
 		}
@@ -429,7 +430,7 @@ func (t *Tracker) snapshot(upTo uint64) []*held {
 			out = append(out, h)
 		}
 	}
-	slices.SortFunc(out, func(a, b *held) int { return cmp.Compare(a.seq, b.seq) })
+	slices.SortFunc(out, func(a, b *tracked) int { return cmp.Compare(a.seq, b.seq) })
 	return out
 }
 
@@ -442,7 +443,7 @@ func (t *Tracker) StaticRead(secret string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	static := false
-	for _, h := range t.held {
+	for _, h := range t.byKey {
 		if h.Secret != secret {
 			continue
 		}
@@ -458,5 +459,5 @@ func (t *Tracker) StaticRead(secret string) bool {
 func (t *Tracker) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.held) + len(t.dups)
+	return len(t.byKey) + len(t.dups)
 }

@@ -93,15 +93,15 @@ func TestAdmitWithoutAStore(t *testing.T) {
 func TestHeldEnding(t *testing.T) {
 	now := time.Now()
 	loop := &Loop{Interval: 30 * time.Second, now: func() time.Time { return now }}
-	lease := func(renewable bool, issued time.Time) *held {
-		return &held{Record: Record{Issued: issued, Credentials: provider.Credentials{LeaseID: "database/creds/app/x", LeaseTTL: 10 * time.Minute, LeaseRenewable: renewable}}}
+	lease := func(renewable bool, issued time.Time) *tracked {
+		return &tracked{Record: Record{Issued: issued, Credentials: provider.Credentials{LeaseID: "database/creds/app/x", LeaseTTL: 10 * time.Minute, LeaseRenewable: renewable}}}
 	}
-	capped := &held{tokenUntil: now.Add(time.Minute), tokenCapped: true, leaseUntil: now.Add(40 * time.Second), leaseCapped: true}
+	capped := &tracked{tokenUntil: now.Add(time.Minute), tokenCapped: true, leaseUntil: now.Add(40 * time.Second), leaseCapped: true}
 	for name, c := range map[string]struct {
-		h    *held
+		h    *tracked
 		want time.Time
 	}{
-		"renewing":                           {h: &held{tokenUntil: now.Add(time.Minute)}},
+		"renewing":                           {h: &tracked{tokenUntil: now.Add(time.Minute)}},
 		"token and lease capped: the first":  {h: capped, want: now.Add(40 * time.Second)},
 		"renewable lease":                    {h: lease(true, now.Add(-9*time.Minute))},
 		"a lease not renewed, ends later":    {h: lease(false, now)},

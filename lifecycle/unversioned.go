@@ -33,10 +33,10 @@ const rotationDir = "rotation/"
 // errNoState: rotation by hash keeps its hashes under STATE_PATH.
 var errNoState = errors.New("rotating a KV v1 secret needs STATE_PATH, where the leader keeps a keyed hash of its value: docker plugin set <plugin> STATE_PATH=<kv path>")
 
-// seen is what rotation keeps of a KV v1 value: its hash, and when the
+// hashSeen is what rotation keeps of a KV v1 value: its hash, and when the
 // leader saw it change (zero: the first value seen, which the running
 // tasks are taken to hold).
-type seen struct {
+type hashSeen struct {
 	fingerprint string
 	changed     time.Time
 }
@@ -57,7 +57,7 @@ func (r *Rotator) unversioned(ctx context.Context, req provider.Request, scope s
 		return provider.Version{}, err
 	}
 	name := rotationDir + scopeName(scope)
-	last, ok := r.seen[scope]
+	last, ok := r.hashes[scope]
 	if !ok {
 		d, err := r.State.read(ctx, name)
 		if err != nil {
@@ -73,9 +73,9 @@ func (r *Rotator) unversioned(ctx context.Context, req provider.Request, scope s
 	now := last
 	switch {
 	case !ok:
-		now = seen{fingerprint: fp} // first sight
+		now = hashSeen{fingerprint: fp} // first sight
 	case last.fingerprint != fp:
-		now = seen{fingerprint: fp, changed: r.now()}
+		now = hashSeen{fingerprint: fp, changed: r.now()}
 	}
 	if !ok || now != last {
 		changed := ""
@@ -87,7 +87,7 @@ func (r *Rotator) unversioned(ctx context.Context, req provider.Request, scope s
 			return provider.Version{}, err
 		}
 	}
-	r.seen[scope] = now
+	r.hashes[scope] = now
 	return provider.Version{Created: now.changed}, nil
 }
 

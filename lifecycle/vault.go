@@ -6,12 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/swarmvault/swarmvault/provider"
+	"github.com/swarmvault/swarmvault/internal/vaultkv"
 )
 
 // Credentials is what the Loop asks of Vault, by accessor and lease ID
@@ -66,7 +65,7 @@ func (v *VaultCredentials) RenewToken(ctx context.Context, accessor string, ttl 
 		return 0, ErrTokenGone
 	}
 	if err != nil {
-		return 0, fmt.Errorf("cannot renew the token: %s", provider.ErrorText(err))
+		return 0, fmt.Errorf("cannot renew the token: %s", vaultkv.ErrorText(err))
 	}
 	if s == nil || s.Auth == nil {
 		return 0, errors.New("Vault's answer to a token renewal has no auth")
@@ -76,11 +75,11 @@ func (v *VaultCredentials) RenewToken(ctx context.Context, accessor string, ttl 
 
 func (v *VaultCredentials) RenewLease(ctx context.Context, leaseID string, ttl time.Duration) (time.Duration, error) {
 	s, err := v.vault.Sys().RenewWithContext(ctx, leaseID, seconds(ttl))
-	if isStatus(err, http.StatusBadRequest) {
-		return 0, fmt.Errorf("%w (%s)", ErrLeaseNotRenewable, provider.ErrorText(err))
+	if vaultkv.StatusIs(err, http.StatusBadRequest) {
+		return 0, fmt.Errorf("%w (%s)", ErrLeaseNotRenewable, vaultkv.ErrorText(err))
 	}
 	if err != nil {
-		return 0, fmt.Errorf("cannot renew the lease: %s", provider.ErrorText(err))
+		return 0, fmt.Errorf("cannot renew the lease: %s", vaultkv.ErrorText(err))
 	}
 	if s == nil {
 		return 0, errors.New("Vault's answer to a lease renewal is empty")
@@ -94,7 +93,7 @@ func (v *VaultCredentials) RevokeToken(ctx context.Context, accessor string) err
 		return ErrTokenGone
 	}
 	if err != nil {
-		return fmt.Errorf("cannot revoke the token: %s", provider.ErrorText(err))
+		return fmt.Errorf("cannot revoke the token: %s", vaultkv.ErrorText(err))
 	}
 	return nil
 }
@@ -104,11 +103,11 @@ func (v *VaultCredentials) LookupToken(ctx context.Context, accessor string) (To
 	if gone(err) {
 		return TokenInfo{}, ErrTokenGone
 	}
-	if isStatus(err, http.StatusForbidden) {
+	if vaultkv.Forbidden(err) {
 		return TokenInfo{}, ErrLookupDenied
 	}
 	if err != nil {
-		return TokenInfo{}, fmt.Errorf("cannot look up the token: %s", provider.ErrorText(err))
+		return TokenInfo{}, fmt.Errorf("cannot look up the token: %s", vaultkv.ErrorText(err))
 	}
 	if s == nil || s.Data == nil {
 		return TokenInfo{}, errors.New("Vault's answer to a token lookup has no data")
@@ -128,24 +127,7 @@ func (v *VaultCredentials) LookupToken(ctx context.Context, accessor string) (To
 // call: renew-accessor, revoke-accessor and lookup-accessor answer 400 for
 // an unknown accessor.
 func gone(err error) bool {
-	return badRequestSaying(err, "invalid accessor", "not found")
-}
-
-// badRequestSaying tells a Vault answer of 400 whose errors contain any of
-// texts: Vault's only way to say which 400 it is.
-func badRequestSaying(err error, texts ...string) bool {
-	var re *api.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
-		return false
-	}
-	for _, e := range re.Errors {
-		for _, t := range texts {
-			if strings.Contains(e, t) {
-				return true
-			}
-		}
-	}
-	return false
+	return vaultkv.BadRequestSaying(err, "invalid accessor", "not found")
 }
 
 func seconds(d time.Duration) int { return int(d / time.Second) }

@@ -315,7 +315,7 @@ func (w *world) round(p *proc) {
 			}
 			continue
 		}
-		if h, ok := p.tracker.held[key(tok.task, "db")]; !ok || h.Accessor != a {
+		if h, ok := p.tracker.byKey[key(tok.task, "db")]; !ok || h.Accessor != a {
 			w.violate("the leader does not hold the record of running task %s after a clean round", tok.task)
 		}
 	}

@@ -1,12 +1,3 @@
-// Package metrics serves what an operator scrapes and probes, on
-// METRICS_ADDR: Prometheus metrics at /metrics, /healthz (the process
-// answers) and /readyz (logged in to Vault with a token that is not about
-// to end).
-//
-// Every label value comes from a short fixed list: secret types, outcomes,
-// Vault operations, HTTP status codes, login methods. Never a task or
-// service name, a path or a value: a swarm of any size gives the same
-// number of series, and nothing a scrape returns names a secret.
 package metrics
 
 import (
@@ -38,47 +29,47 @@ type Metrics struct {
 	revokes  *prometheus.CounterVec
 }
 
+// counters is a counter a label set, with its name and help.
+func counters(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+// gauge is one gauge, with its name and help.
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
 // New returns the plugin's metrics, with Go's and the process's own.
 func New() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "swarmvault_requests_total",
-			Help: "Secret requests from the engine, by vault.type and outcome (ok, label_error, config_error, refetch_refused, denied, vault_unavailable, vault_error, internal).",
-		}, []string{"type", "outcome"}),
+		requests: counters("swarmvault_requests_total",
+			"Secret requests from the engine, by vault.type and outcome (ok, label_error, config_error, refetch_refused, denied, vault_unavailable, vault_error, internal).",
+			"type", "outcome"),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "swarmvault_request_duration_seconds",
 			Help:    "Time to answer a secret request, by vault.type.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"type"}),
-		vault: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "swarmvault_vault_requests_total",
-			Help: "HTTP requests to Vault, by operation and status (the HTTP code, or \"error\" when none came back).",
-		}, []string{"operation", "status"}),
-		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "swarmvault_logins_total",
-			Help: "The plugin's own logins to Vault, by VAULT_AUTH_METHOD and outcome (ok, failed).",
-		}, []string{"method", "outcome"}),
-		leader: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "swarmvault_leader",
-			Help: "1 while this plugin's manager leads the swarm (its plugin renews, revokes and rotates), else 0.",
-		}),
-		rollouts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "swarmvault_rollouts_total",
-			Help: "Rolling updates rotation asked for, by outcome (started; unsettled: the last update had not settled; failed: the update call failed), and rollout_failed: a service's rollout failed (paused, rolled back), once per such state.",
-		}, []string{"outcome"}),
-		tracked: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "swarmvault_tracked_credentials",
-			Help: "Task credentials (tokens, leases) the leader renews and will revoke, after its last round; 0 on other managers.",
-		}),
-		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "swarmvault_renewals_total",
-			Help: "Renewals of a task's credentials by the leader, by outcome (ok, failed: tried again at the next round).",
-		}, []string{"outcome"}),
-		revokes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "swarmvault_revocations_total",
-			Help: "Revocations of an ended task's credentials by the leader, by outcome (ok, failed: tried again at the next round).",
-		}, []string{"outcome"}),
+		vault: counters("swarmvault_vault_requests_total",
+			"HTTP requests to Vault, by operation and status (the HTTP code, or \"error\" when none came back).",
+			"operation", "status"),
+		logins: counters("swarmvault_logins_total",
+			"The plugin's own logins to Vault, by VAULT_AUTH_METHOD and outcome (ok, failed).",
+			"method", "outcome"),
+		leader: gauge("swarmvault_leader",
+			"1 while this plugin's manager leads the swarm (its plugin renews, revokes and rotates), else 0."),
+		rollouts: counters("swarmvault_rollouts_total",
+			"Rolling updates rotation asked for, by outcome (started; unsettled: the last update had not settled; failed: the update call failed), and rollout_failed: a service's rollout failed (paused, rolled back), once per such state.",
+			"outcome"),
+		tracked: gauge("swarmvault_tracked_credentials",
+			"Task credentials (tokens, leases) the leader renews and will revoke, after its last round; 0 on other managers."),
+		renewals: counters("swarmvault_renewals_total",
+			"Renewals of a task's credentials by the leader, by outcome (ok, failed: tried again at the next round).",
+			"outcome"),
+		revokes: counters("swarmvault_revocations_total",
+			"Revocations of an ended task's credentials by the leader, by outcome (ok, failed: tried again at the next round).",
+			"outcome"),
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.vault, m.logins, m.leader, m.rollouts, m.tracked, m.renewals, m.revokes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -204,8 +195,12 @@ func (m *Metrics) Handler(ready func() error) http.Handler {
 	return mux
 }
 
-// Serve serves Handler on addr until ctx ends.
+// Serve serves Handler on addr until ctx ends. With no addr it serves
+// nothing and returns at once: the collectors still count, for nobody.
 func (m *Metrics) Serve(ctx context.Context, addr string, ready func() error) error {
+	if addr == "" {
+		return nil
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("METRICS_ADDR=%s: %w", addr, err)

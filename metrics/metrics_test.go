@@ -109,3 +109,18 @@ func TestOperation(t *testing.T) {
 		}
 	}
 }
+
+// Without METRICS_ADDR the plugin still has its Metrics, and Serve serves
+// nothing: it returns at once, before its context ends.
+func TestServeWithoutAddrServesNothing(t *testing.T) {
+	done := make(chan error, 1)
+	go func() { done <- New().Serve(t.Context(), "", func() error { return nil }) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve with no address is still serving")
+	}
+}

@@ -4,98 +4,37 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/swarmvault/swarmvault/internal/vaultkv"
 )
 
-// mount is what Vault says about the mount a path lives on.
-type mount struct {
-	// path is the mount's path with a trailing slash, e.g. "secret/".
-	path      string
-	kvVersion int
-	fetched   time.Time
-}
-
-// mountCache remembers the KV version of each mount seen, so that a request
-// costs one Vault round trip, not two. Entries expire because an operator may
-// upgrade a mount from KV v1 to v2 without restarting the plugin.
-type mountCache struct {
-	ttl time.Duration
-	now func() time.Time
-
-	mu     sync.RWMutex
-	mounts map[string]mount
-}
-
-func newMountCache(ttl time.Duration) *mountCache {
-	return &mountCache{ttl: ttl, now: time.Now, mounts: map[string]mount{}}
-}
-
-// lookup returns the longest cached mount that path lives on.
-func (c *mountCache) lookup(path string) (mount, bool) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	var best mount
-	now := c.now()
-	for p, m := range c.mounts {
-		if strings.HasPrefix(path+"/", p) && len(p) > len(best.path) && now.Sub(m.fetched) < c.ttl {
-			best = m
-		}
-	}
-	return best, best.path != ""
-}
-
-func (c *mountCache) store(m mount) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m.fetched = c.now()
-	c.mounts[m.path] = m
-}
-
-// kvMount finds the mount of path and its KV version, as `vault kv get` does,
-// through sys/internal/ui/mounts, which answers any token that may use the path.
-func (p *Provider) kvMount(ctx context.Context, client *api.Client, path string) (mount, error) {
-	if m, ok := p.mounts.lookup(path); ok {
+// kvMount finds the mount of path and its KV version (vaultkv.Lookup,
+// through the Provider's cache), in a sentence that names label
+// vault.path when Vault's answer is no KV mount.
+func (p *Provider) kvMount(ctx context.Context, client *api.Client, path string) (vaultkv.Mount, error) {
+	m, err := p.mounts.Lookup(ctx, client, path)
+	var notKV *vaultkv.NotKVError
+	switch {
+	case err == nil:
 		return m, nil
-	}
-	s, err := client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+path)
-	var re *api.ResponseError
-	if invalidToken(err) {
-		return mount{}, fmt.Errorf("%w: Vault refused the task's token to read path %s", errInvalidToken, path)
-	}
-	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
+	case vaultkv.InvalidToken(err):
+		return vaultkv.Mount{}, fmt.Errorf("%w: Vault refused the task's token to read path %s", errInvalidToken, path)
+	case vaultkv.Forbidden(err):
 		// Vault answers a path under no mount and a path the token may not
 		// use alike, so as not to reveal which mounts exist.
-		return mount{}, classify(fmt.Errorf("Vault path %s is on no mount the token may read: check label %s (its first segment is the mount, e.g. secret/) and that the token's policies grant read on the path", path, LabelPath), OutcomeDenied)
-	}
-	if err != nil {
-		return mount{}, vaultError(err, path, path)
-	}
-	if s == nil || s.Data == nil {
-		return mount{}, fmt.Errorf("no Vault mount holds path %s: check label %s (the first segment is the mount, e.g. secret/)", path, LabelPath)
-	}
-	mountPath, _ := s.Data["path"].(string)
-	mountType, _ := s.Data["type"].(string)
-	if mountPath == "" {
-		return mount{}, fmt.Errorf("no Vault mount holds path %s: check label %s (the first segment is the mount, e.g. secret/)", path, LabelPath)
-	}
-	m := mount{path: mountPath, kvVersion: 1}
-	switch mountType {
-	case "kv", "generic":
-		if opts, ok := s.Data["options"].(map[string]any); ok && opts["version"] == "2" {
-			m.kvVersion = 2
-		}
+		return vaultkv.Mount{}, classify(fmt.Errorf("Vault path %s is on no mount the token may read: check label %s (its first segment is the mount, e.g. secret/) and that the token's policies grant read on the path", path, LabelPath), OutcomeDenied)
+	case errors.Is(err, vaultkv.ErrNoMount):
+		return vaultkv.Mount{}, fmt.Errorf("no Vault mount holds path %s: check label %s (the first segment is the mount, e.g. secret/)", path, LabelPath)
+	case errors.As(err, &notKV):
+		return vaultkv.Mount{}, fmt.Errorf("Vault path %s is on a %s mount (%s), not a KV mount: check label %s", path, notKV.Type, notKV.Mount, LabelPath)
 	default:
-		return mount{}, fmt.Errorf("Vault path %s is on a %s mount (%s), not a KV mount: check label %s", path, mountType, mountPath, LabelPath)
+		return vaultkv.Mount{}, vaultError(err, path, path)
 	}
-	p.mounts.store(m)
-	return m, nil
 }
 
 // readKV reads a KV secret, KV v1 or v2 as the mount says, and returns the
@@ -105,37 +44,21 @@ func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan) ([
 	if err != nil {
 		return nil, err
 	}
-	mountName := strings.TrimSuffix(m.path, "/")
-	rel := strings.TrimPrefix(plan.Path, m.path)
-	if rel == "" || plan.Path+"/" == m.path {
-		return nil, fmt.Errorf("label %s=%s names the mount itself: add the secret's path below it, e.g. %ssomething", LabelPath, plan.Path, m.path)
+	rel := strings.TrimPrefix(plan.Path, m.Path)
+	if rel == "" || plan.Path+"/" == m.Path {
+		return nil, fmt.Errorf("label %s=%s names the mount itself: add the secret's path below it, e.g. %ssomething", LabelPath, plan.Path, m.Path)
 	}
-	if m.kvVersion == 1 && plan.Version != 0 {
-		return nil, fmt.Errorf("label %s=%d cannot apply to Vault path %s: mount %s is KV v1, which keeps no versions", LabelVersion, plan.Version, plan.Path, m.path)
+	if m.Version == 1 && plan.Version != 0 {
+		return nil, fmt.Errorf("label %s=%d cannot apply to Vault path %s: mount %s is KV v1, which keeps no versions", LabelVersion, plan.Version, plan.Path, m.Path)
 	}
 	if plan.Wrap {
 		return p.readKVWrapped(ctx, client, plan, m, rel)
 	}
-
-	if m.kvVersion == 1 {
-		s, err := client.KVv1(mountName).Get(ctx, rel)
-		if err != nil {
-			return nil, kvError(err, plan, m.path+rel)
-		}
-		return render(s.Data, plan)
-	}
-
-	apiPath := m.path + "data/" + rel
-	var s *api.KVSecret
-	if plan.Version != 0 {
-		s, err = client.KVv2(mountName).GetVersion(ctx, rel, plan.Version)
-	} else {
-		s, err = client.KVv2(mountName).Get(ctx, rel)
-	}
+	s, err := m.Get(ctx, client, rel, plan.Version)
 	if err != nil {
-		return nil, kvError(err, plan, apiPath)
+		return nil, kvError(err, plan, m.DataPath(rel))
 	}
-	if s.Data == nil {
+	if m.Version == 2 && s.Data == nil {
 		// KV v2 answers a deleted or destroyed version with its metadata only.
 		which := "the latest version"
 		if plan.Version != 0 {
@@ -154,16 +77,13 @@ func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan) ([
 
 // readKVWrapped reads a KV secret response-wrapped, as `vault kv get
 // -wrap-ttl` does: the wrapping token's creation path is the KV API path
-// (secret/data/app/db on KV v2). api's KV helpers cannot read wrapped, so the
-// API path is the one the mount look-up gave.
-func (p *Provider) readKVWrapped(ctx context.Context, client *api.Client, plan Plan, m mount, rel string) ([]byte, error) {
-	apiPath := m.path + rel
+// (secret/data/app/db on KV v2). api's KV helpers cannot read wrapped, so
+// this is a logical read of the mount's DataPath.
+func (p *Provider) readKVWrapped(ctx context.Context, client *api.Client, plan Plan, m vaultkv.Mount, rel string) ([]byte, error) {
+	apiPath := m.DataPath(rel)
 	var query map[string][]string
-	if m.kvVersion == 2 {
-		apiPath = m.path + "data/" + rel
-		if plan.Version != 0 {
-			query = map[string][]string{"version": {strconv.Itoa(plan.Version)}}
-		}
+	if plan.Version != 0 {
+		query = map[string][]string{"version": {strconv.Itoa(plan.Version)}}
 	}
 	wc, err := wrapping(client, p.wrapTTL(plan))
 	if err != nil {
@@ -208,12 +128,12 @@ func vaultErrorDoing(err error, doing, path, apiPath string) error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return classify(fmt.Errorf("Vault did not answer in time to %s path %s: check Vault's health or raise VAULT_CLIENT_TIMEOUT", doing, path), OutcomeUnavailable)
-	case invalidToken(err):
+	case vaultkv.InvalidToken(err):
 		return fmt.Errorf("%w: Vault refused the task's token to %s path %s", errInvalidToken, doing, path)
-	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
+	case vaultkv.Forbidden(err):
 		return classify(fmt.Errorf("permission denied to %s Vault path %s: the token's policies must grant %s on %s", doing, path, capability, apiPath), OutcomeDenied)
 	case errors.As(err, &re):
-		return fmt.Errorf("Vault refused to %s path %s (HTTP %d: %s)", doing, path, re.StatusCode, vaultErrors(re))
+		return fmt.Errorf("Vault refused to %s path %s (%s)", doing, path, vaultkv.ErrorText(re))
 	case errors.As(err, &ue):
 		return classify(fmt.Errorf("cannot reach Vault to %s path %s: %v; check VAULT_ADDR and that Vault is up", doing, path, transportCause(err)), OutcomeUnavailable)
 	default:

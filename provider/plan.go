@@ -55,8 +55,9 @@ const (
 // or a write's body: vault.param.common_name=web.example.com.
 const labelParamPrefix = "vault.param."
 
-// legacyPrefix is the label prefix of the seed proof-of-concept. Its labels are
-// accepted as aliases so that stacks written for it deploy unchanged.
+// legacyPrefix is the label prefix of the Docker secret provider plugin
+// this one replaces. Its labels are accepted as aliases, so that stacks
+// written for that plugin deploy unchanged.
 const legacyPrefix = "dk.almbrand.docker.plugin.secretprovider."
 
 // Format says how a Vault secret's data becomes the bytes of the secret file.
@@ -169,7 +170,7 @@ func (p *Plan) parseSource(known map[string]label, labels map[string]string) err
 	if l, ok := known[LabelType]; ok {
 		switch l.value {
 		case "kv":
-		case "token", "vault_token": // vault_token: the seed proof-of-concept's name
+		case "token", "vault_token": // vault_token: the legacy plugin's name
 			p.Type = TypeToken
 		case "read":
 			p.Type = TypeRead
@@ -450,6 +451,6 @@ func (p Plan) query() map[string][]string {
 	return q
 }
 
-// LegacyLabel is the name of label under the seed proof-of-concept's
-// prefix, which is accepted as an alias of it.
+// LegacyLabel is the name of label under the legacy plugin's prefix,
+// which is accepted as an alias of it.
 func LegacyLabel(label string) string { return legacyPrefix + label }

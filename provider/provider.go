@@ -1,9 +1,3 @@
-// Package provider serves Swarm's secretprovider interface: it turns the
-// labels of a driver secret into a validated plan, reads Vault, and answers
-// the engine with the value or with one sentence saying what to fix.
-//
-// It is the only place where an error becomes Response.Err, and it logs one
-// entry per request outcome, never a value or token.
 package provider
 
 import (
@@ -19,6 +13,8 @@ import (
 	"github.com/docker/go-plugins-helpers/secrets"
 	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/internal/vaultkv"
 )
 
 // Request is what the engine sends to /SecretProvider.GetSecret.
@@ -52,8 +48,8 @@ type Options struct {
 	// value until it is unwrapped or expires.
 	WrapTTL, WrapMaxTTL time.Duration
 	// ReuseCacheTTL is how long a vault.reuse=true secret's value is kept
-	// (REUSE_CACHE_TTL); 0 means DefaultReuseCacheTTL, negative keeps
-	// none (identical concurrent reads are still shared).
+	// (REUSE_CACHE_TTL); 0 keeps none (identical concurrent reads are
+	// still shared). The plugin's default is DefaultReuseCacheTTL.
 	ReuseCacheTTL time.Duration
 	// ReadTokenTTL is the TTL of the batch token that reads for a task.
 	// Default: ReadTokenTTL(Timeout).
@@ -147,9 +143,6 @@ func (o *Options) setDefaults() {
 	if o.ReadTokenTTL <= 0 {
 		o.ReadTokenTTL = ReadTokenTTL(o.Timeout)
 	}
-	if o.ReuseCacheTTL == 0 {
-		o.ReuseCacheTTL = DefaultReuseCacheTTL
-	}
 }
 
 // Provider answers secret requests from Vault. Its own token only mints a
@@ -157,15 +150,15 @@ func (o *Options) setDefaults() {
 type Provider struct {
 	vault  *api.Client
 	opts   Options
-	mounts *mountCache
+	mounts *vaultkv.Cache
 	// readTokens keeps the read tokens of vault.reuse=true secrets, one
 	// per policy set; taskReads one per task and policy set.
 	readTokens, taskReads *tokenCache
 	reused                *reuseCache
-	// held are the plugin token's own policies, which no minted token
+	// own caches the plugin token's own policies, which no minted token
 	// may carry.
-	held *heldPolicies
-	log  logrus.FieldLogger
+	own *ownPolicyCache
+	log logrus.FieldLogger
 }
 
 // New returns a Provider whose client carries the address, TLS settings and
@@ -175,11 +168,11 @@ func New(client *api.Client, log logrus.FieldLogger, opts Options) *Provider {
 	return &Provider{
 		vault:      client,
 		opts:       opts,
-		mounts:     newMountCache(opts.MountCacheTTL),
+		mounts:     vaultkv.NewCache(opts.MountCacheTTL, nil),
 		readTokens: newTokenCache(),
 		taskReads:  newTokenCache(),
 		reused:     newReuseCache(opts.ReuseCacheTTL),
-		held:       newHeldPolicies(),
+		own:        newOwnPolicyCache(),
 		log:        log,
 	}
 }
@@ -283,7 +276,7 @@ func (p *Provider) CheckLabels(labels map[string]string) (Plan, error) {
 // nothing, so there is no need to ask whether the task holds it already.
 func (p *Provider) value(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
 	if plan.Reuse {
-		if v, ok := p.reused.kept(req.SecretLabels, policies); ok {
+		if v, ok := p.reused.cached(req.SecretLabels, policies); ok {
 			return v, nil
 		}
 	}
@@ -297,7 +290,7 @@ func (p *Provider) value(ctx context.Context, req Request, plan Plan, policies [
 		return p.logicalValue(ctx, req, plan, policies)
 	}
 	if plan.Reuse {
-		return p.reused.get(ctx, req.SecretLabels, policies, p.opts.Timeout, func(ctx context.Context) ([]byte, error) {
+		return p.reused.readThrough(ctx, req.SecretLabels, policies, p.opts.Timeout, func(ctx context.Context) ([]byte, error) {
 			return p.kvValue(ctx, req, plan, policies)
 		})
 	}
@@ -551,7 +544,7 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 // Message is the sentence the plugin answers and logs when secret fails
 // with err: one line, bounded, naming what to fix.
 func Message(secret string, err error) string {
-	return oneLine(fmt.Sprintf("secret %s: %s", secret, ErrorText(err)))
+	return oneLine(fmt.Sprintf("secret %s: %s", secret, vaultkv.ErrorText(err)))
 }
 
 func (p *Provider) fail(entry *logrus.Entry, req Request, err error) secrets.Response {

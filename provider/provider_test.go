@@ -19,7 +19,9 @@ import (
 
 	"github.com/docker/go-plugins-helpers/secrets"
 	"github.com/hashicorp/vault/api"
-	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/internal/vaultkv"
+	"github.com/swarmvault/swarmvault/internal/vaulttest"
 )
 
 const (
@@ -359,19 +361,8 @@ func jsonString(s string) string {
 
 func newTestProvider(t *testing.T, addr string, opts Options) (*Provider, *bytes.Buffer) {
 	t.Helper()
-	cfg := api.DefaultConfig()
-	cfg.Address = addr
-	cfg.MaxRetries = 0
-	client, err := api.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.SetToken(pluginToken)
-	var logs bytes.Buffer
-	log := logrus.New()
-	log.SetOutput(&logs)
-	log.SetLevel(logrus.DebugLevel)
-	return New(client, log, opts), &logs
+	log, logs := vaulttest.Logger()
+	return New(vaulttest.Client(t, addr, pluginToken), log, opts), logs
 }
 
 func request(labels map[string]string) Request {
@@ -516,6 +507,8 @@ func TestGetSecretLogsFieldsOfTheRequest(t *testing.T) {
 func TestMountVersionIsCached(t *testing.T) {
 	vault := newFakeVault(t)
 	p, _ := newTestProvider(t, vault.URL, Options{})
+	now := time.Now()
+	p.mounts = vaultkv.NewCache(DefaultMountCacheTTL, func() time.Time { return now })
 	for range 3 {
 		if resp := p.GetSecret(context.Background(), request(map[string]string{"vault.path": "secret/app/db"})); resp.Err != "" {
 			t.Fatal(resp.Err)
@@ -526,8 +519,7 @@ func TestMountVersionIsCached(t *testing.T) {
 	}
 
 	// Expired entries are looked up again: a mount may be upgraded to KV v2.
-	now := time.Now()
-	p.mounts.now = func() time.Time { return now.Add(DefaultMountCacheTTL + time.Second) }
+	now = now.Add(DefaultMountCacheTTL + time.Second)
 	p.GetSecret(context.Background(), request(map[string]string{"vault.path": "secret/app/db"}))
 	if n := vault.mountLookup.Load(); n != 2 {
 		t.Errorf("mount looked up %d times after expiry, want 2", n)

@@ -78,40 +78,51 @@ func joinKey(parts ...string) string {
 	return b.String()
 }
 
-// get returns the value for labels read with policies: kept, or read by
-// read, which runs once for all the concurrent callers of one key, with a
+// readThrough returns the value for labels read with policies: the one
+// cached, or one read by read, which runs once for all the concurrent callers of one key, with a
 // deadline of its own (timeout) so that one caller's cancelled request
 // cannot fail the others.
-func (c *reuseCache) get(ctx context.Context, labels map[string]string, policies []string, timeout time.Duration, read func(context.Context) ([]byte, error)) ([]byte, error) {
+func (c *reuseCache) readThrough(ctx context.Context, labels map[string]string, policies []string, timeout time.Duration, read func(context.Context) ([]byte, error)) ([]byte, error) {
 	lk := labelsKey(labels)
 	key := policyKey(policies, lk)
-	v, gen, ok := c.lookup(key)
+	v, gen, ok := c.fresh(key)
 	if ok {
 		return v, nil
 	}
-	ch := c.group.DoChan(strconv.FormatUint(gen, 10)+"\x00"+key, func() (any, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		defer cancel()
-		v, err := read(rctx)
+	return shared(ctx, &c.group, strconv.FormatUint(gen, 10)+"\x00"+key, timeout, func(ctx context.Context) ([]byte, error) {
+		v, err := read(ctx)
 		if err == nil {
-			c.keep(key, lk, v, gen)
+			c.store(key, lk, v, gen)
 		}
 		return v, err
 	})
+}
+
+// shared runs fn once for all the concurrent callers of key in g, with a
+// deadline of its own (timeout), so that one caller's cancelled request
+// cannot fail the others; a caller whose ctx ends first gets ctx's error.
+func shared[T any](ctx context.Context, g *singleflight.Group, key string, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	ch := g.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		defer cancel()
+		v, err := fn(fctx)
+		return v, err
+	})
+	var zero T
 	select {
 	case r := <-ch:
 		if r.Err != nil {
-			return nil, r.Err
+			return zero, r.Err
 		}
-		return r.Val.([]byte), nil
+		return r.Val.(T), nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return zero, ctx.Err()
 	}
 }
 
-// kept returns the value kept for labels and policies, if any.
-func (c *reuseCache) kept(labels map[string]string, policies []string) ([]byte, bool) {
-	v, _, ok := c.lookup(reuseKey(labels, policies))
+// cached returns the value kept for labels and policies, if any.
+func (c *reuseCache) cached(labels map[string]string, policies []string) ([]byte, bool) {
+	v, _, ok := c.fresh(reuseKey(labels, policies))
 	return v, ok
 }
 
@@ -123,9 +134,9 @@ func policyKey(policies []string, labels string) string {
 	return joinKey(joinKey(policies...), labels)
 }
 
-// lookup returns the value kept for key, else the generation a read
-// starts in.
-func (c *reuseCache) lookup(key string) ([]byte, uint64, bool) {
+// fresh returns the value kept for key while it has not expired, else
+// the generation a read starts in.
+func (c *reuseCache) fresh(key string) ([]byte, uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.values[key]
@@ -136,9 +147,9 @@ func (c *reuseCache) lookup(key string) ([]byte, uint64, bool) {
 	return e.value, c.gen, true
 }
 
-// keep stores a value read in generation gen, unless a forget came since;
+// store keeps a value read in generation gen, unless a forget came since;
 // when full, expired entries go, then the one that would expire soonest.
-func (c *reuseCache) keep(key, labels string, value []byte, gen uint64) {
+func (c *reuseCache) store(key, labels string, value []byte, gen uint64) {
 	if c.ttl <= 0 {
 		return
 	}

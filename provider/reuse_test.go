@@ -13,7 +13,7 @@ import (
 // Vault read, and its value serves the next ones for REUSE_CACHE_TTL.
 func TestReuseReadsAreSharedAndKept(t *testing.T) {
 	vault := newFakeVault(t)
-	p, _ := newTestProvider(t, vault.URL, Options{})
+	p, _ := newTestProvider(t, vault.URL, Options{ReuseCacheTTL: DefaultReuseCacheTTL})
 	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
 	var wg sync.WaitGroup
 	for i := range 16 {
@@ -100,10 +100,10 @@ func TestReuseCache(t *testing.T) {
 	t.Run("errors are not kept", func(t *testing.T) {
 		c := newReuseCache(time.Minute)
 		calls.Store(0)
-		if _, err := c.get(ctx, labels, policies, time.Second, read("", errors.New("sealed"))); err == nil {
+		if _, err := c.readThrough(ctx, labels, policies, time.Second, read("", errors.New("sealed"))); err == nil {
 			t.Fatal("no error")
 		}
-		if v, err := c.get(ctx, labels, policies, time.Second, read("v", nil)); err != nil || string(v) != "v" || calls.Load() != 2 {
+		if v, err := c.readThrough(ctx, labels, policies, time.Second, read("v", nil)); err != nil || string(v) != "v" || calls.Load() != 2 {
 			t.Errorf("%q %v, %d reads", v, err, calls.Load())
 		}
 	})
@@ -111,8 +111,8 @@ func TestReuseCache(t *testing.T) {
 	t.Run("disabled", func(t *testing.T) {
 		c := newReuseCache(-1)
 		calls.Store(0)
-		c.get(ctx, labels, policies, time.Second, read("v", nil))
-		c.get(ctx, labels, policies, time.Second, read("v", nil))
+		c.readThrough(ctx, labels, policies, time.Second, read("v", nil))
+		c.readThrough(ctx, labels, policies, time.Second, read("v", nil))
 		if calls.Load() != 2 {
 			t.Errorf("REUSE_CACHE_TTL=0: %d reads, want 2", calls.Load())
 		}
@@ -121,8 +121,8 @@ func TestReuseCache(t *testing.T) {
 	t.Run("labels other than vault.* do not split the key", func(t *testing.T) {
 		c := newReuseCache(time.Minute)
 		calls.Store(0)
-		c.get(ctx, labels, policies, time.Second, read("v", nil))
-		c.get(ctx, map[string]string{"vault.path": "secret/a", "com.docker.stack.namespace": "y"}, policies, time.Second, read("v", nil))
+		c.readThrough(ctx, labels, policies, time.Second, read("v", nil))
+		c.readThrough(ctx, map[string]string{"vault.path": "secret/a", "com.docker.stack.namespace": "y"}, policies, time.Second, read("v", nil))
 		if calls.Load() != 1 {
 			t.Errorf("%d reads, want 1", calls.Load())
 		}
@@ -135,7 +135,7 @@ func TestReuseCache(t *testing.T) {
 		started, release := make(chan struct{}), make(chan struct{})
 		done := make(chan []byte)
 		go func() {
-			v, _ := c.get(ctx, labels, policies, time.Second, func(context.Context) ([]byte, error) {
+			v, _ := c.readThrough(ctx, labels, policies, time.Second, func(context.Context) ([]byte, error) {
 				close(started)
 				<-release
 				return []byte("old"), nil
@@ -144,12 +144,12 @@ func TestReuseCache(t *testing.T) {
 		}()
 		<-started
 		c.forget(labels)
-		if v, _ := c.get(ctx, labels, policies, time.Second, read("new", nil)); string(v) != "new" {
+		if v, _ := c.readThrough(ctx, labels, policies, time.Second, read("new", nil)); string(v) != "new" {
 			t.Errorf("after the forget: %q, want new", v)
 		}
 		close(release)
 		<-done
-		if v, _ := c.get(ctx, labels, policies, time.Second, read("newer", nil)); string(v) != "new" {
+		if v, _ := c.readThrough(ctx, labels, policies, time.Second, read("newer", nil)); string(v) != "new" {
 			t.Errorf("kept: %q, want new (the read begun before the forget must not be kept)", v)
 		}
 	})
@@ -161,7 +161,7 @@ func TestReuseCache(t *testing.T) {
 		started, release := make(chan struct{}), make(chan struct{})
 		first := make(chan error)
 		go func() {
-			_, err := c.get(cctx, labels, policies, time.Second, func(rctx context.Context) ([]byte, error) {
+			_, err := c.readThrough(cctx, labels, policies, time.Second, func(rctx context.Context) ([]byte, error) {
 				close(started)
 				<-release
 				return []byte("v"), rctx.Err()
@@ -172,7 +172,7 @@ func TestReuseCache(t *testing.T) {
 		// The second joins the read, or finds what it kept: "v" either way.
 		second := make(chan []byte)
 		go func() {
-			v, _ := c.get(ctx, labels, policies, time.Second, read("unused", nil))
+			v, _ := c.readThrough(ctx, labels, policies, time.Second, read("unused", nil))
 			second <- v
 		}()
 		cancel()
@@ -188,7 +188,7 @@ func TestReuseCache(t *testing.T) {
 	t.Run("bounded", func(t *testing.T) {
 		c := newReuseCache(time.Minute)
 		for i := range maxReused + 10 {
-			c.get(ctx, map[string]string{"vault.path": "secret/" + string(rune(0x100+i))}, policies, time.Second, read("v", nil))
+			c.readThrough(ctx, map[string]string{"vault.path": "secret/" + string(rune(0x100+i))}, policies, time.Second, read("v", nil))
 		}
 		if n := c.len(); n != maxReused {
 			t.Errorf("%d values kept, want %d", n, maxReused)
@@ -202,7 +202,7 @@ func TestReuseCache(t *testing.T) {
 func TestKeptReuseValueSkipsTheTracker(t *testing.T) {
 	vault := newFakeVault(t)
 	tr := &fakeTracker{refuse: map[string]bool{"running": true}}
-	p, _ := newTestProvider(t, vault.URL, Options{Tracker: tr})
+	p, _ := newTestProvider(t, vault.URL, Options{Tracker: tr, ReuseCacheTTL: DefaultReuseCacheTTL})
 	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
 	running := reuse
 	running.TaskID = "running"

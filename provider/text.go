@@ -1,14 +1,11 @@
 package provider
 
 import (
-	"errors"
 	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/hashicorp/vault/api"
 )
 
 // Whoever may create a secret writes its labels, and whoever may deploy a
@@ -87,32 +84,4 @@ func oneLine(msg string) string {
 		b.WriteRune(r)
 	}
 	return clip(strings.TrimSpace(b.String()), MaxErrLen-len("…"))
-}
-
-// vaultErrors is the text of Vault's error list, one line: Vault (and the
-// multierror lists it sends) put each cause on its own line with a bullet.
-func vaultErrors(re *api.ResponseError) string {
-	var parts []string
-	for _, e := range re.Errors {
-		for _, line := range strings.Split(e, "\n") {
-			line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
-			if line == "" || strings.HasSuffix(line, "errors occurred:") || strings.HasSuffix(line, "error occurred:") {
-				continue
-			}
-			parts = append(parts, line)
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
-// ErrorText is err's text for an error sentence, with a Vault response error
-// in it shown as its status and causes: api.ResponseError's own text spans
-// lines and repeats the method and URL.
-func ErrorText(err error) string {
-	var re *api.ResponseError
-	if !errors.As(err, &re) {
-		return err.Error()
-	}
-	short := "HTTP " + strconv.Itoa(re.StatusCode) + ": " + vaultErrors(re)
-	return strings.Replace(err.Error(), re.Error(), short, 1)
 }

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/swarmvault/swarmvault/internal/vaultkv"
 )
 
 // tokenKind says what a minted token is for.
@@ -26,8 +27,9 @@ const (
 	// names no service or task.
 	sharedReadToken
 	// taskToken is handed to the task. An orphan service token, so that it
-	// outlives the plugin's own token (the seed proof-of-concept's tokens died
-	// with it) and the task can renew it up to the operator's maximum.
+	// outlives the plugin's own token (a child would be revoked with it at
+	// the plugin's next login) and the task can renew it up to the
+	// operator's maximum.
 	taskToken
 )
 
@@ -60,7 +62,7 @@ func displayName(req Request, kind tokenKind) string {
 
 // mint creates a token for one task with the plugin's own token, through
 // TOKEN_ROLE when the operator set one, and never with a policy the
-// plugin's token holds (refuseHeld). With wrapTTL > 0 Vault answers the
+// plugin's token holds (refuseOwnPolicies). With wrapTTL > 0 Vault answers the
 // create response-wrapped: the plugin never sees the token, only the
 // wrapping token and the wrapped token's accessor.
 func (p *Provider) mint(ctx context.Context, req Request, policies []string, kind tokenKind, ttl, wrapTTL time.Duration) (*api.Secret, error) {
@@ -96,14 +98,14 @@ func (p *Provider) mint(ctx context.Context, req Request, policies []string, kin
 	// Each try asks first which policies the token it mints with holds:
 	// a new login may bring a token with others.
 	try := func() (*api.Secret, error) {
-		if err := p.refuseHeld(ctx, req, policies); err != nil {
+		if err := p.refuseOwnPolicies(ctx, req, policies); err != nil {
 			return nil, err
 		}
 		return create()
 	}
 	used := p.vault.Token()
 	s, err := try()
-	if (invalidToken(err) || used == "" && isForbidden(err)) && p.opts.Reauth != nil {
+	if (vaultkv.InvalidToken(err) || used == "" && vaultkv.Forbidden(err)) && p.opts.Reauth != nil {
 		// The plugin's token died (revoked, expired, Vault restored from a
 		// backup), or the first login is not done yet: one login, shared
 		// with concurrent requests, then retry.
@@ -116,7 +118,7 @@ func (p *Provider) mint(ctx context.Context, req Request, policies []string, kin
 	case errors.As(err, new(lookupSelfError)):
 		return nil, p.lookupSelfFailure(err, req)
 	case errors.As(err, new(classified)):
-		// refuseHeld's own sentence: a held policy, or an answer that is
+		// refuseOwnPolicies's own sentence: a policy the plugin holds, or an answer that is
 		// not Vault's.
 		return nil, err
 	case err != nil:
@@ -152,10 +154,10 @@ func errNotOrphan(role string) error {
 func (p *Provider) checkOrphan(ctx context.Context, accessor string) error {
 	s, err := p.vault.Auth().Token().LookupAccessorWithContext(ctx, accessor)
 	if err != nil {
-		if isForbidden(err) {
+		if vaultkv.Forbidden(err) {
 			return fmt.Errorf("the plugin's token may not look up the accessor of a wrapped task token: grant it update on auth/token/lookup-accessor, needed with TOKEN_ROLE and vault.wrap to check the role makes orphans")
 		}
-		return fmt.Errorf("cannot look up a wrapped task token's accessor: %s", ErrorText(err))
+		return fmt.Errorf("cannot look up a wrapped task token's accessor: %s", vaultkv.ErrorText(err))
 	}
 	if orphan, _ := s.Data["orphan"].(bool); !orphan {
 		p.revokeQuietly(accessor, "a task token minted by a TOKEN_ROLE that is not orphan")
@@ -164,12 +166,15 @@ func (p *Provider) checkOrphan(ctx context.Context, accessor string) error {
 	return nil
 }
 
-// maxCachedTokens bounds the read tokens kept for vault.reuse=true secrets:
-// one per policy set, and a POLICY_TEMPLATE with .TaskID makes a policy set
-// per task.
+// maxCachedTokens bounds the read tokens a tokenCache keeps: a
+// POLICY_TEMPLATE with .TaskID makes a policy set per task.
 const maxCachedTokens = 256
 
-// tokenCache keeps read tokens of vault.reuse=true secrets, by policy set.
+// tokenCache keeps batch read tokens, each for half the TTL Vault granted
+// it, by a key readKey gives: the Provider has one for the shared read
+// tokens of vault.reuse=true secrets (by policy set), and one for each
+// task's read token (by task and policy set), which a task's several
+// secrets share.
 type tokenCache struct {
 	now func() time.Time
 
@@ -242,27 +247,6 @@ func (c *tokenCache) len() int {
 	return len(c.tokens)
 }
 
-// invalidToken tells a refused token from a token that lacks a permission:
-// Vault adds "invalid token" only for the former. Only then does a re-login
-// help; for a missing permission it would be a login per request.
-func invalidToken(err error) bool {
-	var re *api.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != http.StatusForbidden {
-		return false
-	}
-	for _, e := range re.Errors {
-		if strings.Contains(e, "invalid token") {
-			return true
-		}
-	}
-	return false
-}
-
-func isForbidden(err error) bool {
-	var re *api.ResponseError
-	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
-}
-
 func (p *Provider) mintError(err error, req Request, policies []string) error {
 	path := "auth/token/create"
 	if p.opts.TokenRole != "" {
@@ -272,10 +256,10 @@ func (p *Provider) mintError(err error, req Request, policies []string) error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return classify(fmt.Errorf("Vault did not answer in time to create a token for service %s: check Vault's health or raise VAULT_CLIENT_TIMEOUT", req.ServiceName), OutcomeUnavailable)
-	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
+	case vaultkv.Forbidden(err):
 		return classify(fmt.Errorf("the plugin's token may not create tokens for service %s: grant it update on %s (and sudo for create-orphan without TOKEN_ROLE)", req.ServiceName, path), OutcomeDenied)
 	case errors.As(err, &re):
-		return fmt.Errorf("Vault refused a token with policies %s for service %s (HTTP %d: %s): check POLICY_TEMPLATE and TOKEN_ROLE", strings.Join(policies, ","), req.ServiceName, re.StatusCode, vaultErrors(re))
+		return fmt.Errorf("Vault refused a token with policies %s for service %s (%s): check POLICY_TEMPLATE and TOKEN_ROLE", strings.Join(policies, ","), req.ServiceName, vaultkv.ErrorText(re))
 	default:
 		return classify(fmt.Errorf("cannot reach Vault to create a token for service %s: %v; check VAULT_ADDR and that Vault is up", req.ServiceName, transportCause(err)), OutcomeUnavailable)
 	}
@@ -287,7 +271,7 @@ func (p *Provider) revokeQuietly(accessor, what string) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
 	defer cancel()
 	if err := p.vault.Auth().Token().RevokeAccessorWithContext(ctx, accessor); err != nil {
-		p.log.Warnf("could not revoke %s: %s", what, ErrorText(err))
+		p.log.Warnf("could not revoke %s: %s", what, vaultkv.ErrorText(err))
 	}
 }
 

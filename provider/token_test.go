@@ -341,7 +341,7 @@ func TestRequestBeforeTheFirstLoginWaitsForIt(t *testing.T) {
 
 func TestReuseSharesAReadTokenPerPolicySet(t *testing.T) {
 	vault := newFakeVault(t)
-	p, _ := newTestProvider(t, vault.URL, Options{ReuseCacheTTL: -1}) // the tokens, not the values kept
+	p, _ := newTestProvider(t, vault.URL, Options{}) // no REUSE_CACHE_TTL: the tokens, not the values kept
 	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
 	get := func(req Request) {
 		t.Helper()
@@ -428,7 +428,7 @@ func TestTaskSecretsShareOneReadToken(t *testing.T) {
 // that one is refused too, the request fails instead of minting on.
 func TestReuseRetriesADeadTokenOnce(t *testing.T) {
 	vault := newFakeVault(t)
-	p, _ := newTestProvider(t, vault.URL, Options{ReuseCacheTTL: -1}) // the tokens, not the values kept
+	p, _ := newTestProvider(t, vault.URL, Options{}) // no REUSE_CACHE_TTL: the tokens, not the values kept
 	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
 	if resp := p.GetSecret(context.Background(), reuse); resp.Err != "" {
 		t.Fatal(resp.Err)
@@ -453,7 +453,7 @@ func TestReuseRetriesADeadTokenOnce(t *testing.T) {
 // shorter than asked (a role's or the mount's max TTL).
 func TestReuseTokenLivesHalfTheGrantedTTL(t *testing.T) {
 	vault := newFakeVault(t)
-	p, _ := newTestProvider(t, vault.URL, Options{ReadTokenTTL: time.Hour, ReuseCacheTTL: -1})
+	p, _ := newTestProvider(t, vault.URL, Options{ReadTokenTTL: time.Hour})
 	vault.grantTTL = 10 * time.Second
 	reuse := taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"})
 	get := func() {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/internal/vaultkv"
 )
 
 // Tracker is told about each request before anything is issued for it, and
@@ -79,7 +81,7 @@ func (p *Provider) track(ctx context.Context, req Request, c Credentials) error 
 	}
 	if err != nil {
 		p.log.WithFields(logrus.Fields{"secret": req.SecretName, "service": req.ServiceName, "task_id": req.TaskID}).
-			Warnf("credentials issued but not recorded, so they live for their TTL whatever happens to the task: %s", ErrorText(err))
+			Warnf("credentials issued but not recorded, so they live for their TTL whatever happens to the task: %s", vaultkv.ErrorText(err))
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/swarmvault/swarmvault/internal/vaultkv"
 )
 
 // Verify asks Vault whether a request would be served, the way GetSecret
@@ -66,7 +68,7 @@ func (p *Provider) verifyLogical(ctx context.Context, req Request, plan Plan, po
 	}
 	// The mount first: a path on no mount is a typo, not a policy to fix.
 	if _, err := client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+plan.Path); err != nil {
-		if isForbidden(err) {
+		if vaultkv.Forbidden(err) {
 			return classify(fmt.Errorf("Vault path %s is on no mount the token may use: check label %s (its first segment is the mount, e.g. database/) and that the token's policies grant %s on the path", plan.Path, LabelPath, plan.Type), OutcomeDenied)
 		}
 		return vaultErrorDoing(err, string(plan.Type), plan.Path, plan.Path)
@@ -129,7 +131,7 @@ func CanMint(ctx context.Context, client *api.Client, opts Options, orphans bool
 	for _, path := range paths {
 		caps, err := client.Sys().CapabilitiesSelfWithContext(ctx, path)
 		if err != nil {
-			return fmt.Errorf("cannot ask Vault what the token may do on %s: %s", path, ErrorText(err))
+			return fmt.Errorf("cannot ask Vault what the token may do on %s: %s", path, vaultkv.ErrorText(err))
 		}
 		if !slices.Contains(caps, "root") && !slices.Contains(caps, "update") {
 			return fmt.Errorf("the token may not create tokens on %s (it may: %s): check mints a token for each service as the plugin does, so use a token with the plugin's rights (update on %s, and sudo without TOKEN_ROLE)",

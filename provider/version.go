@@ -92,10 +92,10 @@ func (p *Provider) Fingerprint(ctx context.Context, req Request, key []byte) (st
 		if err != nil {
 			return "", err
 		}
-		if m.kvVersion != 1 {
-			return "", fmt.Errorf("Vault path %s is on KV v2 mount %s: its versions tell its changes", plan.Path, m.path)
+		if m.Version != 1 {
+			return "", fmt.Errorf("Vault path %s is on KV v2 mount %s: its versions tell its changes", plan.Path, m.Path)
 		}
-		s, err := client.KVv1(strings.TrimSuffix(m.path, "/")).Get(ctx, strings.TrimPrefix(plan.Path, m.path))
+		s, err := m.Get(ctx, client, strings.TrimPrefix(plan.Path, m.Path), 0)
 		if err != nil {
 			return "", kvError(err, plan, plan.Path)
 		}
@@ -136,10 +136,10 @@ func (p *Provider) kvVersion(ctx context.Context, client *api.Client, plan Plan)
 	if err != nil {
 		return Version{}, err
 	}
-	if m.kvVersion != 2 {
-		return Version{}, fmt.Errorf("Vault path %s is on mount %s: %w", plan.Path, m.path, ErrNotVersioned)
+	if m.Version != 2 {
+		return Version{}, fmt.Errorf("Vault path %s is on mount %s: %w", plan.Path, m.Path, ErrNotVersioned)
 	}
-	dataPath := strings.TrimSuffix(m.path, "/") + "/data/" + strings.TrimPrefix(plan.Path, m.path)
+	dataPath := m.DataPath(strings.TrimPrefix(plan.Path, m.Path))
 	s, err := client.Logical().ReadWithContext(ctx, dataPath)
 	if err != nil {
 		return Version{}, vaultError(err, plan.Path, dataPath)

@@ -1,12 +1,3 @@
-// Package swarm owns every Docker API call the plugin makes, all through the
-// Docker socket of the plugin's own node: whether this manager leads, the
-// state of the swarm's tasks (for the task lifecycle), the services that use
-// rotating secrets and their forced updates (for rotation), and an exec into
-// the helper service's container (for the helper-service bootstrap).
-//
-// The socket is root on the host, so plugin/config.json mounts /dev/null in
-// its place unless the operator points the docker-socket mount at
-// /var/run/docker.sock.
 package swarm
 
 import (
@@ -74,12 +65,6 @@ func Dial(socket string) (*Engine, error) {
 		return nil, fmt.Errorf("failed to create the Docker client: %w", err)
 	}
 	return NewEngine(c), nil
-}
-
-// HelperReader returns the reader of the helper service's secret on this
-// node (VAULT_AUTH_METHOD=helper).
-func (e *Engine) HelperReader(service, secret string) (*HelperReader, error) {
-	return NewHelperReader(e.docker, service, secret)
 }
 
 // IsLeader tells whether this node is the swarm's leader: the one manager

@@ -1,11 +1,3 @@
-// The helper-service bootstrap: a managed plugin cannot be given swarm
-// secrets of its own, so an operator runs a small helper service (global, on
-// the managers) that holds the bootstrap credential as an ordinary swarm
-// secret. The plugin finds the helper's running task on its own node and
-// reads /run/secrets/<name> from that container. It reads by exec: an
-// archive copy (docker cp) returns an empty file, because the secret is a
-// tmpfs bind mount the archive API does not follow.
-
 package swarm
 
 import (
@@ -14,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -24,121 +15,122 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 )
 
-// maxSecretSize bounds what is read from the helper; swarm refuses larger
-// secrets anyway, so more means the helper is not what it should be.
-const maxSecretSize = 500 * 1024
+// What the helper-service bootstrap asks of the engine: this node's ID, the
+// tasks of the helper service, and a file read from a container. The
+// bootstrap decides what they mean; the errors of NodeID and ServiceTasks
+// are the engine's own, for the caller to say what it asked.
 
-// HelperReader reads one secret from the helper service's task on this node.
-type HelperReader struct {
-	docker  DockerAPI
-	service string
-	secret  string
-}
-
-// NewHelperReader validates the settings HELPER_SERVICE and HELPER_SECRET.
-func NewHelperReader(docker DockerAPI, service, secret string) (*HelperReader, error) {
-	switch {
-	case service == "":
-		return nil, errors.New("HELPER_SERVICE is not set: name the swarm service that holds the plugin's bootstrap secret")
-	case secret == "":
-		return nil, errors.New("HELPER_SECRET is not set: name the secret, as mounted in the helper service's /run/secrets/, to read")
-	case strings.ContainsAny(secret, "/\x00") || secret == "." || secret == "..":
-		return nil, fmt.Errorf("HELPER_SECRET=%s is not a file name in /run/secrets/", secret)
-	}
-	return &HelperReader{docker: docker, service: service, secret: secret}, nil
-}
-
-// Read returns the helper's secret, surrounding white space trimmed. Errors
-// say which of the helper's states is wrong; none quotes what was read.
-func (r *HelperReader) Read(ctx context.Context) ([]byte, error) {
-	info, err := r.docker.Info(ctx)
+// NodeID returns this engine's swarm node ID, or "" when the engine is not
+// in swarm mode.
+func (e *Engine) NodeID(ctx context.Context) (string, error) {
+	info, err := e.docker.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("cannot ask the Docker engine for this node's ID: %w", err)
+		return "", err
 	}
-	node := info.Swarm.NodeID
-	if node == "" {
-		return nil, errors.New("this Docker engine is not a swarm node: the helper service bootstrap needs swarm mode")
-	}
-	cid, err := r.helperContainer(ctx, node)
-	if err != nil {
-		return nil, err
-	}
-	return r.cat(ctx, cid)
+	return info.Swarm.NodeID, nil
 }
 
-// helperContainer finds the container of the helper's running task on node.
-func (r *HelperReader) helperContainer(ctx context.Context, node string) (string, error) {
-	all, err := r.docker.TaskList(ctx, swarmtypes.TaskListOptions{Filters: filters.NewArgs(
-		filters.Arg("service", r.service),
+// ServiceTask is a task of a service: where it runs, and in which
+// container.
+type ServiceTask struct {
+	// Node is the ID of the node the task was given to.
+	Node string
+	// Running: the node reports the task running, not only starting.
+	Running bool
+	// Container is the ID of the task's container, "" until its node has
+	// made one.
+	Container string
+}
+
+// ServiceTasks returns the tasks of service (a name or an ID) that swarm
+// wants running, whatever state their nodes report; an error wrapping
+// ErrServiceGone when there is no such service.
+func (e *Engine) ServiceTasks(ctx context.Context, service string) ([]ServiceTask, error) {
+	all, err := e.docker.TaskList(ctx, swarmtypes.TaskListOptions{Filters: filters.NewArgs(
+		filters.Arg("service", service),
 		filters.Arg("desired-state", "running"),
 	)})
 	if cerrdefs.IsNotFound(err) {
-		return "", fmt.Errorf("HELPER_SERVICE %s does not exist: create it (global, on the managers) or fix the name", r.service)
+		return nil, fmt.Errorf("service %s: %w", service, ErrServiceGone)
 	}
 	if err != nil {
-		return "", fmt.Errorf("cannot list the tasks of HELPER_SERVICE %s: %w", r.service, err)
+		return nil, err
 	}
-	if len(all) == 0 {
-		return "", fmt.Errorf("HELPER_SERVICE %s has no running tasks: create it (global, on the managers) or fix the name", r.service)
-	}
+	out := make([]ServiceTask, 0, len(all))
 	for _, t := range all {
-		if t.NodeID != node || t.Status.State != swarmtypes.TaskStateRunning || t.Status.ContainerStatus == nil {
-			continue
+		st := ServiceTask{Node: t.NodeID, Running: t.Status.State == swarmtypes.TaskStateRunning}
+		if t.Status.ContainerStatus != nil {
+			st.Container = t.Status.ContainerStatus.ContainerID
 		}
-		if id := t.Status.ContainerStatus.ContainerID; id != "" {
-			return id, nil
-		}
+		out = append(out, st)
 	}
-	return "", fmt.Errorf("HELPER_SERVICE %s has no running task on this node (%s): deploy it in global mode on every manager", r.service, node)
+	return out, nil
 }
 
-// cat runs `cat /run/secrets/<secret>` in the helper's container.
-func (r *HelperReader) cat(ctx context.Context, cid string) ([]byte, error) {
-	file := path.Join("/run/secrets", r.secret)
-	exec, err := r.docker.ContainerExecCreate(ctx, cid, container.ExecOptions{
+// ErrTooLarge is ReadFile's answer for a file larger than the limit.
+var ErrTooLarge = errors.New("the file is larger than the limit")
+
+// ExitError is ReadFile's answer when cat fails in the container: the file
+// is missing or unreadable, or the image has no cat.
+type ExitError struct {
+	// Code is cat's exit code.
+	Code int
+	// Stderr is what cat said, trimmed and cut to 1 KiB: it names the file
+	// and the cause.
+	Stderr string
+}
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("cat exited with code %d: %s", e.Code, e.Stderr)
+}
+
+// ReadFile returns the content of file in the container, at most limit
+// bytes (ErrTooLarge beyond), by running cat in it. It reads by exec, not
+// by an archive copy (docker cp): a swarm secret is a tmpfs bind mount the
+// archive API does not follow, so a copy of /run/secrets/<name> is empty.
+//
+// A cat that fails returns an *ExitError; a ctx that ends stops the read.
+// Errors never hold what was read, and leave naming the container and the
+// file to the caller.
+func (e *Engine) ReadFile(ctx context.Context, containerID, file string, limit int) ([]byte, error) {
+	exec, err := e.docker.ContainerExecCreate(ctx, containerID, container.ExecOptions{
 		Cmd:          []string{"cat", file},
 		AttachStdout: true,
 		AttachStderr: true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cannot exec in the helper's container %.12s: %w", cid, err)
+		return nil, fmt.Errorf("cannot exec cat: %w", err)
 	}
-	att, err := r.docker.ContainerExecAttach(ctx, exec.ID, container.ExecAttachOptions{})
+	att, err := e.docker.ContainerExecAttach(ctx, exec.ID, container.ExecAttachOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("cannot attach to exec in the helper's container %.12s: %w", cid, err)
+		return nil, fmt.Errorf("cannot attach to the exec: %w", err)
 	}
 	defer att.Close()
 	// The attached stream is a hijacked connection, which ignores ctx: close
-	// it when ctx ends, or a cat that never exits would hold the login.
+	// it when ctx ends, or a cat that never exits would hold the caller.
 	stop := context.AfterFunc(ctx, att.Close)
 	defer stop()
 
 	var stdout, stderr bytes.Buffer
 	// Without a TTY the stream is multiplexed: stdcopy splits it. stderr
 	// only has to name cat's complaint; more is dropped.
-	if _, err := stdcopy.StdCopy(&limitWriter{w: &stdout, n: maxSecretSize}, &truncWriter{w: &stderr, n: maxStderr}, att.Reader); err != nil {
+	if _, err := stdcopy.StdCopy(&limitWriter{w: &stdout, n: limit}, &truncWriter{w: &stderr, n: maxStderr}, att.Reader); err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("reading %s from the helper's container %.12s took too long: %w", file, cid, ctx.Err())
+			return nil, fmt.Errorf("cat did not end: %w", ctx.Err())
 		}
-		return nil, fmt.Errorf("failed to read %s from the helper's container %.12s: %w", file, cid, err)
+		return nil, err
 	}
-	res, err := r.docker.ContainerExecInspect(ctx, exec.ID)
+	res, err := e.docker.ContainerExecInspect(ctx, exec.ID)
 	if err != nil {
-		return nil, fmt.Errorf("cannot inspect exec in the helper's container %.12s: %w", cid, err)
+		return nil, fmt.Errorf("cannot inspect the exec: %w", err)
 	}
 	if res.ExitCode != 0 {
-		// stderr of cat names the file and the cause; it holds no secret.
-		return nil, fmt.Errorf("cannot read %s in HELPER_SERVICE %s (exit %d: %s): attach HELPER_SECRET %s to the helper, and use an image with cat",
-			file, r.service, res.ExitCode, strings.TrimSpace(stderr.String()), r.secret)
+		return nil, &ExitError{Code: res.ExitCode, Stderr: strings.TrimSpace(stderr.String())}
 	}
-	value := bytes.TrimSpace(stdout.Bytes())
-	if len(value) == 0 {
-		return nil, fmt.Errorf("%s in HELPER_SERVICE %s is empty", file, r.service)
-	}
-	return value, nil
+	return stdout.Bytes(), nil
 }
 
-// limitWriter fails once more than n bytes are written.
+// limitWriter fails with ErrTooLarge once more than n bytes are written.
 type limitWriter struct {
 	w io.Writer
 	n int
@@ -146,13 +138,13 @@ type limitWriter struct {
 
 func (l *limitWriter) Write(p []byte) (int, error) {
 	if len(p) > l.n {
-		return 0, fmt.Errorf("the helper's secret is larger than %d bytes", maxSecretSize)
+		return 0, ErrTooLarge
 	}
 	l.n -= len(p)
 	return l.w.Write(p)
 }
 
-// maxStderr bounds what is kept of cat's stderr in the helper.
+// maxStderr bounds what is kept of cat's stderr: it ends up in a log line.
 const maxStderr = 1024
 
 // truncWriter keeps the first n bytes written and drops the rest.

@@ -3,9 +3,12 @@ package swarm
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,132 +73,114 @@ func task(node string, state swarmtypes.TaskState, cid string) swarmtypes.Task {
 	return swarmtypes.Task{NodeID: node, Status: swarmtypes.TaskStatus{State: state, ContainerStatus: &swarmtypes.ContainerStatus{ContainerID: cid}}}
 }
 
-func TestHelperReaderReadsTheTaskOnThisNode(t *testing.T) {
+func TestNodeID(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		info func() (system.Info, error)
+		want string
+		err  string
+	}{
+		{name: "a swarm node", info: onNode("node-b"), want: "node-b"},
+		{name: "not a swarm node", info: onNode("")},
+		{name: "engine unreachable", info: func() (system.Info, error) { return system.Info{}, errors.New("connection refused") }, err: "connection refused"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NewEngine(&fakeDocker{info: tt.info}).NodeID(context.Background())
+			if got != tt.want || fmt.Sprint(err) != cmp.Or(tt.err, "<nil>") {
+				t.Errorf("NodeID = %q, %v; want %q, %s", got, err, tt.want, tt.err)
+			}
+		})
+	}
+}
+
+func TestServiceTasks(t *testing.T) {
 	var gotFilter swarmtypes.TaskListOptions
+	e := NewEngine(&fakeDocker{taskList: func(o swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
+		gotFilter = o
+		starting := task("node-b", swarmtypes.TaskStateStarting, "")
+		starting.Status.ContainerStatus = nil
+		return []swarmtypes.Task{task("node-a", swarmtypes.TaskStateRunning, "container-a"), starting}, nil
+	}})
+	got, err := e.ServiceTasks(context.Background(), "swarmvault-helper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ServiceTask{{Node: "node-a", Running: true, Container: "container-a"}, {Node: "node-b"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("ServiceTasks = %+v, want %+v", got, want)
+	}
+	if gotFilter.Filters.Get("service")[0] != "swarmvault-helper" || gotFilter.Filters.Get("desired-state")[0] != "running" {
+		t.Errorf("task filter %v", gotFilter.Filters)
+	}
+
+	gone := NewEngine(&fakeDocker{taskList: func(swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
+		return nil, cerrdefs.ErrNotFound.WithMessage("service helper not found")
+	}})
+	if _, err := gone.ServiceTasks(context.Background(), "helper"); !errors.Is(err, ErrServiceGone) {
+		t.Errorf("a service that does not exist: error %v, want ErrServiceGone", err)
+	}
+}
+
+func TestReadFile(t *testing.T) {
 	var gotCID string
 	var gotCmd []string
 	f := &fakeDocker{
-		info: onNode("node-b"),
-		taskList: func(o swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
-			gotFilter = o
-			return []swarmtypes.Task{
-				task("node-a", swarmtypes.TaskStateRunning, "container-a"),
-				task("node-b", swarmtypes.TaskStateStarting, "container-b-old"),
-				task("node-b", swarmtypes.TaskStateRunning, "container-b"),
-			}, nil
-		},
 		execCreate: func(cid string, o container.ExecOptions) (container.ExecCreateResponse, error) {
 			gotCID, gotCmd = cid, o.Cmd
 			return container.ExecCreateResponse{ID: "exec1"}, nil
 		},
 		stdout: "hvs.bootstrap-token\n",
 	}
-	r, err := NewHelperReader(f, "swarmvault-helper", "vault_token")
+	got, err := NewEngine(f).ReadFile(context.Background(), "container-b", "/run/secrets/vault_token", 20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := r.Read(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != "hvs.bootstrap-token" {
-		t.Errorf("Read = %q", got)
+	if string(got) != "hvs.bootstrap-token\n" {
+		t.Errorf("ReadFile = %q", got)
 	}
 	if gotCID != "container-b" || strings.Join(gotCmd, " ") != "cat /run/secrets/vault_token" {
 		t.Errorf("exec in %s: %v", gotCID, gotCmd)
 	}
-	if gotFilter.Filters.Get("service")[0] != "swarmvault-helper" || gotFilter.Filters.Get("desired-state")[0] != "running" {
-		t.Errorf("task filter %v", gotFilter.Filters)
-	}
 }
 
-func TestHelperReaderErrors(t *testing.T) {
-	running := func(swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
-		return []swarmtypes.Task{task("node-a", swarmtypes.TaskStateRunning, "c1")}, nil
-	}
+func TestReadFileErrors(t *testing.T) {
 	exec := func(string, container.ExecOptions) (container.ExecCreateResponse, error) {
 		return container.ExecCreateResponse{ID: "e"}, nil
 	}
-	tests := []struct {
-		name    string
-		fake    *fakeDocker
-		wantErr string
-	}{
-		{
-			name:    "not a swarm node",
-			fake:    &fakeDocker{info: onNode("")},
-			wantErr: "this Docker engine is not a swarm node: the helper service bootstrap needs swarm mode",
-		},
-		{
-			name:    "engine unreachable",
-			fake:    &fakeDocker{info: func() (system.Info, error) { return system.Info{}, errors.New("connection refused") }},
-			wantErr: "cannot ask the Docker engine for this node's ID: connection refused",
-		},
-		{
-			name:    "helper missing",
-			fake:    &fakeDocker{info: onNode("node-a"), taskList: func(swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) { return nil, nil }},
-			wantErr: "HELPER_SERVICE helper has no running tasks: create it (global, on the managers) or fix the name",
-		},
-		{
-			name: "helper service does not exist",
-			fake: &fakeDocker{info: onNode("node-a"), taskList: func(swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
-				return nil, cerrdefs.ErrNotFound.WithMessage("service helper not found")
-			}},
-			wantErr: "HELPER_SERVICE helper does not exist: create it (global, on the managers) or fix the name",
-		},
-		{
-			name:    "helper not on this node",
-			fake:    &fakeDocker{info: onNode("node-b"), taskList: running},
-			wantErr: "HELPER_SERVICE helper has no running task on this node (node-b): deploy it in global mode on every manager",
-		},
-		{
-			name: "secret not attached to the helper",
-			fake: &fakeDocker{info: onNode("node-a"), taskList: running, execCreate: exec,
-				stderr: "cat: can't open '/run/secrets/token': No such file or directory\n", exitCode: 1},
-			wantErr: "cannot read /run/secrets/token in HELPER_SERVICE helper (exit 1: cat: can't open '/run/secrets/token': No such file or directory): attach HELPER_SECRET token to the helper, and use an image with cat",
-		},
-		{
-			name:    "empty secret",
-			fake:    &fakeDocker{info: onNode("node-a"), taskList: running, execCreate: exec, stdout: " \n"},
-			wantErr: "/run/secrets/token in HELPER_SERVICE helper is empty",
-		},
-		{
-			name:    "garbage larger than any secret",
-			fake:    &fakeDocker{info: onNode("node-a"), taskList: running, execCreate: exec, stdout: strings.Repeat("x", maxSecretSize+1)},
-			wantErr: "failed to read /run/secrets/token from the helper's container c1: the helper's secret is larger than 512000 bytes",
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r, err := NewHelperReader(tt.fake, "helper", "token")
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = r.Read(context.Background())
-			if err == nil || err.Error() != tt.wantErr {
-				t.Errorf("error:\n got %v\nwant %s", err, tt.wantErr)
-			}
-		})
-	}
-}
-
-func TestNewHelperReaderValidates(t *testing.T) {
-	for _, tt := range []struct{ service, secret, wantErr string }{
-		{"", "s", "HELPER_SERVICE is not set: name the swarm service that holds the plugin's bootstrap secret"},
-		{"h", "", "HELPER_SECRET is not set: name the secret, as mounted in the helper service's /run/secrets/, to read"},
-		{"h", "../etc/passwd", "HELPER_SECRET=../etc/passwd is not a file name in /run/secrets/"},
-	} {
-		if _, err := NewHelperReader(&fakeDocker{}, tt.service, tt.secret); err == nil || err.Error() != tt.wantErr {
-			t.Errorf("(%q, %q): error %v, want %s", tt.service, tt.secret, err, tt.wantErr)
+	t.Run("cat fails", func(t *testing.T) {
+		f := &fakeDocker{execCreate: exec, stderr: "cat: can't open '/run/secrets/token': No such file or directory\n", exitCode: 1}
+		_, err := NewEngine(f).ReadFile(context.Background(), "c1", "/run/secrets/token", secretLimit)
+		var exit *ExitError
+		if !errors.As(err, &exit) || *exit != (ExitError{Code: 1, Stderr: "cat: can't open '/run/secrets/token': No such file or directory"}) {
+			t.Errorf("error %#v", err)
 		}
-	}
+	})
+	t.Run("larger than the limit", func(t *testing.T) {
+		f := &fakeDocker{execCreate: exec, stdout: strings.Repeat("x", secretLimit+1)}
+		if _, err := NewEngine(f).ReadFile(context.Background(), "c1", "/run/secrets/token", secretLimit); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("error %v, want ErrTooLarge", err)
+		}
+		f.stdout = strings.Repeat("x", secretLimit)
+		if got, err := NewEngine(f).ReadFile(context.Background(), "c1", "/run/secrets/token", secretLimit); err != nil || len(got) != secretLimit {
+			t.Errorf("at the limit: %d bytes, error %v", len(got), err)
+		}
+	})
+	t.Run("exec refused", func(t *testing.T) {
+		f := &fakeDocker{execCreate: func(string, container.ExecOptions) (container.ExecCreateResponse, error) {
+			return container.ExecCreateResponse{}, errors.New("container c1 is not running")
+		}}
+		_, err := NewEngine(f).ReadFile(context.Background(), "c1", "/run/secrets/token", secretLimit)
+		if want := "cannot exec cat: container c1 is not running"; err == nil || err.Error() != want {
+			t.Errorf("error %v, want %s", err, want)
+		}
+	})
 }
 
-func helperOnThisNode(f *fakeDocker) *fakeDocker {
-	f.info = onNode("n")
-	f.taskList = func(swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
-		return []swarmtypes.Task{task("n", swarmtypes.TaskStateRunning, "c")}, nil
-	}
+// secretLimit is as large as the limit of the helper bootstrap: more than
+// one buffer of stdcopy's.
+const secretLimit = 500 * 1024
+
+func helperExec(f *fakeDocker) *fakeDocker {
 	f.execCreate = func(string, container.ExecOptions) (container.ExecCreateResponse, error) {
 		return container.ExecCreateResponse{ID: "e"}, nil
 	}
@@ -205,31 +190,25 @@ func helperOnThisNode(f *fakeDocker) *fakeDocker {
 // The attached stream ignores the context: without closing it when the
 // deadline ends, a cat that never exits held the login, and every later one.
 func TestAHungExecEndsAtTheDeadline(t *testing.T) {
-	r, err := NewHelperReader(helperOnThisNode(&fakeDocker{hang: true}), "helper", "boot")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := NewEngine(helperExec(&fakeDocker{hang: true}))
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { _, err := r.Read(ctx); done <- err }()
+	go func() { _, err := e.ReadFile(ctx, "c", "/run/secrets/boot", secretLimit); done <- err }()
 	select {
 	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "reading /run/secrets/boot from the helper's container c took too long") {
+		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("error %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Read still blocked 5 s after its deadline")
+		t.Fatal("ReadFile still blocked 5 s after its deadline")
 	}
 }
 
 // What cat says on stderr is capped: it ends up in a log line.
 func TestHelperStderrIsCapped(t *testing.T) {
-	r, err := NewHelperReader(helperOnThisNode(&fakeDocker{exitCode: 1, stderr: strings.Repeat("e", 100000)}), "helper", "boot")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = r.Read(context.Background())
+	e := NewEngine(helperExec(&fakeDocker{exitCode: 1, stderr: strings.Repeat("e", 100000)}))
+	_, err := e.ReadFile(context.Background(), "c", "/run/secrets/boot", secretLimit)
 	if err == nil || len(err.Error()) > maxStderr+300 {
 		t.Errorf("error of %d bytes", len(err.Error()))
 	}

@@ -179,7 +179,8 @@ func (e *UnsettledError) Error() string {
 	return fmt.Sprintf("the update of service %s is %s (%s)", e.Service.Name, e.Service.Update, e.Service.UpdateMessage)
 }
 
-// ErrServiceGone is ForceUpdate's answer for a service that was removed.
+// ErrServiceGone is the answer of ForceUpdate and ServiceTasks for a
+// service that does not exist (or was removed).
 var ErrServiceGone = errors.New("the service is gone")
 
 // ErrUpdatePending is ForceUpdate's answer for a service forced a moment

@@ -43,10 +43,10 @@ func NewAppRoleAuth(roleIDFile, secretIDFile, mount string, wrapped, remove bool
 		return nil, errors.New("VAULT_SECRET_ID_FILE is not set: VAULT_AUTH_METHOD=approle needs a secret-id (or a wrapped one) in a file on the plugin's credentials mount")
 	}
 	mount = mountPath(mount, "approle")
-	if _, err := readFile("VAULT_ROLE_ID_FILE", roleIDFile); err != nil {
+	if _, err := ReadCredential("VAULT_ROLE_ID_FILE", roleIDFile); err != nil {
 		return nil, err
 	}
-	if _, err := readFile("VAULT_SECRET_ID_FILE", secretIDFile); err != nil {
+	if _, err := ReadCredential("VAULT_SECRET_ID_FILE", secretIDFile); err != nil {
 		return nil, err
 	}
 	return &AppRoleAuth{roleIDFile: roleIDFile, secretIDFile: secretIDFile, mount: mount, wrapped: wrapped, remove: remove}, nil
@@ -54,7 +54,7 @@ func NewAppRoleAuth(roleIDFile, secretIDFile, mount string, wrapped, remove bool
 
 // Login implements api.AuthMethod.
 func (a *AppRoleAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, error) {
-	roleID, err := readFile("VAULT_ROLE_ID_FILE", a.roleIDFile)
+	roleID, err := ReadCredential("VAULT_ROLE_ID_FILE", a.roleIDFile)
 	if err != nil {
 		return nil, err
 	}
@@ -66,13 +66,13 @@ func (a *AppRoleAuth) Login(ctx context.Context, client *api.Client) (*api.Secre
 	if err != nil {
 		return nil, err
 	}
-	return appRoleLogin(ctx, c, roleID, secretID, a.mount)
+	return AppRoleLogin(ctx, c, roleID, secretID, a.mount)
 }
 
 func (a *AppRoleAuth) currentSecretID(ctx context.Context, c *api.Client) (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	v, err := readFile("VAULT_SECRET_ID_FILE", a.secretIDFile)
+	v, err := ReadCredential("VAULT_SECRET_ID_FILE", a.secretIDFile)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && a.secretID != "":
 		return a.secretID, nil // removed after reading, as asked
@@ -84,7 +84,7 @@ func (a *AppRoleAuth) currentSecretID(ctx context.Context, c *api.Client) (strin
 	secretID := v
 	if a.wrapped {
 		var err error
-		if secretID, err = unwrapSecretID(ctx, c, v, a.mount, "the wrapped secret-id in VAULT_SECRET_ID_FILE"); err != nil {
+		if secretID, err = UnwrapSecretID(ctx, c, v, a.mount, "the wrapped secret-id in VAULT_SECRET_ID_FILE"); err != nil {
 			return "", err
 		}
 	}

@@ -14,6 +14,11 @@ import (
 	"github.com/hashicorp/vault/api/auth/approle"
 )
 
+// The login primitives the methods share: reading a credential file,
+// telling and unwrapping a wrapped credential, an AppRole login, a token's
+// check. They are exported for the helper method (package bootstrap), and
+// none sends the client's token: it may be the dead one being replaced.
+
 // anonymous returns a clone of client without a token, sharing its
 // transport and headers. Logins and unwraps go through it: the shared
 // client's token may be the dead one being replaced, and api's Unwrap sets
@@ -27,8 +32,10 @@ func anonymous(client *api.Client) (*api.Client, error) {
 	return c, nil
 }
 
-// readFile reads a credential file named by setting, trimmed.
-func readFile(setting, path string) (string, error) {
+// ReadCredential reads the credential file at path, trimmed, failing with
+// an error that names setting (VAULT_ROLE_ID_FILE, say) when the file
+// cannot be read or is empty.
+func ReadCredential(setting, path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("%s cannot be read: %w", setting, err)
@@ -40,9 +47,14 @@ func readFile(setting, path string) (string, error) {
 	return v, nil
 }
 
-// isWrappingToken asks Vault whether v is a live wrapping token, and where
-// it was created. sys/wrapping/lookup needs no token of its own.
-func isWrappingToken(ctx context.Context, c *api.Client, v string) (creationPath string, ok bool, err error) {
+// IsWrappingToken asks Vault whether v is a live wrapping token, and where
+// it was created, so that a caller handed a credential can tell a wrapped
+// one. sys/wrapping/lookup needs no token: it asks without client's.
+func IsWrappingToken(ctx context.Context, client *api.Client, v string) (creationPath string, ok bool, err error) {
+	c, err := anonymous(client)
+	if err != nil {
+		return "", false, err
+	}
 	s, err := c.Logical().WriteWithContext(ctx, "sys/wrapping/lookup", map[string]any{"token": v})
 	var re *api.ResponseError
 	if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
@@ -58,11 +70,13 @@ func isWrappingToken(ctx context.Context, c *api.Client, v string) (creationPath
 	return p, true, nil
 }
 
-// unwrapChecked unwraps a wrapping token after checking where it was made: a
-// token wrapped elsewhere could hand the plugin a secret of an attacker's
-// choosing (Vault's guidance for response-wrapped secret-ids).
-func unwrapChecked(ctx context.Context, c *api.Client, wrapped string, allowed *regexp.Regexp, what string) (*api.Secret, error) {
-	path, ok, err := isWrappingToken(ctx, c, wrapped)
+// UnwrapChecked unwraps a wrapping token after checking that it was made at
+// a path allowed matches: a token wrapped elsewhere could hand the plugin a
+// secret of an attacker's choosing (Vault's guidance for response-wrapped
+// secret-ids). what names the wrapped credential in errors. Neither the
+// lookup nor the unwrap sends client's token.
+func UnwrapChecked(ctx context.Context, client *api.Client, wrapped string, allowed *regexp.Regexp, what string) (*api.Secret, error) {
+	path, ok, err := IsWrappingToken(ctx, client, wrapped)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +89,7 @@ func unwrapChecked(ctx context.Context, c *api.Client, wrapped string, allowed *
 	// api's Unwrap sets the wrapping token on a client without one: unwrap
 	// through a copy, so that the spent wrapping token is not sent along
 	// with the login that follows.
-	uc, err := anonymous(c)
+	uc, err := anonymous(client)
 	if err != nil {
 		return nil, err
 	}
@@ -89,10 +103,12 @@ func unwrapChecked(ctx context.Context, c *api.Client, wrapped string, allowed *
 	return s, nil
 }
 
-// unwrapSecretID unwraps a wrapped AppRole secret-id, checking it was made by
-// the AppRole mount, and that it holds a secret_id.
-func unwrapSecretID(ctx context.Context, c *api.Client, wrapped, mount, what string) (string, error) {
-	s, err := unwrapChecked(ctx, c, wrapped, secretIDPath(mount), what)
+// UnwrapSecretID unwraps a wrapped AppRole secret-id, checking that it was
+// made by the AppRole mount (VAULT_AUTH_MOUNT as set: slashes trimmed,
+// approle when empty) and that it holds a secret_id. what names it in
+// errors.
+func UnwrapSecretID(ctx context.Context, client *api.Client, wrapped, mount, what string) (string, error) {
+	s, err := UnwrapChecked(ctx, client, wrapped, secretIDPath(mountPath(mount, "approle")), what)
 	if err != nil {
 		return "", err
 	}
@@ -117,8 +133,15 @@ func secretIDPath(mount string) *regexp.Regexp {
 	return regexp.MustCompile(`^auth/` + regexp.QuoteMeta(mount) + `/role/[^/]+/(custom-)?secret-id$`)
 }
 
-// appRoleLogin logs in with Vault's own AppRole method.
-func appRoleLogin(ctx context.Context, c *api.Client, roleID, secretID, mount string) (*api.Secret, error) {
+// AppRoleLogin logs in with Vault's own AppRole method at the mount
+// (VAULT_AUTH_MOUNT as set: slashes trimmed, approle when empty). It logs in
+// without client's token, which may be the dead one being replaced.
+func AppRoleLogin(ctx context.Context, client *api.Client, roleID, secretID, mount string) (*api.Secret, error) {
+	c, err := anonymous(client)
+	if err != nil {
+		return nil, err
+	}
+	mount = mountPath(mount, "approle")
 	a, err := approle.NewAppRoleAuth(roleID, &approle.SecretID{FromString: secretID}, approle.WithMountPath(mount))
 	if err != nil {
 		return nil, err
@@ -130,10 +153,11 @@ func appRoleLogin(ctx context.Context, c *api.Client, roleID, secretID, mount st
 	return s, nil
 }
 
-// tokenSecret checks tok with lookup-self and returns it shaped like a
-// login response, so that Auth().Login sets it and the Manager renews it
-// like any other method's token.
-func tokenSecret(ctx context.Context, client *api.Client, tok, source string) (*api.Secret, error) {
+// TokenLogin is the login of a method handed a token: it checks tok with
+// lookup-self and returns it shaped like a login response, so that
+// Auth().Login sets it and the Manager renews it like any other method's
+// token. source names where tok came from, in errors.
+func TokenLogin(ctx context.Context, client *api.Client, tok, source string) (*api.Secret, error) {
 	c, err := anonymous(client)
 	if err != nil {
 		return nil, err

@@ -17,12 +17,11 @@ import (
 )
 
 // loginVault is an httptest Vault for the login methods: wrapping tokens
-// (single use, with a creation path), AppRole and cert logins, lookup-self.
+// (single use, with a creation path), AppRole and cert logins.
 type loginVault struct {
 	mu       sync.Mutex
 	wrapped  map[string]wrappedValue // by wrapping token
 	secretID string                  // the AppRole secret-id that logs in
-	tokens   map[string]bool         // tokens lookup-self accepts
 	logins   []map[string]any        // login bodies
 	headers  []http.Header
 	paths    []string // of each request, as headers
@@ -48,7 +47,7 @@ type wrappedValue struct {
 
 func newLoginVault(t *testing.T) (*loginVault, *api.Client) {
 	t.Helper()
-	v := &loginVault{wrapped: map[string]wrappedValue{}, tokens: map[string]bool{}}
+	v := &loginVault{wrapped: map[string]wrappedValue{}}
 	c := clientFor(t, httptest.NewServer(http.HandlerFunc(v.serve)))
 	c.SetToken("dead-old-token") // logins must not send it
 	return v, c
@@ -113,12 +112,6 @@ func (v *loginVault) serve(w http.ResponseWriter, r *http.Request) {
 	case "/v1/auth/cert/login":
 		v.logins = append(v.logins, body)
 		w.Write([]byte(`{"auth":{"client_token":"cert-token","policies":["swarmvault"],"lease_duration":60,"renewable":true}}`))
-	case "/v1/auth/token/lookup-self":
-		if !v.tokens[r.Header.Get("X-Vault-Token")] {
-			fail(http.StatusForbidden, "permission denied")
-			return
-		}
-		w.Write([]byte(`{"data":{"policies":["swarmvault"],"ttl":3600,"renewable":true}}`))
 	default:
 		fail(http.StatusNotFound, "")
 	}
@@ -181,35 +174,22 @@ func TestAppRoleWrappedSecretIDUnwrapsOnceAndIsRemoved(t *testing.T) {
 	}
 }
 
-// A wrapped secret-id that unwraps to no secret_id is refused by the
-// AppRole and the helper methods alike.
+// A wrapped secret-id that unwraps to no secret_id is refused (the helper
+// method's twin is in package bootstrap).
 func TestWrappedSecretIDWithoutSecretID(t *testing.T) {
-	for _, name := range []string{"approle", "helper"} {
-		t.Run(name, func(t *testing.T) {
-			v, client := newLoginVault(t)
-			v.wrapped["wrap-empty"] = wrappedValue{creationPath: "auth/approle/role/x/secret-id", response: `{"data":{"secret_id":""}}`}
-			dir := t.TempDir()
-			role := writeCred(t, dir, "role-id", "role-1")
-			var a api.AuthMethod
-			var err error
-			what := "the wrapped secret-id in VAULT_SECRET_ID_FILE"
-			if name == "approle" {
-				a, err = NewAppRoleAuth(role, writeCred(t, dir, "secret-id", "wrap-empty"), "", true, false)
-			} else {
-				a, err = NewHelperAuth(staticSource{value: "wrap-empty"}, role, "")
-				what = "the helper's wrapped secret-id"
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = client.Auth().Login(context.Background(), a)
-			if want := what + " unwrapped to no secret_id"; err == nil || !strings.HasSuffix(err.Error(), want) {
-				t.Errorf("error %v, want %s", err, want)
-			}
-			if len(v.logins) != 0 {
-				t.Errorf("logged in with an empty secret-id: %v", v.logins)
-			}
-		})
+	v, client := newLoginVault(t)
+	v.wrapped["wrap-empty"] = wrappedValue{creationPath: "auth/approle/role/x/secret-id", response: `{"data":{"secret_id":""}}`}
+	dir := t.TempDir()
+	a, err := NewAppRoleAuth(writeCred(t, dir, "role-id", "role-1"), writeCred(t, dir, "secret-id", "wrap-empty"), "", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = client.Auth().Login(context.Background(), a)
+	if want := "the wrapped secret-id in VAULT_SECRET_ID_FILE unwrapped to no secret_id"; err == nil || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("error %v, want %s", err, want)
+	}
+	if len(v.logins) != 0 {
+		t.Errorf("logged in with an empty secret-id: %v", v.logins)
 	}
 }
 
@@ -232,14 +212,7 @@ func TestAuthMountSlashesAreTrimmed(t *testing.T) {
 	if _, err := client.Auth().Login(context.Background(), c); err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewHelperAuth(staticSource{value: "secret-1"}, writeCred(t, dir, "role-id2", "role-1"), "//approle")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := client.Auth().Login(context.Background(), h); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(v.tokensSentTo("/v1/auth/approle/login")) + len(v.tokensSentTo("/v1/auth/cert/login")); n != 3 {
+	if n := len(v.tokensSentTo("/v1/auth/approle/login")) + len(v.tokensSentTo("/v1/auth/cert/login")); n != 2 {
 		t.Errorf("requests went to %v", v.paths)
 	}
 }
@@ -251,12 +224,10 @@ func TestCreatesToken(t *testing.T) {
 	tok, _ := NewTokenAuth("t", "")
 	ar, _ := NewAppRoleAuth(role, writeCred(t, dir, "secret-id", "s"), "", false, false)
 	cert, _ := NewCertAuth("https://vault:8200", "/c", "/k", "", "")
-	helperToken, _ := NewHelperAuth(staticSource{}, "", "")
-	helperAppRole, _ := NewHelperAuth(staticSource{}, role, "")
 	for _, tt := range []struct {
 		m    api.AuthMethod
 		want bool
-	}{{tok, false}, {ar, true}, {cert, true}, {helperToken, false}, {helperAppRole, true}} {
+	}{{tok, false}, {ar, true}, {cert, true}} {
 		c, ok := tt.m.(TokenCreator)
 		if got := ok && c.CreatesToken(); got != tt.want {
 			t.Errorf("%T: creates token %v, want %v", tt.m, got, tt.want)
@@ -320,72 +291,6 @@ func TestCertLogin(t *testing.T) {
 	}
 }
 
-// staticSource is a helper service that holds value, or fails with err.
-type staticSource struct {
-	value string
-	err   error
-}
-
-func (s staticSource) Read(context.Context) ([]byte, error) { return []byte(s.value), s.err }
-
-func TestHelperLogin(t *testing.T) {
-	dir := t.TempDir()
-	role := writeCred(t, dir, "role-id", "role-1")
-	tests := []struct {
-		name      string
-		value     string
-		roleID    string
-		setup     func(v *loginVault)
-		wantToken string
-		wantErr   string
-	}{
-		{name: "a plain token", value: "plain-token\n", setup: func(v *loginVault) { v.tokens["plain-token"] = true }, wantToken: "plain-token"},
-		{name: "a wrapped token", value: "wrap-tok", setup: func(v *loginVault) {
-			v.tokens["unwrapped-token"] = true
-			v.wrapped["wrap-tok"] = wrappedValue{creationPath: "auth/token/create/swarmvault", response: `{"auth":{"client_token":"unwrapped-token"}}`}
-		}, wantToken: "unwrapped-token"},
-		{name: "an AppRole secret-id", value: "secret-1", roleID: role, setup: func(v *loginVault) { v.secretID = "secret-1" }, wantToken: "approle-token"},
-		{name: "a wrapped AppRole secret-id", value: "wrap-sid", roleID: role, setup: func(v *loginVault) {
-			v.secretID = "secret-2"
-			v.wrapped["wrap-sid"] = wrappedValue{creationPath: "auth/approle/role/x/secret-id", response: `{"data":{"secret_id":"secret-2"}}`}
-		}, wantToken: "approle-token"},
-		{name: "garbage", value: "not-a-token", setup: func(*loginVault) {},
-			wantErr: "Vault does not accept the plugin's token (the helper service's secret)"},
-		{name: "helper gone", value: "", setup: func(*loginVault) {},
-			wantErr: "HELPER_SERVICE helper has no running tasks"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			v, client := newLoginVault(t)
-			tt.setup(v)
-			src := staticSource{value: tt.value}
-			if tt.name == "helper gone" {
-				src.err = errors.New("HELPER_SERVICE helper has no running tasks: create it (global, on the managers) or fix the name")
-			}
-			a, err := NewHelperAuth(src, tt.roleID, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = client.Auth().Login(context.Background(), a)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("error %v, want %s", err, tt.wantErr)
-				}
-				if strings.Contains(err.Error(), "not-a-token") {
-					t.Error("the error quotes the helper's secret")
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if client.Token() != tt.wantToken {
-				t.Errorf("token %q, want %q", client.Token(), tt.wantToken)
-			}
-		})
-	}
-}
-
 func TestNewPicksTheMethod(t *testing.T) {
 	dir := t.TempDir()
 	tok := writeCred(t, dir, "token", "t")
@@ -396,11 +301,15 @@ func TestNewPicksTheMethod(t *testing.T) {
 		t.Errorf("unknown method: %v", err)
 	}
 	called := false
-	_, err := New(Settings{Method: "helper"}, func() (SecretSource, error) {
+	_, err := New(Settings{Method: "helper"}, func() (api.AuthMethod, error) {
 		called = true
 		return nil, errors.New("VAULT_AUTH_METHOD=helper needs the Docker socket")
 	})
 	if !called || err == nil {
 		t.Errorf("helper: called %v, err %v", called, err)
+	}
+	helper, _ := NewTokenAuth("t", "")
+	if m, err := New(Settings{Method: "helper"}, func() (api.AuthMethod, error) { return helper, nil }); m != helper || err != nil {
+		t.Errorf("helper: New gave %v, %v, not the method the helper factory made", m, err)
 	}
 }

@@ -28,10 +28,11 @@ type Settings struct {
 }
 
 // New returns the auth method the settings name, each validated with an
-// error that names the setting to fix. helper makes the helper service's
-// secret source; it is called only for the helper method, so that the
-// Docker socket is touched only then.
-func New(s Settings, helper func() (SecretSource, error)) (api.AuthMethod, error) {
+// error that names the setting to fix. helper makes the helper method
+// (package bootstrap, which reads its credential through the Docker API);
+// it is called only for that method, so that the Docker socket is touched
+// only then.
+func New(s Settings, helper func() (api.AuthMethod, error)) (api.AuthMethod, error) {
 	switch s.Method {
 	case "", "token":
 		return NewTokenAuth(s.Token, s.TokenFile)
@@ -40,11 +41,11 @@ func New(s Settings, helper func() (SecretSource, error)) (api.AuthMethod, error
 	case "cert":
 		return NewCertAuth(s.Addr, s.ClientCert, s.ClientKey, s.Mount, s.CertRole)
 	case "helper":
-		src, err := helper()
+		m, err := helper()
 		if err != nil {
-			return nil, err
+			return nil, err // not m: a nil *T in an interface is not nil
 		}
-		return NewHelperAuth(src, s.RoleIDFile, s.Mount)
+		return m, nil
 	default:
 		return nil, fmt.Errorf("VAULT_AUTH_METHOD=%s is not a method: use token, approle, cert or helper", s.Method)
 	}

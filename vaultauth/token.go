@@ -1,6 +1,3 @@
-// Package vaultauth owns the plugin's own Vault identity: the credentials it
-// starts with and the login that turns them into the token on its Vault
-// client. Each auth method implements Vault's api.AuthMethod.
 package vaultauth
 
 import (
@@ -74,7 +71,7 @@ func (a *TokenAuth) Login(ctx context.Context, client *api.Client) (*api.Secret,
 	a.mu.Lock()
 	a.last = tok
 	a.mu.Unlock()
-	return tokenSecret(ctx, client, tok, a.source())
+	return TokenLogin(ctx, client, tok, a.source())
 }
 
 // Changed reports whether the token file now holds another token than the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/swarmvault/swarmvault/internal/vaultkv"
 )
 
 // Whoever deploys a service picks its name and its deploy.labels, and so
@@ -22,14 +23,14 @@ import (
 // policy the plugin's own token holds, other than default, whatever the
 // template renders; the plugin learns its policies from Vault.
 
-// heldPoliciesTTL is how long the plugin's policies are trusted for one
+// ownPoliciesTTL is how long the plugin's policies are trusted for one
 // token value. A token's own policies never change, but its identity
 // policies (its entity's and groups') may be widened while it lives.
-const heldPoliciesTTL = 5 * time.Minute
+const ownPoliciesTTL = 5 * time.Minute
 
-// heldPolicies keeps the policies of the plugin's token, for one token
+// ownPolicyCache keeps the policies of the plugin's token, for one token
 // value at a time: a new login gives a new token, which is asked again.
-type heldPolicies struct {
+type ownPolicyCache struct {
 	now   func() time.Time
 	group singleflight.Group
 
@@ -39,9 +40,9 @@ type heldPolicies struct {
 	until time.Time
 }
 
-func newHeldPolicies() *heldPolicies { return &heldPolicies{now: time.Now} }
+func newOwnPolicyCache() *ownPolicyCache { return &ownPolicyCache{now: time.Now} }
 
-func (h *heldPolicies) get(token string) ([]string, bool) {
+func (h *ownPolicyCache) get(token string) ([]string, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.token != token || !h.now().Before(h.until) {
@@ -50,10 +51,10 @@ func (h *heldPolicies) get(token string) ([]string, bool) {
 	return h.names, true
 }
 
-func (h *heldPolicies) put(token string, names []string) {
+func (h *ownPolicyCache) put(token string, names []string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.token, h.names, h.until = token, names, h.now().Add(heldPoliciesTTL)
+	h.token, h.names, h.until = token, names, h.now().Add(ownPoliciesTTL)
 }
 
 // lookupSelfError is a failed auth/token/lookup-self. It keeps Vault's
@@ -66,24 +67,22 @@ func (e lookupSelfError) Unwrap() error { return e.err }
 
 // ownPolicies returns the policies the plugin's current token holds
 // (policies and identity_policies, lowercased as Vault keeps them): asked
-// once per token value and heldPoliciesTTL, concurrent requests sharing one
+// once per token value and ownPoliciesTTL, concurrent requests sharing one
 // lookup with a deadline of its own. A failed call is a lookupSelfError;
 // an answer that is not Vault's, a classified error.
 func (p *Provider) ownPolicies(ctx context.Context) ([]string, error) {
 	token := p.vault.Token()
-	if names, ok := p.held.get(token); ok {
+	if names, ok := p.own.get(token); ok {
 		return names, nil
 	}
-	ch := p.held.group.DoChan(token, func() (any, error) {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.Timeout)
-		defer cancel()
+	names, err := shared(ctx, &p.own.group, token, p.opts.Timeout, func(ctx context.Context) ([]string, error) {
 		// A client of its own: the plugin's may log in again meanwhile,
 		// and the answer must be kept under the token it is about.
 		client, err := p.withToken(token)
 		if err != nil {
 			return nil, classify(err, OutcomeInternal)
 		}
-		s, err := client.Auth().Token().LookupSelfWithContext(lctx)
+		s, err := client.Auth().Token().LookupSelfWithContext(ctx)
 		if err != nil {
 			return nil, lookupSelfError{err}
 		}
@@ -91,18 +90,13 @@ func (p *Provider) ownPolicies(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return nil, classify(err, OutcomeVault)
 		}
-		p.held.put(token, names)
+		p.own.put(token, names)
 		return names, nil
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
-		}
-		return r.Val.([]string), nil
-	case <-ctx.Done():
-		return nil, lookupSelfError{ctx.Err()}
+	if err != nil && err == ctx.Err() {
+		return nil, lookupSelfError{err}
 	}
+	return names, err
 }
 
 // lookupSelfPolicies reads a lookup-self answer's policies and
@@ -132,16 +126,16 @@ func lookupSelfPolicies(s *api.Secret) ([]string, error) {
 	return names, nil
 }
 
-// refuseHeld fails a mint whose policies include one the plugin's token
+// refuseOwnPolicies fails a mint whose policies include one the plugin's token
 // holds (default aside: every token has it).
-func (p *Provider) refuseHeld(ctx context.Context, req Request, policies []string) error {
-	held, err := p.ownPolicies(ctx)
+func (p *Provider) refuseOwnPolicies(ctx context.Context, req Request, policies []string) error {
+	own, err := p.ownPolicies(ctx)
 	if err != nil {
 		return err
 	}
 	for _, pol := range policies {
 		// Vault lowercases policy names: Swarmvault-Plugin is swarmvault-plugin.
-		if lower := strings.ToLower(pol); lower != "default" && slices.Contains(held, lower) {
+		if lower := strings.ToLower(pol); lower != "default" && slices.Contains(own, lower) {
 			return classify(fmt.Errorf("POLICY_TEMPLATE %s gives service %s policy %s, which the plugin's own token holds: swarmvault never hands a task its own policies; rename the service or change POLICY_TEMPLATE",
 				p.opts.Policies.text, req.ServiceName, pol), OutcomeConfig)
 		}
@@ -154,10 +148,10 @@ func (p *Provider) refuseHeld(ctx context.Context, req Request, policies []strin
 func (p *Provider) lookupSelfFailure(err error, req Request) error {
 	var re *api.ResponseError
 	switch {
-	case errors.As(err, &re) && re.StatusCode == http.StatusForbidden:
+	case vaultkv.Forbidden(err):
 		return classify(errors.New("the plugin's token may not look up its own policies, which no task token may carry: grant it read on auth/token/lookup-self (Vault's default policy has it)"), OutcomeDenied)
 	case errors.As(err, &re):
-		return fmt.Errorf("Vault refused to tell the plugin's token its own policies, which no task token may carry (HTTP %d: %s): check that the plugin's token may read auth/token/lookup-self", re.StatusCode, vaultErrors(re))
+		return fmt.Errorf("Vault refused to tell the plugin's token its own policies, which no task token may carry (%s): check that the plugin's token may read auth/token/lookup-self", vaultkv.ErrorText(re))
 	}
 	// Out of time or out of reach: said as for the token it was asked for.
 	return p.mintError(errors.Unwrap(err), req, nil)

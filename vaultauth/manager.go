@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
+
+	"github.com/swarmvault/swarmvault/internal/vaultkv"
 )
 
 // Changer is implemented by auth methods whose credentials can change under
@@ -395,14 +396,9 @@ func (m *Manager) revoke(token, what string) {
 	switch {
 	case err == nil:
 		m.log.Info("revoked " + what)
-	case isForbidden(err):
+	case vaultkv.Forbidden(err):
 		m.log.Debug(what + " was already invalid")
 	default:
 		m.log.WithError(err).Warn("cannot revoke " + what + ": it lives until its TTL ends")
 	}
-}
-
-func isForbidden(err error) bool {
-	var re *api.ResponseError
-	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
 }

@@ -1,14 +1,12 @@
-package main
+package settings
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log"
@@ -19,8 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"regexp"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -39,11 +35,11 @@ func env(m map[string]string) func(string) string {
 }
 
 func TestLoadConfigDefaults(t *testing.T) {
-	c, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks"}))
+	c, err := Load(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config{VaultAddr: "https://vault:8200", Auth: vaultauth.Settings{Addr: "https://vault:8200"}, Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text",
+	want := Config{VaultAddr: "https://vault:8200", Auth: vaultauth.Settings{Method: "token", Addr: "https://vault:8200"}, Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text",
 		TokenRole: "tasks", TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute, WrapMaxTTL: time.Hour, ReuseCacheTTL: 5 * time.Second, LifecycleInterval: 30 * time.Second, RotationInterval: time.Minute,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeRead, provider.TypeWrite, provider.TypeToken}}
 	if got := policiesFor(t, c); got != "svc" {
@@ -57,7 +53,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 
 func TestLoadConfigSettings(t *testing.T) {
 	ca := writeTestCA(t)
-	c, err := loadConfig(env(map[string]string{
+	c, err := Load(env(map[string]string{
 		"VAULT_ADDR": "http://127.0.0.1:8200", "VAULT_CACERT": ca, "VAULT_SKIP_VERIFY": "true",
 		"VAULT_TOKEN_FILE": "/run/swarmvault/token", "VAULT_CLIENT_TIMEOUT": "3", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
 		"POLICY_TEMPLATE": "base,{{.ServiceName}}", "TOKEN_ROLE": "tasks", "ALLOW_NO_TOKEN_ROLE": "true", "TOKEN_TTL": "10m", "TOKEN_MAX_TTL": "2h", "WRAP_TTL": "30s", "WRAP_MAX_TTL": "20m",
@@ -71,7 +67,7 @@ func TestLoadConfigSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A bare number of seconds is accepted for VAULT_CLIENT_TIMEOUT, as Vault's CLI accepts it.
-	want := config{VaultAddr: "http://127.0.0.1:8200", CACert: ca, SkipVerify: true, Namespace: "team-a",
+	want := Config{VaultAddr: "http://127.0.0.1:8200", CACert: ca, SkipVerify: true, Namespace: "team-a",
 		Auth: vaultauth.Settings{Method: "approle", Addr: "http://127.0.0.1:8200", TokenFile: "/run/swarmvault/token", RoleIDFile: "/r", SecretIDFile: "/s",
 			SecretIDWrapped: true, SecretIDRemove: true, Mount: "ar", CertRole: "plugin"},
 		HelperService: "helper", HelperSecret: "bootstrap",
@@ -79,7 +75,7 @@ func TestLoadConfigSettings(t *testing.T) {
 		TokenRole: "tasks", AllowNoTokenRole: true, TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second, WrapMaxTTL: 20 * time.Minute,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeToken},
 		StatePath:    "secret/swarmvault/state", LifecycleInterval: 5 * time.Second, RotationInterval: 10 * time.Second,
-		MetricsAddr: "127.0.0.1:9650", ReuseCacheTTL: -1}
+		MetricsAddr: "127.0.0.1:9650", ReuseCacheTTL: 0}
 	if got := policiesFor(t, c); got != "base,svc" {
 		t.Errorf("POLICY_TEMPLATE gives %q", got)
 	}
@@ -90,37 +86,39 @@ func TestLoadConfigSettings(t *testing.T) {
 }
 
 func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
-	_, err := loadConfig(env(map[string]string{
+	_, err := Load(env(map[string]string{
 		"VAULT_CACERT": "/nonexistent/ca.pem", "VAULT_SKIP_VERIFY": "maybe", "VAULT_CLIENT_TIMEOUT": "soon", "VAULT_CLIENT_CERT": "/nonexistent/c.pem",
 		"LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "TOKEN_TTL": "48h", "WRAP_TTL": "0s", "POLICY_TEMPLATE": "{{.ServiceName",
 		"LIFECYCLE_INTERVAL": "500ms", "STATE_PATH": "secret//state", "METRICS_ADDR": "9650", "REUSE_CACHE_TTL": "-1s",
 		"ALLOW_NO_TOKEN_ROLE": "maybe", "WRAP_MAX_TTL": "1m",
 	}))
+	// One line a bad setting, in the table's order, then the checks across
+	// settings.
 	want := strings.Join([]string{
 		"VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200",
 		"VAULT_CACERT cannot be read: open /nonexistent/ca.pem: no such file or directory (is the file on the plugin's credentials mount?)",
 		"VAULT_SKIP_VERIFY=maybe is not a boolean: use true or false",
-		"ALLOW_NO_TOKEN_ROLE=maybe is not a boolean: use true or false",
 		"VAULT_CLIENT_CERT cannot be read: stat /nonexistent/c.pem: no such file or directory (is the file on the plugin's credentials mount?)",
 		"VAULT_CLIENT_TIMEOUT=soon is not a duration: use e.g. 10s",
+		"POLICY_TEMPLATE does not parse: template: POLICY_TEMPLATE:1: unclosed action",
+		"ALLOW_NO_TOKEN_ROLE=maybe is not a boolean: use true or false",
 		"WRAP_TTL=0s is not a duration: use e.g. 5m",
 		"REUSE_CACHE_TTL=-1s is not a duration: use e.g. 5s, or 0 to keep no value",
-		"LIFECYCLE_INTERVAL=500ms is shorter than a second: use e.g. 30s",
 		"STATE_PATH=secret//state is not a Vault path: use e.g. secret/swarmvault/state",
+		"LIFECYCLE_INTERVAL=500ms is shorter than a second: use e.g. 30s",
 		"METRICS_ADDR=9650 is not host:port: use e.g. 127.0.0.1:9650",
+		"LOG_LEVEL=loud is not a level: use debug, info, warn or error",
+		"LOG_FORMAT=xml is not a format: use text or json",
 		"TOKEN_TTL=48h0m0s is longer than TOKEN_MAX_TTL=24h0m0s: lower it or raise TOKEN_MAX_TTL",
 		"WRAP_TTL=5m0s is longer than WRAP_MAX_TTL=1m0s: lower it or raise WRAP_MAX_TTL",
 		`TOKEN_ROLE is not set: task tokens would come from auth/token/create-orphan, which needs sudo and does not bound their policies: create a token role (README "Vault setup") and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that`,
-		"POLICY_TEMPLATE does not parse: template: POLICY_TEMPLATE:1: unclosed action",
-		"LOG_LEVEL=loud is not a level: use debug, info, warn or error",
-		"LOG_FORMAT=xml is not a format: use text or json",
 	}, "\n")
 	if err == nil || err.Error() != want {
 		t.Errorf("error:\n%v\nwant:\n%s", err, want)
 	}
 }
 
-func policiesFor(t *testing.T, c config) string {
+func policiesFor(t *testing.T, c Config) string {
 	t.Helper()
 	p, err := c.Policies.Policies(provider.Request{Request: secrets.Request{ServiceName: "svc"}})
 	if err != nil {
@@ -140,102 +138,9 @@ func TestLoadConfigBadAddrAndCA(t *testing.T) {
 		"https://":          "VAULT_ADDR=https:// is not a Vault address: use https://host:8200",
 		"https://vault:443": "VAULT_CACERT " + notPEM + " holds no PEM certificate",
 	} {
-		_, err := loadConfig(env(map[string]string{"VAULT_ADDR": addr, "VAULT_CACERT": notPEM}))
+		_, err := Load(env(map[string]string{"VAULT_ADDR": addr, "VAULT_CACERT": notPEM}))
 		if err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("VAULT_ADDR=%s: error %v, want prefix %q", addr, err, want)
-		}
-	}
-}
-
-// Every setting the plugin reads is declared in plugin/config.json with a
-// description and as settable: `docker plugin set` can change nothing else.
-func TestPluginConfigDeclaresEverySetting(t *testing.T) {
-	raw, err := os.ReadFile("plugin/config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pc struct {
-		Entrypoint []string
-		Interface  struct {
-			Types  []string
-			Socket string
-		}
-		Network struct{ Type string }
-		Linux   struct{ Capabilities []string }
-		Env     []struct {
-			Name, Description, Value string
-			Settable                 []string
-		}
-	}
-	if err := json.Unmarshal(raw, &pc); err != nil {
-		t.Fatal(err)
-	}
-	if len(pc.Interface.Types) != 1 || pc.Interface.Types[0] != "docker.secretprovider/1.0" || pc.Interface.Socket != "plugin.sock" {
-		t.Errorf("interface %+v", pc.Interface)
-	}
-	// Under dockerd the time of a line is dockerd's to write.
-	if want := []string{"/swarmvault", "-log-timestamps=false"}; !reflect.DeepEqual(pc.Entrypoint, want) {
-		t.Errorf("entrypoint %q, want %q", pc.Entrypoint, want)
-	}
-	if pc.Network.Type != "host" {
-		t.Errorf("network %q, want host", pc.Network.Type)
-	}
-	if len(pc.Linux.Capabilities) != 0 {
-		t.Errorf("capabilities %v, want none", pc.Linux.Capabilities)
-	}
-	declared := map[string]string{}
-	for _, e := range pc.Env {
-		if e.Description == "" || len(e.Settable) != 1 || e.Settable[0] != "value" {
-			t.Errorf("env %s: needs a description and settable [value]", e.Name)
-		}
-		declared[e.Name] = e.Value
-	}
-	// Every setting name config.go holds as a string, found in its source,
-	// so that a new setting cannot be left out of config.json.
-	src, err := os.ReadFile("config.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var read []string
-	for _, m := range regexp.MustCompile(`"([A-Z][A-Z_]{3,})"`).FindAllStringSubmatch(string(src), -1) {
-		if !slices.Contains(read, m[1]) {
-			read = append(read, m[1])
-		}
-	}
-	if len(read) < 28 {
-		t.Fatalf("found only %d settings read in config.go: %v", len(read), read)
-	}
-	for _, name := range read {
-		if _, ok := declared[name]; !ok {
-			t.Errorf("%s is read but not declared in plugin/config.json", name)
-		}
-	}
-	if len(declared) != len(read) {
-		t.Errorf("config.json declares %d settings, the plugin reads %d", len(declared), len(read))
-	}
-	// The declared defaults are valid settings as they stand (VAULT_ADDR
-	// and TOKEN_ROLE aside, which have none).
-	declared["VAULT_ADDR"], declared["TOKEN_ROLE"] = "https://vault:8200", "tasks"
-	if _, err := loadConfig(env(declared)); err != nil {
-		t.Errorf("config.json defaults do not load: %v", err)
-	}
-}
-
-func TestLoggerTimestamps(t *testing.T) {
-	for _, tt := range []struct {
-		format     string
-		timestamps bool
-		want       bool
-	}{
-		{"text", true, true},
-		{"text", false, false},
-		// A JSON line keeps its time: a pipeline parses it on its own.
-		{"json", false, true},
-	} {
-		var out bytes.Buffer
-		newLogger(logrus.InfoLevel, tt.format, tt.timestamps, &out, io.Discard).Info("hello")
-		if got := strings.Contains(out.String(), "time="+`"`) || strings.Contains(out.String(), `"time":`); got != tt.want {
-			t.Errorf("%s, timestamps=%v: %q has a time: %v, want %v", tt.format, tt.timestamps, out.String(), got, tt.want)
 		}
 	}
 }
@@ -263,11 +168,11 @@ func TestConfigWarnings(t *testing.T) {
 			[]string{"TOKEN_ROLE is not set: task tokens are made with auth/token/create-orphan, which needs sudo, and with sudo Vault does not check that a task's policies are a subset of the plugin's; a token role with allowed_policies bounds them"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := loadConfig(env(tt.env))
+			c, err := Load(env(tt.env))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := c.warnings(); !reflect.DeepEqual(got, tt.want) {
+			if got := c.Warnings(); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("warnings:\n%q\nwant\n%q", got, tt.want)
 			}
 		})
@@ -278,30 +183,30 @@ func TestConfigWarnings(t *testing.T) {
 // the plugin does not start unless the operator accepts that, and then
 // warns at every start.
 func TestNoTokenRoleNeedsTheOptIn(t *testing.T) {
-	_, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200"}))
+	_, err := Load(env(map[string]string{"VAULT_ADDR": "https://vault:8200"}))
 	if want := `TOKEN_ROLE is not set: task tokens would come from auth/token/create-orphan, which needs sudo and does not bound their policies: create a token role (README "Vault setup") and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that`; err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %q", err, want)
 	}
 	for _, v := range []string{"false", "0"} {
-		if _, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "ALLOW_NO_TOKEN_ROLE": v})); err == nil {
+		if _, err := Load(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "ALLOW_NO_TOKEN_ROLE": v})); err == nil {
 			t.Errorf("ALLOW_NO_TOKEN_ROLE=%s: started without TOKEN_ROLE", v)
 		}
 	}
-	c, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "ALLOW_NO_TOKEN_ROLE": "true"}))
-	if err != nil || !c.AllowNoTokenRole || len(c.warnings()) != 1 {
-		t.Errorf("with the opt-in: %v, warnings %q", err, c.warnings())
+	c, err := Load(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "ALLOW_NO_TOKEN_ROLE": "true"}))
+	if err != nil || !c.AllowNoTokenRole || len(c.Warnings()) != 1 {
+		t.Errorf("with the opt-in: %v, warnings %q", err, c.Warnings())
 	}
 }
 
 func TestSkipVerifyRefusedWithCertLogin(t *testing.T) {
-	_, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks", "VAULT_SKIP_VERIFY": "true", "VAULT_AUTH_METHOD": "cert"}))
+	_, err := Load(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks", "VAULT_SKIP_VERIFY": "true", "VAULT_AUTH_METHOD": "cert"}))
 	if want := "VAULT_SKIP_VERIFY=true cannot go with VAULT_AUTH_METHOD=cert: give Vault's CA in VAULT_CACERT instead"; err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %q", err, want)
 	}
 }
 
 func TestAllowedTypesRefusesAnUnknownType(t *testing.T) {
-	_, err := loadConfig(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks", "ALLOWED_TYPES": "kv,pki"}))
+	_, err := Load(env(map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks", "ALLOWED_TYPES": "kv,pki"}))
 	if want := `ALLOWED_TYPES=kv,pki names "pki", which is not a vault.type: use a comma list of kv, read, write and token`; err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %q", err, want)
 	}
@@ -320,11 +225,11 @@ func TestVaultClientDoesNotRetry(t *testing.T) {
 		w.Write([]byte(`{"errors":["internal error"]}`))
 	}))
 	defer srv.Close()
-	c, err := loadConfig(env(map[string]string{"VAULT_ADDR": srv.URL, "TOKEN_ROLE": "tasks"}))
+	c, err := Load(env(map[string]string{"VAULT_ADDR": srv.URL, "TOKEN_ROLE": "tasks"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := c.vaultClient(nil)
+	client, err := c.VaultClient(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,21 +242,6 @@ func TestVaultClientDoesNotRetry(t *testing.T) {
 	}
 	if n := calls.Load(); n != 2 {
 		t.Errorf("Vault saw %d calls for 2 requests answered 500: the client retried", n)
-	}
-}
-
-func TestLoggerSplitsByLevel(t *testing.T) {
-	var out, errs bytes.Buffer
-	log := newLogger(logrus.DebugLevel, "text", true, &out, &errs)
-	log.Debug("d")
-	log.Info("i")
-	log.Warn("w")
-	log.Error("e")
-	if o := out.String(); !strings.Contains(o, "msg=d") || !strings.Contains(o, "msg=i") || strings.Contains(o, "msg=w") || strings.Contains(o, "msg=e") {
-		t.Errorf("stdout:\n%s", o)
-	}
-	if e := errs.String(); !strings.Contains(e, "msg=w") || !strings.Contains(e, "msg=e") || strings.Contains(e, "msg=i") {
-		t.Errorf("stderr:\n%s", e)
 	}
 }
 
@@ -423,11 +313,11 @@ func TestVaultClientTLSAndNamespace(t *testing.T) {
 		"VAULT_CLIENT_CERT": write("client.pem", "CERTIFICATE", client.Certificate[0]),
 		"VAULT_CLIENT_KEY":  write("client-key.pem", "EC PRIVATE KEY", keyDER),
 	}
-	c, err := loadConfig(env(settings))
+	c, err := Load(env(settings))
 	if err != nil {
 		t.Fatal(err)
 	}
-	vc, err := c.vaultClient(nil)
+	vc, err := c.VaultClient(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,9 +331,34 @@ func TestVaultClientTLSAndNamespace(t *testing.T) {
 	// Without the client certificate the handshake fails.
 	delete(settings, "VAULT_CLIENT_CERT")
 	delete(settings, "VAULT_CLIENT_KEY")
-	c, _ = loadConfig(env(settings))
-	vc, _ = c.vaultClient(nil)
+	c, _ = Load(env(settings))
+	vc, _ = c.VaultClient(nil)
 	if _, err := vc.Sys().Health(); err == nil {
 		t.Error("reached a server that requires a client certificate without one")
 	}
+}
+
+// swarmvault check reads a few of the plugin's settings: those it names
+// are parsed as the plugin parses them, the others take their defaults
+// and are not checked (VAULT_ADDR and TOKEN_ROLE need no value), and a
+// check across settings runs only when it names them all.
+func TestLoadOnlyTheNamedSettings(t *testing.T) {
+	getenv := env(map[string]string{"TOKEN_TTL": "2h", "TOKEN_MAX_TTL": "1h", "WRAP_TTL": "soon", "LOG_LEVEL": "loud", "WRAP_MAX_TTL": "1m"})
+	c, err := LoadOnly(getenv, "TOKEN_TTL", "WRAP_MAX_TTL")
+	if err != nil {
+		t.Fatalf("settings not named were checked: %v", err)
+	}
+	if c.TokenTTL != 2*time.Hour || c.WrapMaxTTL != time.Minute || c.TokenMaxTTL != 24*time.Hour || c.WrapTTL != 5*time.Minute || c.LogLevel != logrus.InfoLevel {
+		t.Errorf("named from the environment, the rest defaults: %+v", c)
+	}
+	_, err = LoadOnly(getenv, "TOKEN_TTL", "TOKEN_MAX_TTL", "WRAP_TTL")
+	if want := "WRAP_TTL=soon is not a duration: use e.g. 5m\nTOKEN_TTL=2h0m0s is longer than TOKEN_MAX_TTL=1h0m0s: lower it or raise TOKEN_MAX_TTL"; err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("an unknown setting name was taken")
+		}
+	}()
+	LoadOnly(getenv, "TOKEN_TTLS")
 }
