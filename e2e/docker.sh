@@ -33,16 +33,49 @@ ensure_engine() {
 		apt_install docker.io
 	}
 	[ "$(id -u)" = 0 ] || { log "no Docker engine answers and we are not root to start one"; exit 1; }
-	log "starting dockerd (log: $dockerd_log)"
-	nohup dockerd >>"$dockerd_log" 2>&1 &
-	echo $! >"$state/dockerd.pid"
-	for _ in $(seq 1 60); do
-		docker info >/dev/null 2>&1 && return
-		sleep 1
+	recreate_credentials_mounts
+	# Three tries: Docker 20.10's manager can panic at start when a task's
+	# secret driver is not enabled yet (see recreate_credentials_mounts), a
+	# race that a new start may win.
+	local pid try
+	for try in 1 2 3; do
+		log "starting dockerd (log: $dockerd_log)"
+		nohup dockerd >>"$dockerd_log" 2>&1 &
+		pid=$!
+		echo "$pid" >"$state/dockerd.pid"
+		for _ in $(seq 1 60); do
+			docker info >/dev/null 2>&1 && return
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 1
+		done
+		kill -0 "$pid" 2>/dev/null && break # alive but silent: a new start would not help
+		log "dockerd exited at start (try $try of 3); last log lines:"
+		tail -n 20 "$dockerd_log" >&2
 	done
 	log "dockerd did not answer within 60 s; last log lines:"
 	tail -n 20 "$dockerd_log" >&2
 	exit 1
+}
+
+# A swarmvault plugin whose credentials mount source is gone (the clone a
+# test set it to was removed, as CI removes its clones) cannot be enabled
+# when dockerd starts, and Docker 20.10's manager then panics on the first
+# task that needs one of its secrets (a nil plugin client in swarmkit's
+# SecretDriver.Get): dockerd exits at every start. An empty directory in its
+# place lets the plugin start; the tests set the mount again.
+recreate_credentials_mounts() {
+	local cfg src
+	for cfg in /var/lib/docker/plugins/*/config.json; do
+		[ -f "$cfg" ] || continue
+		src=$(grep -oE '"Destination":"/run/swarmvault","Name":"credentials"[^{}]*"Source":"[^"]*"' "$cfg" | sed -E 's/.*"Source":"([^"]*)"$/\1/' | head -n 1)
+		case "$src" in
+		/*) ;;
+		*) continue ;;
+		esac
+		[ -e "$src" ] && continue
+		log "plugin credentials mount $src is gone: creating it empty, or the plugin cannot start and Docker 20.10's manager panics at the first task that needs its secrets"
+		mkdir -p "$src"
+	done
 }
 
 ensure_swarm() {
