@@ -88,14 +88,14 @@ func realMain() error {
 	// The Docker socket is optional: the helper bootstrap, the refusal of
 	// repeated fetches, rotation and the task lifecycle need it, and each
 	// says so when it is missing.
-	engine, noEngine := swarm.Dial(*dockerSocket)
+	engine, dockerErr := swarm.Dial(*dockerSocket)
 
 	// The plugin's own identity: the token's one owner. Start-up does not
 	// wait for a login: the engine restores plugins at boot, maybe before
 	// Vault is up, and a plugin that exits then stays down; until a login
 	// succeeds, requests wait for it up to their deadline and then fail
 	// with the reason.
-	tokens, err := identity(cfg, client, engine, noEngine, m, log)
+	tokens, err := identity(cfg, client, engine, dockerErr, m, log)
 	if err != nil {
 		return err
 	}
@@ -111,20 +111,20 @@ func realMain() error {
 	go func() { defer background.Done(); tokens.Run(ctx) }()
 
 	// The request path: each task's secrets, read with a token of its own.
-	tracker, store := taskLifecycle(cfg, engine, noEngine, client, log)
+	tracker, store := taskLifecycle(cfg, engine, dockerErr, client, log)
 	opts := cfg.Options()
 	opts.Reauth, opts.Observer = tokens, m
 	if tracker != nil {
 		opts.Tracker = tracker
 	}
-	opts.Rotation, opts.Lifecycle = noEngine == nil, store != nil
+	opts.Rotation, opts.Lifecycle = dockerErr == nil, store != nil
 	p := provider.New(client, log, opts)
 
 	// The leader side: while this manager leads, the loop renews and
 	// revokes task credentials and the rotator rolls the services of
 	// changed secrets. It stops with ctx, and is waited for before the
 	// plugin's token is revoked.
-	if noEngine == nil {
+	if dockerErr == nil {
 		background.Add(1)
 		go func() { defer background.Done(); leaderSide(ctx, cfg, engine, tracker, store, p, client, m, log) }()
 	}
@@ -156,10 +156,10 @@ func realMain() error {
 
 // identity makes the manager of the plugin's own token, logging in as
 // VAULT_AUTH_METHOD says.
-func identity(cfg settings.Config, client *api.Client, engine *swarm.Engine, noEngine error, m *metrics.Metrics, log logrus.FieldLogger) (*vaultauth.Manager, error) {
+func identity(cfg settings.Config, client *api.Client, engine *swarm.Engine, dockerErr error, m *metrics.Metrics, log logrus.FieldLogger) (*vaultauth.Manager, error) {
 	auth, err := vaultauth.New(cfg.Auth, func() (api.AuthMethod, error) {
-		if noEngine != nil {
-			return nil, fmt.Errorf("VAULT_AUTH_METHOD=helper needs the Docker socket: %w", noEngine)
+		if dockerErr != nil {
+			return nil, fmt.Errorf("VAULT_AUTH_METHOD=helper needs the Docker socket: %w", dockerErr)
 		}
 		return bootstrap.New(engine, bootstrap.Settings{
 			Service: cfg.HelperService, Secret: cfg.HelperSecret,
@@ -185,13 +185,13 @@ func identity(cfg settings.Config, client *api.Client, engine *swarm.Engine, noE
 // with both, the store of the records the leader renews and revokes by.
 // Whatever is missing is one warning, since credentials then live for
 // their TTL.
-func taskLifecycle(cfg settings.Config, engine *swarm.Engine, noEngine error, client *api.Client, log logrus.FieldLogger) (*lifecycle.Tracker, *lifecycle.Store) {
+func taskLifecycle(cfg settings.Config, engine *swarm.Engine, dockerErr error, client *api.Client, log logrus.FieldLogger) (*lifecycle.Tracker, *lifecycle.Store) {
 	const ttlOnly = "task credentials (vault.type=token, read, write) live for their TTL (TOKEN_TTL) whatever happens to their task"
 	switch {
-	case noEngine != nil && cfg.StatePath != "":
-		log.Warnf("task lifecycle off: STATE_PATH is set but %v; %s", noEngine, ttlOnly)
+	case dockerErr != nil && cfg.StatePath != "":
+		log.Warnf("task lifecycle off: STATE_PATH is set but %v; %s", dockerErr, ttlOnly)
 		return nil, nil
-	case noEngine != nil:
+	case dockerErr != nil:
 		log.Warnf("task lifecycle off (it needs STATE_PATH and the Docker socket): %s", ttlOnly)
 		return nil, nil
 	case cfg.StatePath == "":

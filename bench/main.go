@@ -345,7 +345,7 @@ type vaultSide struct {
 
 func setUpVault(ctx context.Context, addr, rootToken string) (*vaultSide, error) {
 	// The plugin's own client, so that the floor is a tuned client too.
-	root, err := settings.Config{VaultAddr: addr}.VaultClient(nil)
+	root, err := settings.Config{VaultAddr: addr, Timeout: time.Minute}.VaultClient(nil)
 	if err != nil {
 		return nil, err
 	}

@@ -14,4 +14,14 @@
 // changed. Both roll services through one Rollouts guard. They depend on
 // small interfaces defined here (Leadership, TaskLister, Credentials,
 // Records, Forcer), so that they are tested with fakes and a fake clock.
+//
+// A round of the Loop goes through leader.go (the term), loop.go (Run,
+// Round), tracker.go (what is held, read from STATE_PATH by state.go),
+// then back in loop.go for each credential: renewed or revoked through
+// vault.go, its record deleted through state.go, and the services whose
+// credentials near their max TTL rolled through roll.go. A Rotator round
+// goes through rotate.go, provider's version.go, unversioned.go (KV v1
+// and static reads, with hashes kept by state.go) and roll.go. Each line
+// they log carries component=lifecycle (the Loop, the Tracker, the
+// Watcher) or component=rotation (the Rotator and rollouts).
 package lifecycle

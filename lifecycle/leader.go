@@ -132,26 +132,3 @@ func (w *Watcher) ask(ctx context.Context) (bool, error) {
 	}
 	return leader, err
 }
-
-// runRounds runs round at once and then every interval, until ctx (a
-// term's) ends. A failed round is one log line, and the next round tries
-// again. ready, when set, holds rounds back, asked every second, until it
-// says yes.
-func runRounds(ctx context.Context, interval time.Duration, ready func() bool, round func(context.Context) error, log logrus.FieldLogger) {
-	wait := time.Duration(0)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		if ready != nil && !ready() {
-			wait = time.Second // the first login is not done yet
-			continue
-		}
-		wait = interval
-		if err := round(ctx); err != nil && ctx.Err() == nil {
-			log.Error(err)
-		}
-	}
-}

@@ -67,6 +67,30 @@ func NewLoop(tracker *Tracker, tasks TaskLister, vault Credentials, rollouts *Ro
 // down delays the lifecycle, and the records stay in STATE_PATH.
 func (l *Loop) Run(ctx context.Context) { runRounds(ctx, l.Interval, l.Ready, l.Round, l.log) }
 
+// runRounds runs round at once and then every interval, until ctx (a
+// term's) ends; the Rotator's rounds run the same way. A failed round is
+// one log line, and the next round tries again. ready, when set, is asked
+// before each round: while it says no (the first login is not done), the
+// round waits a second and asks again.
+func runRounds(ctx context.Context, interval time.Duration, ready func() bool, round func(context.Context) error, log logrus.FieldLogger) {
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if ready != nil && !ready() {
+			wait = time.Second // the first login is not done yet
+			continue
+		}
+		wait = interval
+		if err := round(ctx); err != nil && ctx.Err() == nil {
+			log.Error(err)
+		}
+	}
+}
+
 // CheckStore checks, on every manager, that the plugin's token may keep
 // records under STATE_PATH, so that a missing grant shows at start and not
 // at the first failover. It asks until the answer is yes, every Interval,
@@ -371,7 +395,7 @@ func (l *Loop) renew(ctx context.Context, h *tracked) error {
 		if err != nil {
 			return err
 		}
-		l.renewed(entry, h, "token", "its max TTL (TOKEN_MAX_TTL)", &h.tokenUntil, got, h.TokenTTL, &h.tokenCapped, &h.tokenWarned)
+		l.afterRenewal(entry, h, "token", "its max TTL (TOKEN_MAX_TTL)", &h.tokenUntil, got, h.TokenTTL, &h.tokenCapped, &h.tokenWarned)
 	}
 	if l.leaseDue(h) {
 		var got time.Duration
@@ -390,15 +414,15 @@ func (l *Loop) renew(ctx context.Context, h *tracked) error {
 		if err != nil {
 			return err
 		}
-		l.renewed(entry, h, "lease", "its max TTL", &h.leaseUntil, got, h.LeaseTTL, &h.leaseCapped, &h.leaseWarned)
+		l.afterRenewal(entry, h, "lease", "its max TTL", &h.leaseUntil, got, h.LeaseTTL, &h.leaseCapped, &h.leaseWarned)
 	}
 	return nil
 }
 
-// renewed takes in a renewal of h's token or lease (what) that granted
+// afterRenewal takes in a renewal of h's token or lease (what) that granted
 // got: its new end, and, once, a warning when that end is a max TTL (limit)
 // that no renewal moves, unless vault.rotate rolls the service in time.
-func (l *Loop) renewed(entry logrus.FieldLogger, h *tracked, what, limit string, until *time.Time, got, asked time.Duration, capped, warned *bool) {
+func (l *Loop) afterRenewal(entry logrus.FieldLogger, h *tracked, what, limit string, until *time.Time, got, asked time.Duration, capped, warned *bool) {
 	l.extend(until, got, asked, capped)
 	if *capped && !*warned && !h.Rotate {
 		*warned = true

@@ -74,7 +74,7 @@ type Rotator struct {
 	// each scope's version; rolled the change each service was rolled
 	// for, per scope.
 	key      []byte
-	hashes   map[string]hashSeen
+	hashes   map[string]seenHash
 	versions map[string]seenVersion
 	rolled   map[string]string
 }
@@ -96,7 +96,7 @@ func NewRotator(sw RotationSwarm, vault Versions, rollouts *Rollouts, log logrus
 
 // begin forgets what another term learnt.
 func (r *Rotator) begin() {
-	r.key, r.hashes, r.versions, r.rolled = nil, map[string]hashSeen{}, map[string]seenVersion{}, map[string]string{}
+	r.key, r.hashes, r.versions, r.rolled = nil, map[string]seenHash{}, map[string]seenVersion{}, map[string]string{}
 }
 
 // scopeVersion is a scope's current version, read once a round; skip:

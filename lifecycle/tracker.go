@@ -239,7 +239,7 @@ func (t *Tracker) Issued(ctx context.Context, req provider.Request, c provider.C
 	if c.LeaseID != "" {
 		h.leaseUntil = now.Add(c.LeaseTTL)
 	}
-	if !t.hold(h) {
+	if !t.add(h) {
 		return fmt.Errorf("%w: task %s was issued credentials for it by a request this one crossed; swarm replaces it with a new task", provider.ErrRefetch, req.TaskID)
 	}
 	err := t.store.Put(ctx, r)
@@ -308,9 +308,9 @@ func (t *Tracker) recorded(h *tracked) bool {
 	return !t.dups[h]
 }
 
-// hold adds h, numbered after everything held before, unless its task
+// add takes h in, numbered after everything held before, unless its task
 // and secret are held already (ok false): one credential per record.
-func (t *Tracker) hold(h *tracked) (ok bool) {
+func (t *Tracker) add(h *tracked) (ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.byKey[h.Key()]; ok {
@@ -362,7 +362,7 @@ func (t *Tracker) load(ctx context.Context, call func(context.Context, func(cont
 		if !found {
 			continue // deleted since the list
 		}
-		if t.hold(&tracked{Record: r}) { // else issued here since the list
+		if t.add(&tracked{Record: r}) { // else issued here since the list
 			loaded++
 		}
 	}

@@ -33,10 +33,10 @@ const rotationDir = "rotation/"
 // errNoState: rotation by hash keeps its hashes under STATE_PATH.
 var errNoState = errors.New("rotating a KV v1 secret needs STATE_PATH, where the leader keeps a keyed hash of its value: docker plugin set <plugin> STATE_PATH=<kv path>")
 
-// hashSeen is what rotation keeps of a KV v1 value: its hash, and when the
+// seenHash is what rotation keeps of a KV v1 value: its hash, and when the
 // leader saw it change (zero: the first value seen, which the running
 // tasks are taken to hold).
-type hashSeen struct {
+type seenHash struct {
 	fingerprint string
 	changed     time.Time
 }
@@ -73,9 +73,9 @@ func (r *Rotator) unversioned(ctx context.Context, req provider.Request, scope s
 	now := last
 	switch {
 	case !ok:
-		now = hashSeen{fingerprint: fp} // first sight
+		now = seenHash{fingerprint: fp} // first sight
 	case last.fingerprint != fp:
-		now = hashSeen{fingerprint: fp, changed: r.now()}
+		now = seenHash{fingerprint: fp, changed: r.now()}
 	}
 	if !ok || now != last {
 		changed := ""

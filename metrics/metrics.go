@@ -29,8 +29,8 @@ type Metrics struct {
 	revokes  *prometheus.CounterVec
 }
 
-// counters is a counter a label set, with its name and help.
-func counters(name, help string, labels ...string) *prometheus.CounterVec {
+// counterVec is a counter for each set of the labels' values.
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 }
 
@@ -43,7 +43,7 @@ func gauge(name, help string) prometheus.Gauge {
 func New() *Metrics {
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
-		requests: counters("swarmvault_requests_total",
+		requests: counterVec("swarmvault_requests_total",
 			"Secret requests from the engine, by vault.type and outcome (ok, label_error, config_error, refetch_refused, denied, vault_unavailable, vault_error, internal).",
 			"type", "outcome"),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -51,23 +51,23 @@ func New() *Metrics {
 			Help:    "Time to answer a secret request, by vault.type.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"type"}),
-		vault: counters("swarmvault_vault_requests_total",
+		vault: counterVec("swarmvault_vault_requests_total",
 			"HTTP requests to Vault, by operation and status (the HTTP code, or \"error\" when none came back).",
 			"operation", "status"),
-		logins: counters("swarmvault_logins_total",
+		logins: counterVec("swarmvault_logins_total",
 			"The plugin's own logins to Vault, by VAULT_AUTH_METHOD and outcome (ok, failed).",
 			"method", "outcome"),
 		leader: gauge("swarmvault_leader",
 			"1 while this plugin's manager leads the swarm (its plugin renews, revokes and rotates), else 0."),
-		rollouts: counters("swarmvault_rollouts_total",
+		rollouts: counterVec("swarmvault_rollouts_total",
 			"Rolling updates rotation asked for, by outcome (started; unsettled: the last update had not settled; failed: the update call failed), and rollout_failed: a service's rollout failed (paused, rolled back), once per such state.",
 			"outcome"),
 		tracked: gauge("swarmvault_tracked_credentials",
 			"Task credentials (tokens, leases) the leader renews and will revoke, after its last round; 0 on other managers."),
-		renewals: counters("swarmvault_renewals_total",
+		renewals: counterVec("swarmvault_renewals_total",
 			"Renewals of a task's credentials by the leader, by outcome (ok, failed: tried again at the next round).",
 			"outcome"),
-		revokes: counters("swarmvault_revocations_total",
+		revokes: counterVec("swarmvault_revocations_total",
 			"Revocations of an ended task's credentials by the leader, by outcome (ok, failed: tried again at the next round).",
 			"outcome"),
 	}

@@ -24,7 +24,7 @@ func BenchmarkGetSecret(b *testing.B) {
 		{"reuse", map[string]string{"vault.path": "secret/app/db", "vault.field": "username", "vault.reuse": "true"}},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
-			p, _ := newTestProvider(&testing.T{}, vault.URL, Options{})
+			p, _ := newTestProvider(&testing.T{}, vault.URL, Options{ReuseCacheTTL: DefaultReuseCacheTTL})
 			log := logrus.New()
 			log.SetOutput(io.Discard)
 			log.SetLevel(logrus.WarnLevel)

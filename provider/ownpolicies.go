@@ -75,7 +75,7 @@ func (p *Provider) ownPolicies(ctx context.Context) ([]string, error) {
 	if names, ok := p.own.get(token); ok {
 		return names, nil
 	}
-	names, err := shared(ctx, &p.own.group, token, p.opts.Timeout, func(ctx context.Context) ([]string, error) {
+	names, err := sharedCall(ctx, &p.own.group, token, p.opts.Timeout, func(ctx context.Context) ([]string, error) {
 		// A client of its own: the plugin's may log in again meanwhile,
 		// and the answer must be kept under the token it is about.
 		client, err := p.withToken(token)

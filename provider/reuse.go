@@ -89,35 +89,13 @@ func (c *reuseCache) readThrough(ctx context.Context, labels map[string]string, 
 	if ok {
 		return v, nil
 	}
-	return shared(ctx, &c.group, strconv.FormatUint(gen, 10)+"\x00"+key, timeout, func(ctx context.Context) ([]byte, error) {
+	return sharedCall(ctx, &c.group, strconv.FormatUint(gen, 10)+"\x00"+key, timeout, func(ctx context.Context) ([]byte, error) {
 		v, err := read(ctx)
 		if err == nil {
 			c.store(key, lk, v, gen)
 		}
 		return v, err
 	})
-}
-
-// shared runs fn once for all the concurrent callers of key in g, with a
-// deadline of its own (timeout), so that one caller's cancelled request
-// cannot fail the others; a caller whose ctx ends first gets ctx's error.
-func shared[T any](ctx context.Context, g *singleflight.Group, key string, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
-	ch := g.DoChan(key, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-		defer cancel()
-		v, err := fn(fctx)
-		return v, err
-	})
-	var zero T
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return zero, r.Err
-		}
-		return r.Val.(T), nil
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	}
 }
 
 // cached returns the value kept for labels and policies, if any.

@@ -27,9 +27,9 @@ const (
 	// names no service or task.
 	sharedReadToken
 	// taskToken is handed to the task. An orphan service token, so that it
-	// outlives the plugin's own token (a child would be revoked with it at
-	// the plugin's next login) and the task can renew it up to the
-	// operator's maximum.
+	// outlives the plugin's own token (a child dies with its parent, which
+	// a new login replaces and an expiry ends) and the task can renew it up
+	// to the operator's maximum.
 	taskToken
 )
 

@@ -42,7 +42,7 @@ func MarkdownTable() string {
 	var b strings.Builder
 	b.WriteString("| setting | meaning | default |\n|---|---|---|\n")
 	for _, s := range Table {
-		def := s.Unset
+		def := s.WhenUnset
 		if s.Default != "" {
 			def = "`" + s.Default + "`"
 		}

@@ -87,9 +87,9 @@ type Setting struct {
 	// Default is what an unset or empty value means, as plugin/config.json
 	// declares it.
 	Default string
-	// Unset says, in the docs, what an empty Default means ("required",
+	// WhenUnset says, in the docs, what an empty Default means ("required",
 	// "off"); "—" when it means nothing to explain.
-	Unset string
+	WhenUnset string
 	// Help is the setting's one line, in Markdown: the docs show it as it
 	// is, config.json without the back-quotes.
 	Help string
@@ -215,18 +215,18 @@ func (c Config) Warnings() []string {
 
 // Defaults kept beside the code they shape, shown as a user writes them.
 var (
-	defaultTimeout   = duration(provider.DefaultTimeout)
-	defaultTokenTTL  = duration(provider.DefaultTokenTTL)
-	defaultTokenMax  = duration(provider.DefaultTokenMaxTTL)
-	defaultWrapTTL   = duration(provider.DefaultWrapTTL)
-	defaultWrapMax   = duration(provider.DefaultWrapMaxTTL)
-	defaultReuse     = duration(provider.DefaultReuseCacheTTL)
-	defaultLifecycle = duration(lifecycle.DefaultInterval)
-	defaultRotation  = duration(lifecycle.DefaultRotationInterval)
+	defaultTimeout   = formatDuration(provider.DefaultTimeout)
+	defaultTokenTTL  = formatDuration(provider.DefaultTokenTTL)
+	defaultTokenMax  = formatDuration(provider.DefaultTokenMaxTTL)
+	defaultWrapTTL   = formatDuration(provider.DefaultWrapTTL)
+	defaultWrapMax   = formatDuration(provider.DefaultWrapMaxTTL)
+	defaultReuse     = formatDuration(provider.DefaultReuseCacheTTL)
+	defaultLifecycle = formatDuration(lifecycle.DefaultInterval)
+	defaultRotation  = formatDuration(lifecycle.DefaultRotationInterval)
 )
 
-// duration writes d as a setting's value: 1h, 24h, 5m, 10s.
-func duration(d time.Duration) string {
+// formatDuration writes d as a setting's value: 1h, 24h, 5m, 10s.
+func formatDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

@@ -19,7 +19,7 @@ import (
 // Table is every setting, in the order plugin/config.json and the docs
 // list them.
 var Table = []Setting{
-	{Name: "VAULT_ADDR", Unset: "required",
+	{Name: "VAULT_ADDR", WhenUnset: "required",
 		Help: "Vault's address, e.g. `https://vault.example.com:8200`; plain `http://` to a host that is not loopback warns at every start",
 		parse: func(s Setting, v string, c *Config) error {
 			c.VaultAddr, c.Auth.Addr = v, v
@@ -31,7 +31,7 @@ var Table = []Setting{
 			}
 			return nil
 		}},
-	{Name: "VAULT_CACERT", Unset: "system CAs",
+	{Name: "VAULT_CACERT", WhenUnset: "system CAs",
 		Help: "PEM file of CA certificates to verify Vault's TLS certificate with, e.g. `/run/swarmvault/ca.pem`",
 		parse: func(s Setting, v string, c *Config) error {
 			c.CACert = v
@@ -50,28 +50,28 @@ var Table = []Setting{
 	{Name: "VAULT_SKIP_VERIFY", Default: "false",
 		Help:  "`true` turns off verification of Vault's TLS certificate (tests only): a warning at every start; refused with `VAULT_AUTH_METHOD=cert`",
 		parse: boolean(func(c *Config) *bool { return &c.SkipVerify })},
-	{Name: "VAULT_NAMESPACE", Unset: "—",
+	{Name: "VAULT_NAMESPACE", WhenUnset: "—",
 		Help:  "Vault Enterprise namespace to work in",
 		parse: text(func(c *Config) *string { return &c.Namespace })},
-	{Name: "VAULT_CLIENT_CERT", Unset: "—",
+	{Name: "VAULT_CLIENT_CERT", WhenUnset: "—",
 		Help:  "PEM client certificate for TLS to Vault and for `VAULT_AUTH_METHOD=cert`, e.g. `/run/swarmvault/client.pem`",
 		parse: file(func(c *Config) *string { return &c.Auth.ClientCert })},
-	{Name: "VAULT_CLIENT_KEY", Unset: "—",
+	{Name: "VAULT_CLIENT_KEY", WhenUnset: "—",
 		Help:  "PEM key of `VAULT_CLIENT_CERT`, e.g. `/run/swarmvault/client-key.pem`",
 		parse: file(func(c *Config) *string { return &c.Auth.ClientKey })},
 	{Name: "VAULT_AUTH_METHOD", Default: "token",
 		Help:  "how the plugin logs in to Vault: `token` (`VAULT_TOKEN_FILE` or `VAULT_TOKEN`), `approle` (`VAULT_ROLE_ID_FILE`, `VAULT_SECRET_ID_FILE`), `cert` (`VAULT_CLIENT_CERT`/`KEY`) or `helper` (`HELPER_SERVICE`, `HELPER_SECRET`)",
 		parse: text(func(c *Config) *string { return &c.Auth.Method })},
-	{Name: "VAULT_TOKEN_FILE", Unset: "—",
+	{Name: "VAULT_TOKEN_FILE", WhenUnset: "—",
 		Help:  "file holding the plugin's own Vault token, e.g. `/run/swarmvault/token`; read again when it changes (preferred over `VAULT_TOKEN`: values show in `docker plugin inspect`)",
 		parse: text(func(c *Config) *string { return &c.Auth.TokenFile })},
-	{Name: "VAULT_TOKEN", Unset: "—",
+	{Name: "VAULT_TOKEN", WhenUnset: "—",
 		Help:  "the plugin's own Vault token as a value: visible to anyone who can run `docker plugin inspect`, so prefer `VAULT_TOKEN_FILE`",
 		parse: text(func(c *Config) *string { return &c.Auth.Token })},
-	{Name: "VAULT_ROLE_ID_FILE", Unset: "—",
+	{Name: "VAULT_ROLE_ID_FILE", WhenUnset: "—",
 		Help:  "`approle`, or `helper` with an AppRole secret-id: file holding the role-id, e.g. `/run/swarmvault/role-id`",
 		parse: text(func(c *Config) *string { return &c.Auth.RoleIDFile })},
-	{Name: "VAULT_SECRET_ID_FILE", Unset: "—",
+	{Name: "VAULT_SECRET_ID_FILE", WhenUnset: "—",
 		Help:  "`approle`: file holding the secret-id (or a response-wrapped secret-id, see `VAULT_SECRET_ID_WRAPPED`), e.g. `/run/swarmvault/secret-id`",
 		parse: text(func(c *Config) *string { return &c.Auth.SecretIDFile })},
 	{Name: "VAULT_SECRET_ID_WRAPPED", Default: "false",
@@ -80,28 +80,28 @@ var Table = []Setting{
 	{Name: "VAULT_SECRET_ID_REMOVE", Default: "false",
 		Help:  "`approle`: `true` removes `VAULT_SECRET_ID_FILE` once read",
 		parse: boolean(func(c *Config) *bool { return &c.Auth.SecretIDRemove })},
-	{Name: "VAULT_AUTH_MOUNT", Unset: "the method's name",
+	{Name: "VAULT_AUTH_MOUNT", WhenUnset: "the method's name",
 		Help:  "mount path of the `approle` or `cert` auth method",
 		parse: text(func(c *Config) *string { return &c.Auth.Mount })},
-	{Name: "VAULT_CERT_ROLE", Unset: "any matching role",
+	{Name: "VAULT_CERT_ROLE", WhenUnset: "any matching role",
 		Help:  "`cert`: the certificate role to log in as",
 		parse: text(func(c *Config) *string { return &c.Auth.CertRole })},
-	{Name: "HELPER_SERVICE", Unset: "—",
+	{Name: "HELPER_SERVICE", WhenUnset: "—",
 		Help:  "`helper`: the swarm service whose task on this node holds the bootstrap secret (needs `docker-socket.source=/var/run/docker.sock`)",
 		parse: text(func(c *Config) *string { return &c.HelperService })},
-	{Name: "HELPER_SECRET", Unset: "—",
+	{Name: "HELPER_SECRET", WhenUnset: "—",
 		Help:  "`helper`: the secret's file name in the helper's `/run/secrets/`: a token, a wrapped token, or with `VAULT_ROLE_ID_FILE` an AppRole secret-id",
 		parse: text(func(c *Config) *string { return &c.HelperSecret })},
 	{Name: "VAULT_CLIENT_TIMEOUT", Default: defaultTimeout,
 		Help:  "deadline for the Vault calls of one secret request; a slow answer holds up every task of that node",
-		parse: interval(func(c *Config) *time.Duration { return &c.Timeout }, 0)},
+		parse: positiveDuration(func(c *Config) *time.Duration { return &c.Timeout }, 0)},
 	{Name: "POLICY_TEMPLATE", Default: provider.DefaultPolicyTemplate,
 		Help: "Go template giving each task token's Vault policies, comma-separated, over `.ServiceName`, `.ServiceID`, `.SecretName`, `.TaskName`, `.TaskID`, `.NodeID` and `serviceLabel \"key\"` (the service's `deploy.labels`), e.g. `{{.ServiceName}},team-{{serviceLabel \"team\"}}`; parsed at start; secret labels can only narrow it, and a label a service lacks fails that service's requests only",
 		parse: func(s Setting, v string, c *Config) (err error) {
 			c.Policies, err = provider.ParsePolicyTemplate(v)
 			return err
 		}},
-	{Name: "TOKEN_ROLE", Unset: "required",
+	{Name: "TOKEN_ROLE", WhenUnset: "required",
 		Help:  "token role task tokens are created through (`auth/token/create/<role>`, see \"Vault setup\"): it must allow the policies `POLICY_TEMPLATE` gives, disallow the plugin's own, and be `orphan=true`; required unless `ALLOW_NO_TOKEN_ROLE=true`",
 		parse: text(func(c *Config) *string { return &c.TokenRole })},
 	{Name: "ALLOW_NO_TOKEN_ROLE", Default: "false",
@@ -109,16 +109,16 @@ var Table = []Setting{
 		parse: boolean(func(c *Config) *bool { return &c.AllowNoTokenRole })},
 	{Name: "TOKEN_TTL", Default: defaultTokenTTL,
 		Help:  "TTL of a `vault.type=token` token when the secret sets no `vault.token.ttl`",
-		parse: interval(func(c *Config) *time.Duration { return &c.TokenTTL }, 0)},
+		parse: positiveDuration(func(c *Config) *time.Duration { return &c.TokenTTL }, 0)},
 	{Name: "TOKEN_MAX_TTL", Default: defaultTokenMax,
 		Help:  "longest `vault.token.ttl` a secret may ask for, and the explicit max TTL a task may renew its token to",
-		parse: interval(func(c *Config) *time.Duration { return &c.TokenMaxTTL }, 0)},
+		parse: positiveDuration(func(c *Config) *time.Duration { return &c.TokenMaxTTL }, 0)},
 	{Name: "WRAP_TTL", Default: defaultWrapTTL,
 		Help:  "wrapping TTL of `vault.wrap=true`: how long the task has to unwrap its value",
-		parse: interval(func(c *Config) *time.Duration { return &c.WrapTTL }, 0)},
+		parse: positiveDuration(func(c *Config) *time.Duration { return &c.WrapTTL }, 0)},
 	{Name: "WRAP_MAX_TTL", Default: defaultWrapMax,
 		Help:  "longest wrapping TTL a `vault.wrap=<ttl>` label may ask for; longer fails the task (and `swarmvault check`): a wrapping token is the value until it is unwrapped or expires",
-		parse: interval(func(c *Config) *time.Duration { return &c.WrapMaxTTL }, 0)},
+		parse: positiveDuration(func(c *Config) *time.Duration { return &c.WrapMaxTTL }, 0)},
 	{Name: "REUSE_CACHE_TTL", Default: defaultReuse,
 		Help: "how long the value of a `vault.reuse=true` secret is kept after a read, for the next tasks (a scale-up asks once per task within a few seconds: 100 tasks cost a handful of reads); a value changed in Vault reaches new tasks at most this late. `0` keeps none (identical concurrent reads are shared anyway); per-task values, tokens and wrapped values are never kept",
 		parse: func(s Setting, v string, c *Config) error {
@@ -135,7 +135,7 @@ var Table = []Setting{
 			c.AllowedTypes, err = provider.ParseAllowedTypes(v)
 			return err
 		}},
-	{Name: "STATE_PATH", Unset: "— (off)",
+	{Name: "STATE_PATH", WhenUnset: "— (off)",
 		Help: "task lifecycle: a Vault KV path of the plugin's own (e.g. `secret/swarmvault/state`) where the leader records each task's token accessors and lease IDs (never a token or value); with the `docker-socket` mount the leader renews them while the task runs and revokes them when it ends (see \"Task lifecycle\"); unset, credentials live for their TTL",
 		parse: func(s Setting, v string, c *Config) error {
 			c.StatePath = strings.Trim(v, "/")
@@ -151,11 +151,11 @@ var Table = []Setting{
 		}},
 	{Name: "LIFECYCLE_INTERVAL", Default: defaultLifecycle,
 		Help:  "task lifecycle: how often the leader renews running tasks' credentials and revokes those of ended tasks (also how long credentials may outlive their task); at least `1s`",
-		parse: interval(func(c *Config) *time.Duration { return &c.LifecycleInterval }, time.Second)},
+		parse: positiveDuration(func(c *Config) *time.Duration { return &c.LifecycleInterval }, time.Second)},
 	{Name: "ROTATION_INTERVAL", Default: defaultRotation,
 		Help:  "rotation: how often the leader checks the `vault.rotate=true` KV secrets for a new value in Vault and rolls the services that hold an old one (needs the `docker-socket` mount; credentials are checked every `LIFECYCLE_INTERVAL`); at least `1s`",
-		parse: interval(func(c *Config) *time.Duration { return &c.RotationInterval }, time.Second)},
-	{Name: "METRICS_ADDR", Unset: "— (off)",
+		parse: positiveDuration(func(c *Config) *time.Duration { return &c.RotationInterval }, time.Second)},
+	{Name: "METRICS_ADDR", WhenUnset: "— (off)",
 		Help: "`host:port` to serve Prometheus `/metrics`, `/healthz` and `/readyz` on (see \"Metrics and health\"), e.g. `127.0.0.1:9650`; the plugin shares the host's network, so an address that is not loopback exposes them to whoever reaches it, and warns at every start",
 		parse: func(s Setting, v string, c *Config) error {
 			c.MetricsAddr = v
@@ -222,9 +222,9 @@ func boolean(to func(*Config) *bool) func(Setting, string, *Config) error {
 	}
 }
 
-// interval is a positive duration, in Vault's syntax (a bare number is
+// positiveDuration parses a positive duration, in Vault's syntax (a bare number is
 // seconds), of at least least when least is not 0.
-func interval(to func(*Config) *time.Duration, least time.Duration) func(Setting, string, *Config) error {
+func positiveDuration(to func(*Config) *time.Duration, least time.Duration) func(Setting, string, *Config) error {
 	return func(s Setting, v string, c *Config) error {
 		d, err := parseutil.ParseDurationSecond(v)
 		if err != nil || d <= 0 {
@@ -243,7 +243,7 @@ func inWords(d time.Duration) string {
 	if d == time.Second {
 		return "a second"
 	}
-	return duration(d)
+	return formatDuration(d)
 }
 
 // plainHTTPToAnotherHost tells whether addr sends tokens unencrypted off
