@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -223,11 +225,11 @@ func TestCouldNotCheck(t *testing.T) {
 func TestStdinAndTable(t *testing.T) {
 	clearPluginEnv(t)
 	var out, errOut bytes.Buffer
-	file := "version: \"3.8\"\nservices:\n  a:\n    image: busybox\n    secrets: [s]\nsecrets:\n  s:\n    driver: vault\n    labels:\n      vault.path: secret/x\n      vault.wrap: \"true\"\n      vault.field: f\n"
+	file := "version: \"3.8\"\nservices:\n  a:\n    image: busybox\n    secrets: [s]\nsecrets:\n  s:\n    driver: vault\n    labels:\n      vault.path: secret/x\n      vault.format: xml\n"
 	code := Main([]string{"--stack", "st", "-"}, strings.NewReader(file), &out, &errOut)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if code != ExitProblem || len(lines) != 3 || !strings.HasPrefix(lines[0], "FILE") ||
-		!strings.Contains(lines[1], "st_a") || !strings.Contains(lines[1], "problem: secret st_s: label vault.field cannot apply with vault.wrap") ||
+		!strings.Contains(lines[1], "st_a") || !strings.Contains(lines[1], `problem: secret st_s: label vault.format="xml" is not a format`) ||
 		lines[2] != "0 ok, 1 problems, 0 unchecked, 0 skipped" {
 		t.Errorf("exit %d, table:\n%s\nstderr: %s", code, out.String(), errOut.String())
 	}
@@ -338,5 +340,54 @@ func TestWrapAboveWrapMaxTTL(t *testing.T) {
 	t.Setenv("WRAP_MAX_TTL", "90m")
 	if code, problem := check(); code != ExitProblem || !strings.Contains(problem, "WRAP_MAX_TTL=1h30m0s") {
 		t.Errorf("WRAP_MAX_TTL=90m: exit %d, %q", code, problem)
+	}
+}
+
+// For each wrapped secret the check says which creation path the task
+// should find when it looks its wrapping token up before unwrapping: the
+// source's, or sys/wrapping/wrap for a field, format or template (the
+// legacy plugin's path + field + wrap, served again).
+func TestWrapCreationPaths(t *testing.T) {
+	clearPluginEnv(t)
+	file := filepath.Join(t.TempDir(), "stack.yml")
+	compose := `version: "3.8"
+services:
+  a:
+    image: busybox
+    secrets: [kv, legacy, tok, db, plain]
+secrets:
+  kv: {driver: vault, labels: {vault.path: secret/app/db, vault.wrap: "true"}}
+  legacy:
+    driver: vault
+    labels:
+      dk.almbrand.docker.plugin.secretprovider.vault.path: secret/app/db
+      dk.almbrand.docker.plugin.secretprovider.vault.field: password
+      dk.almbrand.docker.plugin.secretprovider.vault.wrap: "true"
+  tok: {driver: vault, labels: {vault.type: token, vault.wrap: 2m}}
+  db: {driver: vault, labels: {vault.type: read, vault.path: database/creds/app, vault.wrap: "true"}}
+  plain: {driver: vault, labels: {vault.path: secret/app/db, vault.field: password}}
+`
+	if err := os.WriteFile(file, []byte(compose), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, rows, stderr := runCheck(t, "--stack", "st", "--token-role", "tasks", file)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s %+v", code, stderr, rows)
+	}
+	for secret, want := range map[string]string{
+		"kv":     "secret/data/app/db on a KV v2 mount secret/, secret/app/db on KV v1",
+		"legacy": "sys/wrapping/wrap",
+		"tok":    "auth/token/create/tasks",
+		"db":     "database/creds/app",
+		"plain":  "",
+	} {
+		if r := find(t, rows, secret, "st_a"); r.WrapPath != want {
+			t.Errorf("%s: wrap creation path %q, want %q", secret, r.WrapPath, want)
+		}
+	}
+	var out bytes.Buffer
+	Main([]string{"--stack", "st", file}, strings.NewReader(""), &out, &bytes.Buffer{})
+	if !strings.Contains(out.String(), "ok (a wrapping token made at sys/wrapping/wrap)") {
+		t.Errorf("the table does not say where the legacy secret's wrapping token is made:\n%s", out.String())
 	}
 }

@@ -37,6 +37,8 @@ func write(w io.Writer, format string, rows []Row) error {
 		result := r.Status
 		if r.Problem != "" {
 			result += ": " + r.Problem
+		} else if r.WrapPath != "" {
+			result += " (a wrapping token made at " + r.WrapPath + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(r.File), r.Secret, dash(r.Service), dash(r.Type), dash(strings.Join(r.Policies, ",")), result)
 	}

@@ -30,6 +30,10 @@ type Row struct {
 	Path     string   `json:"path,omitempty"`
 	Policies []string `json:"policies,omitempty"`
 	Status   string   `json:"status"`
+	// WrapPath is the creation path the task should find when it looks
+	// up its wrapping token (sys/wrapping/lookup) before it unwraps, for a
+	// vault.wrap secret.
+	WrapPath string `json:"wrap_creation_path,omitempty"`
 	// Problem is the plugin's own sentence for the task, or why the check
 	// could not tell.
 	Problem string `json:"problem,omitempty"`
@@ -71,7 +75,7 @@ func run(ctx context.Context, st stack, opts provider.Options, v verifier) []Row
 		}
 		if len(s.users) == 0 {
 			plan, err := offline.CheckLabels(s.labels)
-			rows = append(rows, result(base, plan, nil, s.name, err))
+			rows = append(rows, result(base, plan, nil, s.name, opts.TokenRole, err))
 			continue
 		}
 		for _, svc := range s.users {
@@ -79,7 +83,7 @@ func run(ctx context.Context, st stack, opts provider.Options, v verifier) []Row
 			plan, policies, err := offline.Check(req)
 			if err == nil {
 				if other, oerr := opts.Policies.Policies(request(s, svc, 1)); oerr == nil && !slices.Equal(policies, other) {
-					r := result(base, plan, nil, s.name, nil)
+					r := result(base, plan, nil, s.name, opts.TokenRole, nil)
 					r.Service, r.Status = svc.name, StatusUnchecked
 					r.Problem = "POLICY_TEMPLATE uses an ID Swarm gives only when it creates the service or task: the check cannot tell which policies the task gets"
 					rows = append(rows, r)
@@ -89,7 +93,7 @@ func run(ctx context.Context, st stack, opts provider.Options, v verifier) []Row
 					plan, policies, err = v.Verify(ctx, req)
 				}
 			}
-			r := result(base, plan, policies, s.name, err)
+			r := result(base, plan, policies, s.name, opts.TokenRole, err)
 			r.Service = svc.name
 			rows = append(rows, r)
 		}
@@ -116,8 +120,9 @@ func request(s secret, svc service, set int) provider.Request {
 
 // result is a row for err: nil is ok; Vault out of reach or a fault of the
 // check itself is unchecked; anything else is the plugin's refusal.
-func result(r Row, plan provider.Plan, policies []string, name string, err error) Row {
+func result(r Row, plan provider.Plan, policies []string, name, tokenRole string, err error) Row {
 	r.Type, r.Path, r.Policies = string(plan.Type), plan.Path, policies
+	r.WrapPath = plan.WrapCreationPath(tokenRole)
 	switch provider.OutcomeOf(err) {
 	case provider.OutcomeOK:
 		r.Status = StatusOK

@@ -546,7 +546,10 @@ func TestSwarm(t *testing.T) {
 		createDriverSecret(t, b+"_pw", map[string]string{"vault.path": "secret/" + run + "/" + b + "/db", "vault.field": "password"})
 		createDriverSecret(t, a+"_token", map[string]string{"vault.type": "token", "vault.token.ttl": "10m"})
 		createDriverSecret(t, a+"_wrapped", map[string]string{"vault.path": "secret/" + run + "/" + a + "/db", "vault.wrap": "2m"})
-		createService(t, a, nil, a+"_pw", a+"_token", a+"_wrapped")
+		// The legacy plugin's own combination: a path, a field, wrapped.
+		legacy := "dk.almbrand.docker.plugin.secretprovider."
+		createDriverSecret(t, a+"_field_wrapped", map[string]string{legacy + "vault.path": "secret/" + run + "/" + a + "/db", legacy + "vault.field": "password", legacy + "vault.wrap": "true"})
+		createService(t, a, nil, a+"_pw", a+"_token", a+"_wrapped", a+"_field_wrapped")
 		createService(t, b, nil, b+"_pw")
 		ca := waitRunning(t, a, 1)[0]
 		cb := waitRunning(t, b, 1)[0]
@@ -595,6 +598,24 @@ func TestSwarm(t *testing.T) {
 		}
 		if _, err := inTask(a+"_wrapped", "sys/wrapping/unwrap", "{}"); err == nil {
 			t.Error("the wrapping token unwrapped twice")
+		}
+
+		// A wrapped field: Vault never answers the field alone, so the
+		// plugin wraps it with sys/wrapping/wrap, and the task finds that
+		// creation path and {"value": <the field>} inside, once.
+		fieldWrapping := string(readSecretFile(t, ca, a+"_field_wrapped"))
+		f.issue(fieldWrapping)
+		look, err = anon.Logical().Write("sys/wrapping/lookup", map[string]any{"token": fieldWrapping})
+		if err != nil || look.Data["creation_path"] != "sys/wrapping/wrap" {
+			t.Errorf("wrapped field's token lookup: %v, %v, want creation path sys/wrapping/wrap", err, look)
+		}
+		out, err = inTask(a+"_field_wrapped", "sys/wrapping/unwrap", "{}")
+		var field struct{ Data map[string]any }
+		if err != nil || json.Unmarshal([]byte(out), &field) != nil || field.Data["value"] != pw[a] || len(field.Data) != 1 {
+			t.Errorf("unwrapping the wrapped field from inside the task: %v", err)
+		}
+		if _, err := inTask(a+"_field_wrapped", "sys/wrapping/unwrap", "{}"); err == nil {
+			t.Error("the wrapped field's token unwrapped twice")
 		}
 
 		// Vault's audit log names the task behind each read.

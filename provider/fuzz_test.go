@@ -71,8 +71,11 @@ func FuzzParsePlan(f *testing.F) {
 		if p.Reuse && (p.Type != TypeKV || p.Wrap) {
 			t.Fatalf("a shared value that must be per task: %+v", p)
 		}
-		if p.Wrap && p.Field != "" && p.Type != TypeToken {
-			t.Fatalf("a field selected from a value wrapped at its source: %+v", p)
+		if p.WrapsAtSource() && (p.Format != FormatRaw || p.Field != "" && p.Type != TypeToken) {
+			t.Fatalf("a field or format applied to a value wrapped at its source: %+v", p)
+		}
+		if p.WrapsAtSource() == p.WrapsSelection() && p.Wrap {
+			t.Fatalf("a wrapped value wrapped both ways, or neither: %+v", p)
 		}
 	})
 }

@@ -51,7 +51,7 @@ func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan) ([
 	if m.Version == 1 && plan.Version != 0 {
 		return nil, fmt.Errorf("label %s=%d cannot apply to Vault path %s: mount %s is KV v1, which keeps no versions", LabelVersion, plan.Version, plan.Path, m.Path)
 	}
-	if plan.Wrap {
+	if plan.WrapsAtSource() {
 		return p.readKVWrapped(ctx, client, plan, m, rel)
 	}
 	s, err := m.Get(ctx, client, rel, plan.Version)
@@ -72,7 +72,7 @@ func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan) ([
 		}
 		return nil, fmt.Errorf("%s of Vault path %s is deleted: undelete it (vault kv undelete) or set label %s to a live version", which, plan.Path, LabelVersion)
 	}
-	return render(s.Data, plan)
+	return p.finish(ctx, s.Data, plan)
 }
 
 // readKVWrapped reads a KV secret response-wrapped, as `vault kv get

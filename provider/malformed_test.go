@@ -49,9 +49,9 @@ var badLabels = []map[string]string{
 	{"vault.param.x": "1"},
 	{"vault.param.": "1"},
 	{"dk.almbrand.docker.plugin.secretprovider.vault.path": "secret/other"},
-	{"vault.wrap": "true", "vault.field": "password"},
+	{"vault.wrap": "true", "vault.field": "nope"},
 	{"vault.wrap": "true", "vault.reuse": "true"},
-	{"vault.wrap": "true", "vault.format": "json"},
+	{"vault.wrap": "true", "vault.format": "template"},
 }
 
 // goodLabels are labels that are fine on their own, mixed in so that the

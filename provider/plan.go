@@ -152,16 +152,47 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 		// would get one already used or another task's identity.
 		return Plan{}, fmt.Errorf("label %s=true cannot apply to %s: each task needs its own value", showKey(known[LabelReuse].key), p.where())
 	}
-	if p.Wrap && p.Format != FormatRaw {
-		return Plan{}, fmt.Errorf("label %s=%s cannot apply with %s: the file holds a wrapping token, and unwrapping gives the data as Vault keeps it (%s)", LabelFormat, p.Format, LabelWrap, p.where())
-	}
-	if l, ok := known[LabelField]; ok && p.Wrap {
-		// Vault wraps the response of the call itself, so that the task can
-		// check the wrapping token's creation path; a field cannot be cut
-		// out of a response only the task can open.
-		return Plan{}, fmt.Errorf("label %s cannot apply with %s: Vault wraps the whole response at its source so that the task can verify where it was made; unwrap it in the task and select the field there (%s)", showKey(l.key), LabelWrap, p.where())
-	}
 	return p, nil
+}
+
+// WrapsAtSource tells whether vault.wrap has Vault wrap its own answer:
+// the call that makes the value is answered response-wrapped, and the
+// wrapping token's creation path names that call.
+func (p Plan) WrapsAtSource() bool { return p.Wrap && !p.WrapsSelection() }
+
+// WrapCreationPath is the creation path a task finds when it looks up
+// the wrapping token of a vault.wrap secret before it unwraps (with
+// sys/wrapping/lookup), or "" without vault.wrap. A KV path's depends on
+// its mount's version, which only Vault knows: both are given.
+func (p Plan) WrapCreationPath(tokenRole string) string {
+	switch {
+	case !p.Wrap:
+		return ""
+	case p.WrapsSelection():
+		return wrapPath
+	case p.Type == TypeToken && tokenRole != "":
+		return "auth/token/create/" + tokenRole
+	case p.Type == TypeToken:
+		return "auth/token/create-orphan"
+	case p.Type != TypeKV:
+		return p.Path
+	}
+	mount, rest, _ := strings.Cut(p.Path, "/")
+	return fmt.Sprintf("%s/data/%s on a KV v2 mount %s/, %s on KV v1", mount, rest, mount, p.Path)
+}
+
+// WrapsSelection tells whether vault.wrap wraps what vault.field,
+// vault.format or vault.template cut out of Vault's answer: Vault cannot
+// wrap at its source what it never answered, so the selected value goes to
+// sys/wrapping/wrap, and that is the wrapping token's creation path. A
+// vault.type=token secret's field is token unless it says otherwise, which
+// is the token create's answer as Vault wraps it.
+func (p Plan) WrapsSelection() bool {
+	field := p.Field != ""
+	if p.Type == TypeToken {
+		field = p.Field != "token"
+	}
+	return p.Wrap && (field || p.Format != FormatRaw)
 }
 
 // parseSource reads what the value comes from: vault.type, the path (not

@@ -154,6 +154,16 @@ var parsePlanCases = []struct {
 		want:   Plan{Path: "secret/db", Format: FormatRaw, Type: TypeKV, Wrap: true, WrapTTL: 90 * time.Second},
 	},
 	{
+		name:   "a field, wrapped (the legacy plugin's combination)",
+		labels: map[string]string{"dk.almbrand.docker.plugin.secretprovider.vault.path": "secret/db", "dk.almbrand.docker.plugin.secretprovider.vault.field": "pw", "dk.almbrand.docker.plugin.secretprovider.vault.wrap": "true"},
+		want:   Plan{Path: "secret/db", Field: "pw", Format: FormatRaw, Type: TypeKV, Wrap: true},
+	},
+	{
+		name:   "a template, wrapped",
+		labels: map[string]string{"vault.path": "secret/db", "vault.template": "{{.a}}", "vault.wrap": "1m"},
+		want:   Plan{Path: "secret/db", Format: FormatTemplate, Type: TypeKV, Wrap: true, WrapTTL: time.Minute},
+	},
+	{
 		name:   "wrap=false is off",
 		labels: map[string]string{"vault.path": "secret/db", "vault.wrap": "false"},
 		want:   Plan{Path: "secret/db", Format: FormatRaw, Type: TypeKV},
@@ -234,11 +244,6 @@ var parsePlanCases = []struct {
 		wantErr: "label vault.reuse=true cannot apply to Vault path secret/db: each task needs its own value",
 	},
 	{
-		name:    "a format with wrapping",
-		labels:  map[string]string{"vault.path": "secret/db", "vault.wrap": "true", "vault.template": "{{.a}}"},
-		wantErr: "label vault.format=template cannot apply with vault.wrap: the file holds a wrapping token, and unwrapping gives the data as Vault keeps it (Vault path secret/db)",
-	},
-	{
 		name:    "template with another format",
 		labels:  map[string]string{"vault.path": "secret/db", "vault.format": "json", "vault.template": "{{.a}}"},
 		wantErr: "label vault.template is set but vault.format=json: set vault.format=template or remove vault.template (Vault path secret/db)",
@@ -247,11 +252,6 @@ var parsePlanCases = []struct {
 		name:    "format=template without a template",
 		labels:  map[string]string{"vault.path": "secret/db", "vault.format": "template"},
 		wantErr: "label vault.format=template needs a vault.template label (Vault path secret/db)",
-	},
-	{
-		name:    "a field with wrapping",
-		labels:  map[string]string{"vault.path": "secret/db", "vault.field": "pw", "vault.wrap": "true"},
-		wantErr: "label vault.field cannot apply with vault.wrap: Vault wraps the whole response at its source so that the task can verify where it was made; unwrap it in the task and select the field there (Vault path secret/db)",
 	},
 	// The Vault client cleans a request path: these would read another
 	// path than the one the log and the token's metadata name.
@@ -336,5 +336,33 @@ func TestParsePlan(t *testing.T) {
 				t.Errorf("plan:\n got %+v\nwant %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// vault.wrap wraps Vault's answer at its source unless a field, format or
+// template cuts a value out of it: then that value is what is wrapped.
+func TestWhereAValueIsWrapped(t *testing.T) {
+	for _, tt := range []struct {
+		labels            map[string]string
+		atSource, ofValue bool
+	}{
+		{map[string]string{"vault.path": "secret/db"}, false, false},
+		{map[string]string{"vault.path": "secret/db", "vault.field": "pw"}, false, false},
+		{map[string]string{"vault.path": "secret/db", "vault.wrap": "true"}, true, false},
+		{map[string]string{"vault.path": "secret/db", "vault.wrap": "true", "vault.field": "pw"}, false, true},
+		{map[string]string{"vault.path": "secret/db", "vault.wrap": "true", "vault.format": "json"}, false, true},
+		{map[string]string{"vault.path": "secret/db", "vault.wrap": "true", "vault.template": "{{.pw}}"}, false, true},
+		{map[string]string{"vault.type": "token", "vault.wrap": "true"}, true, false},
+		{map[string]string{"vault.type": "token", "vault.wrap": "true", "vault.field": "token"}, true, false},
+		{map[string]string{"vault.type": "token", "vault.wrap": "true", "vault.field": "accessor"}, false, true},
+		{map[string]string{"vault.type": "token", "vault.wrap": "true", "vault.template": "VAULT_TOKEN={{.}}"}, false, true},
+	} {
+		p, err := ParsePlan(tt.labels)
+		if err != nil {
+			t.Fatalf("%v: %v", tt.labels, err)
+		}
+		if p.WrapsAtSource() != tt.atSource || p.WrapsSelection() != tt.ofValue {
+			t.Errorf("%v: at the source %v, the selection %v; want %v, %v", tt.labels, p.WrapsAtSource(), p.WrapsSelection(), tt.atSource, tt.ofValue)
+		}
 	}
 }

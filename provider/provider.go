@@ -420,7 +420,7 @@ func (p *Provider) taskTokenTTL(plan Plan) time.Duration {
 // told to the Tracker: nothing else would ever end it.
 func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
 	var wrapTTL time.Duration
-	if plan.Wrap {
+	if plan.WrapsAtSource() {
 		wrapTTL = p.wrapTTL(plan)
 	}
 	s, err := p.taskTokenFor(ctx, req, plan, policies, wrapTTL)
@@ -429,7 +429,7 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 	}
 	var issued Credentials
 	var value []byte
-	if plan.Wrap {
+	if plan.WrapsAtSource() {
 		// The plugin never sees a wrapped token, only its accessor; its TTL
 		// is the one asked for (Vault caps it at TOKEN_MAX_TTL too).
 		issued = Credentials{Accessor: s.WrapInfo.WrappedAccessor, TokenTTL: p.taskTokenTTL(plan), Rotate: plan.Rotate}
@@ -442,10 +442,10 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 			p.revokeQuietly(issued.Accessor, "a task token whose secret could not be made")
 		}
 	}()
-	if plan.Wrap {
+	if plan.WrapsAtSource() {
 		value, err = wrapToken(s, plan.where())
 	} else {
-		value, err = render(tokenData(s.Auth.ClientToken, s.Auth.Accessor, s.Auth.Policies, s.Auth.LeaseDuration), plan)
+		value, err = p.finish(ctx, tokenData(s.Auth.ClientToken, s.Auth.Accessor, s.Auth.Policies, s.Auth.LeaseDuration), plan)
 	}
 	if err != nil {
 		return nil, err
@@ -469,7 +469,7 @@ func tokenData(token, accessor string, policies []string, ttl int) map[string]an
 // a template that fails on it is refused before a token is minted, and
 // swarmvault check says so offline.
 func (p *Provider) checkTokenRender(plan Plan, policies []string) error {
-	if plan.Type != TypeToken || plan.Wrap {
+	if plan.Type != TypeToken || plan.WrapsAtSource() {
 		return nil
 	}
 	asked := policies
@@ -499,7 +499,7 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 	if err != nil {
 		return nil, err
 	}
-	if plan.Wrap {
+	if plan.WrapsAtSource() {
 		if client, err = wrapping(client, p.wrapTTL(plan)); err != nil {
 			return nil, err
 		}
@@ -518,7 +518,7 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 		return nil, vaultErrorDoing(err, string(plan.Type), plan.Path, plan.Path)
 	}
 	issued := Credentials{Accessor: s.Auth.Accessor, TokenTTL: time.Duration(s.Auth.LeaseDuration) * time.Second, Rotate: plan.Rotate}
-	if plan.Wrap {
+	if plan.WrapsAtSource() {
 		// The lease is inside the wrapped answer: revoking the token ends
 		// it, but only the task can renew it.
 		value, err = wrapToken(out, plan.where())
@@ -530,7 +530,7 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 		// a vault.rotate read of a static value rolls when the value
 		// changes (the rotator's hash), not when the token ends.
 		issued.Rotate = plan.Rotate && out.LeaseID != ""
-		value, err = render(out.Data, plan)
+		value, err = p.finish(ctx, out.Data, plan)
 	}
 	if err != nil {
 		return nil, err

@@ -40,7 +40,9 @@ type fakeVault struct {
 	minted  map[string]mintedToken // by token
 	dead    map[string]bool        // plugin tokens Vault calls invalid
 	wrapped []wrapCall
-	revoked []string
+	// wrapDenied: sys/wrapping/wrap refuses the plugin's token.
+	wrapDenied bool
+	revoked    []string
 	// grantTTL, when set, is the TTL granted to every token, whatever asked.
 	grantTTL time.Duration
 	// kvReads counts the reads a task token made (asTask).
@@ -193,6 +195,17 @@ func (f *fakeVault) handleTokens() {
 	f.mux.HandleFunc("/v1/auth/token/create", create)
 	f.mux.HandleFunc("/v1/auth/token/create-orphan", create)
 	f.mux.HandleFunc("/v1/auth/token/create/", create)
+	// sys/wrapping/wrap answers its body as data; wrapAtSource wraps it.
+	f.mux.HandleFunc("/v1/sys/wrapping/wrap", func(w http.ResponseWriter, r *http.Request) {
+		if f.wrapDenied {
+			writeJSON(w, http.StatusForbidden, `{"errors":["permission denied"]}`)
+			return
+		}
+		var body map[string]any
+		json.NewDecoder(r.Body).Decode(&body)
+		b, _ := json.Marshal(map[string]any{"data": body})
+		writeJSON(w, http.StatusOK, string(b))
+	})
 	f.mux.HandleFunc("/v1/auth/token/revoke-accessor", func(w http.ResponseWriter, r *http.Request) {
 		var body struct{ Accessor string }
 		json.NewDecoder(r.Body).Decode(&body)

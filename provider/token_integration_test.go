@@ -190,6 +190,28 @@ func TestIntegrationWrappedValueUnwrapsOnce(t *testing.T) {
 					t.Errorf("the unwrapped token does not work: %v", err)
 				}
 			}},
+		// A field cut out of the answer: wrapped by sys/wrapping/wrap, as
+		// the plugin's own token (the legacy plugin's labels).
+		{name: "a KV field", labels: map[string]string{"dk.almbrand.docker.plugin.secretprovider.vault.path": f.kv2 + "/app/db",
+			"dk.almbrand.docker.plugin.secretprovider.vault.field": "password", "dk.almbrand.docker.plugin.secretprovider.vault.wrap": "true"},
+			creationPath: "sys/wrapping/wrap",
+			check: func(t *testing.T, s *api.Secret) {
+				if len(s.Data) != 1 || s.Data["value"] != "v4-pw\nzweite Zeile ✓" {
+					t.Errorf("unwrapped %v", s.Data)
+				}
+			}},
+		{name: "a task token in a template", labels: map[string]string{"vault.type": "token", "vault.template": "VAULT_TOKEN={{.}}", "vault.wrap": "true"},
+			creationPath: "sys/wrapping/wrap",
+			check: func(t *testing.T, s *api.Secret) {
+				v, _ := s.Data["value"].(string)
+				token, ok := strings.CutPrefix(v, "VAULT_TOKEN=")
+				if !ok {
+					t.Fatalf("unwrapped %d bytes that are not the template's", len(v))
+				}
+				if _, err := f.root.Auth().Token().Lookup(token); err != nil {
+					t.Errorf("the unwrapped token does not work: %v", err)
+				}
+			}},
 		{name: "a logical write", labels: map[string]string{"vault.type": "write", "vault.path": "sys/tools/random", "vault.param.bytes": "8", "vault.wrap": "1m"},
 			creationPath: "sys/tools/random",
 			check: func(t *testing.T, s *api.Secret) {

@@ -223,6 +223,67 @@ func TestWrapAtTheSource(t *testing.T) {
 	}
 }
 
+// A field, format or template cut out of Vault's answer cannot be wrapped
+// at the source: the plugin reads unwrapped, with the task's token, and
+// wraps the selected value with sys/wrapping/wrap, as its own token. The
+// credentials behind it are tracked as unwrapped ones (the plugin sees
+// them), and revoked when the wrap fails.
+func TestWrapASelection(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		labels    map[string]string
+		wantValue string
+		wantTTL   string
+		tracked   bool // a credential the lifecycle renews and revokes
+		lease     bool
+	}{
+		{name: "a KV field (the legacy plugin's labels)", labels: map[string]string{"dk.almbrand.docker.plugin.secretprovider.vault.path": "secret/app/db", "dk.almbrand.docker.plugin.secretprovider.vault.field": "password", "dk.almbrand.docker.plugin.secretprovider.vault.wrap": "true"},
+			wantValue: "s3cr3t-välue\nline2", wantTTL: "5m0s"},
+		{name: "a template of a dynamic secret", labels: map[string]string{"vault.type": "read", "vault.path": "database/creds/app", "vault.template": "{{.username}}:{{.password}}", "vault.wrap": "2m"},
+			wantValue: "v-app-:dyn-pw", wantTTL: "2m0s", tracked: true, lease: true},
+		{name: "a task token in a template", labels: map[string]string{"vault.type": "token", "vault.template": "VAULT_TOKEN={{.}}", "vault.wrap": "true"},
+			wantValue: "VAULT_TOKEN=task-token-", wantTTL: "5m0s", tracked: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			vault := newFakeVault(t)
+			tr := &fakeTracker{}
+			p, logs := newTestProvider(t, vault.URL, Options{Tracker: tr})
+			resp := p.GetSecret(context.Background(), taskRequest(tt.labels))
+			if resp.Err != "" || string(resp.Value) != "wrapping-token-1" || !resp.DoNotReuse {
+				t.Fatalf("Value %q Err %q", resp.Value, resp.Err)
+			}
+			if len(vault.wrapped) != 1 {
+				t.Fatalf("%d wrapped calls, want the one wrap of the selected value", len(vault.wrapped))
+			}
+			w := vault.wrapped[0]
+			data, _ := w.data["data"].(map[string]any)
+			value, _ := data["value"].(string)
+			if w.path != "sys/wrapping/wrap" || w.ttl != tt.wantTTL || w.token != pluginToken || !strings.HasPrefix(value, tt.wantValue) || len(data) != 1 {
+				t.Errorf("wrapped %v at %s with TTL %s as %s; want {value: %s...} at sys/wrapping/wrap with %s as the plugin", data, w.path, w.ttl, w.token, tt.wantValue, tt.wantTTL)
+			}
+			if tt.tracked && (len(tr.credentials) != 1 || tr.credentials[0].Accessor == "" || (tr.credentials[0].LeaseID != "") != tt.lease) || !tt.tracked && len(tr.credentials) != 0 {
+				t.Errorf("tracked %+v, want the credentials as read (lease %v)", tr.credentials, tt.lease)
+			}
+			if strings.Contains(logs.String(), "wrapping-token") || strings.Contains(logs.String(), "s3cr3t") || strings.Contains(logs.String(), "dyn-pw") {
+				t.Error("a value or a wrapping token is in the log")
+			}
+		})
+	}
+
+	// A plugin token that may not wrap fails the task with what to grant,
+	// and the task token behind the value is revoked.
+	vault := newFakeVault(t)
+	vault.wrapDenied = true
+	p, _ := newTestProvider(t, vault.URL, Options{})
+	resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.type": "token", "vault.format": "json", "vault.wrap": "true"}))
+	if want := "secret db_pw: the plugin's token may not wrap the value of a task token: grant it update on sys/wrapping/wrap (Vault's default policy does)"; resp.Err != want {
+		t.Errorf("Err %q\nwant %q", resp.Err, want)
+	}
+	if m := vault.mintedTokens(); len(m) != 1 || len(vault.revoked) != 1 {
+		t.Errorf("minted %d, revoked %v: the task token behind a value that failed must be revoked", len(m), vault.revoked)
+	}
+}
+
 func TestReadAndWrite(t *testing.T) {
 	tests := []struct {
 		name    string
