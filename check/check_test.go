@@ -387,7 +387,10 @@ secrets:
 	}
 	var out bytes.Buffer
 	Main([]string{"--stack", "st", file}, strings.NewReader(""), &out, &bytes.Buffer{})
-	if !strings.Contains(out.String(), "ok (a wrapping token made at sys/wrapping/wrap)") {
+	if r := find(t, rows, "legacy", "st_a"); len(r.SharesWith) != 1 || r.SharesWith[0] != "plain" {
+		t.Errorf("legacy shares a call with %v, want plain (the same path, read once)", r.SharesWith)
+	}
+	if !strings.Contains(out.String(), "ok (one Vault call with plain; a wrapping token made at sys/wrapping/wrap)") {
 		t.Errorf("the table does not say where the legacy secret's wrapping token is made:\n%s", out.String())
 	}
 }

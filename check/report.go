@@ -37,8 +37,8 @@ func write(w io.Writer, format string, rows []Row) error {
 		result := r.Status
 		if r.Problem != "" {
 			result += ": " + r.Problem
-		} else if r.WrapPath != "" {
-			result += " (a wrapping token made at " + r.WrapPath + ")"
+		} else if notes := notes(r); len(notes) > 0 {
+			result += " (" + strings.Join(notes, "; ") + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(r.File), r.Secret, dash(r.Service), dash(r.Type), dash(strings.Join(r.Policies, ",")), result)
 	}
@@ -55,4 +55,17 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// notes are what an ok row tells beyond ok: the secrets one Vault call
+// serves with it, and where its wrapping token is made.
+func notes(r Row) []string {
+	var n []string
+	if len(r.SharesWith) > 0 {
+		n = append(n, "one Vault call with "+strings.Join(r.SharesWith, ", "))
+	}
+	if r.WrapPath != "" {
+		n = append(n, "a wrapping token made at "+r.WrapPath)
+	}
+	return n
 }

@@ -34,9 +34,16 @@ type Row struct {
 	// up its wrapping token (sys/wrapping/lookup) before it unwraps, for a
 	// vault.wrap secret.
 	WrapPath string `json:"wrap_creation_path,omitempty"`
+	// SharesWith are the service's other secrets that a task gets from
+	// the same Vault call as this one (the same source and vault.group):
+	// one credential, one lease.
+	SharesWith []string `json:"shares_call_with,omitempty"`
+
 	// Problem is the plugin's own sentence for the task, or why the check
 	// could not tell.
 	Problem string `json:"problem,omitempty"`
+
+	source string // provider.Source, for SharesWith
 }
 
 // verifier asks Vault; *provider.Provider is one.
@@ -98,7 +105,29 @@ func run(ctx context.Context, st stack, opts provider.Options, v verifier) []Row
 			rows = append(rows, r)
 		}
 	}
+	sharedCalls(rows)
 	return rows
+}
+
+// sharedCalls tells each row which other secrets of its service a task
+// gets from the same Vault call.
+func sharedCalls(rows []Row) {
+	groups := map[[2]string][]int{}
+	for i, r := range rows {
+		if r.source != "" {
+			k := [2]string{r.Service, r.source}
+			groups[k] = append(groups[k], i)
+		}
+	}
+	for _, members := range groups {
+		for _, i := range members {
+			for _, j := range members {
+				if i != j {
+					rows[i].SharesWith = append(rows[i].SharesWith, rows[j].Secret)
+				}
+			}
+		}
+	}
 }
 
 // request is what the engine would send for a task of svc, with stand-ins
@@ -123,6 +152,9 @@ func request(s secret, svc service, set int) provider.Request {
 func result(r Row, plan provider.Plan, policies []string, name, tokenRole string, err error) Row {
 	r.Type, r.Path, r.Policies = string(plan.Type), plan.Path, policies
 	r.WrapPath = plan.WrapCreationPath(tokenRole)
+	if err == nil && policies != nil {
+		r.source, _ = provider.Source(plan, policies)
+	}
 	switch provider.OutcomeOf(err) {
 	case provider.OutcomeOK:
 		r.Status = StatusOK

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -200,6 +201,38 @@ func secretFileOnHost(dataRoot, container string) (string, error) {
 	return string(b), err
 }
 
+// secretFilesOnHost reads all of a container's secret files from the host.
+func secretFilesOnHost(t *testing.T, dataRoot, container string) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dataRoot, "containers", container+"*", "mounts", "secrets", "*"))
+	var out []string
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
+	if len(out) == 0 {
+		t.Fatalf("container %.12s has no secret files under %s", container, dataRoot)
+	}
+	return out
+}
+
+// leaseCount is the number of leases Vault holds under prefix.
+func leaseCount(t *testing.T, f *fixture, prefix string) int {
+	t.Helper()
+	s, err := f.root.Logical().List("sys/leases/lookup/" + prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s == nil {
+		return 0
+	}
+	keys, _ := s.Data["keys"].([]any)
+	return len(keys)
+}
+
 // dbUser reads a task's database URL from its secret file on the host,
 // gives its password to the leak check (f.issue), and returns its user.
 func (f *fixture) dbUser(t *testing.T, dataRoot, container string) string {
@@ -308,6 +341,53 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		}
 		if !strings.Contains(logSince(t, mark), "its credentials are revoked") {
 			t.Errorf("no revocation line in dockerd's log")
+		}
+	})
+
+	t.Run("two files, one credential: each task's user and password files hold one database user; two replicas, two users, two leases; dropped when the service is removed", func(t *testing.T) {
+		mount := f.dbFixture(t, time.Minute, time.Hour)
+		service := run + "-pgfiles"
+		user, password := run+"_pg_user", run+"_pg_password"
+		f.putPolicy(t, service, readRules(mount+"/creds/app"))
+		createDriverSecret(t, user, map[string]string{"vault.type": "read", "vault.path": mount + "/creds/app", "vault.field": "username"})
+		createDriverSecret(t, password, map[string]string{"vault.type": "read", "vault.path": mount + "/creds/app", "vault.field": "password"})
+		// As the official postgres image takes them: POSTGRES_USER_FILE,
+		// POSTGRES_PASSWORD_FILE.
+		docker(t, "service", "create", "--detach", "--name", service, "--network", "host", "--replicas", "2",
+			"--secret", "source="+user+",target=db_user", "--secret", "source="+password+",target=db_password",
+			pgImage, "-user-file", "/run/secrets/db_user", "-password-file", "/run/secrets/db_password", "-addr", pgAddr, "-every", "1s")
+		t.Cleanup(func() { tryDocker("service", "rm", service) })
+		users := map[string]bool{}
+		for _, c := range waitRunning(t, service, 2) {
+			f.issue(secretFilesOnHost(t, dataRoot, c)...)
+			var l pgLog
+			waitFor(t, "the task to log in with its two files", 30*time.Second, func() (bool, string) {
+				l = parsePgLog(docker(t, "logs", c))
+				return l.ok > 0, l.lastFail
+			})
+			if l.fail > 0 {
+				t.Errorf("task %.12s: %d logins failed (last: %s): its user and password are not one user's", c, l.fail, l.lastFail)
+			}
+			users[l.user] = true
+		}
+		if len(users) != 2 {
+			t.Errorf("two replicas logged in as %v, want a user each", users)
+		}
+		if n := leaseCount(t, f, mount+"/creds/app/"); n != 2 {
+			t.Errorf("Vault holds %d leases of %s for 2 tasks of two files each, want 2", n, mount)
+		}
+		if n := len(f.stateRecords(t)); n != 2 {
+			t.Errorf("STATE_PATH holds %d records for 2 tasks, want one each", n)
+		}
+
+		docker(t, "service", "rm", service)
+		names := slices.Collect(maps.Keys(users))
+		waitFor(t, "both database users to be dropped", 20*time.Second, func() (bool, string) {
+			n := pgRoles(t, names...)
+			return n == 0, fmt.Sprintf("%d roles", n)
+		})
+		if n := leaseCount(t, f, mount+"/creds/app/"); n != 0 {
+			t.Errorf("%d leases left after the service was removed", n)
 		}
 	})
 

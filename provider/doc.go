@@ -11,7 +11,9 @@
 //     Response.Err, and the one log entry per request outcome.
 //   - plan.go: the secret's labels to a Plan (pure parsing).
 //   - policy.go: POLICY_TEMPLATE to the task's policies.
-//   - reuse.go: a vault.reuse=true value still kept is given at once.
+//   - reuse.go: a vault.reuse=true value still kept is given at once;
+//     sources.go: so is the answer another secret of the task from the same
+//     source was served from (one credential for several files).
 //   - track.go: the re-fetch guard and the record of what was issued (the
 //     Tracker interface, implemented by package lifecycle).
 //   - token.go: minting task, read and vault.type=token tokens;

@@ -39,7 +39,7 @@ func (p *Provider) kvMount(ctx context.Context, client *api.Client, path string)
 
 // readKV reads a KV secret, KV v1 or v2 as the mount says, and returns the
 // secret's value: rendered, or with vault.wrap the read's own answer wrapped.
-func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan) ([]byte, error) {
+func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan, source string) ([]byte, error) {
 	m, err := p.kvMount(ctx, client, plan.Path)
 	if err != nil {
 		return nil, err
@@ -72,7 +72,11 @@ func (p *Provider) readKV(ctx context.Context, client *api.Client, plan Plan) ([
 		}
 		return nil, fmt.Errorf("%s of Vault path %s is deleted: undelete it (vault kv undelete) or set label %s to a live version", which, plan.Path, LabelVersion)
 	}
-	return p.finish(ctx, s.Data, plan)
+	value, err := p.finish(ctx, s.Data, plan)
+	if err == nil {
+		p.sources.keep(source, s.Data)
+	}
+	return value, err
 }
 
 // readKVWrapped reads a KV secret response-wrapped, as `vault kv get

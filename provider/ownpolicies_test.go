@@ -122,7 +122,8 @@ func TestThePluginsPoliciesAreAskedOncePerToken(t *testing.T) {
 		}
 	}
 	p.vault.SetToken("plugin-token-2")
-	if resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.type": "token"})); resp.Err != "" {
+	// Another group: the task's first token secret's answer is not reused.
+	if resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.type": "token", "vault.group": "2"})); resp.Err != "" {
 		t.Fatal(resp.Err)
 	}
 	vault.mu.Lock()

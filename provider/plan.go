@@ -30,6 +30,10 @@ const (
 	// services that use it, and credentials (vault.type=token, read,
 	// write) roll their task's service before they reach their max TTL.
 	LabelRotate = "vault.rotate"
+	// LabelGroup names a group of a task's secrets from one source: those
+	// that name the same source and group share one Vault call (one
+	// credential); another group gets its own.
+	LabelGroup = "vault.group"
 	// LabelTokenTTL and LabelTokenPolicies shape a vault.type=token secret.
 	LabelTokenTTL      = "vault.token.ttl"
 	LabelTokenPolicies = "vault.token.policies"
@@ -106,6 +110,9 @@ type Plan struct {
 	TokenPolicies []string
 	// Params are a TypeRead's query parameters or a TypeWrite's body.
 	Params map[string]string
+	// Group is vault.group: the task's secrets that name one source share
+	// its answer within a group ("" is the default group).
+	Group string
 }
 
 // where names the secret's source in errors: its Vault path, or what it mints.
@@ -142,6 +149,7 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 		p.parseWrap,
 		p.parseFormat,
 		p.parseVersionAndReuse,
+		p.parseGroup,
 	} {
 		if err := step(known); err != nil {
 			return Plan{}, err
@@ -322,6 +330,22 @@ func (p *Plan) parseFormat(known map[string]label) error {
 	return nil
 }
 
+// maxGroup bounds vault.group, a name and never a value.
+const maxGroup = 64
+
+// parseGroup reads vault.group: a short name of printable characters.
+func (p *Plan) parseGroup(known map[string]label) error {
+	l, ok := known[LabelGroup]
+	if !ok {
+		return nil
+	}
+	if l.value == "" || len(l.value) > maxGroup || strings.ContainsFunc(l.value, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("label %s=%s is not a group name: use up to %d letters, digits or punctuation, e.g. %s=second (%s)", showKey(l.key), quote(l.value), maxGroup, LabelGroup, p.where())
+	}
+	p.Group = l.value
+	return nil
+}
+
 // parseVersionAndReuse reads vault.version and vault.reuse.
 func (p *Plan) parseVersionAndReuse(known map[string]label) error {
 	if l, ok := known[LabelVersion]; ok {
@@ -352,7 +376,7 @@ func (p *Plan) parseVersionAndReuse(known map[string]label) error {
 
 // knownLabels are the vault.* labels besides vault.param.*, in the order
 // errors list them.
-var knownLabels = []string{LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelRotate, LabelTokenTTL, LabelTokenPolicies}
+var knownLabels = []string{LabelPath, LabelField, LabelFormat, LabelTemplate, LabelVersion, LabelType, LabelWrap, LabelReuse, LabelRotate, LabelGroup, LabelTokenTTL, LabelTokenPolicies}
 
 // nearest is the one name of names within two edits of s (vault.feild,
 // vault.paht), or "" when none or several are.

@@ -86,7 +86,7 @@ var parsePlanCases = []struct {
 	{
 		name:    "unknown vault label near none",
 		labels:  map[string]string{"vault.path": "secret/db", "vault.secret": "x"},
-		wantErr: "label vault.secret is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.rotate, vault.token.ttl, vault.token.policies, vault.param.<name>",
+		wantErr: "label vault.secret is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.rotate, vault.group, vault.token.ttl, vault.token.policies, vault.param.<name>",
 	},
 	{
 		name:    "alias and label disagree",
@@ -295,7 +295,7 @@ var parsePlanCases = []struct {
 	{
 		name:    "a newline in an unknown key",
 		labels:  map[string]string{"vault.path": "secret/db", "vault.x\nlevel=error": "1"},
-		wantErr: `label "vault.x\nlevel=error" is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.rotate, vault.token.ttl, vault.token.policies, vault.param.<name>`,
+		wantErr: `label "vault.x\nlevel=error" is not a swarmvault label: use vault.path, vault.field, vault.format, vault.template, vault.version, vault.type, vault.wrap, vault.reuse, vault.rotate, vault.group, vault.token.ttl, vault.token.policies, vault.param.<name>`,
 	},
 	{
 		name:    "two spellings of one parameter disagree",

@@ -155,6 +155,8 @@ type Provider struct {
 	// per policy set; taskReads one per task and policy set.
 	readTokens, taskReads *tokenCache
 	reused                *reuseCache
+	// sources keeps a task's source answers for its other secrets.
+	sources *sourceCache
 	// own caches the plugin token's own policies, which no minted token
 	// may carry.
 	own *ownPolicyCache
@@ -173,6 +175,7 @@ func New(client *api.Client, log logrus.FieldLogger, opts Options) *Provider {
 		taskReads:  newTokenCache(),
 		reused:     newReuseCache(opts.ReuseCacheTTL),
 		own:        newOwnPolicyCache(),
+		sources:    newSourceCache(ReadTokenTTL(opts.Timeout)),
 		log:        log,
 	}
 }
@@ -283,18 +286,24 @@ func (p *Provider) value(ctx context.Context, req Request, plan Plan, policies [
 	if err := p.admit(ctx, req, plan); err != nil {
 		return nil, err
 	}
+	// Another secret of the task from the same source was served a moment
+	// ago: this one selects from the same answer (sources.go).
+	source := sourceKey(req, plan, policies)
+	if data, ok := p.sources.answer(source); ok {
+		return p.finish(ctx, data, plan)
+	}
 	switch plan.Type {
 	case TypeToken:
-		return p.tokenValue(ctx, req, plan, policies)
+		return p.tokenValue(ctx, req, plan, policies, source)
 	case TypeRead, TypeWrite:
-		return p.logicalValue(ctx, req, plan, policies)
+		return p.logicalValue(ctx, req, plan, policies, source)
 	}
 	if plan.Reuse {
 		return p.reused.readThrough(ctx, req.SecretLabels, policies, p.opts.Timeout, func(ctx context.Context) ([]byte, error) {
-			return p.kvValue(ctx, req, plan, policies)
+			return p.kvValue(ctx, req, plan, policies, "")
 		})
 	}
-	return p.kvValue(ctx, req, plan, policies)
+	return p.kvValue(ctx, req, plan, policies, source)
 }
 
 func joinTypes(types []Type) string {
@@ -320,7 +329,7 @@ func logDelivered(entry *logrus.Entry, plan Plan, start time.Time) {
 // the other), or, for a vault.reuse=true secret, one shared by the
 // requests with the same policies: Swarm gives such a value to every task
 // of the node anyway, so a token per task would only cost a round trip.
-func (p *Provider) kvValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
+func (p *Provider) kvValue(ctx context.Context, req Request, plan Plan, policies []string, source string) ([]byte, error) {
 	// At most two tries: the second only when a kept token turned out to
 	// be dead (the plugin's token, its parent, was revoked or replaced).
 	for try := 0; ; try++ {
@@ -328,7 +337,7 @@ func (p *Provider) kvValue(ctx context.Context, req Request, plan Plan, policies
 		if err != nil {
 			return nil, err
 		}
-		value, err := p.readKV(ctx, client, plan)
+		value, err := p.readKV(ctx, client, plan, source)
 		if cached && errors.Is(err, errInvalidToken) {
 			p.dropReadClient(req, policies, plan.Reuse)
 			continue
@@ -418,7 +427,7 @@ func (p *Provider) taskTokenTTL(plan Plan) time.Duration {
 // vault.wrap, the token create's own answer wrapped. A token minted for a
 // value that then fails (or panics) is revoked, and only a delivered one is
 // told to the Tracker: nothing else would ever end it.
-func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, policies []string) ([]byte, error) {
+func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, policies []string, source string) ([]byte, error) {
 	var wrapTTL time.Duration
 	if plan.WrapsAtSource() {
 		wrapTTL = p.wrapTTL(plan)
@@ -442,10 +451,12 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 			p.revokeQuietly(issued.Accessor, "a task token whose secret could not be made")
 		}
 	}()
+	var data map[string]any
 	if plan.WrapsAtSource() {
 		value, err = wrapToken(s, plan.where())
 	} else {
-		value, err = p.finish(ctx, tokenData(s.Auth.ClientToken, s.Auth.Accessor, s.Auth.Policies, s.Auth.LeaseDuration), plan)
+		data = tokenData(s.Auth.ClientToken, s.Auth.Accessor, s.Auth.Policies, s.Auth.LeaseDuration)
+		value, err = p.finish(ctx, data, plan)
 	}
 	if err != nil {
 		return nil, err
@@ -454,6 +465,7 @@ func (p *Provider) tokenValue(ctx context.Context, req Request, plan Plan, polic
 		return nil, err
 	}
 	delivered = true
+	p.sources.keep(source, data)
 	return value, nil
 }
 
@@ -485,7 +497,7 @@ func (p *Provider) checkTokenRender(plan Plan, policies []string) error {
 // `vault write` with vault.param.* gives, read with a token of the task's.
 // That token is not revoked after the request: a dynamic secret's lease
 // ends with it. It is when the read fails, since nothing will use it.
-func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, policies []string) (value []byte, err error) {
+func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, policies []string, source string) (value []byte, err error) {
 	s, err := p.taskTokenFor(ctx, req, plan, policies, 0)
 	if err != nil {
 		return nil, err
@@ -537,6 +549,9 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 	}
 	if err := p.track(ctx, req, issued); err != nil {
 		return nil, err
+	}
+	if out != nil {
+		p.sources.keep(source, out.Data)
 	}
 	return value, nil
 }

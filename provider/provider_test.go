@@ -522,6 +522,7 @@ func TestMountVersionIsCached(t *testing.T) {
 	p, _ := newTestProvider(t, vault.URL, Options{})
 	now := time.Now()
 	p.mounts = vaultkv.NewCache(DefaultMountCacheTTL, func() time.Time { return now })
+	p.sources = newSourceCache(0) // each request reads
 	for range 3 {
 		if resp := p.GetSecret(context.Background(), request(map[string]string{"vault.path": "secret/app/db"})); resp.Err != "" {
 			t.Fatal(resp.Err)

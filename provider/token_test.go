@@ -446,13 +446,15 @@ func TestReuseSharesAReadTokenPerPolicySet(t *testing.T) {
 }
 
 // The engine asks for a task's secrets one after the other: one read token
-// reads them all (k secrets, k+1 Vault calls once the mount is known), and
-// no other task ever uses it.
+// reads them all (k secrets of k sources, k+1 Vault calls once the mount is
+// known), and no other task ever uses it. (Each secret here is a source of
+// its own by its vault.group; sources_test.go has the secrets that share
+// one.)
 func TestTaskSecretsShareOneReadToken(t *testing.T) {
 	vault := newFakeVault(t)
 	p, _ := newTestProvider(t, vault.URL, Options{})
-	for _, field := range []string{"username", "password", "username", "password", "username"} {
-		if resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": field})); resp.Err != "" {
+	for i, field := range []string{"username", "password", "username", "password", "username"} {
+		if resp := p.GetSecret(context.Background(), taskRequest(map[string]string{"vault.path": "secret/app/db", "vault.field": field, "vault.group": fmt.Sprint(i)})); resp.Err != "" {
 			t.Fatal(resp.Err)
 		}
 	}
@@ -471,6 +473,7 @@ func TestTaskSecretsShareOneReadToken(t *testing.T) {
 	// Kept for half the granted TTL only.
 	now := time.Now()
 	p.taskReads.now = func() time.Time { return now.Add(p.opts.ReadTokenTTL) }
+	p.sources.now = p.taskReads.now
 	if resp := p.GetSecret(context.Background(), second); resp.Err != "" {
 		t.Fatal(resp.Err)
 	}

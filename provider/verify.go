@@ -49,7 +49,7 @@ func (p *Provider) Verify(ctx context.Context, req Request) (Plan, []string, err
 	default:
 		unwrapped := plan
 		unwrapped.Wrap = false
-		_, err := p.kvValue(ctx, req, unwrapped, policies)
+		_, err := p.kvValue(ctx, req, unwrapped, policies, "")
 		return plan, policies, err
 	}
 }
