@@ -222,6 +222,7 @@ func leaderSide(ctx context.Context, cfg settings.Config, engine *swarm.Engine, 
 		creds := lifecycle.NewVaultCredentials(client)
 		loop := lifecycle.NewLoop(tracker, engine, creds, rollouts, log)
 		loop.Interval, loop.Timeout, loop.Ready, loop.Observer = cfg.LifecycleInterval, cfg.Timeout, creds.Ready, m
+		loop.RotateAt = cfg.RotateAt
 		terms = append(terms, loop)
 		checked.Add(1)
 		go func() { defer checked.Done(); loop.CheckStore(ctx) }()

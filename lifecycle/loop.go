@@ -27,6 +27,12 @@ const DefaultInterval = 30 * time.Second
 // Vault.
 const DefaultWorkers = 8
 
+// DefaultRotateAt is ROTATE_AT's default: a certificate's service is
+// rolled once about two thirds of its lifetime have passed, leaving a
+// third for a rollout that has to wait (an update under way, a leader
+// change).
+const DefaultRotateAt = 0.67
+
 // TaskLister lists the swarm's tasks; *swarm.Engine implements it.
 type TaskLister interface {
 	Tasks(ctx context.Context) (map[string]swarm.TaskState, error)
@@ -46,6 +52,9 @@ type Loop struct {
 	// call; Workers bounds the Vault calls made at once.
 	Interval, Timeout time.Duration
 	Workers           int
+	// RotateAt is ROTATE_AT: the share of a certificate's lifetime after
+	// which the leader rolls its vault.rotate service (or warns).
+	RotateAt float64
 	// Ready, when set, tells whether the plugin has a Vault token yet: no
 	// round runs before.
 	Ready func() bool
@@ -59,7 +68,7 @@ type Loop struct {
 // whose vault.rotate credentials end.
 func NewLoop(tracker *Tracker, tasks TaskLister, vault Credentials, rollouts *Rollouts, log logrus.FieldLogger) *Loop {
 	return &Loop{tracker: tracker, tasks: tasks, vault: vault, rollouts: rollouts, log: log.WithField("component", "lifecycle"), now: time.Now,
-		Interval: DefaultInterval, Timeout: 10 * time.Second, Workers: DefaultWorkers}
+		Interval: DefaultInterval, Timeout: 10 * time.Second, Workers: DefaultWorkers, RotateAt: DefaultRotateAt}
 }
 
 // Run runs rounds, the first at once, until ctx (the term's) ends. A failed
@@ -317,17 +326,21 @@ func (l *Loop) rollEnding(ctx context.Context, all []*tracked, tasks map[string]
 			// rollout that stops it may be settled before it has.
 			continue
 		}
-		end, ok := h.ending(now, l.due)
+		end, ok := h.ending(now, l.due, l.RotateAt)
 		if !ok {
 			continue
 		}
 		if !h.Rotate {
 			// A capped token or lease was warned of as its renewal
 			// found it; a lease Vault does not renew is warned of here.
-			if h.LeaseID != "" && !h.LeaseRenewable && !h.leaseWarned {
+			entry := l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName})
+			switch {
+			case h.LeaseID != "" && !h.LeaseRenewable && !h.leaseWarned:
 				h.leaseWarned = true
-				l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName}).
-					Warnf("the task's lease ends at %s and Vault does not renew it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", end.UTC().Format(time.RFC3339), h.ServiceName)
+				entry.Warnf("the task's lease ends at %s and Vault does not renew it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", end.UTC().Format(time.RFC3339), h.ServiceName)
+			case !h.Expires.IsZero() && !h.expiryWarned && !end.Before(h.Expires):
+				h.expiryWarned = true
+				entry.Warnf("the task's certificate expires at %s and cannot be renewed: docker service update --force %s gives the service's tasks new ones (label vault.rotate=true does it in time)", h.Expires.UTC().Format(time.RFC3339), h.ServiceName)
 			}
 			continue
 		}

@@ -506,3 +506,51 @@ func TestARoundStopsWhenVaultHangs(t *testing.T) {
 		t.Errorf("%d calls to a Vault that hangs, want at most 4 (2 at once, stopping after 2 timeouts)", n)
 	}
 }
+
+// forcerFunc is a Forcer.
+type forcerFunc func(ctx context.Context, serviceID string) error
+
+func (f forcerFunc) ForceUpdate(ctx context.Context, serviceID string) error {
+	return f(ctx, serviceID)
+}
+
+// A certificate has no lease to renew: once ROTATE_AT of its lifetime has
+// passed, the leader rolls its vault.rotate service, once, and warns once,
+// naming the service, for one without vault.rotate.
+func TestACertificateRollsItsServiceBeforeItExpires(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	var logs bytes.Buffer
+	log := logrus.New()
+	log.SetOutput(&logs)
+	var forced []string
+	loop := NewLoop(NewTracker(nil, nil, log), nil, nil, NewRollouts(forcerFunc(func(_ context.Context, id string) error {
+		forced = append(forced, id)
+		return nil
+	}), log), log)
+	loop.now = func() time.Time { return now }
+	issued := now.Add(-11 * time.Minute)
+	cert := func(task, service string, rotate bool) *tracked {
+		return &tracked{verified: true, tokenUntil: now.Add(time.Hour), Record: Record{TaskID: task, Secret: "tls_cert", ServiceID: "id-" + service, ServiceName: service, Issued: issued,
+			Credentials: provider.Credentials{Accessor: "acc-" + task, TokenTTL: time.Hour, Expires: issued.Add(15 * time.Minute), Rotate: rotate}}}
+	}
+	all := []*tracked{cert("t1", "web", true), cert("t2", "web", true), cert("t3", "plain", false)}
+	running := map[string]swarm.TaskState{}
+	for _, h := range all {
+		running[h.TaskID] = swarm.TaskState{State: swarmtypes.TaskStateRunning, Desired: swarmtypes.TaskStateRunning}
+	}
+	loop.RotateAt = 0.75 // not yet: 11 of 15 minutes
+	loop.rollEnding(context.Background(), all, running)
+	if len(forced) != 0 || strings.Contains(logs.String(), "expires") {
+		t.Fatalf("before ROTATE_AT: forced %v, log:\n%s", forced, logs.String())
+	}
+	loop.RotateAt = DefaultRotateAt
+	for range 2 {
+		loop.rollEnding(context.Background(), all, running)
+	}
+	if len(forced) != 1 || forced[0] != "id-web" {
+		t.Errorf("forced %v, want service web once", forced)
+	}
+	if n := strings.Count(logs.String(), "the task's certificate expires at 2026-12-01T12:04:00Z and cannot be renewed: docker service update --force plain"); n != 1 {
+		t.Errorf("%d warnings for service plain, want 1:\n%s", n, logs.String())
+	}
+}

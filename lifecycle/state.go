@@ -48,7 +48,16 @@ func (r Record) data() map[string]any {
 		"lease_renewable": r.LeaseRenewable,
 		"rotate":          r.Rotate,
 		"issued":          r.Issued.UTC().Format(time.RFC3339),
+		"expires":         unixOrZero(r.Expires),
 	}
+}
+
+// unixOrZero is t in Unix seconds, 0 for the zero time.
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }
 
 func recordFrom(d map[string]any) (Record, error) {
@@ -75,6 +84,9 @@ func recordFrom(d map[string]any) (Record, error) {
 	r.LeaseRenewable, _ = d["lease_renewable"].(bool)
 	r.Rotate, _ = d["rotate"].(bool)
 	r.Issued, _ = time.Parse(time.RFC3339, str("issued"))
+	if exp := secs("expires"); exp > 0 {
+		r.Expires = time.Unix(int64(exp/time.Second), 0).UTC()
+	}
 	if r.TaskID == "" || r.Secret == "" || r.Accessor == "" {
 		return Record{}, errNotRecord
 	}

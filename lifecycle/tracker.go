@@ -100,6 +100,8 @@ type tracked struct {
 	// again would change nothing; warned: that end was logged.
 	tokenCapped, leaseCapped bool
 	tokenWarned, leaseWarned bool
+	// expiryWarned: a certificate's expiration was logged.
+	expiryWarned bool
 	// rolled: the task's service was rolled for these credentials
 	// (vault.rotate), so that its other rounds do not roll it again.
 	rolled bool
@@ -107,8 +109,9 @@ type tracked struct {
 
 // ending tells when the credentials end for good, if that is in sight: a
 // token or lease that renewals no longer extend, or a lease Vault does not
-// renew, within the margin the Loop renews in.
-func (h *tracked) ending(now time.Time, margin func(until time.Time, ttl time.Duration) bool) (end time.Time, ok bool) {
+// renew, within the margin the Loop renews in; or an expiration nothing
+// renews (a certificate's) once rotateAt of its lifetime has passed.
+func (h *tracked) ending(now time.Time, margin func(until time.Time, ttl time.Duration) bool, rotateAt float64) (end time.Time, ok bool) {
 	take := func(t time.Time) {
 		if t.IsZero() {
 			t = now // a lease Vault no longer knows
@@ -130,6 +133,12 @@ func (h *tracked) ending(now time.Time, margin func(until time.Time, ttl time.Du
 		}
 		if margin(until, h.LeaseTTL) {
 			take(until)
+		}
+	}
+	if !h.Expires.IsZero() {
+		life := h.Expires.Sub(h.Issued)
+		if !now.Before(h.Issued.Add(time.Duration(float64(life) * rotateAt))) {
+			take(h.Expires)
 		}
 	}
 	return end, ok

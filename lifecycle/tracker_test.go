@@ -3,7 +3,9 @@ package lifecycle
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +91,8 @@ func TestAdmitWithoutAStore(t *testing.T) {
 }
 
 // The end rotation rolls for: the first of a capped token, a capped lease,
-// and a lease Vault does not renew once within the renewal margin.
+// a lease Vault does not renew once within the renewal margin, and a
+// certificate's expiration once ROTATE_AT of its lifetime has passed.
 func TestHeldEnding(t *testing.T) {
 	now := time.Now()
 	loop := &Loop{Interval: 30 * time.Second, now: func() time.Time { return now }}
@@ -97,17 +100,23 @@ func TestHeldEnding(t *testing.T) {
 		return &tracked{Record: Record{Issued: issued, Credentials: provider.Credentials{LeaseID: "database/creds/app/x", LeaseTTL: 10 * time.Minute, LeaseRenewable: renewable}}}
 	}
 	capped := &tracked{tokenUntil: now.Add(time.Minute), tokenCapped: true, leaseUntil: now.Add(40 * time.Second), leaseCapped: true}
+	cert := func(issued time.Time) *tracked {
+		return &tracked{tokenUntil: now.Add(time.Hour), Record: Record{Issued: issued, Credentials: provider.Credentials{Expires: issued.Add(30 * time.Minute)}}}
+	}
 	for name, c := range map[string]struct {
 		h    *tracked
 		want time.Time
 	}{
-		"renewing":                           {h: &tracked{tokenUntil: now.Add(time.Minute)}},
-		"token and lease capped: the first":  {h: capped, want: now.Add(40 * time.Second)},
-		"renewable lease":                    {h: lease(true, now.Add(-9*time.Minute))},
-		"a lease not renewed, ends later":    {h: lease(false, now)},
-		"a lease not renewed, within margin": {h: lease(false, now.Add(-9*time.Minute)), want: now.Add(time.Minute)},
+		"renewing":                              {h: &tracked{tokenUntil: now.Add(time.Minute)}},
+		"token and lease capped: the first":     {h: capped, want: now.Add(40 * time.Second)},
+		"renewable lease":                       {h: lease(true, now.Add(-9*time.Minute))},
+		"a lease not renewed, ends later":       {h: lease(false, now)},
+		"a lease not renewed, within margin":    {h: lease(false, now.Add(-9*time.Minute)), want: now.Add(time.Minute)},
+		"a certificate before 67% of its life":  {h: cert(now.Add(-20 * time.Minute))},
+		"a certificate past 67% of its life":    {h: cert(now.Add(-21 * time.Minute)), want: now.Add(9 * time.Minute)},
+		"another leader's certificate, expired": {h: cert(now.Add(-time.Hour)), want: now.Add(-30 * time.Minute)},
 	} {
-		end, ok := c.h.ending(now, loop.due)
+		end, ok := c.h.ending(now, loop.due, DefaultRotateAt)
 		if ok != !c.want.IsZero() || !end.Equal(c.want) {
 			t.Errorf("%s: ending %v %v, want %v", name, end, ok, c.want)
 		}
@@ -116,3 +125,29 @@ func TestHeldEnding(t *testing.T) {
 
 // direct runs a call as it is, for tests that load a Tracker by hand.
 func direct(ctx context.Context, f func(context.Context) error) error { return f(ctx) }
+
+// A record says all the next leader needs, a certificate's expiration
+// included, as Vault's KV gives it back (numbers as json.Number).
+func TestARecordRoundTrips(t *testing.T) {
+	r := Record{TaskID: "t1", Secret: "tls_cert", ServiceID: "svc", ServiceName: "web", Issued: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC),
+		Credentials: provider.Credentials{Accessor: "acc", TokenTTL: time.Hour, LeaseID: "pki/issue/web/x", LeaseTTL: time.Minute, LeaseRenewable: true,
+			Expires: time.Date(2026, 12, 1, 12, 30, 0, 0, time.UTC), Rotate: true}}
+	b, err := json.Marshal(r.data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var d map[string]any
+	if err := dec.Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	got, err := recordFrom(d)
+	if err != nil || !reflect.DeepEqual(got, r) {
+		t.Errorf("got %+v, %v\nwant %+v", got, err, r)
+	}
+	r.Expires = time.Time{}
+	if got, _ := recordFrom(r.data()); !got.Expires.IsZero() {
+		t.Errorf("no expiration read back as %v", got.Expires)
+	}
+}

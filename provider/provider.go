@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -538,10 +539,11 @@ func (p *Provider) logicalValue(ctx context.Context, req Request, plan Plan, pol
 		return nil, fmt.Errorf("Vault gives no data at path %s (%s=%s): check label %s", plan.Path, LabelType, plan.Type, LabelPath)
 	} else {
 		issued.LeaseID, issued.LeaseTTL, issued.LeaseRenewable = out.LeaseID, time.Duration(out.LeaseDuration)*time.Second, out.Renewable
-		// Without a lease the token's end changes nothing for the task:
-		// a vault.rotate read of a static value rolls when the value
-		// changes (the rotator's hash), not when the token ends.
-		issued.Rotate = plan.Rotate && out.LeaseID != ""
+		issued.Expires = expiration(out.Data)
+		// Without a lease or an expiration the token's end changes nothing
+		// for the task: a vault.rotate read of a static value rolls when
+		// the value changes (the rotator's hash), not when the token ends.
+		issued.Rotate = plan.Rotate && (out.LeaseID != "" || !issued.Expires.IsZero())
 		value, err = p.finish(ctx, out.Data, plan)
 	}
 	if err != nil {
@@ -572,4 +574,20 @@ func (p *Provider) fail(entry *logrus.Entry, req Request, err error) secrets.Res
 		entry.Error(msg)
 	}
 	return secrets.Response{Err: msg, DoNotReuse: true}
+}
+
+// expiration is the expiration a pki/issue or pki/sign answer gives
+// (Unix seconds), or zero.
+func expiration(data map[string]any) time.Time {
+	var secs int64
+	switch v := data["expiration"].(type) {
+	case json.Number:
+		secs, _ = v.Int64()
+	case float64:
+		secs = int64(v)
+	}
+	if secs <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(secs, 0)
 }

@@ -44,10 +44,16 @@ type Credentials struct {
 	// lets it be renewed.
 	LeaseTTL       time.Duration
 	LeaseRenewable bool
+	// Expires is when what was issued stops being good whatever anyone
+	// renews: a certificate's expiration (pki/issue answers it, with no
+	// lease unless the role sets generate_lease). Zero when the answer
+	// names none.
+	Expires time.Time
 	// Rotate: the secret asked for vault.rotate, so the leader rolls the
-	// task's service before the token or lease reaches its max TTL,
-	// rather than warn that it will. Not set for a read that gave no
-	// lease: its token's end changes nothing for the task.
+	// task's service before the token or lease reaches its max TTL, or a
+	// certificate its expiration, rather than warn that it will. Not set
+	// for a read that gave neither a lease nor an expiration: its token's
+	// end changes nothing for the task.
 	Rotate bool
 }
 

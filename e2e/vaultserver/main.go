@@ -7,8 +7,9 @@
 // optional fixed root token ID. The root token is written to -token-file once
 // the HTTP listener is serving, so a script can poll for that file.
 //
-// Compiled-in backends: secrets kv (v1 and v2) and database (with the
-// postgresql-database-plugin), auth approle, userpass and cert, audit file.
+// Compiled-in backends: secrets kv (v1 and v2), database (with the
+// postgresql-database-plugin) and pki, auth approle, userpass and cert,
+// audit file.
 package main
 
 import (
@@ -32,6 +33,7 @@ import (
 	credCert "github.com/hashicorp/vault/builtin/credential/cert"
 	credUserpass "github.com/hashicorp/vault/builtin/credential/userpass"
 	logicalDb "github.com/hashicorp/vault/builtin/logical/database"
+	logicalPki "github.com/hashicorp/vault/builtin/logical/pki"
 	"github.com/hashicorp/vault/helper/namespace"
 	vaulthttp "github.com/hashicorp/vault/http"
 	"github.com/hashicorp/vault/internalshared/configutil"
@@ -158,6 +160,7 @@ func run(logger hclog.InterceptLogger, addr, tokenFile, rootID string, mountKV b
 		secrets: map[string]logical.Factory{
 			"kv":       kv.Factory,
 			"database": logicalDb.Factory,
+			"pki":      logicalPki.Factory,
 		},
 		database: map[string]func() (interface{}, error){
 			"postgresql-database-plugin": dbPostgres.New,

@@ -57,6 +57,8 @@ type Config struct {
 	// LifecycleInterval and RotationInterval are LIFECYCLE_INTERVAL and
 	// ROTATION_INTERVAL.
 	LifecycleInterval, RotationInterval time.Duration
+	// RotateAt is ROTATE_AT, a share of a certificate's lifetime (0 to 1).
+	RotateAt float64
 	// MetricsAddr is METRICS_ADDR; empty serves no metrics.
 	MetricsAddr string
 	// LogLevel and LogFormat are LOG_LEVEL and LOG_FORMAT.

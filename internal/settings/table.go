@@ -3,6 +3,7 @@ package settings
 import (
 	"crypto/x509"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/sirupsen/logrus"
 
+	"github.com/swarmvault/swarmvault/lifecycle"
 	"github.com/swarmvault/swarmvault/provider"
 )
 
@@ -155,6 +157,16 @@ var Table = []Setting{
 	{Name: "ROTATION_INTERVAL", Default: defaultRotation,
 		Help:  "rotation: how often the leader checks the `vault.rotate=true` KV secrets for a new value in Vault and rolls the services that hold an old one (needs the `docker-socket` mount; credentials are checked every `LIFECYCLE_INTERVAL`); at least `1s`",
 		parse: positiveDuration(func(c *Config) *time.Duration { return &c.RotationInterval }, time.Second)},
+	{Name: "ROTATE_AT", Default: percent(lifecycle.DefaultRotateAt),
+		Help: "for credentials with an expiration nothing renews (certificates: `pki/issue` answers one, with no lease): the share of their lifetime after which the leader rolls the service of a `vault.rotate=true` secret, or warns, naming the service, for one without; between `1%` and `99%`",
+		parse: func(s Setting, v string, c *Config) error {
+			n, err := strconv.Atoi(strings.TrimSuffix(v, "%"))
+			if err != nil || !strings.HasSuffix(v, "%") || n < 1 || n > 99 {
+				return fmt.Errorf("%s=%s is not a share of a lifetime: use e.g. %s", s.Name, v, s.Default)
+			}
+			c.RotateAt = float64(n) / 100
+			return nil
+		}},
 	{Name: "METRICS_ADDR", WhenUnset: "— (off)",
 		Help: "`host:port` to serve Prometheus `/metrics`, `/healthz` and `/readyz` on (see \"Metrics and health\"), e.g. `127.0.0.1:9650`; the plugin shares the host's network, so an address that is not loopback exposes them to whoever reaches it, and warns at every start",
 		parse: func(s Setting, v string, c *Config) error {
@@ -268,3 +280,6 @@ func isLoopback(host string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// percent writes a share as ROTATE_AT takes it: 0.67 is 67%.
+func percent(share float64) string { return strconv.Itoa(int(math.Round(share*100))) + "%" }

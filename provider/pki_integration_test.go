@@ -1,0 +1,95 @@
+//go:build integration
+
+package provider
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"testing"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// A TLS server takes its certificate, key and CA as three files: three
+// secrets of one task naming one pki/issue are one certificate, issued
+// once by Vault's real PKI engine. The key matches the certificate, and
+// the certificate verifies against the delivered CA.
+func TestIntegrationCertificateKeyAndCAFromOneIssue(t *testing.T) {
+	f := newTokenFixture(t)
+	ctx := context.Background()
+	mount := "it-pki-" + f.kv2
+	if err := f.root.Sys().MountWithContext(ctx, mount, &api.MountInput{Type: "pki", Config: api.MountConfigInput{MaxLeaseTTL: "1h"}}); err != nil {
+		t.Fatalf("mounting Vault's PKI engine (compiled into e2e/vaultserver): %v", err)
+	}
+	t.Cleanup(func() { f.root.Sys().Unmount(mount) })
+	if _, err := f.root.Logical().WriteWithContext(ctx, mount+"/root/generate/internal", map[string]any{"common_name": "swarmvault test CA", "ttl": "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.root.Logical().WriteWithContext(ctx, mount+"/roles/web", map[string]any{"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "10m"}); err != nil {
+		t.Fatal(err)
+	}
+	app, err := f.root.Sys().GetPolicyWithContext(ctx, f.role+"-app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.root.Sys().PutPolicyWithContext(ctx, f.role+"-app", app+fmt.Sprintf("\npath %q { capabilities = [\"update\"] }", mount+"/issue/web")); err != nil {
+		t.Fatal(err)
+	}
+	serials := func() int {
+		s, err := f.root.Logical().ListWithContext(ctx, mount+"/certs")
+		if err != nil || s == nil {
+			t.Fatalf("listing the issued certificates: %v", err)
+		}
+		keys, _ := s.Data["keys"].([]any)
+		return len(keys)
+	}
+	before := serials()
+
+	p := f.provider(t, Options{})
+	file := map[string][]byte{}
+	for _, field := range []string{"certificate", "private_key", "issuing_ca"} {
+		req := taskRequest(map[string]string{"vault.type": "write", "vault.path": mount + "/issue/web",
+			"vault.param.common_name": "web.example.com", "vault.param.ttl": "5m", "vault.field": field})
+		req.SecretName = "tls_" + field
+		resp := p.GetSecret(ctx, req)
+		if resp.Err != "" {
+			t.Fatalf("%s: %s", field, resp.Err)
+		}
+		file[field] = resp.Value
+	}
+	if n := serials() - before; n != 1 {
+		t.Errorf("Vault issued %d certificates for one task's three files, want 1", n)
+	}
+	pair, err := tls.X509KeyPair(file["certificate"], file["private_key"])
+	if err != nil {
+		t.Fatalf("the key is not the certificate's: %v", err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(file["issuing_ca"])
+	if block == nil {
+		t.Fatal("issuing_ca holds no PEM")
+	}
+	ca, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: "web.example.com"}); err != nil {
+		t.Errorf("the certificate does not verify against the delivered CA: %v", err)
+	}
+
+	// Another task: another certificate.
+	req := taskRequest(map[string]string{"vault.type": "write", "vault.path": mount + "/issue/web",
+		"vault.param.common_name": "web.example.com", "vault.param.ttl": "5m", "vault.field": "certificate"})
+	req.TaskID = "t2"
+	if resp := p.GetSecret(ctx, req); resp.Err != "" || string(resp.Value) == string(file["certificate"]) {
+		t.Errorf("task t2: %q, want a certificate of its own", resp.Err)
+	}
+}
