@@ -176,16 +176,23 @@ bench-failover: vault-dev docker postgres
 		rc=$$?; [ -n "$(CLUSTER_KEEP)" ] || e2e/cluster.sh down; exit $$rc
 
 # The task lifecycle's costs (per task start, per round) against the dev
-# Vault, and a churn of CHURN_LIFETIMES task lifetimes with a token secret
-# on the one-node swarm: none of their tokens may be left in Vault.
+# Vault, a churn of CHURN_LIFETIMES task lifetimes with a token secret on
+# the one-node swarm (none of their tokens may be left in Vault), and a
+# crash loop.
 CHURN_LIFETIMES ?= 1000
 CHURN_REPLICAS  ?= 10
+# A crash-looping service with a token and a database secret, measured for
+# CRASHLOOP_SECONDS (make test runs 40).
+CRASHLOOP_SECONDS ?= 600
 bench-lifecycle: plugin vault-dev
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token \
 		$(GO) test -count=1 -tags integration -run '^$$' -bench . -benchtime 3s ./lifecycle/
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token PLUGIN=$(PLUGIN) \
 		CHURN_LIFETIMES=$(CHURN_LIFETIMES) CHURN_REPLICAS=$(CHURN_REPLICAS) \
 		$(GO) test -count=1 -tags e2e -timeout 90m -v -run 'TestSwarm/task_lifecycle/token_churn' ./e2e/
+	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token PLUGIN=$(PLUGIN) \
+		CRASHLOOP_SECONDS=$(CRASHLOOP_SECONDS) \
+		$(GO) test -count=1 -tags e2e -timeout 60m -v -run 'TestSwarm/task_lifecycle/a_crash_loop' ./e2e/
 
 clean:
 	rm -rf bin

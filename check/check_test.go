@@ -394,3 +394,66 @@ secrets:
 		t.Errorf("the table does not say where the legacy secret's wrapping token is made:\n%s", out.String())
 	}
 }
+
+// A templated config's {{ secret "x" }} takes the target name of a secret
+// attached to the same service: the seed's own example (a secret named
+// vault_token, a template asking for "password") would fail its task, and
+// the check says so before the deploy.
+func TestTemplatedConfigsNameAttachedSecrets(t *testing.T) {
+	clearPluginEnv(t)
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("config.yml.tmpl", "vault_addr: https://vault.example.com:8200\nvault_token: {{ secret \"password\" }}\n")
+	write("good.yml.tmpl", "token: {{ secret \"token\" }}\nother: {{- secret \"vault_token\" -}}\n")
+	stack := write("stack.yml", `version: "3.8"
+services:
+  app:
+    image: busybox
+    configs:
+      - source: config.yml
+        target: /etc/app/config.yml
+    secrets:
+      - vault_token
+  good:
+    image: busybox
+    configs: [good.yml]
+    secrets:
+      - source: vault_token
+        target: token
+      - vault_token
+configs:
+  config.yml:
+    template_driver: golang
+    file: config.yml.tmpl
+  good.yml:
+    template_driver: golang
+    file: good.yml.tmpl
+secrets:
+  vault_token:
+    name: vault_token
+    driver: vault
+    labels:
+      dk.almbrand.docker.plugin.secretprovider.vault.type: "vault_token"
+      dk.almbrand.docker.plugin.secretprovider.vault.wrap: "true"
+`)
+	code, rows, stderr := runCheck(t, "--stack", "st", stack)
+	if code != ExitProblem {
+		t.Fatalf("exit %d: %s %+v", code, stderr, rows)
+	}
+	var problems []Row
+	for _, r := range rows {
+		if r.Status == StatusProblem {
+			problems = append(problems, r)
+		}
+	}
+	want := `config config.yml embeds {{ secret "password" }}, but no secret of service st_app has the target password: {{ secret }} takes the target name of a secret attached to the same service (its secrets' targets: vault_token)`
+	if len(problems) != 1 || problems[0].Service != "st_app" || problems[0].Problem != want {
+		t.Errorf("problems %+v\nwant one: %s", problems, want)
+	}
+}

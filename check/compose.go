@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -26,6 +28,15 @@ type stack struct {
 	// undefined are the services' references to secrets no file defines,
 	// which docker stack deploy refuses.
 	undefined []use
+	// unattached are the {{ secret "x" }} of templated configs whose x is
+	// no target of a secret attached to the service.
+	unattached []embed
+}
+
+// embed is a {{ secret "target" }} in a templated config a service uses.
+type embed struct {
+	file, service, config, target string
+	targets                       []string // of the secrets the service has
 }
 
 // secret is one driver secret of the compose files.
@@ -108,6 +119,7 @@ func loadStack(files []string, stdin io.Reader, env map[string]string, namespace
 			labels: withStackLabel(svc.Deploy.Labels, namespace),
 			global: svc.Deploy.Mode == "global",
 		}
+		st.unattached = append(st.unattached, unattachedSecrets(cfg, svc, user.name)...)
 		for _, ref := range svc.Secrets {
 			if _, ok := cfg.Secrets[ref.Source]; !ok {
 				st.undefined = append(st.undefined, use{file: definedIn(details.ConfigFiles, "services", svc.Name), service: user.name, secret: ref.Source})
@@ -128,6 +140,43 @@ func loadStack(files []string, stdin io.Reader, env map[string]string, namespace
 	}
 	st.secrets = kept
 	return st, nil
+}
+
+// secretCall is a {{ secret "x" }} of a Go template, as Swarm's template
+// driver renders it (swarmkit's template package): x is the target name
+// of a secret attached to the same service.
+var secretCall = regexp.MustCompile(`\{\{-?\s*secret\s+"([^"]*)"\s*-?\}\}`)
+
+// unattachedSecrets finds the {{ secret "x" }} of the service's templated
+// configs (template_driver: golang) whose x is no target of its secrets: the
+// task fails to start, with an error that names neither the config nor
+// the plugin.
+func unattachedSecrets(cfg *composetypes.Config, svc composetypes.ServiceConfig, service string) []embed {
+	var targets []string
+	for _, ref := range svc.Secrets {
+		target := ref.Target
+		if target == "" {
+			target = ref.Source // docker stack deploy's default
+		}
+		targets = append(targets, target)
+	}
+	var out []embed
+	for _, ref := range svc.Configs {
+		c, ok := cfg.Configs[ref.Source]
+		if !ok || c.TemplateDriver != "golang" || c.File == "" {
+			continue
+		}
+		text, err := os.ReadFile(c.File)
+		if err != nil {
+			continue // docker stack deploy says so itself
+		}
+		for _, m := range secretCall.FindAllStringSubmatch(string(text), -1) {
+			if !slices.Contains(targets, m[1]) {
+				out = append(out, embed{file: c.File, service: service, config: ref.Source, target: m[1], targets: targets})
+			}
+		}
+	}
+	return out
 }
 
 func withStackLabel(labels map[string]string, namespace string) map[string]string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
@@ -68,6 +69,13 @@ func run(ctx context.Context, st stack, opts provider.Options, v verifier) []Row
 	for _, u := range st.undefined {
 		rows = append(rows, Row{File: u.file, Secret: u.secret, Service: u.service, Status: StatusProblem,
 			Problem: fmt.Sprintf("service %s uses secret %s, which no secrets: entry of the compose files defines: docker stack deploy refuses it", u.service, u.secret)})
+	}
+	for _, e := range st.unattached {
+		problem := fmt.Sprintf("config %s embeds {{ secret %q }}, but no secret of service %s has the target %s: {{ secret }} takes the target name of a secret attached to the same service", e.config, e.target, e.service, e.target)
+		if len(e.targets) > 0 {
+			problem += " (its secrets' targets: " + strings.Join(e.targets, ", ") + ")"
+		}
+		rows = append(rows, Row{File: e.file, Secret: e.target, Service: e.service, Status: StatusProblem, Problem: problem})
 	}
 	for _, s := range st.secrets {
 		base := Row{File: s.file, Secret: s.key, Name: s.name}

@@ -328,6 +328,55 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("templated configs on every engine: the README's example, one task a node, each config with its own wrapping token", func(t *testing.T) {
+		stack := run + "tmpl"
+		f.servicePolicy(t, stack+"_app", "secret/data/"+run+"/*")
+		l := leader(t)
+		env := append(os.Environ(), "SWARMVAULT_DRIVER="+clusterAlias, "SWARMVAULT_APP_IMAGE="+testImage, "SWARMVAULT_PATH=secret/"+run+"/db")
+		deploy := exec.Command("docker", "-H", fmt.Sprintf("unix:///run/svn%d/docker.sock", l), "stack", "deploy", "--compose-file", "../examples/templated-config/docker-compose.yml", stack)
+		deploy.Env = env
+		if out, err := deploy.CombinedOutput(); err != nil {
+			t.Fatalf("docker stack deploy: %v: %s", err, out)
+		}
+		t.Cleanup(func() { tryOn(leader(t), "stack", "rm", stack) })
+		on(t, l, "service", "update", "--detach", "--replicas", "3", "--replicas-max-per-node", "1", stack+"_app")
+		tasks := waitTasks(t, l, stack+"_app", 3)
+		anon, _ := f.root.Clone()
+		anon.ClearToken()
+		tokens := map[string]bool{}
+		for _, task := range tasks {
+			out, err := tryOn(task.nodeIndex, "exec", task.container, "cat", "/etc/app/config.yml")
+			if err != nil {
+				t.Errorf("node %d (engine %s): the rendered config: %v", task.nodeIndex, engines[task.nodeIndex], err)
+				continue
+			}
+			values := map[string]string{}
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				if k, v, ok := strings.Cut(line, ": "); ok {
+					values[k] = v
+				}
+			}
+			f.issue(values["vault_token"], values["db_password"])
+			tokens[values["vault_token"]] = true
+			if values["db_password"] != want {
+				t.Errorf("node %d (engine %s): the config does not hold the KV field", task.nodeIndex, engines[task.nodeIndex])
+			}
+			s, err := anon.Logical().Unwrap(values["vault_token"])
+			if err != nil || s == nil || s.Auth == nil {
+				t.Errorf("node %d (engine %s): the config's wrapping token does not unwrap to a token: %v", task.nodeIndex, engines[task.nodeIndex], err)
+				continue
+			}
+			f.issue(s.Auth.ClientToken)
+			if _, err := anon.Logical().Unwrap(values["vault_token"]); err == nil {
+				t.Errorf("node %d: the wrapping token unwrapped twice", task.nodeIndex)
+			}
+			t.Logf("node %d (engine %s): the templated config holds its task's own wrapping token and the KV field", task.nodeIndex, engines[task.nodeIndex])
+		}
+		if len(tokens) != 3 {
+			t.Errorf("3 tasks hold %d different wrapping tokens, want 3", len(tokens))
+		}
+	})
+
 	t.Run("leader killed while scaling up: a new leader serves, running tasks keep their files", func(t *testing.T) {
 		old := leader(t)
 		survivor := all[0]

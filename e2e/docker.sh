@@ -127,10 +127,26 @@ build_pgclient() {
 	rm -rf "$ctx"
 }
 
+# The TLS server of the certificate tests (e2e/tlsserver), built the same
+# way.
+build_tlsserver() {
+	local ctx
+	ctx=$(mktemp -d)
+	(cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$ctx/tlsserver" ./e2e/tlsserver)
+	cat >"$ctx/Dockerfile" <<-'EOF'
+		FROM scratch
+		COPY tlsserver /tlsserver
+		ENTRYPOINT ["/tlsserver"]
+	EOF
+	DOCKER_BUILDKIT=0 docker build -q -t swarmvault-test/tlsserver:latest "$ctx" >/dev/null
+	rm -rf "$ctx"
+}
+
 ensure_engine
 ensure_swarm
 if [ "${1:-}" = images ]; then
 	ensure_busybox
 	build_pgclient
+	build_tlsserver
 fi
 echo "$dockerd_log"

@@ -479,6 +479,10 @@ func TestSwarm(t *testing.T) {
 		}
 	})
 
+	t.Run("templated configs: a config template embeds a KV field and a wrapped token (the legacy labels) per task; two replicas, two wrapping tokens, each unwraps once", func(t *testing.T) {
+		testTemplatedConfig(t, f)
+	})
+
 	t.Run("swarmvault check flags a stack, which then fails as it said", func(t *testing.T) {
 		testCheckFlagsStack(t, f, run)
 	})
@@ -769,4 +773,75 @@ func TestSwarm(t *testing.T) {
 			}
 		}
 	})
+}
+
+// testTemplatedConfig deploys examples/templated-config, the README's
+// templated config, with docker stack deploy: each task's config embeds
+// the KV field and a wrapping token of its own, made by the token create
+// (its creation path names the token role) and good once.
+func testTemplatedConfig(t *testing.T, f *fixture) {
+	const dir = "../examples/templated-config"
+	stack := run + "tmpl"
+	f.servicePolicy(t, stack+"_app", "secret/data/"+run+"/*")
+	env := stackEnv(run+"/db", "")
+	if code, rows := swarmvaultCheck(t, f.role, stack, env, dir+"/docker-compose.yml"); code != 0 {
+		t.Errorf("swarmvault check exited %d on the example: %+v", code, rows)
+	}
+	// What the README shows is what deploys here.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"docker-compose.yml", "config.yml.tmpl"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(readme), string(b)) {
+			t.Errorf("README.md does not show %s/%s as it is", dir, name)
+		}
+	}
+	dockerEnv(t, env, "stack", "deploy", "--compose-file", dir+"/docker-compose.yml", stack)
+	t.Cleanup(func() {
+		tryDocker("stack", "rm", stack)
+		waitGone(t, "label=com.docker.stack.namespace="+stack)
+	})
+	anon, _ := f.root.Clone()
+	anon.ClearToken()
+	wrapping := map[string]bool{}
+	for _, c := range waitRunning(t, stack+"_app", 2) {
+		out, err := tryDocker("exec", c, "cat", "/etc/app/config.yml")
+		if err != nil {
+			t.Fatalf("the rendered config of %.12s: %v", c, err)
+		}
+		values := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if k, v, ok := strings.Cut(line, ": "); ok {
+				values[k] = v
+			}
+		}
+		f.issue(values["vault_token"], values["db_password"])
+		if values["db_password"] != f.v2["password"] || values["vault_addr"] != "https://vault.example.com:8200" {
+			t.Errorf("task %.12s's config does not hold the KV field", c)
+		}
+		token := values["vault_token"]
+		wrapping[token] = true
+		look, err := anon.Logical().Write("sys/wrapping/lookup", map[string]any{"token": token})
+		if want := "auth/token/create/" + f.role; err != nil || look.Data["creation_path"] != want {
+			t.Errorf("task %.12s's wrapping token: %v, %v, want creation path %s", c, err, look, want)
+			continue
+		}
+		s, err := anon.Logical().Unwrap(token)
+		if err != nil || s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
+			t.Errorf("task %.12s's wrapping token does not unwrap to a token: %v", c, err)
+			continue
+		}
+		f.issue(s.Auth.ClientToken)
+		if _, err := anon.Logical().Unwrap(token); err == nil {
+			t.Errorf("task %.12s's wrapping token unwrapped twice", c)
+		}
+	}
+	if len(wrapping) != 2 {
+		t.Errorf("two replicas hold %d different wrapping tokens, want 2", len(wrapping))
+	}
 }

@@ -4,8 +4,14 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,6 +31,10 @@ import (
 // PostgreSQL with their superusers.
 
 const pgImage = "swarmvault-test/pgclient:latest"
+
+// tlsImage is e2e/tlsserver: an HTTPS server of a certificate and key read
+// from files at start.
+const tlsImage = "swarmvault-test/tlsserver:latest"
 
 // pgAddr is where e2e/postgres.sh serves, on every node's loopback.
 const pgAddr = "127.0.0.1:5433"
@@ -391,6 +401,10 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		}
 	})
 
+	t.Run("certificates: key, certificate and CA from one pki/issue serve TLS; with vault.rotate the service is rolled before each certificate expires, and no sampled moment serves an expired one", func(t *testing.T) {
+		testCertificates(t, f, mark)
+	})
+
 	t.Run("rotation: each new KV v2 version rolls each service that uses it once, start-first, with 3 tasks running throughout", func(t *testing.T) {
 		testRotation(t, f, mark)
 	})
@@ -484,6 +498,10 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		if r := f.stateRecords(t); len(r) != 0 {
 			t.Errorf("%d records left in STATE_PATH", len(r))
 		}
+	})
+
+	t.Run("a crash loop: a service whose container exits at once, with a token and a database secret, never holds more live credentials than its replicas' and those issued within an interval; none once removed", func(t *testing.T) {
+		testCrashLoop(t, f)
 	})
 
 	t.Run("without the Docker socket: one warning at start, and credentials live for their TTL", func(t *testing.T) {
@@ -933,4 +951,182 @@ func testRotationReuse(t *testing.T, f *fixture) {
 			t.Errorf("after version %d the service was forced %s times, want %d", round, got, round-1)
 		}
 	}
+}
+
+// testCertificates issues a task certificates of a 30 s TTL from Vault's
+// real PKI engine, as three files of one task (one issue), and samples the
+// TLS server's certificate every second for three lifetimes: each sample
+// that connects must verify against the delivered CA at that moment (never
+// expired), the leader must roll the service before each certificate
+// expires (ROTATE_AT of its life), and the ended tasks' tokens go.
+func testCertificates(t *testing.T, f *fixture, mark int64) {
+	const ttl = 30 * time.Second
+	ctx := t.Context()
+	mount := run + "-pki"
+	if err := f.root.Sys().MountWithContext(ctx, mount, &api.MountInput{Type: "pki", Config: api.MountConfigInput{MaxLeaseTTL: "1h"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.root.Sys().Unmount(mount) })
+	caSecret, err := f.root.Logical().WriteWithContext(ctx, mount+"/root/generate/internal", map[string]any{"common_name": "swarmvault e2e CA", "ttl": "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, _ := caSecret.Data["certificate"].(string)
+	if _, err := f.root.Logical().WriteWithContext(ctx, mount+"/roles/web", map[string]any{"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "1m"}); err != nil {
+		t.Fatal(err)
+	}
+	service := run + "-tls"
+	f.putPolicy(t, service, fmt.Sprintf("path %q { capabilities = [\"update\"] }", mount+"/issue/web"))
+	issue := func(field string) map[string]string {
+		return map[string]string{"vault.type": "write", "vault.path": mount + "/issue/web", "vault.param.common_name": "web.example.com",
+			"vault.param.ttl": ttl.String(), "vault.field": field, "vault.rotate": "true"}
+	}
+	for _, field := range []string{"certificate", "private_key", "issuing_ca"} {
+		createDriverSecret(t, run+"_tls_"+field, issue(field))
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", 18000+rand.IntN(1000))
+	docker(t, "service", "create", "--detach", "--name", service, "--network", "host",
+		"--secret", "source="+run+"_tls_certificate,target=tls_cert", "--secret", "source="+run+"_tls_private_key,target=tls_key",
+		"--secret", "source="+run+"_tls_issuing_ca,target=tls_ca", tlsImage, "-addr", addr)
+	t.Cleanup(func() { tryDocker("service", "rm", service) })
+	first := waitRunning(t, service, 1)[0]
+	dataRoot := strings.TrimSpace(docker(t, "info", "-f", "{{.DockerRootDir}}"))
+	f.issue(secretFilesOnHost(t, dataRoot, first)...)
+	// The delivered CA is the engine's: the client trusts only it.
+	if !slices.ContainsFunc(secretFilesOnHost(t, dataRoot, first), func(v string) bool { return strings.TrimSpace(v) == strings.TrimSpace(caPEM) }) {
+		t.Errorf("no secret file of the task is the PKI mount's CA")
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM([]byte(caPEM))
+
+	serials := map[string]bool{}
+	var served, refused int
+	for deadline := time.Now().Add(3 * ttl); time.Now().Before(deadline); time.Sleep(time.Second) {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: "web.example.com"})
+		if err != nil {
+			var invalid x509.CertificateInvalidError
+			if errors.As(err, &invalid) {
+				t.Errorf("at %s the server's certificate does not verify: %v", time.Now().Format(time.TimeOnly), err)
+			}
+			refused++ // between a task stopping and its replacement serving
+			continue
+		}
+		leaf := conn.ConnectionState().PeerCertificates[0]
+		conn.Close()
+		served++
+		serials[leaf.SerialNumber.String()] = true
+	}
+	rollouts := 0
+	for _, line := range strings.Split(logSince(t, mark), "\n") {
+		if strings.Contains(line, rolling) && strings.Contains(line, "service="+service) {
+			rollouts++
+		}
+	}
+	t.Logf("%d samples served, %d refused (rollouts), %d certificates seen, %d rollouts", served, refused, len(serials), rollouts)
+	if rollouts < 2 || len(serials) < 3 {
+		t.Errorf("over three certificate lifetimes: %d rollouts and %d certificates, want at least 2 and 3", rollouts, len(serials))
+	}
+	if served < int(3*ttl/time.Second)/2 {
+		t.Errorf("only %d of %d samples reached a server", served, served+refused)
+	}
+	// One record per task, for its one certificate (three files).
+	docker(t, "service", "rm", service)
+	waitFor(t, "the records of the service's tasks to go", 20*time.Second, func() (bool, string) {
+		n := 0
+		for _, r := range f.stateRecords(t) {
+			if r["service"] == service {
+				n++
+			}
+		}
+		return n == 0, fmt.Sprintf("%d records", n)
+	})
+}
+
+// testCrashLoop measures a service whose containers exit as soon as they
+// start, forever restarted, each start issuing a task token and a database
+// user: sampled every second, the live credentials must never exceed
+// replicas × secrets plus those issued within the last LIFECYCLE_INTERVAL,
+// and none may be left once the service is removed. It runs
+// CRASHLOOP_SECONDS (make bench: 600), and logs the figures bench/RESULTS.md
+// quotes: live credentials, issued and revoked, Vault calls per restart.
+func testCrashLoop(t *testing.T, f *fixture) {
+	seconds, replicas := envInt(t, "CRASHLOOP_SECONDS", 40), 3
+	const secrets = 2
+	mount := f.dbFixture(t, time.Hour, time.Hour)
+	service := run + "-crash"
+	f.putPolicy(t, service, readRules(mount+"/creds/app"))
+	token, db := run+"_crash_token", run+"_crash_db"
+	createDriverSecret(t, token, map[string]string{"vault.type": "token"})
+	createDriverSecret(t, db, map[string]string{"vault.type": "read", "vault.path": mount + "/creds/app", "vault.field": "password"})
+	audit := f.enableAudit(t)
+	mark := logMark(t)
+	docker(t, "service", "create", "--detach", "--name", service, "--network", "host", "--replicas", strconv.Itoa(replicas),
+		"--restart-condition", "any", "--restart-delay", "0s", "--secret", token, "--secret", db,
+		testImage, "sh", "-c", "exit 1")
+	t.Cleanup(func() { tryDocker("service", "rm", service) })
+
+	// issued[i] is the number of credentials delivered by sample i.
+	var issued []int
+	delivered := func() int {
+		n := 0
+		for _, line := range strings.Split(logSince(t, mark), "\n") {
+			if strings.Contains(line, "secret delivered") && strings.Contains(line, "service="+service+" ") {
+				n++
+			}
+		}
+		return n
+	}
+	perInterval := int(lifecycleInterval / time.Second)
+	maxLive := 0
+	for deadline := time.Now().Add(time.Duration(seconds) * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		// Each delivered secret is one task token (a database user's lease
+		// is its token's child, and goes with it).
+		live := f.tokensOf(t, service)
+		issued = append(issued, delivered())
+		recent := issued[len(issued)-1]
+		if i := len(issued) - 1 - perInterval; i >= 0 {
+			recent -= issued[i]
+		}
+		bound := replicas*secrets + recent
+		maxLive = max(maxLive, live)
+		if live > bound {
+			t.Errorf("%d live task tokens at %s, above %d (%d replicas × %d secrets, and %d delivered within an interval)", live, time.Now().Format(time.TimeOnly), bound, replicas, secrets, recent)
+		}
+	}
+	total := delivered()
+	docker(t, "service", "rm", service)
+	waitGone(t, "label=com.docker.swarm.service.name="+service)
+	time.Sleep(2*lifecycleInterval + time.Second)
+	left := f.tokensOf(t, service) + leaseCount(t, f, mount+"/creds/app/")
+	calls := auditRequests(t, audit)
+	restarts := total / secrets
+	t.Logf("crash loop of %d replicas for %ds: %d secrets delivered (%d starts), at most %d live task tokens, %d tokens and leases left after removal; %d Vault requests by the plugin and tasks' tokens, %.1f per start",
+		replicas, seconds, total, restarts, maxLive, left, calls, float64(calls)/float64(max(restarts, 1)))
+	if left != 0 {
+		t.Errorf("%d credentials of the crash loop left in Vault after the service was removed", left)
+	}
+	if restarts < replicas {
+		t.Errorf("only %d starts in %ds: the loop did not loop", restarts, seconds)
+	}
+}
+
+// auditRequests counts the requests in an audit log made by anything but
+// a root token (the test's own calls): the plugin's and the tasks'.
+func auditRequests(t *testing.T, file string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatalf("audit log: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		var e struct {
+			Type string
+			Auth struct{ Policies []string }
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Type == "request" && !slices.Contains(e.Auth.Policies, "root") {
+			n++
+		}
+	}
+	return n
 }
