@@ -25,7 +25,8 @@
 //     outcome.go: the outcome of each request, for metrics.
 //
 // singleflight.go shares one call among concurrent requests (kept values,
-// the plugin's own policies). verify.go answers swarmvault check --vault,
+// the plugin's own policies), and expiring.go is the bounded map of what is
+// kept a while (read tokens, a task's source answers). verify.go answers swarmvault check --vault,
 // and version.go tells the rotator the current version of a secret.
 // Nothing here logs a value or a token.
 package provider

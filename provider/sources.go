@@ -4,7 +4,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -51,25 +50,17 @@ func Source(plan Plan, policies []string) (source string, ok bool) {
 // at once keeps one per task and source.
 const maxSources = 4096
 
-// sourceCache keeps, for a short while, the answer of each task's sources:
-// its data (a dynamic secret's credentials among them) stays in memory
-// only, for ttl, long enough for the engine to ask for the task's other
+// sourceCache keeps, for a short while (ttl), the answer of each task's
+// sources: its data (a dynamic secret's credentials among them) stays in
+// memory only, long enough for the engine to ask for the task's other
 // secrets; never logged.
 type sourceCache struct {
+	*expiring[map[string]any]
 	ttl time.Duration
-	now func() time.Time
-
-	mu      sync.Mutex
-	answers map[string]sourceAnswer
-}
-
-type sourceAnswer struct {
-	data  map[string]any
-	until time.Time
 }
 
 func newSourceCache(ttl time.Duration) *sourceCache {
-	return &sourceCache{ttl: ttl, now: time.Now, answers: map[string]sourceAnswer{}}
+	return &sourceCache{expiring: newExpiring[map[string]any](maxSources), ttl: ttl}
 }
 
 // answer returns the data another secret of the task was served from.
@@ -77,26 +68,14 @@ func (c *sourceCache) answer(key string) (map[string]any, bool) {
 	if key == "" {
 		return nil, false
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	a, ok := c.answers[key]
-	if !ok || !c.now().Before(a.until) {
-		delete(c.answers, key)
-		return nil, false
-	}
-	return a.data, true
+	return c.get(key)
 }
 
 // keep stores the data a secret was served from, once that secret was
 // delivered (its credentials tracked): only then may the task's other
 // secrets use it.
 func (c *sourceCache) keep(key string, data map[string]any) {
-	if key == "" {
-		return
+	if key != "" {
+		c.put(key, data, c.ttl)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.now()
-	makeRoom(c.answers, key, maxSources, now, func(a sourceAnswer) time.Time { return a.until })
-	c.answers[key] = sourceAnswer{data: data, until: now.Add(c.ttl)}
 }

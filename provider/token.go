@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -175,45 +174,9 @@ const maxCachedTokens = 256
 // tokens of vault.reuse=true secrets (by policy set), and one for each
 // task's read token (by task and policy set), which a task's several
 // secrets share.
-type tokenCache struct {
-	now func() time.Time
+type tokenCache = expiring[*api.Client]
 
-	mu     sync.Mutex
-	tokens map[string]cachedToken
-}
-
-type cachedToken struct {
-	client *api.Client
-	until  time.Time
-}
-
-func newTokenCache() *tokenCache {
-	return &tokenCache{now: time.Now, tokens: map[string]cachedToken{}}
-}
-
-func (c *tokenCache) get(key string) (*api.Client, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t, ok := c.tokens[key]
-	if !ok || !c.now().Before(t.until) {
-		delete(c.tokens, key)
-		return nil, false
-	}
-	return t.client, true
-}
-
-// put keeps client for life. Expired entries go first; a full cache drops
-// the entry that would expire soonest.
-func (c *tokenCache) put(key string, client *api.Client, life time.Duration) {
-	if life <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.now()
-	makeRoom(c.tokens, key, maxCachedTokens, now, func(t cachedToken) time.Time { return t.until })
-	c.tokens[key] = cachedToken{client: client, until: now.Add(life)}
-}
+func newTokenCache() *tokenCache { return newExpiring[*api.Client](maxCachedTokens) }
 
 // makeRoom readies m, a cache of at most max entries that each expire at
 // until, for an entry under key: if key is new and m is full, expired
@@ -233,18 +196,6 @@ func makeRoom[V any](m map[string]V, key string, max int, now time.Time, until f
 	if len(m) >= max {
 		delete(m, soonest)
 	}
-}
-
-func (c *tokenCache) drop(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.tokens, key)
-}
-
-func (c *tokenCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.tokens)
 }
 
 func (p *Provider) mintError(err error, req Request, policies []string) error {
