@@ -35,7 +35,7 @@ bridge=svbr0
 net=192.168.239 # the bridge's /24, this test bed's own
 host_ip=$net.1
 ports=(8200 8201 5000 5433) # forwarded into every node: Vault, a second Vault, registry, PostgreSQL
-images=(swarmvault-test/busybox:latest swarmvault-test/pgclient:latest)
+images=(swarmvault-test/busybox:latest swarmvault-test/pgclient:latest swarmvault-test/tlsserver:latest)
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
 die() {

@@ -5,7 +5,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+	"github.com/hashicorp/vault/api"
 
 	"github.com/swarmvault/swarmvault/bootstrap"
 	"github.com/swarmvault/swarmvault/swarm"
@@ -907,6 +910,79 @@ secrets:
 			if r["secret"] == sec {
 				t.Errorf("record %s left in STATE_PATH", k)
 			}
+		}
+		bed(t, "start", strconv.Itoa(l))
+		waitManagers(t, len(all))
+	})
+
+	t.Run("certificates: the leader killed after a certificate is issued, the new leader rolls the service before it expires (ROTATE_AT, from the old leader's record)", func(t *testing.T) {
+		// 90 s: longer than an election (10-23 s measured) and a few
+		// intervals; rolled at 67% of it, 60 s after the issue.
+		const ttl = 90 * time.Second
+		mount := run + "-cpki"
+		if err := f.root.Sys().Mount(mount, &api.MountInput{Type: "pki", Config: api.MountConfigInput{MaxLeaseTTL: "1h"}}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.root.Sys().Unmount(mount) })
+		if _, err := f.root.Logical().Write(mount+"/root/generate/internal", map[string]any{"common_name": "swarmvault e2e CA", "ttl": "1h"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.root.Logical().Write(mount+"/roles/web", map[string]any{"allowed_domains": "example.com", "allow_subdomains": true, "max_ttl": "10m"}); err != nil {
+			t.Fatal(err)
+		}
+		svc := run + "-ctls"
+		f.putPolicy(t, svc, fmt.Sprintf("path %q { capabilities = [\"update\"] }", mount+"/issue/web"))
+		l := leader(t)
+		for _, field := range []string{"certificate", "private_key", "issuing_ca"} {
+			on(t, l, "secret", "create", "--driver", clusterAlias, "--label", "vault.type=write", "--label", "vault.path="+mount+"/issue/web",
+				"--label", "vault.param.common_name=web.example.com", "--label", "vault.param.ttl="+ttl.String(), "--label", "vault.field="+field,
+				"--label", "vault.rotate=true", run+"_c"+field)
+		}
+		on(t, l, "service", "create", "--detach", "--name", svc, "--network", "host", "--constraint", fmt.Sprintf("node.hostname!=svn%d", l),
+			"--secret", "source="+run+"_ccertificate,target=tls_cert", "--secret", "source="+run+"_cprivate_key,target=tls_key",
+			"--secret", "source="+run+"_cissuing_ca,target=tls_ca", tlsImage, "-addr", "127.0.0.1:18443")
+		t.Cleanup(func() { tryOn(leader(t), "service", "rm", svc) })
+		// The certificate a task serves, read from its node's data root
+		// (the image has no cat).
+		served := func(task clusterTask) *x509.Certificate {
+			files, _ := filepath.Glob(filepath.Join(fmt.Sprintf("/var/lib/svn%d", task.nodeIndex), "containers", task.container+"*", "mounts", "secrets", "*"))
+			for _, file := range files {
+				b, _ := os.ReadFile(file)
+				f.issue(string(b))
+				if block, _ := pem.Decode(b); block != nil && block.Type == "CERTIFICATE" {
+					if c, err := x509.ParseCertificate(block.Bytes); err == nil && !c.IsCA {
+						return c
+					}
+				}
+			}
+			return nil
+		}
+		first := served(waitTasks(t, l, svc, 1)[0])
+		if first == nil {
+			t.Fatal("the task holds no certificate")
+		}
+		logAt := map[int]int64{}
+		for _, i := range all {
+			if st, err := os.Stat(nodeLog(i)); err == nil {
+				logAt[i] = st.Size()
+			}
+		}
+		bed(t, "kill", strconv.Itoa(l))
+		killed := time.Now()
+		newLeader := waitLeaderOtherThan(t, l)
+		t.Logf("node %d killed: node %d leads after %s; the certificate expires %s after the kill", l, newLeader, time.Since(killed).Round(100*time.Millisecond), time.Until(first.NotAfter).Round(time.Second))
+		var next *x509.Certificate
+		waitFor(t, "a task with a new certificate, before the first expires", time.Until(first.NotAfter), func() (bool, string) {
+			tasks := runningTasks(t, newLeader, svc)
+			if len(tasks) != 1 {
+				return false, fmt.Sprintf("%d running tasks", len(tasks))
+			}
+			next = served(tasks[0])
+			return next != nil && next.SerialNumber.Cmp(first.SerialNumber) != 0, "the first certificate"
+		})
+		t.Logf("the new leader rolled the service: a new certificate %s before the first expired", time.Until(first.NotAfter).Round(time.Second))
+		if !nodeLogHas(t, newLeader, logAt[newLeader], rolling+": the credentials of secret "+run+"_c") {
+			t.Errorf("the new leader's log has no rollout line for the certificate")
 		}
 		bed(t, "start", strconv.Itoa(l))
 		waitManagers(t, len(all))
