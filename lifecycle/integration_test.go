@@ -226,7 +226,7 @@ func TestStoreCheckNamesWhatIsMissing(t *testing.T) {
 		return fmt.Sprintf("path \"%s/data/state/*\" { capabilities = [\"create\", \"update\", \"read\"] }\n", m)
 	})
 	err := NewStore(b.plugin, b.mount+"/state").Check(context.Background())
-	want := fmt.Sprintf("STATE_PATH=%[1]s/state: the plugin's token lacks delete on %[1]s/metadata/state/*, list on %[1]s/metadata/state/*, update on auth/token/lookup-accessor; add them to its policy (the README lists the lifecycle's paths)", b.mount)
+	want := fmt.Sprintf("STATE_PATH=%[1]s/state: the plugin's token lacks delete on %[1]s/metadata/state/*, list on %[1]s/metadata/state/*, update on auth/token/lookup-accessor; add them to its policy (docs/vault-setup.md lists the lifecycle's paths)", b.mount)
 	if err == nil || err.Error() != want {
 		t.Errorf("Check: %v\nwant %s", err, want)
 	}

@@ -133,7 +133,7 @@ func (s *Store) where(ctx context.Context) (kvPath, error) {
 	var notKV *vaultkv.NotKVError
 	switch {
 	case vaultkv.Forbidden(err):
-		return kvPath{}, fmt.Errorf("STATE_PATH=%s is on no mount the plugin's token may use: grant its policy the paths the README lists for STATE_PATH, or fix the setting", s.path)
+		return kvPath{}, fmt.Errorf("STATE_PATH=%s is on no mount the plugin's token may use: grant its policy the paths docs/vault-setup.md lists for STATE_PATH, or fix the setting", s.path)
 	case errors.Is(err, vaultkv.ErrNoMount):
 		return kvPath{}, fmt.Errorf("no Vault mount holds STATE_PATH=%s: its first segment must be a KV mount, e.g. secret/swarmvault/state", s.path)
 	case errors.As(err, &notKV):
@@ -329,7 +329,7 @@ func (s *Store) Check(ctx context.Context) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("STATE_PATH=%s: the plugin's token lacks %s; add them to its policy (the README lists the lifecycle's paths)", s.path, strings.Join(missing, ", "))
+		return fmt.Errorf("STATE_PATH=%s: the plugin's token lacks %s; add them to its policy (docs/vault-setup.md lists the lifecycle's paths)", s.path, strings.Join(missing, ", "))
 	}
 	return nil
 }
@@ -345,7 +345,7 @@ func shown(path string) string {
 
 func (s *Store) failed(op string, err error) error {
 	if vaultkv.Forbidden(err) {
-		return fmt.Errorf("the plugin's token may not %s under STATE_PATH=%s: grant its policy the paths the README lists for STATE_PATH", op, s.path)
+		return fmt.Errorf("the plugin's token may not %s under STATE_PATH=%s: grant its policy the paths docs/vault-setup.md lists for STATE_PATH", op, s.path)
 	}
 	return fmt.Errorf("cannot %s under STATE_PATH=%s: %s", op, s.path, vaultkv.ErrorText(err))
 }

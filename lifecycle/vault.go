@@ -43,7 +43,7 @@ var (
 	// ErrLeaseNotRenewable: the lease is gone or cannot be renewed.
 	ErrLeaseNotRenewable = errors.New("the lease cannot be renewed")
 	// ErrLookupDenied: the plugin's token may not look tokens up.
-	ErrLookupDenied = errors.New("the plugin's token may not look up task tokens: grant its policy update on auth/token/lookup-accessor (the README lists the lifecycle's paths); until then the records other managers wrote are renewed but never revoked")
+	ErrLookupDenied = errors.New("the plugin's token may not look up task tokens: grant its policy update on auth/token/lookup-accessor (docs/vault-setup.md lists the lifecycle's paths); until then the records other managers wrote are renewed but never revoked")
 )
 
 // VaultCredentials does the Loop's Vault calls with the plugin's client.

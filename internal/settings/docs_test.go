@@ -20,7 +20,7 @@ func TestGeneratedFilesMatchTheTable(t *testing.T) {
 		want             string
 	}{
 		{"../../plugin/config.json", "  \"env\": ", "\n}", string(ConfigEnv())},
-		{"../../README.md", "edit the table, not these lines -->\n", "<!-- settings: end -->", MarkdownTable()},
+		{"../../docs/settings.md", "edit the table, not these lines -->\n", "<!-- settings: end -->", MarkdownTable()},
 	} {
 		raw, err := os.ReadFile(f.path)
 		if err != nil {

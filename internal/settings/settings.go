@@ -182,7 +182,7 @@ var rules = []rule{
 		// Without a role, a task's policies are bounded by nothing but
 		// POLICY_TEMPLATE: refused unless the operator says so.
 		if c.TokenRole == "" && !c.AllowNoTokenRole {
-			return errors.New(`TOKEN_ROLE is not set: task tokens would come from auth/token/create-orphan, which needs sudo and does not bound their policies: create a token role (README "Vault setup") and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that`)
+			return errors.New("TOKEN_ROLE is not set: " + withoutTokenRole + ": create a token role (docs/vault-setup.md) and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that")
 		}
 		return nil
 	}},
@@ -195,6 +195,12 @@ var rules = []rule{
 		return nil
 	}},
 }
+
+// withoutTokenRole says what an unset TOKEN_ROLE means, in the error that
+// refuses it, the warning that accepts it and ALLOW_NO_TOKEN_ROLE's help:
+// one sentence, so that the three never tell it differently.
+const withoutTokenRole = "task tokens (vault.type=token, read, write) are made with auth/token/create-orphan, which needs sudo, " +
+	"and KV read tokens with auth/token/create; with sudo, Vault bounds their policies by nothing but POLICY_TEMPLATE"
 
 // Warnings are the settings that work but put tokens and secrets at risk,
 // one sentence each, for a warning at every start.
@@ -210,7 +216,7 @@ func (c Config) Warnings() []string {
 		w = append(w, "METRICS_ADDR="+c.MetricsAddr+" is not a loopback address: the plugin shares the host's network, so anyone who reaches this host on that port can read the plugin's metrics (counts and timings, never a secret or name); bind 127.0.0.1 unless a scraper elsewhere needs it")
 	}
 	if c.TokenRole == "" { // only with ALLOW_NO_TOKEN_ROLE=true
-		w = append(w, "TOKEN_ROLE is not set: task tokens are made with auth/token/create-orphan, which needs sudo, and with sudo Vault does not check that a task's policies are a subset of the plugin's; a token role with allowed_policies bounds them")
+		w = append(w, "TOKEN_ROLE is not set (ALLOW_NO_TOKEN_ROLE=true): "+withoutTokenRole+"; a token role with allowed_policies bounds them")
 	}
 	return w
 }

@@ -33,7 +33,7 @@ var Table = []Setting{
 			}
 			return nil
 		}},
-	{Name: "VAULT_CACERT", WhenUnset: "system CAs",
+	{Name: "VAULT_CACERT", WhenUnset: "Mozilla's CA roots, compiled into the binary (the plugin's rootfs has no CA bundle)",
 		Help: "PEM file of CA certificates to verify Vault's TLS certificate with, e.g. `/run/swarmvault/ca.pem`",
 		parse: func(s Setting, v string, c *Config) error {
 			c.CACert = v
@@ -104,13 +104,13 @@ var Table = []Setting{
 			return err
 		}},
 	{Name: "TOKEN_ROLE", WhenUnset: "required",
-		Help:  "token role task tokens are created through (`auth/token/create/<role>`, see \"Vault setup\"): it must allow the policies `POLICY_TEMPLATE` gives, disallow the plugin's own, and be `orphan=true`; required unless `ALLOW_NO_TOKEN_ROLE=true`",
+		Help:  "token role task tokens are created through (`auth/token/create/<role>`, see docs/vault-setup.md): it must allow the policies `POLICY_TEMPLATE` gives, disallow the plugin's own, and be `orphan=true`; required unless `ALLOW_NO_TOKEN_ROLE=true`",
 		parse: text(func(c *Config) *string { return &c.TokenRole })},
 	{Name: "ALLOW_NO_TOKEN_ROLE", Default: "false",
-		Help:  "`true`: start without `TOKEN_ROLE`, task tokens then coming from `auth/token/create-orphan`, which needs `sudo` and bounds their policies by nothing; a warning at every start",
+		Help:  "`true`: start without `TOKEN_ROLE`: " + withoutTokenRole + "; a warning at every start",
 		parse: boolean(func(c *Config) *bool { return &c.AllowNoTokenRole })},
 	{Name: "TOKEN_TTL", Default: defaultTokenTTL,
-		Help:  "TTL of a `vault.type=token` token when the secret sets no `vault.token.ttl`",
+		Help:  "TTL of a task token when the secret sets no `vault.token.ttl`: the token a `vault.type=token` secret gives the task, and the one a `vault.type=read` or `write` is made with, which bounds a dynamic secret's lease (the task lifecycle renews it while the task runs); not KV reads, whose batch tokens live twice `VAULT_CLIENT_TIMEOUT`",
 		parse: positiveDuration(func(c *Config) *time.Duration { return &c.TokenTTL }, 0)},
 	{Name: "TOKEN_MAX_TTL", Default: defaultTokenMax,
 		Help:  "longest `vault.token.ttl` a secret may ask for, and the explicit max TTL a task may renew its token to",
@@ -138,7 +138,7 @@ var Table = []Setting{
 			return err
 		}},
 	{Name: "STATE_PATH", WhenUnset: "— (off)",
-		Help: "task lifecycle: a Vault KV path of the plugin's own (e.g. `secret/swarmvault/state`) where the leader records each task's token accessors and lease IDs (never a token or value); with the `docker-socket` mount the leader renews them while the task runs and revokes them when it ends (see \"Task lifecycle\"); unset, credentials live for their TTL",
+		Help: "task lifecycle: a Vault KV path of the plugin's own (e.g. `secret/swarmvault/state`) where the leader records each task's token accessors and lease IDs (never a token or value); with the `docker-socket` mount the leader renews them while the task runs and revokes them when it ends (see docs/lifecycle.md); unset, credentials live for their TTL",
 		parse: func(s Setting, v string, c *Config) error {
 			c.StatePath = strings.Trim(v, "/")
 			if c.StatePath == "" {
@@ -168,7 +168,7 @@ var Table = []Setting{
 			return nil
 		}},
 	{Name: "METRICS_ADDR", WhenUnset: "— (off)",
-		Help: "`host:port` to serve Prometheus `/metrics`, `/healthz` and `/readyz` on (see \"Metrics and health\"), e.g. `127.0.0.1:9650`; the plugin shares the host's network, so an address that is not loopback exposes them to whoever reaches it, and warns at every start",
+		Help: "`host:port` to serve Prometheus `/metrics`, `/healthz` and `/readyz` on (see docs/operations.md), e.g. `127.0.0.1:9650`; the plugin shares the host's network, so an address that is not loopback exposes them to whoever reaches it, and warns at every start",
 		parse: func(s Setting, v string, c *Config) error {
 			c.MetricsAddr = v
 			if v == "" {
