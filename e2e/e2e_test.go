@@ -775,8 +775,8 @@ func TestSwarm(t *testing.T) {
 	})
 }
 
-// testTemplatedConfig deploys examples/templated-config, the README's
-// templated config, with docker stack deploy: each task's config embeds
+// testTemplatedConfig deploys examples/templated-config, the templated
+// config of docs/secrets.md, with docker stack deploy: each task's config embeds
 // the KV field and a wrapping token of its own, made by the token create
 // (its creation path names the token role) and good once.
 func testTemplatedConfig(t *testing.T, f *fixture) {
@@ -787,8 +787,8 @@ func testTemplatedConfig(t *testing.T, f *fixture) {
 	if code, rows := swarmvaultCheck(t, f.role, stack, env, dir+"/docker-compose.yml"); code != 0 {
 		t.Errorf("swarmvault check exited %d on the example: %+v", code, rows)
 	}
-	// What the README shows is what deploys here.
-	readme, err := os.ReadFile("../README.md")
+	// What docs/secrets.md shows is what deploys here.
+	readme, err := os.ReadFile("../docs/secrets.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -798,7 +798,7 @@ func testTemplatedConfig(t *testing.T, f *fixture) {
 			t.Fatal(err)
 		}
 		if !strings.Contains(string(readme), string(b)) {
-			t.Errorf("README.md does not show %s/%s as it is", dir, name)
+			t.Errorf("docs/secrets.md does not show %s/%s as it is", dir, name)
 		}
 	}
 	dockerEnv(t, env, "stack", "deploy", "--compose-file", dir+"/docker-compose.yml", stack)

@@ -2,7 +2,7 @@
 # A real Vault dev server on 127.0.0.1:8200 for the integration and e2e tests.
 # Uses a `vault` binary when one is on PATH (`vault server -dev`); otherwise
 # builds e2e/vaultserver (Vault's own core + HTTP API linked as a library, see
-# e2e/README.md) once per machine and runs that. Idempotent.
+# docs/development.md) once per machine and runs that. Idempotent.
 #
 #   e2e/vault.sh build   build (or reuse) the server binary; prints its path
 #   e2e/vault.sh start   start unless a healthy server with a valid token runs;
