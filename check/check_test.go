@@ -19,7 +19,7 @@ import (
 func runCheck(t *testing.T, args ...string) (int, []Row, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := Main(append([]string{"-format", "json"}, args...), strings.NewReader(""), &out, &errOut)
+	code := Main(append([]string{"--format", "json"}, args...), strings.NewReader(""), &out, &errOut)
 	if code == ExitError && out.Len() == 0 {
 		return code, nil, errOut.String()
 	}
@@ -132,10 +132,11 @@ func TestMergedFilesAndInterpolation(t *testing.T) {
 		t.Errorf("token: %+v", tok)
 	}
 
-	// Another driver name: the files' secrets are not this plugin's.
+	// Another driver name: the files' secrets are not this plugin's,
+	// though their labels are.
 	t.Setenv("DRIVER", "other")
 	code, rows, _ = runCheck(t, "--stack", "pay", "testdata/base.yml")
-	if code != ExitOK || len(rows) != 0 {
+	if r := find(t, rows, "db", "pay_api"); code != ExitProblem || len(rows) != 1 || r.Problem != "secret pay_db has vault.* labels but driver other, not vault: set driver: vault (or --driver other if the plugin is installed under that name)" {
 		t.Errorf("driver other, checked as vault: exit %d, %+v", code, rows)
 	}
 	code, rows, _ = runCheck(t, "--stack", "pay", "--driver", "other", "testdata/base.yml")
@@ -181,12 +182,11 @@ func TestSettingsPrecedence(t *testing.T) {
 }
 
 // A template that depends on an ID Swarm makes at deploy gives policies
-// nobody can know before: such a row is unchecked, and the exit says the
-// check could not run.
+// nobody can know before: such a row is unchecked, and so is the exit.
 func TestPolicyTemplateWithIDs(t *testing.T) {
 	clearPluginEnv(t)
 	code, rows, _ := runCheck(t, "--stack", "pay", "--policy-template", "task-{{.TaskID}}", "testdata/base.yml")
-	if db := find(t, rows, "db", "pay_api"); code != ExitError || db.Status != StatusUnchecked || !strings.Contains(db.Problem, "POLICY_TEMPLATE uses an ID") {
+	if db := find(t, rows, "db", "pay_api"); code != ExitUnchecked || db.Status != StatusUnchecked || db.Reason != idsUnknown || db.Problem != idsUnknown || len(db.Problems) != 0 {
 		t.Errorf("exit %d, %+v", code, db)
 	}
 }
@@ -201,10 +201,10 @@ func TestCouldNotCheck(t *testing.T) {
 		"missing file":     {[]string{"testdata/nope.yml"}, "cannot read compose file"},
 		"not YAML":         {[]string{"testdata/broken.yml"}, "is not YAML docker stack deploy reads"},
 		"vault, no stack":  {[]string{"--vault", "testdata/base.yml"}, "--vault needs --stack"},
-		"bad format":       {[]string{"-format", "xml", "testdata/base.yml"}, "-format xml is not a format"},
+		"bad format":       {[]string{"--format", "xml", "testdata/base.yml"}, "--format xml is not a format: use table or json"},
 		"bad template":     {[]string{"--policy-template", "{{", "testdata/base.yml"}, "POLICY_TEMPLATE does not parse"},
 		"bad duration":     {[]string{"--token-ttl", "soon", "testdata/base.yml"}, "TOKEN_TTL=soon is not a duration"},
-		"unknown flag":     {[]string{"--vualt", "testdata/base.yml"}, "flag provided but not defined: -vualt"},
+		"unknown flag":     {[]string{"--vualt", "testdata/base.yml"}, "swarmvault check: --vualt is not a flag: did you mean --vault? (see --help)\n"},
 		"vault, no server": {[]string{"--vault", "--stack", "s", "testdata/base.yml"}, "VAULT_ADDR is not set"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -228,9 +228,9 @@ func TestStdinAndTable(t *testing.T) {
 	file := "version: \"3.8\"\nservices:\n  a:\n    image: busybox\n    secrets: [s]\nsecrets:\n  s:\n    driver: vault\n    labels:\n      vault.path: secret/x\n      vault.format: xml\n"
 	code := Main([]string{"--stack", "st", "-"}, strings.NewReader(file), &out, &errOut)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if code != ExitProblem || len(lines) != 3 || !strings.HasPrefix(lines[0], "FILE") ||
-		!strings.Contains(lines[1], "st_a") || !strings.Contains(lines[1], `problem: secret st_s: label vault.format="xml" is not a format`) ||
-		lines[2] != "0 ok, 1 problems, 0 unchecked, 0 skipped" {
+	if code != ExitProblem || len(lines) != 4 || !strings.HasPrefix(lines[0], "settings: ") || !strings.HasPrefix(lines[1], "FILE") ||
+		!strings.Contains(lines[2], "st_a") || !strings.Contains(lines[2], `problem: secret st_s: label vault.format="xml" is not a format`) ||
+		lines[3] != "0 ok, 1 problems, 0 unchecked, 0 skipped" {
 		t.Errorf("exit %d, table:\n%s\nstderr: %s", code, out.String(), errOut.String())
 	}
 }
@@ -281,7 +281,7 @@ func TestVaultOutcomes(t *testing.T) {
 		code int
 	}{
 		"served":      {&fakeVerifier{}, StatusOK, ExitOK},
-		"unreachable": {providerAt(t, closed.URL), StatusUnchecked, ExitError},
+		"unreachable": {providerAt(t, closed.URL), StatusUnchecked, ExitUnchecked},
 		"denied":      {vaultAnswering(t, http.StatusForbidden), StatusProblem, ExitProblem},
 		"refused":     {vaultAnswering(t, http.StatusBadRequest), StatusProblem, ExitProblem},
 	} {
@@ -311,8 +311,8 @@ func TestVaultOutcomes(t *testing.T) {
 			t.Errorf("request: %+v", req)
 		}
 	}
-	if code := exitCode([]Row{{Status: StatusOK}, {Status: StatusUnchecked}, {Status: StatusSkipped}}); code != ExitError {
-		t.Errorf("unchecked without problems: exit %d, want %d", code, ExitError)
+	if code := exitCode([]Row{{Status: StatusOK}, {Status: StatusUnchecked}, {Status: StatusSkipped}}); code != ExitUnchecked {
+		t.Errorf("unchecked without problems: exit %d, want %d", code, ExitUnchecked)
 	}
 }
 
@@ -324,7 +324,7 @@ func TestWrapAboveWrapMaxTTL(t *testing.T) {
 	check := func(args ...string) (int, string) {
 		t.Helper()
 		var out, errOut bytes.Buffer
-		code := Main(append([]string{"-format", "json", "--stack", "st"}, append(args, "-")...), strings.NewReader(file), &out, &errOut)
+		code := Main(append([]string{"--format", "json", "--stack", "st"}, append(args, "-")...), strings.NewReader(file), &out, &errOut)
 		var r report
 		if err := json.Unmarshal(out.Bytes(), &r); err != nil || len(r.Results) != 1 {
 			t.Fatalf("output %s, stderr %s", out.String(), errOut.String())

@@ -3,6 +3,7 @@ package check
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +14,9 @@ import (
 	"github.com/docker/cli/cli/compose/loader"
 	"github.com/docker/cli/cli/compose/schema"
 	composetypes "github.com/docker/cli/cli/compose/types"
+	"github.com/docker/docker/api/types/versions"
+
+	"github.com/swarmvault/swarmvault/provider"
 )
 
 // stackLabel is the label docker stack deploy adds to every service and
@@ -24,6 +28,8 @@ const stackLabel = "com.docker.stack.namespace"
 // services that use them, named as docker stack deploy names them in the
 // swarm.
 type stack struct {
+	// driver is the plugin's name, as the files' driver: gives it.
+	driver  string
 	secrets []secret
 	// undefined are the services' references to secrets no file defines,
 	// which docker stack deploy refuses.
@@ -39,11 +45,13 @@ type embed struct {
 	targets                       []string // of the secrets the service has
 }
 
-// secret is one driver secret of the compose files.
+// secret is one driver secret of the compose files, or one with vault.*
+// labels and another driver.
 type secret struct {
-	key  string // its key under secrets:
-	name string // its name in the swarm: stack_key, or name:
-	file string // the last file that defines it (later files override)
+	key    string // its key under secrets:
+	name   string // its name in the swarm: stack_key, or name:
+	file   string // the last file that defines it (later files override)
+	driver string // its driver:, which the plugin's name should be
 	// external secrets exist already: their driver and labels are not in
 	// the files.
 	external bool
@@ -55,6 +63,9 @@ type secret struct {
 type service struct {
 	name   string // in the swarm: stack_service
 	labels map[string]string
+	// containerLabels are the service's top-level labels:, which docker
+	// stack deploy gives its containers, not the service.
+	containerLabels map[string]string
 	// global services name their tasks after nodes, not slots.
 	global bool
 }
@@ -67,8 +78,9 @@ type use struct {
 
 // loadStack reads compose files as docker stack deploy does (docker/cli's
 // own loader: the files merged in order, ${VAR:-default} interpolated from
-// env, the schema checked) and returns the secrets whose driver is driver.
-// "-" reads stdin. namespace is the stack name.
+// env, the schema checked) and returns the secrets whose driver is driver,
+// and those with vault.* labels and another driver (a typo the plugin would
+// never see). "-" reads stdin. namespace is the stack name.
 func loadStack(files []string, stdin io.Reader, env map[string]string, namespace, driver string) (stack, error) {
 	details, err := configDetails(files, stdin, env)
 	if err != nil {
@@ -84,11 +96,11 @@ func loadStack(files []string, stdin io.Reader, env map[string]string, namespace
 			sort.Strings(props)
 			return stack{}, fmt.Errorf("the compose files use options docker stack deploy refuses: %s", strings.Join(props, "; "))
 		}
-		return stack{}, fmt.Errorf("docker stack deploy could not load the compose files: %w", err)
+		return stack{}, fmt.Errorf("docker stack deploy could not load the compose files: %w%s", err, versionHint(details))
 	}
 	scope := func(name string) string { return namespace + "_" + name }
 
-	var st stack
+	st := stack{driver: driver}
 	byKey := map[string]int{}
 	keys := make([]string, 0, len(cfg.Secrets))
 	for key := range cfg.Secrets {
@@ -97,10 +109,10 @@ func loadStack(files []string, stdin io.Reader, env map[string]string, namespace
 	sort.Strings(keys)
 	for _, key := range keys {
 		sc := cfg.Secrets[key]
-		if sc.Driver != driver && !sc.External.External {
+		if sc.Driver != driver && !sc.External.External && vaultLabelPrefix(sc.Labels) == "" {
 			continue
 		}
-		s := secret{key: key, name: scope(key), file: definedIn(details.ConfigFiles, "secrets", key), external: sc.External.External}
+		s := secret{key: key, name: scope(key), file: definedIn(details.ConfigFiles, "secrets", key), driver: sc.Driver, external: sc.External.External}
 		if sc.Name != "" {
 			s.name = sc.Name
 		}
@@ -116,8 +128,9 @@ func loadStack(files []string, stdin io.Reader, env map[string]string, namespace
 			name: scope(svc.Name),
 			// A swarm service's labels are the compose deploy.labels;
 			// labels: at the service's top level go to its containers.
-			labels: withStackLabel(svc.Deploy.Labels, namespace),
-			global: svc.Deploy.Mode == "global",
+			labels:          withStackLabel(svc.Deploy.Labels, namespace),
+			containerLabels: svc.Labels,
+			global:          svc.Deploy.Mode == "global",
 		}
 		st.unattached = append(st.unattached, unattachedSecrets(cfg, svc, user.name)...)
 		for _, ref := range svc.Secrets {
@@ -177,6 +190,48 @@ func unattachedSecrets(cfg *composetypes.Config, svc composetypes.ServiceConfig,
 		}
 	}
 	return out
+}
+
+// vaultLabelPrefix is the prefix of the swarmvault labels among labels,
+// as an error names it: vault.*, or the legacy plugin's; "" for none.
+func vaultLabelPrefix(labels map[string]string) string {
+	legacy := false
+	for k := range labels {
+		switch {
+		case strings.HasPrefix(k, "vault."):
+			return "vault.*"
+		case strings.HasPrefix(k, provider.LegacyLabel("vault.")):
+			legacy = true
+		}
+	}
+	if legacy {
+		return provider.LegacyLabel("vault.*")
+	}
+	return ""
+}
+
+// driverSecretsVersion is the first compose file version whose schema
+// has secrets with driver: (docker/cli's config_schema_v3.8.json): with
+// an older version: the loader refuses the key.
+const driverSecretsVersion = "3.8"
+
+// versionHint is what to add to the loader's error when the files'
+// version (the first file's, which stands for all) is older than the
+// driver: key of their secrets.
+func versionHint(details composetypes.ConfigDetails) string {
+	if !versions.LessThan(details.Version, driverSecretsVersion) {
+		return ""
+	}
+	for _, f := range details.ConfigFiles {
+		entries, _ := f.Config["secrets"].(map[string]any)
+		for _, key := range slices.Sorted(maps.Keys(entries)) {
+			if sc, ok := entries[key].(map[string]any); ok && sc["driver"] != nil {
+				return fmt.Sprintf(" (secret %s of %s has a driver:, which needs compose file version %s or later, and %s says version: %q: set version: %q in each file)",
+					key, f.Filename, driverSecretsVersion, details.ConfigFiles[0].Filename, details.Version, driverSecretsVersion)
+			}
+		}
+	}
+	return ""
 }
 
 func withStackLabel(labels map[string]string, namespace string) map[string]string {

@@ -102,7 +102,7 @@ func TestCheckAgainstVault(t *testing.T) {
 
 	before := accessors(t, root)
 	var out, errOut bytes.Buffer
-	code := Main([]string{"--vault", "--stack", stack, "--token-role", role, "-format", "json", file}, strings.NewReader(""), &out, &errOut)
+	code := Main([]string{"--vault", "--stack", stack, "--token-role", role, "--format", "json", file}, strings.NewReader(""), &out, &errOut)
 	if code != ExitProblem {
 		t.Errorf("exit %d, want %d; stderr: %s", code, ExitProblem, errOut.String())
 	}

@@ -2,11 +2,15 @@ package check
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 
+	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
 	"github.com/swarmvault/swarmvault/provider"
@@ -30,7 +34,9 @@ type Row struct {
 	Type     string   `json:"type,omitempty"`
 	Path     string   `json:"path,omitempty"`
 	Policies []string `json:"policies,omitempty"`
-	Status   string   `json:"status"`
+	// Status is problem when Problems has any; else unchecked when Reason
+	// is set; else ok, or skipped.
+	Status string `json:"status"`
 	// WrapPath is the creation path the task should find when it looks
 	// up its wrapping token (sys/wrapping/lookup) before it unwraps, for a
 	// vault.wrap secret.
@@ -40,8 +46,16 @@ type Row struct {
 	// one credential, one lease.
 	SharesWith []string `json:"shares_call_with,omitempty"`
 
-	// Problem is the plugin's own sentence for the task, or why the check
-	// could not tell.
+	// Problems are every reason the plugin would refuse the secret to the
+	// service's tasks, each the plugin's own sentence where the plugin
+	// has one.
+	Problems []string `json:"problems,omitempty"`
+	// Reason is why the check could not tell (unchecked), or did not
+	// look (skipped). A row with problems may have one too: what the
+	// check could not judge beyond them.
+	Reason string `json:"reason,omitempty"`
+	// Problem is the first of Problems, else Reason: the one sentence of
+	// the check's first output, for the readers written for it.
 	Problem string `json:"problem,omitempty"`
 
 	source string // provider.Source, for SharesWith
@@ -60,61 +74,229 @@ var idSets = [2]struct{ service, task, node string }{
 	{"checkservice1111111111111", "checktask1111111111111111", "checknode1111111111111111"},
 }
 
+// idsUnknown is the reason of a row whose policies depend on those IDs.
+const idsUnknown = "POLICY_TEMPLATE uses an ID Swarm gives only when it creates the service or task: the check cannot tell which policies the task gets"
+
+// checker judges each use of a secret with the plugin's own code.
+type checker struct {
+	opts   provider.Options
+	driver string
+	// offline decides what Check and CheckLabels decide; anyType the
+	// same with every vault.type allowed, to see past ALLOWED_TYPES.
+	offline, anyType *provider.Provider
+	// beforeVault runs Verify up to its first Vault call, which never
+	// leaves the process (nil when no such client could be made: why).
+	beforeVault *provider.Provider
+	noVault     *noVault
+	noVaultErr  error
+	// vault asks Vault, with --vault.
+	vault verifier
+}
+
 // run checks every secret of st: through v when given, else offline.
 func run(ctx context.Context, st stack, opts provider.Options, v verifier) []Row {
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	offline := provider.New(nil, log, opts)
+	c := checker{opts: opts, driver: st.driver, vault: v}
+	c.offline = provider.New(nil, log, opts)
+	allTypes := opts
+	allTypes.AllowedTypes = nil
+	c.anyType = provider.New(nil, log, allTypes)
+	c.noVault = &noVault{}
+	if client, err := c.noVault.client(); err != nil {
+		c.noVaultErr = err
+	} else {
+		c.beforeVault = provider.New(client, log, opts)
+	}
 	var rows []Row
 	for _, u := range st.undefined {
-		rows = append(rows, Row{File: u.file, Secret: u.secret, Service: u.service, Status: StatusProblem,
-			Problem: fmt.Sprintf("service %s uses secret %s, which no secrets: entry of the compose files defines: docker stack deploy refuses it", u.service, u.secret)})
+		rows = append(rows, finish(Row{File: u.file, Secret: u.secret, Service: u.service,
+			Problems: []string{fmt.Sprintf("service %s uses secret %s, which no secrets: entry of the compose files defines: docker stack deploy refuses it", u.service, u.secret)}}))
 	}
 	for _, e := range st.unattached {
 		problem := fmt.Sprintf("config %s embeds {{ secret %q }}, but no secret of service %s has the target %s: {{ secret }} takes the target name of a secret attached to the same service", e.config, e.target, e.service, e.target)
 		if len(e.targets) > 0 {
 			problem += " (its secrets' targets: " + strings.Join(e.targets, ", ") + ")"
 		}
-		rows = append(rows, Row{File: e.file, Secret: e.target, Service: e.service, Status: StatusProblem, Problem: problem})
+		rows = append(rows, finish(Row{File: e.file, Secret: e.target, Service: e.service, Problems: []string{problem}}))
 	}
 	for _, s := range st.secrets {
-		base := Row{File: s.file, Secret: s.key, Name: s.name}
 		if s.external {
 			for _, svc := range s.users {
-				r := base
-				r.Service, r.Status = svc.name, StatusSkipped
-				r.Problem = "external: created outside these files, which hold neither its driver nor its labels"
-				rows = append(rows, r)
+				rows = append(rows, Row{File: s.file, Secret: s.key, Name: s.name, Service: svc.name, Status: StatusSkipped,
+					Reason:  "external: created outside these files, which hold neither its driver nor its labels",
+					Problem: "external: created outside these files, which hold neither its driver nor its labels"})
 			}
 			continue
 		}
 		if len(s.users) == 0 {
-			plan, err := offline.CheckLabels(s.labels)
-			rows = append(rows, result(base, plan, nil, s.name, opts.TokenRole, err))
+			rows = append(rows, c.use(ctx, s, nil))
 			continue
 		}
 		for _, svc := range s.users {
-			req := request(s, svc, 0)
-			plan, policies, err := offline.Check(req)
-			if err == nil {
-				if other, oerr := opts.Policies.Policies(request(s, svc, 1)); oerr == nil && !slices.Equal(policies, other) {
-					r := result(base, plan, nil, s.name, opts.TokenRole, nil)
-					r.Service, r.Status = svc.name, StatusUnchecked
-					r.Problem = "POLICY_TEMPLATE uses an ID Swarm gives only when it creates the service or task: the check cannot tell which policies the task gets"
-					rows = append(rows, r)
-					continue
-				}
-				if v != nil {
-					plan, policies, err = v.Verify(ctx, req)
-				}
-			}
-			r := result(base, plan, policies, s.name, opts.TokenRole, err)
-			r.Service = svc.name
-			rows = append(rows, r)
+			rows = append(rows, c.use(ctx, s, &svc))
 		}
 	}
 	sharedCalls(rows)
 	return rows
+}
+
+// use judges svc's use of s (svc nil: s unused), gathering every problem
+// the stages of the plugin's decision find, each stage asked even when
+// another failed as long as it does not depend on that one: the driver;
+// the labels (and what CheckLabels decides after ALLOWED_TYPES); the
+// service's POLICY_TEMPLATE; then, with both, what Check and Verify decide
+// before any Vault call (a vault.type=token template, vault.token.policies
+// within the template's policies). Vault is asked only when all that
+// passes: the plugin would not ask it otherwise.
+func (c *checker) use(ctx context.Context, s secret, svc *service) Row {
+	r := Row{File: s.file, Secret: s.key, Name: s.name}
+	if s.driver != c.driver {
+		r.Problems = append(r.Problems, driverProblem(s, c.driver))
+	}
+	plan, err := c.offline.CheckLabels(s.labels)
+	labelsOK := err == nil
+	if err != nil {
+		r.Problems = append(r.Problems, provider.Message(s.name, err))
+		if provider.OutcomeOf(err) == provider.OutcomeConfig {
+			// ALLOWED_TYPES refused the type; what CheckLabels checks
+			// after it is asked with every type allowed.
+			if _, err := c.anyType.CheckLabels(s.labels); err != nil {
+				r.Problems = append(r.Problems, provider.Message(s.name, err))
+			}
+		}
+	}
+	r.Type, r.Path = string(plan.Type), plan.Path
+	r.WrapPath = plan.WrapCreationPath(c.opts.TokenRole)
+	if svc == nil {
+		return finish(r)
+	}
+	r.Service = svc.name
+	req := request(s, *svc, 0)
+	policies, err := c.opts.Policies.Policies(req)
+	switch {
+	case err != nil:
+		r.Problems = append(r.Problems, provider.Message(s.name, err)+movedLabelsHint(c.opts.Policies, req, svc.containerLabels, err))
+	case !c.samePolicies(policies, request(s, *svc, 1)):
+		r.Reason = idsUnknown
+	default:
+		r.Policies = policies
+	}
+	if !labelsOK || r.Policies == nil {
+		return finish(r)
+	}
+	if _, _, err := c.offline.Check(req); err != nil {
+		r.Problems = append(r.Problems, provider.Message(s.name, err))
+		return finish(r)
+	}
+	if why, err := c.verifyBeforeVault(ctx, req, plan); err != nil || why != "" {
+		if err != nil {
+			r.Problems = append(r.Problems, provider.Message(s.name, err))
+		}
+		r.Reason = why
+		return finish(r)
+	}
+	if len(r.Problems) > 0 {
+		return finish(r)
+	}
+	if c.vault == nil {
+		r.source, _ = provider.Source(plan, policies)
+		return finish(r)
+	}
+	plan, policies, err = c.vault.Verify(ctx, req)
+	switch provider.OutcomeOf(err) {
+	case provider.OutcomeOK:
+		r.Policies = policies
+		r.source, _ = provider.Source(plan, policies)
+	case provider.OutcomeUnavailable, provider.OutcomeInternal:
+		r.Reason = provider.Message(s.name, err)
+	default:
+		r.Problems = append(r.Problems, provider.Message(s.name, err))
+	}
+	return finish(r)
+}
+
+// verifyBeforeVault runs Verify through a Vault client whose every call
+// fails at once, in this process. An error Verify returns before its
+// first call is one the plugin gives on the request alone, with the same
+// sentence: a vault.token.policies policy that POLICY_TEMPLATE does not
+// give the service (taskTokenFor). An error at or after that call says
+// nothing of the stack, and is dropped. why is set when no such client
+// could be made and the plan has what only Verify judges.
+func (c *checker) verifyBeforeVault(ctx context.Context, req provider.Request, plan provider.Plan) (why string, err error) {
+	if c.beforeVault == nil {
+		if plan.TokenPolicies == nil {
+			return "", nil
+		}
+		return fmt.Sprintf("the check cannot tell whether POLICY_TEMPLATE gives the policies of label %s: %v", provider.LabelTokenPolicies, c.noVaultErr), nil
+	}
+	calls := c.noVault.calls.Load()
+	if _, _, err := c.beforeVault.Verify(ctx, req); err != nil && c.noVault.calls.Load() == calls {
+		return "", err
+	}
+	return "", nil
+}
+
+// noVault is the transport of a Vault client that reaches no Vault: each
+// call fails at once, and is counted.
+type noVault struct{ calls atomic.Int64 }
+
+var errNoVault = errors.New("swarmvault check offline: no Vault is asked")
+
+func (n *noVault) RoundTrip(*http.Request) (*http.Response, error) {
+	n.calls.Add(1)
+	return nil, errNoVault
+}
+
+// client is a Vault client over n, holding no token. The Vault API reads
+// the environment's VAULT_* settings to make any client, and fails when
+// they are wrong; nothing of them is used.
+func (n *noVault) client() (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	if cfg.Error != nil {
+		return nil, fmt.Errorf("the environment's Vault settings are wrong: %w", cfg.Error)
+	}
+	cfg.Address, cfg.MaxRetries = "http://swarmvault-check.invalid", 0
+	cfg.HttpClient = &http.Client{Transport: n}
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("the environment's Vault settings are wrong: %w", err)
+	}
+	client.ClearToken()
+	return client, nil
+}
+
+// samePolicies tells whether POLICY_TEMPLATE gives other, the request
+// with the other stand-in IDs, the policies it gave with the first.
+func (c *checker) samePolicies(policies []string, other provider.Request) bool {
+	again, err := c.opts.Policies.Policies(other)
+	return err == nil && slices.Equal(policies, again)
+}
+
+// finish sets a row's status (and Problem) from what was found.
+func finish(r Row) Row {
+	switch {
+	case len(r.Problems) > 0:
+		r.Status, r.Problem = StatusProblem, r.Problems[0]
+	case r.Reason != "":
+		r.Status, r.Problem = StatusUnchecked, r.Reason
+	default:
+		r.Status = StatusOK
+	}
+	return r
+}
+
+// driverProblem is the problem of a secret with swarmvault labels whose
+// driver is not the plugin's: the engine never asks the plugin for it.
+func driverProblem(s secret, driver string) string {
+	labels := vaultLabelPrefix(s.labels)
+	switch {
+	case s.driver == "":
+		return fmt.Sprintf("secret %s has %s labels but no driver, so docker stack deploy reads it from its file: set driver: %s", s.name, labels, driver)
+	case editDistance(s.driver, driver) <= 2:
+		return fmt.Sprintf("secret %s has %s labels but driver %s, not %s: did you mean driver: %s?", s.name, labels, showName(s.driver), driver, driver)
+	}
+	return fmt.Sprintf("secret %s has %s labels but driver %s, not %s: set driver: %s (or --driver %s if the plugin is installed under that name)", s.name, labels, showName(s.driver), driver, driver, showName(s.driver))
 }
 
 // sharedCalls tells each row which other secrets of its service a task
@@ -155,26 +337,11 @@ func request(s secret, svc service, set int) provider.Request {
 	return req
 }
 
-// result is a row for err: nil is ok; Vault out of reach or a fault of the
-// check itself is unchecked; anything else is the plugin's refusal.
-func result(r Row, plan provider.Plan, policies []string, name, tokenRole string, err error) Row {
-	r.Type, r.Path, r.Policies = string(plan.Type), plan.Path, policies
-	r.WrapPath = plan.WrapCreationPath(tokenRole)
-	if err == nil && policies != nil {
-		r.source, _ = provider.Source(plan, policies)
-	}
-	switch provider.OutcomeOf(err) {
-	case provider.OutcomeOK:
-		r.Status = StatusOK
-	case provider.OutcomeUnavailable, provider.OutcomeInternal:
-		r.Status, r.Problem = StatusUnchecked, provider.Message(name, err)
-	default:
-		r.Status, r.Problem = StatusProblem, provider.Message(name, err)
-	}
-	return r
-}
-
-// exitCode: a problem wins over a row that could not be checked.
+// exitCode is ExitProblem when any row has a problem, else ExitUnchecked
+// when any could not be judged, else ExitOK. A problem wins: it is certain
+// whatever the unchecked rows turn out to be, and a pipeline that lets
+// ExitUnchecked pass (a POLICY_TEMPLATE with .TaskID is unchecked at
+// every run) must still stop on it.
 func exitCode(rows []Row) int {
 	code := ExitOK
 	for _, r := range rows {
@@ -182,7 +349,7 @@ func exitCode(rows []Row) int {
 		case StatusProblem:
 			return ExitProblem
 		case StatusUnchecked:
-			code = ExitError
+			code = ExitUnchecked
 		}
 	}
 	return code

@@ -155,10 +155,20 @@ func ParsePlan(labels map[string]string) (Plan, error) {
 			return Plan{}, err
 		}
 	}
-	if p.Reuse && (p.Type != TypeKV || p.Wrap) {
-		// A token or a wrapping token is good once: shared, a second task
-		// would get one already used or another task's identity.
+	switch {
+	case p.Reuse && p.Type != TypeKV:
+		// A token is good for one task: shared, a second task would get
+		// another task's identity.
 		return Plan{}, fmt.Errorf("label %s=true cannot apply to %s: each task needs its own value", showKey(known[LabelReuse].key), p.where())
+	case p.Reuse && p.Wrap:
+		// A wrapping token is good once: shared, a second task would get
+		// one already unwrapped.
+		wrap := "true"
+		if p.WrapTTL > 0 {
+			wrap = p.WrapTTL.String()
+		}
+		return Plan{}, fmt.Errorf("label %s=true cannot apply with %s=%s: a wrapping token unwraps once, so each task needs its own; remove one of them (%s)",
+			showKey(known[LabelReuse].key), showKey(known[LabelWrap].key), wrap, p.where())
 	}
 	return p, nil
 }

@@ -241,7 +241,12 @@ var parsePlanCases = []struct {
 	{
 		name:    "a wrapping token is never shared",
 		labels:  map[string]string{"vault.path": "secret/db", "vault.wrap": "true", "vault.reuse": "true"},
-		wantErr: "label vault.reuse=true cannot apply to Vault path secret/db: each task needs its own value",
+		wantErr: "label vault.reuse=true cannot apply with vault.wrap=true: a wrapping token unwraps once, so each task needs its own; remove one of them (Vault path secret/db)",
+	},
+	{
+		name:    "a wrapping token is never shared, with a TTL and the legacy labels",
+		labels:  map[string]string{LegacyLabel("vault.path"): "secret/db", LegacyLabel("vault.wrap"): "90s", LegacyLabel("vault.reuse"): "true"},
+		wantErr: "label dk.almbrand.docker.plugin.secretprovider.vault.reuse=true cannot apply with dk.almbrand.docker.plugin.secretprovider.vault.wrap=1m30s: a wrapping token unwraps once, so each task needs its own; remove one of them (Vault path secret/db)",
 	},
 	{
 		name:    "template with another format",
