@@ -4,12 +4,13 @@
 //
 // main wires the two paths of the program: the request path (the plugin
 // socket, provider/) and the leader side (lifecycle/, on the manager that
-// leads), both with the plugin's own Vault token (vaultauth/).
+// leads), both with the plugin's own Vault token (vaultauth/). cli.go reads
+// the command line: the plugin (no command, as dockerd runs it), check,
+// version and help.
 package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -28,7 +29,6 @@ import (
 	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"github.com/swarmvault/swarmvault/bootstrap"
-	"github.com/swarmvault/swarmvault/check"
 	"github.com/swarmvault/swarmvault/internal/settings"
 	"github.com/swarmvault/swarmvault/lifecycle"
 	"github.com/swarmvault/swarmvault/metrics"
@@ -41,30 +41,24 @@ import (
 var version = "dev"
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "check" {
-		// The compose checker for operators and CI: the plugin's own
-		// parsers, without serving anything.
-		os.Exit(check.Main(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	flags, code := cli(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	if flags == nil {
+		os.Exit(code)
 	}
-	if err := realMain(); err != nil {
+	if err := realMain(*flags); err != nil {
 		// stderr reaches the dockerd log at error level, one entry per line:
 		// each line carries the prefix so that it reads alone there.
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(os.Stderr, "swarmvault: %s\n", line)
 		}
-		os.Exit(1)
+		os.Exit(exitFailed)
 	}
 }
 
-func realMain() error {
-	socket := flag.String("socket", provider.SocketPath, "Unix socket to serve the plugin API on")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile to this file until the plugin stops (for bench/)")
-	// plugin/config.json passes false: dockerd stamps every line it logs
-	// for a plugin, and a second time in the text would only be noise.
-	logTimestamps := flag.Bool("log-timestamps", true, "start text log lines with their time")
-	dockerSocket := flag.String("docker-socket", swarm.Socket, "Docker socket to use, for tests and the bench harness (the managed plugin always uses its docker-socket mount, the default)")
-	flag.Parse()
-	stopProfile, err := startCPUProfile(*cpuProfile)
+// realMain runs the plugin until SIGTERM (dockerd's plugin disable) or
+// SIGINT, with the flags cli read.
+func realMain(flags pluginFlags) error {
+	stopProfile, err := startCPUProfile(flags.cpuProfile)
 	if err != nil {
 		return err
 	}
@@ -76,7 +70,7 @@ func realMain() error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel, cfg.LogFormat, *logTimestamps, os.Stdout, os.Stderr)
+	log := newLogger(cfg.LogLevel, cfg.LogFormat, flags.logTimestamps, os.Stdout, os.Stderr)
 	for _, w := range cfg.Warnings() {
 		log.Warn(w)
 	}
@@ -88,7 +82,7 @@ func realMain() error {
 	// The Docker socket is optional: the helper bootstrap, the refusal of
 	// repeated fetches, rotation and the task lifecycle need it, and each
 	// says so when it is missing.
-	engine, dockerErr := swarm.Dial(*dockerSocket)
+	engine, dockerErr := swarm.Dial(flags.dockerSocket)
 
 	// The plugin's own identity: the token's one owner. Start-up does not
 	// wait for a login: the engine restores plugins at boot, maybe before
@@ -130,13 +124,13 @@ func realMain() error {
 	}
 
 	srv := provider.NewServer(p)
-	l, err := provider.Listen(*socket)
+	l, err := provider.Listen(flags.socket)
 	if err != nil {
 		return err
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
-	log.WithFields(logrus.Fields{"version": version, "vault_addr": cfg.VaultAddr, "socket": *socket}).Info("swarmvault serving")
+	log.WithFields(logrus.Fields{"version": version, "vault_addr": cfg.VaultAddr, "socket": flags.socket}).Info("swarmvault serving")
 
 	select {
 	case err := <-served:
@@ -244,10 +238,10 @@ func startCPUProfile(file string) (stop func(), err error) {
 	}
 	f, err := os.Create(file)
 	if err != nil {
-		return nil, fmt.Errorf("-cpuprofile: %w", err)
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
-		return nil, fmt.Errorf("-cpuprofile: %w", err)
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
 	}
 	return pprof.StopCPUProfile, nil
 }

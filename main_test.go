@@ -24,11 +24,12 @@ import (
 	"github.com/swarmvault/swarmvault/swarm"
 )
 
-// buildBinary builds the plugin binary once for the process tests.
-func buildBinary(t *testing.T) string {
+// buildBinary builds the plugin binary for a process test, with the
+// extra go build flags given.
+func buildBinary(t *testing.T, flags ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "swarmvault")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.Command("go", append(append([]string{"build"}, flags...), "-o", bin, ".")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -53,9 +54,83 @@ func TestProcessRefusesBadSettingsOneLineEach(t *testing.T) {
 	// dockerd logs each stderr line as its own entry: each must read alone.
 	want := "swarmvault: VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200\n" +
 		"swarmvault: LOG_LEVEL=loud is not a level: use debug, info, warn or error\n" +
-		"swarmvault: TOKEN_ROLE is not set: task tokens would come from auth/token/create-orphan, which needs sudo and does not bound their policies: create a token role (README \"Vault setup\") and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that\n"
+		"swarmvault: TOKEN_ROLE is not set: task tokens (vault.type=token, read, write) are made with auth/token/create-orphan, which needs sudo, and KV read tokens with auth/token/create; with sudo, Vault bounds their policies by nothing but POLICY_TEMPLATE: create a token role (docs/vault-setup.md) and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that\n"
 	if stderr.String() != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
+	}
+}
+
+// The binary's commands, a typo and a bad flag exit at once, as said, with
+// settings that would serve but for LOG_LEVEL: a process that read them
+// would exit 1 naming LOG_LEVEL, so none of these reads them, and none can
+// reach the socket (nor the Docker engine at the default --docker-socket).
+func TestProcessCommandsNeverServe(t *testing.T) {
+	bin := buildBinary(t, "-ldflags", "-X main.version=v0.0.0-test")
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "plugin.sock")
+	usageStart := "swarmvault: HashiCorp Vault secrets for Docker Swarm services."
+	for _, tt := range []struct {
+		args                                 []string
+		code                                 int
+		stdoutPrefix, stderrIs, stderrPrefix string
+	}{
+		{args: []string{"version"}, stdoutPrefix: "swarmvault v0.0.0-test\ncommit: "},
+		{args: []string{"--version"}, stdoutPrefix: "swarmvault v0.0.0-test\ncommit: "},
+		{args: []string{"-version"}, stdoutPrefix: "swarmvault v0.0.0-test\ncommit: "},
+		{args: []string{"version", "--format", "json"}, stdoutPrefix: `{"version":"v0.0.0-test","commit":`},
+		{args: []string{"help"}, stdoutPrefix: usageStart},
+		{args: []string{"--help"}, stdoutPrefix: usageStart},
+		{args: []string{"-h"}, stdoutPrefix: usageStart},
+		{args: []string{"help", "check"}, stdoutPrefix: "Usage: swarmvault check"},
+		{args: []string{"chek"}, code: 2, stderrIs: `swarmvault: unknown command "chek": did you mean check? (swarmvault help lists the commands)` + "\n"},
+		{args: []string{"--socket", sock, "--bogus"}, code: 2, stderrPrefix: "swarmvault: flag provided but not defined: --bogus\n\n" + usageStart},
+		{args: []string{"--socket", sock, "chek"}, code: 2},
+	} {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, tt.args...)
+			cmd.Env = []string{"VAULT_ADDR=http://127.0.0.1:1", "VAULT_TOKEN=process-test-token", "ALLOW_NO_TOKEN_ROLE=true", "LOG_LEVEL=loud"}
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			start := time.Now()
+			err := cmd.Run()
+			took := time.Since(start)
+			code := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				code = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\nstderr:\n%s", code, tt.code, stderr.String())
+			}
+			if took > time.Second {
+				t.Errorf("took %s to exit", took)
+			}
+			if strings.Contains(stderr.String(), "LOG_LEVEL") {
+				t.Errorf("the settings were read:\n%s", stderr.String())
+			}
+			if !strings.HasPrefix(stdout.String(), tt.stdoutPrefix) {
+				t.Errorf("stdout:\n%s\nwant it to start with %q", stdout.String(), tt.stdoutPrefix)
+			}
+			if tt.code != 0 && stdout.Len() != 0 {
+				t.Errorf("a refusal printed on stdout:\n%s", stdout.String())
+			}
+			if !strings.HasPrefix(stderr.String(), tt.stderrPrefix) {
+				t.Errorf("stderr:\n%s\nwant it to start with %q", stderr.String(), tt.stderrPrefix)
+			}
+			if tt.stderrIs != "" && stderr.String() != tt.stderrIs {
+				t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), tt.stderrIs)
+			}
+			if tt.code == 0 && stderr.Len() != 0 {
+				t.Errorf("stderr:\n%s", stderr.String())
+			}
+			if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the plugin socket exists (%v)", err)
+			}
+		})
 	}
 }
 
@@ -103,6 +178,10 @@ func TestProcessServesAndStopsOnSIGTERM(t *testing.T) {
 	// The login runs on its own goroutine: wait for its line (the request
 	// above did not), rather than hope it came before SIGTERM.
 	waitFor(t, &stderr, `msg="Vault login failed"`, 10*time.Second)
+	// Vault is down, and the login says so, not that the token is refused.
+	if want := "cannot reach Vault at http://127.0.0.1:1 to check the plugin's token (dial tcp 127.0.0.1:1: connect: connection refused): check VAULT_ADDR and that Vault is up"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %s:\n%s", want, stderr.String())
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +199,7 @@ func TestProcessServesAndStopsOnSIGTERM(t *testing.T) {
 		t.Errorf("stdout lacks start/stop lines:\n%s", stdout.String())
 	}
 	// Warned at every start, on stderr (dockerd's error level).
-	if !strings.Contains(stderr.String(), `level=warning msg="TOKEN_ROLE is not set: task tokens are made with auth/token/create-orphan`) {
+	if !strings.Contains(stderr.String(), `level=warning msg="TOKEN_ROLE is not set (ALLOW_NO_TOKEN_ROLE=true): task tokens`) {
 		t.Errorf("stderr lacks the TOKEN_ROLE warning:\n%s", stderr.String())
 	}
 	if strings.Contains(stdout.String()+stderr.String(), "process-test-token") {

@@ -48,6 +48,9 @@ func (a *CertAuth) Login(ctx context.Context, client *api.Client) (*api.Secret, 
 		body["name"] = a.role
 	}
 	s, err := c.Logical().WriteWithContext(ctx, "auth/"+a.mount+"/login", body)
+	if e := notAnswered(c, "log in with the client certificate at auth/"+a.mount, err); e != nil {
+		return nil, e
+	}
 	if err != nil {
 		return nil, fmt.Errorf("certificate login at auth/%s failed: %w", a.mount, err)
 	}

@@ -60,6 +60,9 @@ func IsWrappingToken(ctx context.Context, client *api.Client, v string) (creatio
 	if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
 		return "", false, nil // "wrapping token is not valid or does not exist"
 	}
+	if e := notAnswered(c, "look up a wrapping token", err); e != nil {
+		return "", false, e
+	}
 	if err != nil {
 		return "", false, fmt.Errorf("cannot look up a wrapping token: %w", err)
 	}
@@ -94,6 +97,9 @@ func UnwrapChecked(ctx context.Context, client *api.Client, wrapped string, allo
 		return nil, err
 	}
 	s, err := uc.Logical().UnwrapWithContext(ctx, wrapped)
+	if e := notAnswered(uc, "unwrap "+what, err); e != nil {
+		return nil, e
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot unwrap %s: %w", what, err)
 	}
@@ -147,6 +153,9 @@ func AppRoleLogin(ctx context.Context, client *api.Client, roleID, secretID, mou
 		return nil, err
 	}
 	s, err := a.Login(ctx, c)
+	if e := notAnswered(c, "log in with AppRole at auth/"+mount, err); e != nil {
+		return nil, e
+	}
 	if err != nil {
 		return nil, fmt.Errorf("AppRole login at auth/%s failed: %w", mount, err)
 	}
@@ -164,8 +173,16 @@ func TokenLogin(ctx context.Context, client *api.Client, tok, source string) (*a
 	}
 	c.SetToken(tok)
 	self, err := c.Auth().Token().LookupSelfWithContext(ctx)
-	if err != nil {
+	var re *api.ResponseError
+	switch e := notAnswered(c, "check the plugin's token", err); {
+	case e != nil:
+		return nil, e
+	case refusesToken(err):
 		return nil, fmt.Errorf("Vault does not accept the plugin's token (%s): %w", source, err)
+	case errors.As(err, &re):
+		return nil, fmt.Errorf("Vault could not check the plugin's token (%s): %w", source, err)
+	case err != nil:
+		return nil, fmt.Errorf("the answer to the check of the plugin's token (%s) is not Vault's (%v): check that VAULT_ADDR points at Vault", source, err)
 	}
 	policies, err := self.TokenPolicies()
 	if err != nil {

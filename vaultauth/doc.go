@@ -6,5 +6,7 @@
 // Manager, the token's one owner: it logs in, renews, logs in again when
 // Vault refuses the token, and revokes it at stop. common.go has the
 // primitives the methods share (reading a credential file, unwrapping
-// with a check of where the wrapped value was made, the AppRole login).
+// with a check of where the wrapped value was made, the AppRole login);
+// errors.go tells a login that got no answer from Vault (unreachable, or
+// its TLS certificate not trusted) from one Vault refused.
 package vaultauth
