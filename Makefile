@@ -25,7 +25,7 @@ DOCKER_BUILD := DOCKER_BUILDKIT=0 docker build -q
 export GOTOOLCHAIN ?= local
 
 # Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
-.PHONY: all build test lint fuzz test-unit test-integration e2e e2e-cluster plugin rootfs push docker \
+.PHONY: all build test lint rules fuzz test-unit test-arm64 test-integration e2e e2e-cluster plugin rootfs push docker docker-engine \
 	vault-dev vault-stop postgres prometheus demo demo-clean clean bench bench-lifecycle bench-failover settings
 
 all: build
@@ -35,7 +35,7 @@ all: build
 build:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) .
 
-test: lint test-unit test-integration e2e e2e-cluster
+test: lint rules test-unit test-arm64 test-integration e2e e2e-cluster
 
 # Pinned, and fetched through the module proxy by `go run`.
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -45,6 +45,14 @@ lint:
 	$(GO) mod tidy -diff
 	$(GO) vet -tags 'integration e2e' ./...
 	$(GO) run $(STATICCHECK) -tags 'integration e2e' ./...
+	@# make push runs on an operator's build machine: never the test bed.
+	@if $(MAKE) -s -n push REGISTRY=127.0.0.1:1 | grep -E 'e2e/|swarm init|apt-get'; then \
+		echo "make push would run the test bed's scripts (above)"; exit 1; fi
+
+# The alert rules shipped in ops/prometheus: promtool check rules and their
+# unit tests (promtool test rules); Debian's prometheus package has promtool.
+rules:
+	ops/check-rules.sh
 
 # `go test` runs each fuzz target's seed corpus; this runs each target for
 # FUZZTIME (a duration, or a count such as 1000000x).
@@ -57,6 +65,13 @@ fuzz:
 
 test-unit:
 	$(GO) test -race -count=1 ./...
+
+# The arm64 build under qemu-aarch64-static (installed when missing, as
+# root): its unit tests (no -race: it needs cgo), then bin/swarmvault-arm64
+# serving one secret from the dev Vault over its socket.
+test-arm64: vault-dev
+	e2e/arm64.sh unit
+	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token e2e/arm64.sh smoke
 
 # plugin/config.json's env list and the README's settings table, written
 # from internal/settings/table.go (test-unit fails while they differ).
@@ -88,8 +103,14 @@ e2e-cluster: vault-dev docker postgres
 		$(GO) test -count=1 -tags 'e2e cluster' -run TestCluster -timeout 30m -v ./e2e/; \
 		rc=$$?; [ -n "$(CLUSTER_KEEP)" ] || e2e/cluster.sh down; exit $$rc
 
+# The test bed's engine: installed and started when missing (as root), in
+# swarm mode, with the test images. For the test targets only.
 docker:
 	e2e/docker.sh images >/dev/null
+
+# An engine that answers, nothing more: what make rootfs and make push need.
+docker-engine:
+	@scripts/require-docker.sh "make rootfs"
 
 vault-dev:
 	e2e/vault.sh start
@@ -108,7 +129,7 @@ vault-stop:
 # The plugin dir docker plugin create takes: config.json and rootfs/, every
 # file's time set to the epoch (docker export stamps what it creates), so
 # that the same binary gives the same plugin digest.
-rootfs: build docker
+rootfs: docker-engine build
 	$(DOCKER_BUILD) --build-arg BIN=$(BIN) -t swarmvault-rootfs:$(GOARCH) .
 	rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)/rootfs
 	cp plugin/config.json $(PLUGIN_DIR)/config.json
@@ -124,7 +145,7 @@ rootfs: build docker
 # not collide with it.
 # (A make of its own: a build made earlier in the same run, e.g. by
 # test-integration, would otherwise be taken as it is.)
-plugin:
+plugin: docker
 	$(MAKE) rootfs VERSION=$(VERSION)-local
 	docker plugin rm -f $(PLUGIN) >/dev/null 2>&1 || true
 	docker plugin create $(PLUGIN) $(PLUGIN_DIR)
@@ -132,20 +153,29 @@ plugin:
 
 # Publishes the plugin as users install it: REGISTRY/swarmvault:TAG. The
 # plugin is created on this engine only to be pushed, then removed. The
-# digest printed last is what users pin (REGISTRY/swarmvault@sha256:…).
+# digest printed is what users pin (REGISTRY/swarmvault@sha256:…), the
+# rootfs what docker plugin inspect shows on a manager that runs it. It needs
+# only an engine that answers: no swarm, no packages, no test images.
 push:
 	@test -n "$(REGISTRY)" || { echo "make push needs REGISTRY=host:port (e.g. 127.0.0.1:5000)"; exit 1; }
+	@scripts/require-docker.sh "make push"
 	$(MAKE) rootfs VERSION=$(VERSION)
 	docker plugin rm -f $(PUSH_NAME) >/dev/null 2>&1 || true
 	docker plugin create $(PUSH_NAME) $(PLUGIN_DIR)
 	docker plugin push $(PUSH_NAME)
+	docker plugin inspect -f '{{index .Config.rootfs.diff_ids 0}}' $(PUSH_NAME) >bin/push-$(GOARCH).rootfs
 	docker plugin rm -f $(PUSH_NAME) >/dev/null
 	@# The CLI does not print the manifest digest for a plugin: ask the
 	@# registry (one without auth, as the test bed's; else see its UI).
 	@d=$$(for scheme in https http; do curl --noproxy '*' -sfI -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
 		$$scheme://$(REGISTRY)/v2/swarmvault/manifests/$(PUSH_TAG) && break; done | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p'); \
-	if [ -n "$$d" ]; then echo "$$d" >bin/push-$(GOARCH).digest; echo "pushed $(REGISTRY)/swarmvault@$$d ($(PUSH_TAG))"; \
-	else echo "pushed $(PUSH_NAME): pin it by the Docker-Content-Digest your registry gives for that tag"; fi
+	if [ -n "$$d" ]; then echo "$$d" >bin/push-$(GOARCH).digest; echo "pushed $(REGISTRY)/swarmvault@$$d ($(PUSH_TAG))"; ref=$(REGISTRY)/swarmvault@$$d; \
+	else rm -f bin/push-$(GOARCH).digest; echo "pushed $(PUSH_NAME): pin it by the Docker-Content-Digest your registry gives for that tag"; ref=$(PUSH_NAME); fi; \
+	pushed=$$(cat bin/push-$(GOARCH).rootfs); \
+	if r=$$(scripts/plugin-rootfs.sh $$ref); then \
+		[ "$$r" = "$$pushed" ] || { echo "make push: the registry's $$ref has rootfs $$r, not the $$pushed pushed"; exit 1; }; \
+		echo "rootfs $$r   (docker plugin inspect -f '{{index .Config.rootfs.diff_ids 0}}' shows it on a manager)"; \
+	else echo "rootfs $$pushed   (of the plugin pushed; the registry could not be asked, see above)"; fi
 
 demo: plugin vault-dev
 	PLUGIN=$(PLUGIN) e2e/demo.sh
