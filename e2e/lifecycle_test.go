@@ -504,6 +504,13 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		testCrashLoop(t, f)
 	})
 
+	// Here, before the plugin is restarted below: the same process has
+	// served, failed a request, renewed, revoked and rolled services, so
+	// every panel's query has series to return.
+	t.Run("dashboard: every query of ops/grafana/swarmvault.json returns data from Prometheus, renewals, revocations and rollouts included", func(t *testing.T) {
+		testDashboard(t)
+	})
+
 	t.Run("without the Docker socket: one warning at start, and credentials live for their TTL", func(t *testing.T) {
 		m := logMark(t)
 		setPlugin(t, "docker-socket.source=/dev/null")
