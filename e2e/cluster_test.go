@@ -1059,6 +1059,12 @@ secrets:
 		}
 	})
 
+	// Last but one: it replaces the plugin the parts above use with the
+	// one the docs install, and removes it as they say.
+	t.Run("the docs run as written: the README's install on every manager, AppRole, then the uninstall", func(t *testing.T) {
+		testDocsRun(t, all, f)
+	})
+
 	t.Run("no node's log contains a secret value or token", func(t *testing.T) {
 		for _, i := range all {
 			b, err := os.ReadFile(nodeLog(i))
