@@ -54,7 +54,7 @@ func TestProcessRefusesBadSettingsOneLineEach(t *testing.T) {
 	// dockerd logs each stderr line as its own entry: each must read alone.
 	want := "swarmvault: VAULT_ADDR is not set: docker plugin set <plugin> VAULT_ADDR=https://vault.example.com:8200\n" +
 		"swarmvault: LOG_LEVEL=loud is not a level: use debug, info, warn or error\n" +
-		"swarmvault: TOKEN_ROLE is not set: task tokens (vault.type=token, read, write) are made with auth/token/create-orphan, which needs sudo, and KV read tokens with auth/token/create; with sudo, Vault bounds their policies by nothing but POLICY_TEMPLATE: create a token role (docs/vault-setup.md) and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that\n"
+		"swarmvault: TOKEN_ROLE is not set: task tokens (vault.type=token, read, write) are made with auth/token/create-orphan and KV read tokens with auth/token/create, which give a policy the plugin's token does not hold only if that token has sudo, and then bound their policies by nothing but POLICY_TEMPLATE: create a token role (docs/vault-setup.md) and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that\n"
 	if stderr.String() != want {
 		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), want)
 	}

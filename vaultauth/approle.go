@@ -46,7 +46,12 @@ func NewAppRoleAuth(roleIDFile, secretIDFile, mount string, wrapped, remove bool
 	if _, err := ReadCredential("VAULT_ROLE_ID_FILE", roleIDFile); err != nil {
 		return nil, err
 	}
-	if _, err := ReadCredential("VAULT_SECRET_ID_FILE", secretIDFile); err != nil {
+	// A secret-id file the plugin removes once read is gone after every
+	// restart until the operator writes a new one: the plugin starts
+	// anyway, and its logins say what is missing until the file is back
+	// (a plugin that exits at start stays down, and Docker 20.10's manager
+	// panics at boot over a secret driver it cannot enable).
+	if _, err := ReadCredential("VAULT_SECRET_ID_FILE", secretIDFile); err != nil && !(remove && errors.Is(err, os.ErrNotExist)) {
 		return nil, err
 	}
 	return &AppRoleAuth{roleIDFile: roleIDFile, secretIDFile: secretIDFile, mount: mount, wrapped: wrapped, remove: remove}, nil
@@ -76,6 +81,8 @@ func (a *AppRoleAuth) currentSecretID(ctx context.Context, c *api.Client) (strin
 	switch {
 	case errors.Is(err, os.ErrNotExist) && a.secretID != "":
 		return a.secretID, nil // removed after reading, as asked
+	case errors.Is(err, os.ErrNotExist) && a.remove:
+		return "", fmt.Errorf("%w: the plugin removed the secret-id it read before it restarted (VAULT_SECRET_ID_REMOVE=true); write a new (wrapped) secret-id into the file", err)
 	case err != nil:
 		return "", err
 	case v == a.file && a.secretID != "":

@@ -174,6 +174,34 @@ func TestAppRoleWrappedSecretIDUnwrapsOnceAndIsRemoved(t *testing.T) {
 	}
 }
 
+// After a restart, the secret-id file VAULT_SECRET_ID_REMOVE took away is
+// missing: the plugin starts, its logins say what to write, and the first
+// login after the operator writes a new wrapped secret-id succeeds.
+func TestAppRoleStartsWithoutTheSecretIDItRemoved(t *testing.T) {
+	v, client := newLoginVault(t)
+	v.secretID = "secret-from-wrap"
+	v.wrapped["wrap-2"] = wrappedValue{creationPath: "auth/approle/role/swarmvault/secret-id", response: `{"data":{"secret_id":"secret-from-wrap"}}`}
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret-id")
+	a, err := NewAppRoleAuth(writeCred(t, dir, "role-id", "role-1"), secretFile, "", true, true)
+	if err != nil {
+		t.Fatalf("the plugin would not start: %v", err)
+	}
+	_, err = client.Auth().Login(context.Background(), a)
+	if want := "write a new (wrapped) secret-id into the file"; err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "VAULT_SECRET_ID_FILE cannot be read") {
+		t.Errorf("login without the file: %v, want it to say %q", err, want)
+	}
+	writeCred(t, dir, "secret-id", "wrap-2")
+	if _, err := client.Auth().Login(context.Background(), a); err != nil {
+		t.Fatalf("login once the file is back: %v", err)
+	}
+	// Without VAULT_SECRET_ID_REMOVE a missing file is a mistake in the
+	// settings, refused at start.
+	if _, err := NewAppRoleAuth(writeCred(t, dir, "role-id", "role-1"), filepath.Join(dir, "nothing"), "", true, false); err == nil {
+		t.Error("a missing secret-id file without VAULT_SECRET_ID_REMOVE was accepted at start")
+	}
+}
+
 // A wrapped secret-id that unwraps to no secret_id is refused (the helper
 // method's twin is in package bootstrap).
 func TestWrappedSecretIDWithoutSecretID(t *testing.T) {

@@ -199,8 +199,9 @@ var rules = []rule{
 // withoutTokenRole says what an unset TOKEN_ROLE means, in the error that
 // refuses it, the warning that accepts it and ALLOW_NO_TOKEN_ROLE's help:
 // one sentence, so that the three never tell it differently.
-const withoutTokenRole = "task tokens (vault.type=token, read, write) are made with auth/token/create-orphan, which needs sudo, " +
-	"and KV read tokens with auth/token/create; with sudo, Vault bounds their policies by nothing but POLICY_TEMPLATE"
+const withoutTokenRole = "task tokens (vault.type=token, read, write) are made with auth/token/create-orphan and KV read tokens " +
+	"with auth/token/create, which give a policy the plugin's token does not hold only if that token has sudo, " +
+	"and then bound their policies by nothing but POLICY_TEMPLATE"
 
 // Warnings are the settings that work but put tokens and secrets at risk,
 // one sentence each, for a warning at every start.

@@ -112,7 +112,7 @@ func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 		"LOG_FORMAT=xml is not a format: use text or json",
 		"TOKEN_TTL=48h0m0s is longer than TOKEN_MAX_TTL=24h0m0s: lower it or raise TOKEN_MAX_TTL",
 		"WRAP_TTL=5m0s is longer than WRAP_MAX_TTL=1m0s: lower it or raise WRAP_MAX_TTL",
-		`TOKEN_ROLE is not set: task tokens (vault.type=token, read, write) are made with auth/token/create-orphan, which needs sudo, and KV read tokens with auth/token/create; with sudo, Vault bounds their policies by nothing but POLICY_TEMPLATE: create a token role (docs/vault-setup.md) and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that`,
+		`TOKEN_ROLE is not set: task tokens (vault.type=token, read, write) are made with auth/token/create-orphan and KV read tokens with auth/token/create, which give a policy the plugin's token does not hold only if that token has sudo, and then bound their policies by nothing but POLICY_TEMPLATE: create a token role (docs/vault-setup.md) and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that`,
 	}, "\n")
 	if err == nil || err.Error() != want {
 		t.Errorf("error:\n%v\nwant:\n%s", err, want)
@@ -166,7 +166,7 @@ func TestConfigWarnings(t *testing.T) {
 		{"metrics on every address", map[string]string{"VAULT_ADDR": "https://vault:8200", "TOKEN_ROLE": "tasks", "METRICS_ADDR": ":9650"},
 			[]string{"METRICS_ADDR=:9650 is not a loopback address: the plugin shares the host's network, so anyone who reaches this host on that port can read the plugin's metrics (counts and timings, never a secret or name); bind 127.0.0.1 unless a scraper elsewhere needs it"}},
 		{"no token role, accepted", map[string]string{"VAULT_ADDR": "https://vault:8200", "ALLOW_NO_TOKEN_ROLE": "true"},
-			[]string{"TOKEN_ROLE is not set (ALLOW_NO_TOKEN_ROLE=true): task tokens (vault.type=token, read, write) are made with auth/token/create-orphan, which needs sudo, and KV read tokens with auth/token/create; with sudo, Vault bounds their policies by nothing but POLICY_TEMPLATE; a token role with allowed_policies bounds them"}},
+			[]string{"TOKEN_ROLE is not set (ALLOW_NO_TOKEN_ROLE=true): task tokens (vault.type=token, read, write) are made with auth/token/create-orphan and KV read tokens with auth/token/create, which give a policy the plugin's token does not hold only if that token has sudo, and then bound their policies by nothing but POLICY_TEMPLATE; a token role with allowed_policies bounds them"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := Load(env(tt.env))
@@ -185,7 +185,7 @@ func TestConfigWarnings(t *testing.T) {
 // warns at every start.
 func TestNoTokenRoleNeedsTheOptIn(t *testing.T) {
 	_, err := Load(env(map[string]string{"VAULT_ADDR": "https://vault:8200"}))
-	if want := `TOKEN_ROLE is not set: task tokens (vault.type=token, read, write) are made with auth/token/create-orphan, which needs sudo, and KV read tokens with auth/token/create; with sudo, Vault bounds their policies by nothing but POLICY_TEMPLATE: create a token role (docs/vault-setup.md) and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that`; err == nil || err.Error() != want {
+	if want := `TOKEN_ROLE is not set: task tokens (vault.type=token, read, write) are made with auth/token/create-orphan and KV read tokens with auth/token/create, which give a policy the plugin's token does not hold only if that token has sudo, and then bound their policies by nothing but POLICY_TEMPLATE: create a token role (docs/vault-setup.md) and docker plugin set <plugin> TOKEN_ROLE=<role>, or ALLOW_NO_TOKEN_ROLE=true to accept that`; err == nil || err.Error() != want {
 		t.Errorf("err = %v, want %q", err, want)
 	}
 	for _, v := range []string{"false", "0"} {
