@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 )
 
 // The documents' runnable blocks: a fenced block right after a
@@ -153,9 +155,21 @@ func testDocsRun(t *testing.T, all []int, f *fixture) {
 		t.Fatal(err)
 	}
 	root.SetToken(strings.TrimSpace(string(rootToken)))
+	// The operator runs the docs' vault commands with a token of an
+	// operator's rights, not root: no sudo but where Vault asks for it
+	// (enabling an auth method), so that a step that needs more fails here.
+	operator := "docs-operator-" + run
+	if err := root.Sys().PutPolicy(operator, operatorRules); err != nil {
+		t.Fatal(err)
+	}
+	op, err := root.Auth().Token().Create(&api.TokenCreateRequest{Policies: []string{operator}, TTL: "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.issue(op.Auth.ClientToken)
 	tag := run + "-docs"
 	r := &docRunner{t: t, bin: bin, etc: map[int]string{}, replaced: map[string]bool{}, env: []string{
-		"VAULT_TOKEN=" + strings.TrimSpace(string(rootToken)), "VAULT_ADDR=http://127.0.0.1:8200",
+		"VAULT_TOKEN=" + op.Auth.ClientToken, "VAULT_ADDR=http://127.0.0.1:8200",
 		"REGISTRY=" + registry, "TAG=" + tag,
 	}}
 	for _, i := range all {
@@ -168,7 +182,9 @@ func testDocsRun(t *testing.T, all []int, f *fixture) {
 		}
 		tryOn(all[0], "stack", "rm", "myapp")
 		root.Logical().Delete("auth/token/roles/swarmvault")
-		for _, p := range []string{"swarmvault-plugin", "svc-myapp_app"} {
+		root.Logical().Delete("auth/token/roles/swarmvault-plugin")
+		root.Auth().Token().RevokeTree(op.Auth.ClientToken)
+		for _, p := range []string{"swarmvault-plugin", "svc-myapp_app", operator} {
 			root.Sys().DeletePolicy(p)
 		}
 		root.Sys().DisableAuth("approle")
@@ -304,8 +320,10 @@ func testDocsRun(t *testing.T, all []int, f *fixture) {
 			t.Errorf("manager %d's plugin token is still valid after the uninstall", all[k])
 		}
 	}
-	if s, _ := root.Logical().Read("auth/token/roles/swarmvault"); s != nil {
-		t.Error("the token role swarmvault is still there after the uninstall")
+	for _, role := range []string{"swarmvault", "swarmvault-plugin"} {
+		if s, _ := root.Logical().Read("auth/token/roles/" + role); s != nil {
+			t.Errorf("the token role %s is still there after the uninstall", role)
+		}
 	}
 	if p, _ := root.Sys().GetPolicy("swarmvault-plugin"); p != "" {
 		t.Error("the policy swarmvault-plugin is still there after the uninstall")
@@ -319,6 +337,21 @@ func testDocsRun(t *testing.T, all []int, f *fixture) {
 		}
 	}
 }
+
+// operatorRules are what an operator's token may do for the docs' steps:
+// policies, token roles, the AppRole mount and its roles, the example's KV
+// data, and what swarmvault check --vault needs; sudo only where Vault
+// requires it (sys/auth).
+const operatorRules = `
+path "sys/policies/acl/*" { capabilities = ["create", "read", "update", "delete", "list"] }
+path "auth/token/roles/*" { capabilities = ["create", "read", "update", "delete", "list"] }
+path "auth/token/create/swarmvault-plugin" { capabilities = ["update"] }
+path "auth/token/create/swarmvault" { capabilities = ["update"] }
+path "sys/auth/*" { capabilities = ["create", "read", "update", "delete", "sudo"] }
+path "auth/approle/role/*" { capabilities = ["create", "read", "update", "delete", "list"] }
+path "secret/data/myapp/*" { capabilities = ["create", "read", "update"] }
+path "secret/metadata/myapp/*" { capabilities = ["read", "delete", "list"] }
+`
 
 // waitReady waits up to 30 s for node i's plugin to answer /readyz with 200,
 // as an operator would before the verify step.

@@ -38,10 +38,11 @@ start() {
 	ensure_postgres
 	local bin
 	bin=$(bindir)
-	if [ ! -s "$state/postgres-password" ] && [ -d "$dir" ]; then
+	if [ -d "$dir" ] && { [ ! -s "$state/postgres-password" ] || [ "$(cat "$dir/owner" 2>/dev/null)" != "$state" ]; }; then
 		# A cluster another checkout made (a CI clone): its password is
-		# there, not here. Start afresh.
-		log "a cluster in $dir without its password in $state: making a new one"
+		# there, not here (this checkout may hold an older one). Start
+		# afresh.
+		log "a cluster in $dir made for another checkout than $state: making a new one"
 		as_postgres "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 		rm -rf "$dir"
 	fi
@@ -58,6 +59,7 @@ start() {
 		as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 \
 			--pwfile="$dir/pwfile" >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
 		rm -f "$dir/pwfile"
+		echo "$state" >"$dir/owner"
 	fi
 	log "starting PostgreSQL on 127.0.0.1:$port (log: $dir/log)"
 	as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
