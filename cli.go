@@ -14,6 +14,7 @@ import (
 	dockerapi "github.com/docker/docker/api"
 
 	"github.com/swarmvault/swarmvault/check"
+	"github.com/swarmvault/swarmvault/internal/suggest"
 	"github.com/swarmvault/swarmvault/provider"
 	"github.com/swarmvault/swarmvault/swarm"
 )
@@ -197,38 +198,11 @@ func closest(arg string) string {
 		if len(arg) >= 2 && strings.HasPrefix(c, arg) {
 			return c
 		}
-		if d := editDistance(arg, c); d < bestDist {
+		if d := suggest.Distance(arg, c); d < bestDist {
 			best, bestDist = c, d
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance of a and b, with a transposition
-// of two neighbours (versoin) counted as one edit.
-func editDistance(a, b string) int {
-	// d[i][j] is the distance of a[:i] and b[:j].
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }
 
 // versionInfo is what swarmvault version prints.

@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/swarmvault/swarmvault/internal/settings"
+	"github.com/swarmvault/swarmvault/internal/suggest"
 	"github.com/swarmvault/swarmvault/provider"
 )
 
@@ -260,7 +261,7 @@ func flagError(err error, fs *flag.FlagSet) error {
 	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
 		near, best := "", 3 // within two edits, the nearest
 		fs.VisitAll(func(f *flag.Flag) {
-			if d := editDistance(name, f.Name); d < best {
+			if d := suggest.Distance(name, f.Name); d < best {
 				near, best = f.Name, d
 			}
 		})

@@ -61,36 +61,6 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// editDistance is the Levenshtein distance of a and b, in bytes, with a
-// transposition counted as one edit: within 2, a name is taken for a typo
-// of the other (vaultt, vualt).
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 3 // a typo of a short name is not long
-	}
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
-}
-
 // plainName is a name that reads unambiguously as it is in a sentence.
 var plainName = regexp.MustCompile(`^[A-Za-z0-9._/:@-]{1,128}$`)
 

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
+	"github.com/swarmvault/swarmvault/internal/suggest"
 	"github.com/swarmvault/swarmvault/provider"
 )
 
@@ -293,7 +294,7 @@ func driverProblem(s secret, driver string) string {
 	switch {
 	case s.driver == "":
 		return fmt.Sprintf("secret %s has %s labels but no driver, so docker stack deploy reads it from its file: set driver: %s", s.name, labels, driver)
-	case editDistance(s.driver, driver) <= 2:
+	case suggest.Distance(s.driver, driver) <= 2:
 		return fmt.Sprintf("secret %s has %s labels but driver %s, not %s: did you mean driver: %s?", s.name, labels, showName(s.driver), driver, driver)
 	}
 	return fmt.Sprintf("secret %s has %s labels but driver %s, not %s: set driver: %s (or --driver %s if the plugin is installed under that name)", s.name, labels, showName(s.driver), driver, driver, showName(s.driver))

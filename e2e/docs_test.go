@@ -281,6 +281,16 @@ func testDocsRun(t *testing.T, all []int, f *fixture) {
 			t.Errorf("node %d: the wrapped secret-id file is still there (VAULT_SECRET_ID_REMOVE=true): %v", i, err)
 		}
 	}
+	// A restart (dockerd's, a reboot's) finds the secret-id file removed:
+	// the plugin starts without a token, and the docs' step, run again,
+	// gives it one.
+	restarted := all[0]
+	on(t, restarted, "plugin", "disable", "-f", clusterAlias)
+	if _, err := tryOn(restarted, "plugin", "enable", clusterAlias); err != nil {
+		t.Fatalf("node %d: the plugin does not start after a restart without its removed secret-id: %v", restarted, err)
+	}
+	r.run(setup[1], restarted, true)
+	waitReady(t, restarted)
 	before := waitTasks(t, via, "myapp_app", 1)[0].id
 	on(t, via, "service", "update", "--detach", "--force", "myapp_app")
 	deadline := time.Now().Add(90 * time.Second)

@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
+
+	"github.com/swarmvault/swarmvault/internal/suggest"
 )
 
 // Label names read from a secret (docker secret create --label, or labels: in
@@ -393,7 +395,7 @@ var knownLabels = []string{LabelPath, LabelField, LabelFormat, LabelTemplate, La
 func nearest(s string, names []string) string {
 	found := ""
 	for _, n := range names {
-		if editDistance(s, n) <= 2 {
+		if suggest.Distance(s, n) <= 2 {
 			if found != "" {
 				return ""
 			}
@@ -401,36 +403,6 @@ func nearest(s string, names []string) string {
 		}
 	}
 	return found
-}
-
-// editDistance is the Levenshtein distance of a and b, in bytes (label
-// names are ASCII), with a transposition counted as one edit.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		// A label key can be long; a typo of a short name cannot.
-		return 3
-	}
-	d := make([][]int, len(a)+1)
-	for i := range d {
-		d[i] = make([]int, len(b)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(a)][len(b)]
 }
 
 // vaultLabels picks the vault.* labels (and their legacy aliases) out of a
