@@ -154,8 +154,7 @@ func (c *cli) run(args []string) int {
 }
 
 func (c *cli) notImplemented(what string) int {
-	c.errorf(notImplementedFormat, what)
-	return exitNotImplemented
+	return c.failf(exitNotImplemented, notImplementedFormat, what)
 }
 
 // output, errorf and warn are the real CLI's ui.Output/Info (stdout) and
@@ -165,6 +164,14 @@ func (c *cli) output(s string) { fmt.Fprintln(c.stdout, s) }
 func (c *cli) errorf(format string, a ...any) { fmt.Fprintf(c.stderr, format+"\n", a...) }
 
 func (c *cli) warn(s string) { fmt.Fprintln(c.stderr, s) }
+
+// failf prints an error as errorf does and returns code, for a command's
+// many "print the error and exit" returns: 1 for a usage error, 2 for an
+// error from Vault (or from reading a local file), as in the real CLI.
+func (c *cli) failf(code int, format string, a ...any) int {
+	c.errorf(format, a...)
+	return code
+}
 
 // printRaw is the real CLI's PrintRaw: no trailing newline unless stdout is a
 // terminal.
@@ -238,9 +245,9 @@ func (f *flags) durationVar(p *time.Duration, name string) {
 	f.fs.Var(&durationValue{d: p}, name, "")
 }
 
-// parse parses args; it returns the positional arguments, or an exit code
-// (>= 0) when the command must stop.
-func (f *flags) parse(args []string) ([]string, int) {
+// parse parses args and then checks the positional arguments with check; it
+// returns them, or an exit code (>= 0) when the command must stop.
+func (f *flags) parse(args []string, check argCheck) ([]string, int) {
 	if err := f.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, f.c.notImplemented(fmt.Sprintf("help (-h, -help) of %q", f.name))
@@ -248,8 +255,7 @@ func (f *flags) parse(args []string) ([]string, int) {
 		if undefined, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
 			return nil, f.c.notImplemented(fmt.Sprintf("the flag %s of %q", undefined, f.name))
 		}
-		f.c.errorf("%s", err.Error())
-		return nil, 1
+		return nil, f.c.failf(1, "%s", err.Error())
 	}
 	pos := f.fs.Args()
 	// The real CLI stops parsing flags at the first positional argument and
@@ -270,16 +276,42 @@ func (f *flags) parse(args []string) ([]string, int) {
 	case "table", "json":
 	case "raw":
 		if f.bits&withRawFormat == 0 {
-			f.c.errorf("This command does not support the -format=raw option.")
-			return nil, 1
+			return nil, f.c.failf(1, "This command does not support the -format=raw option.")
 		}
 	case "yaml", "yml", "pretty":
 		return nil, f.c.notImplemented(fmt.Sprintf("-format=%s of %q", f.format, f.name))
 	default:
-		f.c.errorf("Invalid output format: %s", f.format)
-		return nil, 1
+		return nil, f.c.failf(1, "Invalid output format: %s", f.format)
+	}
+	if err := check(pos); err != nil {
+		return nil, f.c.failf(1, "%s", err)
 	}
 	return pos, -1
+}
+
+// start is the prologue most commands share: parse (flags, then check on
+// the positional arguments), then newClient. It returns the client and the
+// positional arguments, or an exit code (>= 0) when the command must stop.
+func (f *flags) start(args []string, check argCheck) (*api.Client, []string, int) {
+	args, code := f.parse(args, check)
+	if code >= 0 {
+		return nil, nil, code
+	}
+	client, code := f.newClient()
+	if code >= 0 {
+		return nil, nil, code
+	}
+	return client, args, -1
+}
+
+// newClient is client for a command: it returns the client, or prints the
+// error and returns exit code 2.
+func (f *flags) newClient() (*api.Client, int) {
+	client, err := f.client()
+	if err != nil {
+		return nil, f.c.failf(2, "%s", err)
+	}
+	return client, -1
 }
 
 // client builds the API client as the real CLI's BaseCommand.Client does.
@@ -431,6 +463,56 @@ func (s stringMap) Set(v string) error {
 	}
 	(*s.p)[v[:idx]] = v[idx+1:]
 	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Positional argument checks (each command's "Not enough arguments" and
+// "Too many arguments"; the messages are the real CLI's, capitals and all).
+
+// argCheck checks a command's positional arguments once its flags are
+// parsed (a closure may look at the flags too); an error is a usage error,
+// printed as is, and the command exits 1.
+type argCheck func(args []string) error
+
+// exactArgs is the check of a command that takes exactly n arguments.
+func exactArgs(n int) argCheck {
+	return func(args []string) error {
+		switch {
+		case len(args) < n:
+			return fmt.Errorf("Not enough arguments (expected %d, got %d)", n, len(args))
+		case len(args) > n:
+			return fmt.Errorf("Too many arguments (expected %d, got %d)", n, len(args))
+		}
+		return nil
+	}
+}
+
+// atLeastOne is the check of a command that needs one argument or more;
+// expected is how that command's message puts it ("1", "at least 1", ">1").
+func atLeastOne(expected string) argCheck {
+	return func(args []string) error {
+		if len(args) < 1 {
+			return fmt.Errorf("Not enough arguments (expected %s, got %d)", expected, len(args))
+		}
+		return nil
+	}
+}
+
+// atMostOne is the check of a command with one optional argument.
+func atMostOne(args []string) error {
+	if len(args) > 1 {
+		return fmt.Errorf("Too many arguments (expected 0-1, got %d)", len(args))
+	}
+	return nil
+}
+
+// firstArg is the first argument, trimmed, or "" when there is none (the
+// optional TOKEN of token revoke, token lookup and unwrap).
+func firstArg(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return strings.TrimSpace(args[0])
 }
 
 // ---------------------------------------------------------------------------
@@ -625,16 +707,14 @@ func (f *flags) printRawField(data any, field string) int {
 		val = data[field]
 	}
 	if val == nil {
-		f.c.errorf("Field %q not present in secret", field)
-		return 1
+		return f.c.failf(1, "Field %q not present in secret", field)
 	}
 	if f.format == "table" || f.format == "raw" {
 		return f.c.printRaw(fmt.Sprintf("%v", val))
 	}
 	b, err := json.MarshalIndent(val, "", "  ")
 	if err != nil {
-		f.c.errorf("Error formatting output: %s", err)
-		return 1
+		return f.c.failf(1, "Error formatting output: %s", err)
 	}
 	return f.c.printRaw(string(b))
 }
@@ -646,6 +726,25 @@ func (f *flags) outputSecret(secret *api.Secret) int {
 	}
 	f.tableSecret(secret)
 	return 0
+}
+
+// outputFieldOrSecret prints the -field of secret when one is given, else
+// the whole secret (the usual end of a command that gets a secret back).
+func (f *flags) outputFieldOrSecret(secret *api.Secret) int {
+	if f.field != "" {
+		return f.printRawField(secret, f.field)
+	}
+	return f.outputSecret(secret)
+}
+
+// failWithSecret is the real CLI's end of a failed write, read or delete:
+// the error, then whatever secret Vault sent with it, and exit code 2.
+func (f *flags) failWithSecret(secret *api.Secret, format string, a ...any) int {
+	f.c.errorf(format, a...)
+	if secret != nil {
+		f.outputSecret(secret)
+	}
+	return 2
 }
 
 // outputData is the real CLI's OutputData for a map.
@@ -668,8 +767,7 @@ func (f *flags) outputData(data map[string]any) int {
 func (f *flags) outputJSON(v any) int {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		f.c.errorf("Could not parse output: %s", err)
-		return 1
+		return f.c.failf(1, "Could not parse output: %s", err)
 	}
 	f.c.output(string(b))
 	return 0
@@ -756,8 +854,7 @@ func (f *flags) outputList(secret *api.Secret, keys []any) int {
 	for i, k := range keys {
 		s, ok := k.(string)
 		if !ok {
-			f.c.errorf("Could not parse output: %v is not a string", k)
-			return 1
+			return f.c.failf(1, "Could not parse output: %v is not a string", k)
 		}
 		list[i] = s
 	}
@@ -895,22 +992,9 @@ func wrapAtLengthWithPadding(s string, pad int) string {
 
 func (c *cli) policyWrite(name string, args []string) int {
 	f := c.newFlags(name, 0)
-	args, code := f.parse(args)
+	client, args, code := f.start(args, exactArgs(2))
 	if code >= 0 {
 		return code
-	}
-	switch {
-	case len(args) < 2:
-		c.errorf("Not enough arguments (expected 2, got %d)", len(args))
-		return 1
-	case len(args) > 2:
-		c.errorf("Too many arguments (expected 2, got %d)", len(args))
-		return 1
-	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
 	}
 	policyName := args[0]
 	formattedName := strings.TrimSpace(strings.ToLower(policyName))
@@ -921,20 +1005,17 @@ func (c *cli) policyWrite(name string, args []string) int {
 	} else {
 		fh, err := os.Open(file)
 		if err != nil {
-			c.errorf("Error opening policy file: %s", err)
-			return 2
+			return c.failf(2, "Error opening policy file: %s", err)
 		}
 		defer fh.Close()
 		reader = fh
 	}
 	rules, err := io.ReadAll(reader)
 	if err != nil {
-		c.errorf("Error reading policy: %s", err)
-		return 2
+		return c.failf(2, "Error reading policy: %s", err)
 	}
 	if err := client.Sys().PutPolicy(formattedName, string(rules)); err != nil {
-		c.errorf("Error uploading policy: %s", err)
-		return 2
+		return c.failf(2, "Error uploading policy: %s", err)
 	}
 	if policyName != formattedName {
 		c.warn(fmt.Sprintf("Policy name was converted from \"%s\" to \"%s\"", policyName, formattedName))
@@ -945,65 +1026,41 @@ func (c *cli) policyWrite(name string, args []string) int {
 
 func (c *cli) policyDelete(name string, args []string) int {
 	f := c.newFlags(name, 0)
-	args, code := f.parse(args)
+	client, args, code := f.start(args, exactArgs(1))
 	if code >= 0 {
 		return code
 	}
-	if code := exactArgs(c, args, 1); code >= 0 {
-		return code
-	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
-	}
 	policy := strings.TrimSpace(strings.ToLower(args[0]))
 	if err := client.Sys().DeletePolicy(policy); err != nil {
-		c.errorf("Error deleting %s: %s", policy, err)
-		return 2
+		return c.failf(2, "Error deleting %s: %s", policy, err)
 	}
 	c.output("Success! Deleted policy: " + policy)
 	return 0
-}
-
-func exactArgs(c *cli, args []string, n int) int {
-	switch {
-	case len(args) < n:
-		c.errorf("Not enough arguments (expected %d, got %d)", n, len(args))
-		return 1
-	case len(args) > n:
-		c.errorf("Too many arguments (expected %d, got %d)", n, len(args))
-		return 1
-	}
-	return -1
 }
 
 func (c *cli) write(name string, args []string) int {
 	f := c.newFlags(name, withField|withFormat)
 	var force bool
 	f.boolVar(&force, false, "force", "f")
-	args, code := f.parse(args)
+	args, code := f.parse(args, func(args []string) error {
+		if len(args) == 1 && !force {
+			return errors.New("Must supply data or use -force")
+		}
+		return atLeastOne("1")(args)
+	})
 	if code >= 0 {
 		return code
 	}
-	switch {
-	case len(args) < 1:
-		c.errorf("Not enough arguments (expected 1, got %d)", len(args))
-		return 1
-	case len(args) == 1 && !force:
-		c.errorf("Must supply data or use -force")
-		return 1
-	}
+	// As the real CLI, the data is read (stdin, @files) before the client
+	// is made.
 	p := sanitizePath(args[0])
 	data, err := c.parseArgsData(args[1:])
 	if err != nil {
-		c.errorf("Failed to parse K=V data: %s", err)
-		return 1
+		return c.failf(1, "Failed to parse K=V data: %s", err)
 	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
+	client, code := f.newClient()
+	if code >= 0 {
+		return code
 	}
 	secret, err := client.Logical().Write(p, data)
 	return f.handleWriteSecretOutput(p, secret, err)
@@ -1013,11 +1070,7 @@ func (c *cli) write(name string, args []string) int {
 // interactive MFA part left out).
 func (f *flags) handleWriteSecretOutput(p string, secret *api.Secret, err error) int {
 	if err != nil {
-		f.c.errorf("Error writing data to %s: %s", p, err)
-		if secret != nil {
-			f.outputSecret(secret)
-		}
-		return 2
+		return f.failWithSecret(secret, "Error writing data to %s: %s", p, err)
 	}
 	if secret == nil {
 		if f.field == "" && f.format == "table" {
@@ -1025,97 +1078,62 @@ func (f *flags) handleWriteSecretOutput(p string, secret *api.Secret, err error)
 		}
 		return 0
 	}
-	if f.field != "" {
-		return f.printRawField(secret, f.field)
-	}
-	return f.outputSecret(secret)
+	return f.outputFieldOrSecret(secret)
 }
 
 func (c *cli) read(name string, args []string) int {
 	f := c.newFlags(name, withField|withFormat|withRawFormat)
-	args, code := f.parse(args)
+	client, args, code := f.start(args, atLeastOne("1"))
 	if code >= 0 {
 		return code
-	}
-	if len(args) < 1 {
-		c.errorf("Not enough arguments (expected 1, got %d)", len(args))
-		return 1
-	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), client.ClientTimeout())
 	defer cancel()
 	p := sanitizePath(args[0])
 	data, err := c.parseArgsDataStringLists(args[1:])
 	if err != nil {
-		c.errorf("Failed to parse K=V data: %s", err)
-		return 1
+		return c.failf(1, "Failed to parse K=V data: %s", err)
 	}
 	if f.format == "raw" {
 		resp, err := client.Logical().ReadRawWithDataWithContext(ctx, p, data)
 		if err != nil {
-			c.errorf("Error reading: %s: %s", p, err)
-			return 2
+			return c.failf(2, "Error reading: %s: %s", p, err)
 		}
 		if resp == nil || resp.Body == nil {
-			c.errorf("No value found at %s", p)
-			return 2
+			return c.failf(2, "No value found at %s", p)
 		}
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
 		if err != nil {
-			c.errorf("Error reading: %s: %s", p, err)
-			return 2
+			return c.failf(2, "Error reading: %s: %s", p, err)
 		}
 		c.output(string(b))
 		return 0
 	}
 	secret, err := client.Logical().ReadWithDataWithContext(ctx, p, data)
 	if err != nil {
-		c.errorf("Error reading %s: %s", p, err)
-		return 2
+		return c.failf(2, "Error reading %s: %s", p, err)
 	}
 	if secret == nil {
-		c.errorf("No value found at %s", p)
-		return 2
+		return c.failf(2, "No value found at %s", p)
 	}
-	if f.field != "" {
-		return f.printRawField(secret, f.field)
-	}
-	return f.outputSecret(secret)
+	return f.outputFieldOrSecret(secret)
 }
 
 func (c *cli) delete(name string, args []string) int {
 	f := c.newFlags(name, withField|withFormat)
-	args, code := f.parse(args)
+	client, args, code := f.start(args, atLeastOne("at least 1"))
 	if code >= 0 {
 		return code
-	}
-	if len(args) < 1 {
-		c.errorf("Not enough arguments (expected at least 1, got %d)", len(args))
-		return 1
-	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
 	}
 	p := sanitizePath(args[0])
 	data, err := c.parseArgsDataStringLists(args[1:])
 	if err != nil {
-		c.errorf("Failed to parse string list data: %s", err)
-		return 1
+		return c.failf(1, "Failed to parse string list data: %s", err)
 	}
 	secret, err := client.Logical().DeleteWithData(p, data)
 	if err != nil {
-		c.errorf("Error deleting %s: %s", p, err)
-		if secret != nil {
-			f.outputSecret(secret)
-		}
-		return 2
+		return f.failWithSecret(secret, "Error deleting %s: %s", p, err)
 	}
 	if secret == nil {
 		if f.format == "table" {
@@ -1123,10 +1141,7 @@ func (c *cli) delete(name string, args []string) int {
 		}
 		return 0
 	}
-	if f.field != "" {
-		return f.printRawField(secret, f.field)
-	}
-	return f.outputSecret(secret)
+	return f.outputFieldOrSecret(secret)
 }
 
 func (c *cli) tokenCreate(name string, args []string) int {
@@ -1151,21 +1166,12 @@ func (c *cli) tokenCreate(name string, args []string) int {
 	f.fs.StringVar(&tokenType, "type", "service", "")
 	f.fs.Var(stringMap{&metadata}, "metadata", "")
 	f.fs.Var(stringSlice{&policies}, "policy", "")
-	args, code := f.parse(args)
+	client, _, code := f.start(args, exactArgs(0))
 	if code >= 0 {
 		return code
 	}
-	if len(args) > 0 {
-		c.errorf("Too many arguments (expected 0, got %d)", len(args))
-		return 1
-	}
 	if tokenType == "batch" {
 		renewable = false
-	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
 	}
 	// As the real CLI: -orphan is no_parent on auth/token/create (or the
 	// role's endpoint), not auth/token/create-orphan; the durations are sent
@@ -1184,19 +1190,16 @@ func (c *cli) tokenCreate(name string, args []string) int {
 		Type:            tokenType,
 	}
 	var secret *api.Secret
+	var err error
 	if role != "" {
 		secret, err = client.Auth().Token().CreateWithRole(tcr, role)
 	} else {
 		secret, err = client.Auth().Token().Create(tcr)
 	}
 	if err != nil {
-		c.errorf("Error creating token: %s", err)
-		return 2
+		return c.failf(2, "Error creating token: %s", err)
 	}
-	if f.field != "" {
-		return f.printRawField(secret, f.field)
-	}
-	return f.outputSecret(secret)
+	return f.outputFieldOrSecret(secret)
 }
 
 func (c *cli) tokenRevoke(name string, args []string) int {
@@ -1206,47 +1209,32 @@ func (c *cli) tokenRevoke(name string, args []string) int {
 	f.boolVar(&accessor, false, "accessor")
 	f.boolVar(&self, false, "self")
 	f.fs.StringVar(&mode, "mode", "", "")
-	args, code := f.parse(args)
+	client, args, code := f.start(args, func(args []string) error {
+		switch mode {
+		case "", "orphan", "path":
+		default:
+			return fmt.Errorf("Invalid mode: %s", mode)
+		}
+		switch {
+		case self && len(args) > 0:
+			return fmt.Errorf("Too many arguments with -self (expected 0, got %d)", len(args))
+		case !self && len(args) > 1:
+			return fmt.Errorf("Too many arguments (expected 1 or -self, got %d)", len(args))
+		case !self && len(args) < 1:
+			return fmt.Errorf("Not enough arguments (expected 1 or -self, got %d)", len(args))
+		case self && accessor:
+			return errors.New("Cannot use -self with -accessor!")
+		case self && mode != "":
+			return errors.New("Cannot use -self with -mode!")
+		case accessor && mode == "orphan":
+			return errors.New("Cannot use -accessor with -mode=orphan!")
+		case accessor && mode == "path":
+			return errors.New("Cannot use -accessor with -mode=path!")
+		}
+		return nil
+	})
 	if code >= 0 {
 		return code
-	}
-	token := ""
-	if len(args) > 0 {
-		token = strings.TrimSpace(args[0])
-	}
-	switch mode {
-	case "", "orphan", "path":
-	default:
-		c.errorf("Invalid mode: %s", mode)
-		return 1
-	}
-	switch {
-	case self && len(args) > 0:
-		c.errorf("Too many arguments with -self (expected 0, got %d)", len(args))
-		return 1
-	case !self && len(args) > 1:
-		c.errorf("Too many arguments (expected 1 or -self, got %d)", len(args))
-		return 1
-	case !self && len(args) < 1:
-		c.errorf("Not enough arguments (expected 1 or -self, got %d)", len(args))
-		return 1
-	case self && accessor:
-		c.errorf("Cannot use -self with -accessor!")
-		return 1
-	case self && mode != "":
-		c.errorf("Cannot use -self with -mode!")
-		return 1
-	case accessor && mode == "orphan":
-		c.errorf("Cannot use -accessor with -mode=orphan!")
-		return 1
-	case accessor && mode == "path":
-		c.errorf("Cannot use -accessor with -mode=path!")
-		return 1
-	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
 	}
 	var revoke func(string) error
 	switch {
@@ -1261,9 +1249,8 @@ func (c *cli) tokenRevoke(name string, args []string) int {
 	default:
 		revoke = client.Auth().Token().RevokeTree
 	}
-	if err := revoke(token); err != nil {
-		c.errorf("Error revoking token: %s", err)
-		return 2
+	if err := revoke(firstArg(args)); err != nil {
+		return c.failf(2, "Error revoking token: %s", err)
 	}
 	c.output("Success! Revoked token (if it existed)")
 	return 0
@@ -1273,30 +1260,21 @@ func (c *cli) tokenLookup(name string, args []string) int {
 	f := c.newFlags(name, withFormat)
 	var accessor bool
 	f.boolVar(&accessor, false, "accessor")
-	args, code := f.parse(args)
+	client, args, code := f.start(args, func(args []string) error {
+		switch {
+		case accessor && len(args) < 1:
+			return fmt.Errorf("Not enough arguments with -accessor (expected 1, got %d)", len(args))
+		case accessor && len(args) > 1:
+			return fmt.Errorf("Too many arguments with -accessor (expected 1, got %d)", len(args))
+		}
+		return atMostOne(args)
+	})
 	if code >= 0 {
 		return code
 	}
-	token := ""
-	switch {
-	case accessor && len(args) < 1:
-		c.errorf("Not enough arguments with -accessor (expected 1, got %d)", len(args))
-		return 1
-	case accessor && len(args) > 1:
-		c.errorf("Too many arguments with -accessor (expected 1, got %d)", len(args))
-		return 1
-	case len(args) == 1:
-		token = strings.TrimSpace(args[0])
-	case len(args) > 1:
-		c.errorf("Too many arguments (expected 0-1, got %d)", len(args))
-		return 1
-	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
-	}
+	token := firstArg(args)
 	var secret *api.Secret
+	var err error
 	switch {
 	case token == "":
 		secret, err = client.Auth().Token().LookupSelf()
@@ -1306,148 +1284,119 @@ func (c *cli) tokenLookup(name string, args []string) int {
 		secret, err = client.Auth().Token().Lookup(token)
 	}
 	if err != nil {
-		c.errorf("Error looking up token: %s", err)
-		return 2
+		return c.failf(2, "Error looking up token: %s", err)
 	}
 	return f.outputSecret(secret)
 }
 
-func (c *cli) authEnable(name string, args []string) int {
-	f := c.newFlags(name, 0)
-	var mountPath, description string
+// unsetTTL is what the real CLI's auth enable and secrets enable send for
+// the TTLs they do not take here: a zero time.Duration's String.
+const unsetTTL = "0s"
+
+// enableTarget is what auth enable or secrets enable is asked to mount.
+type enableTarget struct {
+	typ         string // TYPE
+	path        string // -path, else TYPE; with a trailing slash
+	description string // -description
+}
+
+// startEnable is the prologue auth enable and secrets enable share: it adds
+// -path and -description to f's flags, starts the command (one argument,
+// TYPE) and resolves the target; a plugin is not implemented. It returns
+// the client and the target, or an exit code (>= 0) when the command must
+// stop.
+func (f *flags) startEnable(args []string) (*api.Client, enableTarget, int) {
+	var t enableTarget
+	var mountPath string
 	f.fs.StringVar(&mountPath, "path", "", "")
-	f.fs.StringVar(&description, "description", "", "")
-	args, code := f.parse(args)
+	f.fs.StringVar(&t.description, "description", "", "")
+	client, args, code := f.start(args, exactArgs(1))
+	if code >= 0 {
+		return nil, t, code
+	}
+	t.typ = strings.TrimSpace(args[0])
+	if t.typ == "plugin" {
+		return nil, t, f.c.notImplemented(fmt.Sprintf("%q of a plugin (-plugin-name)", f.name))
+	}
+	if mountPath == "" {
+		mountPath = t.typ
+	}
+	t.path = ensureTrailingSlash(mountPath)
+	return client, t, -1
+}
+
+// versionOption is the mount options of -version (secrets enable and
+// secrets tune): none unless a version is given.
+func versionOption(version int) map[string]string {
+	if version > 0 {
+		return map[string]string{"version": strconv.Itoa(version)}
+	}
+	return nil
+}
+
+// disableMount is auth disable and secrets disable: PATH, sanitized and
+// with a trailing slash, goes to disable; what names the mount in the
+// messages ("auth method", "secrets engine").
+func (c *cli) disableMount(name string, args []string, what string, disable func(*api.Sys, string) error) int {
+	f := c.newFlags(name, 0)
+	client, args, code := f.start(args, exactArgs(1))
 	if code >= 0 {
 		return code
 	}
-	if code := exactArgs(c, args, 1); code >= 0 {
+	p := ensureTrailingSlash(sanitizePath(args[0]))
+	if err := disable(client.Sys(), p); err != nil {
+		return c.failf(2, "Error disabling %s at %s: %s", what, p, err)
+	}
+	c.output(fmt.Sprintf("Success! Disabled the %s (if it existed) at: %s", what, p))
+	return 0
+}
+
+func (c *cli) authEnable(name string, args []string) int {
+	f := c.newFlags(name, 0)
+	client, t, code := f.startEnable(args)
+	if code >= 0 {
 		return code
 	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
-	}
-	authType := strings.TrimSpace(args[0])
-	if authType == "plugin" {
-		return c.notImplemented(fmt.Sprintf("%q of a plugin (-plugin-name)", name))
-	}
-	if mountPath == "" {
-		mountPath = authType
-	}
-	mountPath = ensureTrailingSlash(mountPath)
-	var zero time.Duration
 	opts := &api.EnableAuthOptions{
-		Type:        authType,
-		Description: description,
-		Config: api.AuthConfigInput{
-			DefaultLeaseTTL: zero.String(),
-			MaxLeaseTTL:     zero.String(),
-		},
+		Type:        t.typ,
+		Description: t.description,
+		Config:      api.AuthConfigInput{DefaultLeaseTTL: unsetTTL, MaxLeaseTTL: unsetTTL},
 	}
-	if err := client.Sys().EnableAuthWithOptions(mountPath, opts); err != nil {
-		c.errorf("Error enabling %s auth: %s", authType, err)
-		return 2
+	if err := client.Sys().EnableAuthWithOptions(t.path, opts); err != nil {
+		return c.failf(2, "Error enabling %s auth: %s", t.typ, err)
 	}
-	c.output(fmt.Sprintf("Success! Enabled %s auth method at: %s", authType, mountPath))
+	c.output(fmt.Sprintf("Success! Enabled %s auth method at: %s", t.typ, t.path))
 	return 0
 }
 
 func (c *cli) authDisable(name string, args []string) int {
-	f := c.newFlags(name, 0)
-	args, code := f.parse(args)
-	if code >= 0 {
-		return code
-	}
-	if code := exactArgs(c, args, 1); code >= 0 {
-		return code
-	}
-	p := ensureTrailingSlash(sanitizePath(args[0]))
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
-	}
-	if err := client.Sys().DisableAuth(p); err != nil {
-		c.errorf("Error disabling auth method at %s: %s", p, err)
-		return 2
-	}
-	c.output("Success! Disabled the auth method (if it existed) at: " + p)
-	return 0
+	return c.disableMount(name, args, "auth method", (*api.Sys).DisableAuth)
 }
 
 func (c *cli) secretsEnable(name string, args []string) int {
 	f := c.newFlags(name, 0)
-	var mountPath, description string
 	var version int
-	f.fs.StringVar(&mountPath, "path", "", "")
-	f.fs.StringVar(&description, "description", "", "")
 	f.fs.IntVar(&version, "version", 0, "")
-	args, code := f.parse(args)
+	client, t, code := f.startEnable(args)
 	if code >= 0 {
 		return code
 	}
-	if code := exactArgs(c, args, 1); code >= 0 {
-		return code
-	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
-	}
-	engineType := strings.TrimSpace(args[0])
-	if engineType == "plugin" {
-		return c.notImplemented(fmt.Sprintf("%q of a plugin (-plugin-name)", name))
-	}
-	if mountPath == "" {
-		mountPath = engineType
-	}
-	var options map[string]string
-	if version > 0 {
-		options = map[string]string{"version": strconv.Itoa(version)}
-	}
-	mountPath = ensureTrailingSlash(mountPath)
-	var zero time.Duration
 	// "kv-v2" goes to Vault as is: the server maps it to kv with version 2.
 	input := &api.MountInput{
-		Type:        engineType,
-		Description: description,
-		Config: api.MountConfigInput{
-			DefaultLeaseTTL: zero.String(),
-			MaxLeaseTTL:     zero.String(),
-		},
-		Options: options,
+		Type:        t.typ,
+		Description: t.description,
+		Config:      api.MountConfigInput{DefaultLeaseTTL: unsetTTL, MaxLeaseTTL: unsetTTL},
+		Options:     versionOption(version),
 	}
-	if err := client.Sys().Mount(mountPath, input); err != nil {
-		c.errorf("Error enabling: %s", err)
-		return 2
+	if err := client.Sys().Mount(t.path, input); err != nil {
+		return c.failf(2, "Error enabling: %s", err)
 	}
-	c.output(fmt.Sprintf("Success! Enabled the %s secrets engine at: %s", engineType, mountPath))
+	c.output(fmt.Sprintf("Success! Enabled the %s secrets engine at: %s", t.typ, t.path))
 	return 0
 }
 
 func (c *cli) secretsDisable(name string, args []string) int {
-	f := c.newFlags(name, 0)
-	args, code := f.parse(args)
-	if code >= 0 {
-		return code
-	}
-	if code := exactArgs(c, args, 1); code >= 0 {
-		return code
-	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
-	}
-	p := ensureTrailingSlash(sanitizePath(args[0]))
-	if err := client.Sys().Unmount(p); err != nil {
-		c.errorf("Error disabling secrets engine at %s: %s", p, err)
-		return 2
-	}
-	c.output("Success! Disabled the secrets engine (if it existed) at: " + p)
-	return 0
+	return c.disableMount(name, args, "secrets engine", (*api.Sys).Unmount)
 }
 
 func (c *cli) secretsTune(name string, args []string) int {
@@ -1459,22 +1408,11 @@ func (c *cli) secretsTune(name string, args []string) int {
 	f.durationVar(&maxLeaseTTL, "max-lease-ttl")
 	f.fs.Var(&description, "description", "")
 	f.fs.IntVar(&version, "version", 0, "")
-	args, code := f.parse(args)
+	client, args, code := f.start(args, exactArgs(1))
 	if code >= 0 {
 		return code
 	}
-	if code := exactArgs(c, args, 1); code >= 0 {
-		return code
-	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
-	}
-	var options map[string]string
-	if version > 0 {
-		options = map[string]string{"version": strconv.Itoa(version)}
-	}
+	options := versionOption(version)
 	mountPath := ensureTrailingSlash(sanitizePath(args[0]))
 	// The body the real CLI's Sys().TuneMount (deprecated in the api
 	// package) sends: options, both TTLs (ttlToAPI: "" when not given) and
@@ -1490,8 +1428,7 @@ func (c *cli) secretsTune(name string, args []string) int {
 		tune.Description = &description.v
 	}
 	if err := client.Sys().TuneMountAllowNil(mountPath, tune); err != nil {
-		c.errorf("Error tuning secrets engine %s: %s", mountPath, err)
-		return 2
+		return c.failf(2, "Error tuning secrets engine %s: %s", mountPath, err)
 	}
 	c.output("Success! Tuned the secrets engine at: " + mountPath)
 	return 0
@@ -1570,29 +1507,35 @@ func addPrefixToKVPath(p, mountPath, apiPrefix string, skipIfExists bool) string
 	return path.Join(mountPath, apiPrefix, pathSuffix)
 }
 
-// kvPaths resolves the argument and -mount as kv put/get/metadata delete do:
-// the partial path, the mount path and whether the mount is KV v2.
-func kvPaths(client *api.Client, arg, mount string, sanitize bool) (partial, mountPath string, v2 bool, err error) {
+// kvFullPath resolves a kv command's PATH argument and -mount to the API
+// path, as kv put, kv get and kv metadata delete do, and tells whether the
+// mount is KV v2. On v2 the path goes under the mount's apiPrefix ("data",
+// "metadata"); on v1 it is the path itself, under the mount when -mount is
+// given. kv put and kv metadata delete sanitize the argument (sanitize); kv
+// get only trims a leading slash.
+func kvFullPath(client *api.Client, arg, mount string, sanitize bool, apiPrefix string) (fullPath string, v2 bool, err error) {
+	partial := strings.TrimPrefix(arg, "/")
 	if sanitize {
 		partial = sanitizePath(arg)
-	} else {
-		partial = strings.TrimPrefix(arg, "/")
 	}
+	lookup := partial
 	if mount != "" {
-		mountPath, version, err := kvPreflight(client, sanitizePath(mount))
-		if err != nil {
-			return "", "", false, err
-		}
-		if version == 2 {
-			partial = path.Join(mountPath, partial)
-		}
-		return partial, mountPath, version == 2, nil
+		lookup = sanitizePath(mount)
 	}
-	mountPath, version, err := kvPreflight(client, partial)
+	mountPath, version, err := kvPreflight(client, lookup)
 	if err != nil {
-		return "", "", false, err
+		return "", false, err
 	}
-	return partial, mountPath, version == 2, nil
+	switch {
+	case version == 2 && mount != "":
+		return addPrefixToKVPath(path.Join(mountPath, partial), mountPath, apiPrefix, false), true, nil
+	case version == 2:
+		return addPrefixToKVPath(partial, mountPath, apiPrefix, false), true, nil
+	case mount != "":
+		return path.Join(mountPath, partial), false, nil
+	default:
+		return partial, false, nil
+	}
 }
 
 func padEqualSigns(header string, totalLen int) string {
@@ -1628,57 +1571,34 @@ func (c *cli) kvPut(name string, args []string) int {
 	var cas int
 	f.fs.IntVar(&cas, "cas", -1, "")
 	f.fs.StringVar(&mount, "mount", "", "")
-	args, code := f.parse(args)
+	client, args, code := f.start(args, func(args []string) error {
+		if len(args) == 1 {
+			return errors.New("Must supply data")
+		}
+		return atLeastOne(">1")(args)
+	})
 	if code >= 0 {
 		return code
 	}
-	switch {
-	case len(args) < 1:
-		c.errorf("Not enough arguments (expected >1, got %d)", len(args))
-		return 1
-	case len(args) == 1:
-		c.errorf("Must supply data")
-		return 1
-	}
-	client, err := f.client()
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
-	}
 	data, err := c.parseArgsData(args[1:])
 	if err != nil {
-		c.errorf("Failed to parse K=V data: %s", err)
-		return 1
+		return c.failf(1, "Failed to parse K=V data: %s", err)
 	}
-	partial, mountPath, v2, err := kvPaths(client, args[0], mount, true)
+	fullPath, v2, err := kvFullPath(client, args[0], mount, true, "data")
 	if err != nil {
-		c.errorf("%s", err)
-		return 2
+		return c.failf(2, "%s", err)
 	}
-	var fullPath string
-	var body map[string]any
+	body := data
 	if v2 {
-		fullPath = addPrefixToKVPath(partial, mountPath, "data", false)
 		options := map[string]any{}
 		if cas > -1 {
 			options["cas"] = cas
 		}
 		body = map[string]any{"data": data, "options": options}
-	} else {
-		body = data
-		if mount != "" {
-			fullPath = path.Join(mountPath, partial)
-		} else {
-			fullPath = partial
-		}
 	}
 	secret, err := client.Logical().Write(fullPath, body)
 	if err != nil {
-		c.errorf("Error writing data to %s: %s", fullPath, err)
-		if secret != nil {
-			f.outputSecret(secret)
-		}
-		return 2
+		return f.failWithSecret(secret, "Error writing data to %s: %s", fullPath, err)
 	}
 	if secret == nil {
 		if f.format == "table" {
@@ -1706,46 +1626,24 @@ func (c *cli) kvGet(name string, args []string) int {
 	var version int
 	f.fs.IntVar(&version, "version", 0, "")
 	f.fs.StringVar(&mount, "mount", "", "")
-	args, code := f.parse(args)
+	client, args, code := f.start(args, exactArgs(1))
 	if code >= 0 {
 		return code
 	}
-	if code := exactArgs(c, args, 1); code >= 0 {
-		return code
-	}
-	client, err := f.client()
+	fullPath, v2, err := kvFullPath(client, args[0], mount, false, "data")
 	if err != nil {
-		c.errorf("%s", err)
-		return 2
-	}
-	partial, mountPath, v2, err := kvPaths(client, args[0], mount, false)
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
+		return c.failf(2, "%s", err)
 	}
 	var params map[string][]string
-	var fullPath string
-	if v2 {
-		fullPath = addPrefixToKVPath(partial, mountPath, "data", false)
-		if version > 0 {
-			params = map[string][]string{"version": {strconv.Itoa(version)}}
-		}
-	} else if mount != "" {
-		fullPath = path.Join(mountPath, partial)
-	} else {
-		fullPath = partial
+	if v2 && version > 0 {
+		params = map[string][]string{"version": {strconv.Itoa(version)}}
 	}
 	secret, err := client.Logical().ReadWithData(fullPath, params)
 	if err != nil {
-		c.errorf("Error reading %s: %s", fullPath, err)
-		if secret != nil {
-			f.outputSecret(secret)
-		}
-		return 2
+		return f.failWithSecret(secret, "Error reading %s: %s", fullPath, err)
 	}
 	if secret == nil {
-		c.errorf("No value found at %s", fullPath)
-		return 2
+		return c.failf(2, "No value found at %s", fullPath)
 	}
 	if f.field != "" {
 		if !v2 {
@@ -1753,8 +1651,7 @@ func (c *cli) kvGet(name string, args []string) int {
 		}
 		data, ok := secret.Data["data"]
 		if !ok || data == nil {
-			c.errorf("No data found at %s", fullPath)
-			return 2
+			return c.failf(2, "No data found at %s", fullPath)
 		}
 		if f.field == "data" {
 			if dataMap, ok := data.(map[string]any); ok {
@@ -1793,34 +1690,19 @@ func (c *cli) kvMetadataDelete(name string, args []string) int {
 	f := c.newFlags(name, 0)
 	var mount string
 	f.fs.StringVar(&mount, "mount", "", "")
-	args, code := f.parse(args)
+	client, args, code := f.start(args, exactArgs(1))
 	if code >= 0 {
 		return code
 	}
-	if code := exactArgs(c, args, 1); code >= 0 {
-		return code
-	}
-	client, err := f.client()
+	fullPath, v2, err := kvFullPath(client, args[0], mount, true, "metadata")
 	if err != nil {
-		c.errorf("%s", err)
-		return 2
-	}
-	partial, mountPath, v2, err := kvPaths(client, args[0], mount, true)
-	if err != nil {
-		c.errorf("%s", err)
-		return 2
+		return c.failf(2, "%s", err)
 	}
 	if !v2 {
-		c.errorf("Metadata not supported on KV Version 1")
-		return 1
+		return c.failf(1, "Metadata not supported on KV Version 1")
 	}
-	fullPath := addPrefixToKVPath(partial, mountPath, "metadata", false)
 	if secret, err := client.Logical().Delete(fullPath); err != nil {
-		c.errorf("Error deleting %s: %s", fullPath, err)
-		if secret != nil {
-			f.outputSecret(secret)
-		}
-		return 2
+		return f.failWithSecret(secret, "Error deleting %s: %s", fullPath, err)
 	}
 	c.output("Success! Data deleted (if it existed) at: " + fullPath)
 	return 0
@@ -1828,28 +1710,13 @@ func (c *cli) kvMetadataDelete(name string, args []string) int {
 
 func (c *cli) unwrap(name string, args []string) int {
 	f := c.newFlags(name, withField|withFormat)
-	args, code := f.parse(args)
+	client, args, code := f.start(args, atMostOne)
 	if code >= 0 {
 		return code
 	}
-	token := ""
-	switch len(args) {
-	case 0:
-	case 1:
-		token = strings.TrimSpace(args[0])
-	default:
-		c.errorf("Too many arguments (expected 0-1, got %d)", len(args))
-		return 1
-	}
-	client, err := f.client()
+	secret, err := client.Logical().Unwrap(firstArg(args))
 	if err != nil {
-		c.errorf("%s", err)
-		return 2
-	}
-	secret, err := client.Logical().Unwrap(token)
-	if err != nil {
-		c.errorf("Error unwrapping: %s", err)
-		return 2
+		return c.failf(2, "Error unwrapping: %s", err)
 	}
 	if secret == nil {
 		if f.format == "table" {
@@ -1857,11 +1724,8 @@ func (c *cli) unwrap(name string, args []string) int {
 		}
 		return 0
 	}
-	if f.field != "" {
-		return f.printRawField(secret, f.field)
-	}
-	if keys, ok := secret.Data["keys"].([]any); ok {
+	if keys, ok := secret.Data["keys"].([]any); ok && f.field == "" {
 		return f.outputList(secret, keys)
 	}
-	return f.outputSecret(secret)
+	return f.outputFieldOrSecret(secret)
 }

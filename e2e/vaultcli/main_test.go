@@ -811,3 +811,83 @@ func TestAddPrefixToKVPath(t *testing.T) {
 		}
 	}
 }
+
+func TestArgChecks(t *testing.T) {
+	tests := []struct {
+		name  string
+		check argCheck
+		args  []string
+		want  string // "" for no error
+	}{
+		{"exactArgs(1) none", exactArgs(1), nil, "Not enough arguments (expected 1, got 0)"},
+		{"exactArgs(1) one", exactArgs(1), []string{"a"}, ""},
+		{"exactArgs(1) two", exactArgs(1), []string{"a", "b"}, "Too many arguments (expected 1, got 2)"},
+		{"exactArgs(0) none", exactArgs(0), nil, ""},
+		{"exactArgs(0) one", exactArgs(0), []string{"a"}, "Too many arguments (expected 0, got 1)"},
+		{"exactArgs(2) one", exactArgs(2), []string{"a"}, "Not enough arguments (expected 2, got 1)"},
+		{"atLeastOne none", atLeastOne("at least 1"), nil, "Not enough arguments (expected at least 1, got 0)"},
+		{"atLeastOne three", atLeastOne(">1"), []string{"a", "b", "c"}, ""},
+		{"atMostOne none", atMostOne, nil, ""},
+		{"atMostOne one", atMostOne, []string{"a"}, ""},
+		{"atMostOne two", atMostOne, []string{"a", "b"}, "Too many arguments (expected 0-1, got 2)"},
+	}
+	for _, tt := range tests {
+		got := ""
+		if err := tt.check(tt.args); err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("%s: error %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	if got := firstArg(nil); got != "" {
+		t.Errorf("firstArg(nil) = %q, want empty", got)
+	}
+	if got := firstArg([]string{" tok ", "x"}); got != "tok" {
+		t.Errorf("firstArg = %q, want %q", got, "tok")
+	}
+}
+
+// TestKVFullPath: the API path the kv commands resolve from PATH and -mount,
+// with the preflight request that tells KV v1 from v2.
+func TestKVFullPath(t *testing.T) {
+	fv := newFakeVault(t, map[string]reply{
+		"GET /v1/sys/internal/ui/mounts/secret/foo":  {200, kvV2Mount},
+		"GET /v1/sys/internal/ui/mounts/secret/foo/": {200, kvV2Mount},
+		"GET /v1/sys/internal/ui/mounts/secret":      {200, kvV2Mount},
+		"GET /v1/sys/internal/ui/mounts/kv1/foo":     {200, kvV1Mount},
+		"GET /v1/sys/internal/ui/mounts/kv1":         {200, kvV1Mount},
+		"GET /v1/sys/internal/ui/mounts/broken/x":    {500, `{"errors":["boom"]}`},
+	})
+	env(t, fv)
+	c := &cli{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard}
+	client, err := c.newFlags("test", 0).client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		arg, mount string
+		sanitize   bool
+		prefix     string
+		want       string
+		wantV2     bool
+	}{
+		{"secret/foo", "", true, "data", "secret/data/foo", true},
+		{"/secret/foo/", "", true, "metadata", "secret/metadata/foo", true},
+		{"/secret/foo/", "", false, "data", "secret/data/foo", true},
+		{"foo", "secret", true, "data", "secret/data/foo", true},
+		{"kv1/foo", "", true, "data", "kv1/foo", false},
+		{"foo", "/kv1/", false, "data", "kv1/foo", false},
+		{"plain/x", "", true, "data", "plain/x", false}, // no preflight endpoint (404): v1
+	}
+	for _, tt := range tests {
+		got, v2, err := kvFullPath(client, tt.arg, tt.mount, tt.sanitize, tt.prefix)
+		if err != nil || got != tt.want || v2 != tt.wantV2 {
+			t.Errorf("kvFullPath(%q, %q, %v, %q) = %q, %v, %v; want %q, %v, nil",
+				tt.arg, tt.mount, tt.sanitize, tt.prefix, got, v2, err, tt.want, tt.wantV2)
+		}
+	}
+	if _, _, err := kvFullPath(client, "broken/x", "", true, "data"); err == nil {
+		t.Error("kvFullPath with a failing preflight: no error")
+	}
+}
