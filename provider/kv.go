@@ -136,6 +136,11 @@ func vaultErrorDoing(err error, doing, path, apiPath string) error {
 		return fmt.Errorf("%w: Vault refused the task's token to %s path %s", errInvalidToken, doing, path)
 	case vaultkv.Forbidden(err):
 		return classify(fmt.Errorf("permission denied to %s Vault path %s: the token's policies must grant %s on %s", doing, path, capability, apiPath), OutcomeDenied)
+	}
+	if what, fix, ok := vaultkv.NotServing(err); ok {
+		return classify(fmt.Errorf("%s, so the plugin cannot %s path %s: %s", what, doing, path, fix), OutcomeUnavailable)
+	}
+	switch {
 	case errors.As(err, &re):
 		return fmt.Errorf("Vault refused to %s path %s (%s)", doing, path, vaultkv.ErrorText(re))
 	case errors.As(err, &ue):

@@ -154,6 +154,10 @@ func (f *fakeVault) handleTokens() {
 			vaultErrorResponse(w, http.StatusForbidden, "permission denied")
 			return
 		}
+		if strings.HasSuffix(path, "/create/sealed-role") {
+			vaultErrorResponse(w, http.StatusServiceUnavailable, "Vault is sealed")
+			return
+		}
 		if slices.Contains(req.Policies, "admin") {
 			vaultErrorResponse(w, http.StatusBadRequest, "2 errors occurred:\n\t* token policies ([\"admin\"]) must be subset of the parent token's policies\n\t* one more cause\n\n")
 			return
@@ -321,6 +325,12 @@ func newFakeVault(t *testing.T) *fakeVault {
 	f.mux.HandleFunc("/v1/secret/data/sealed", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		vaultErrorResponse(w, http.StatusServiceUnavailable, "Vault is sealed")
 	}))
+	f.mux.HandleFunc("/v1/secret/data/limited", f.asTask(func(w http.ResponseWriter, r *http.Request) {
+		vaultErrorResponse(w, http.StatusTooManyRequests, `request path "secret/data/limited": rate limit quota exceeded`)
+	}))
+	f.mux.HandleFunc("/v1/secret/data/teapot", f.asTask(func(w http.ResponseWriter, r *http.Request) {
+		vaultErrorResponse(w, http.StatusTeapot, "I'm a teapot")
+	}))
 	f.mux.HandleFunc("/v1/secret/data/slow", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
@@ -445,9 +455,19 @@ func TestGetSecret(t *testing.T) {
 			wantErr: "secret db_pw: Vault path denied/x is on no mount the token may read: check label vault.path (its first segment is the mount, e.g. secret/) and that the token's policies grant read on the path",
 		},
 		{
-			name:    "other Vault errors keep Vault's words on one line",
+			name:    "a sealed Vault is named, not the path or the policies",
 			labels:  map[string]string{"vault.path": "secret/sealed"},
-			wantErr: "secret db_pw: Vault refused to read path secret/sealed (HTTP 503: Vault is sealed)",
+			wantErr: "secret db_pw: Vault is sealed, so the plugin cannot read path secret/sealed: unseal it (vault operator unseal); tasks are served again once it is, and swarm retries the failed ones",
+		},
+		{
+			name:    "a rate limit quota",
+			labels:  map[string]string{"vault.path": "secret/limited"},
+			wantErr: "secret db_pw: Vault's rate limit quota refused the call (HTTP 429: request path \"secret/data/limited\": rate limit quota exceeded), so the plugin cannot read path secret/limited: raise the quota (vault read sys/quotas/rate-limit/<name>) or start fewer tasks at once; swarm retries the failed ones",
+		},
+		{
+			name:    "other Vault errors keep Vault's words on one line",
+			labels:  map[string]string{"vault.path": "secret/teapot"},
+			wantErr: "secret db_pw: Vault refused to read path secret/teapot (HTTP 418: I'm a teapot)",
 		},
 		{
 			name:    "an answer that is not Vault's",

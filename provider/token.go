@@ -209,6 +209,11 @@ func (p *Provider) mintError(err error, req Request, policies []string) error {
 		return classify(fmt.Errorf("Vault did not answer in time to create a token for service %s: check Vault's health or raise VAULT_CLIENT_TIMEOUT", req.ServiceName), OutcomeUnavailable)
 	case vaultkv.Forbidden(err):
 		return classify(fmt.Errorf("the plugin's token may not create tokens for service %s: grant it update on %s (and sudo for create-orphan without TOKEN_ROLE)", req.ServiceName, path), OutcomeDenied)
+	}
+	if what, fix, ok := vaultkv.NotServing(err); ok {
+		return classify(fmt.Errorf("%s, so the plugin cannot create a token for service %s: %s", what, req.ServiceName, fix), OutcomeUnavailable)
+	}
+	switch {
 	case errors.As(err, &re):
 		return fmt.Errorf("Vault refused a token with policies %s for service %s (%s): check POLICY_TEMPLATE and TOKEN_ROLE", strings.Join(policies, ","), req.ServiceName, vaultkv.ErrorText(re))
 	default:

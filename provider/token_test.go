@@ -138,6 +138,15 @@ func TestTokenSecretErrors(t *testing.T) {
 			wantErr: "secret db_pw: the plugin's token may not create tokens for service app: grant it update on auth/token/create/forbidden-role (and sudo for create-orphan without TOKEN_ROLE)",
 		},
 		{
+			// Measured on the dev Vault: it said "Vault refused a token
+			// with policies … (HTTP 503: Vault is sealed): check
+			// POLICY_TEMPLATE and TOKEN_ROLE", the wrong settings.
+			name:    "a sealed Vault is named, not the policies",
+			labels:  map[string]string{"vault.path": "secret/app/db"},
+			opts:    Options{TokenRole: "sealed-role"},
+			wantErr: "secret db_pw: Vault is sealed, so the plugin cannot create a token for service app: unseal it (vault operator unseal); tasks are served again once it is, and swarm retries the failed ones",
+		},
+		{
 			// Vault's multi-line error list becomes one line.
 			name:    "Vault refuses the policies",
 			labels:  map[string]string{"vault.path": "secret/app/db"},
