@@ -7,6 +7,17 @@
 // optional fixed root token ID. The root token is written to -token-file once
 // the HTTP listener is serving, so a script can poll for that file.
 //
+// With -storage DIR it keeps its data instead, so a restart keeps every token,
+// secret and mount: Vault's file storage in DIR/data, the unseal key (base64)
+// in DIR/unseal-key and the root token in DIR/root-token (both mode 0600,
+// written atomically), and an exclusive lock on DIR/lock while it runs. The
+// first start (storage not initialised) initialises it with a single Shamir
+// key, writes DIR/unseal-key, unseals, does the dev set-up above and then
+// writes DIR/root-token; later starts unseal with DIR/unseal-key and use
+// DIR/root-token (checked to be still valid), without any set-up: secret/ and
+// everything else persist. Once unsealed, sys/seal and sys/unseal (with the
+// key in DIR/unseal-key) seal and unseal it over the HTTP API.
+//
 // Compiled-in backends: secrets kv (v1 and v2), database (with the
 // postgresql-database-plugin) and pki, auth approle, userpass and cert,
 // audit file.
@@ -15,6 +26,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,6 +54,8 @@ import (
 	dbPostgres "github.com/hashicorp/vault/plugins/database/postgresql"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/hashicorp/vault/sdk/physical"
+	physFile "github.com/hashicorp/vault/sdk/physical/file"
 	"github.com/hashicorp/vault/sdk/physical/inmem"
 	"github.com/hashicorp/vault/vault"
 )
@@ -111,6 +127,7 @@ func main() {
 	logLevel := flag.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	tlsCert := flag.String("tls-cert", "", "serve TLS with this PEM certificate (with -tls-key), asking clients for a certificate (cert auth)")
 	tlsKey := flag.String("tls-key", "", "PEM key of -tls-cert")
+	storage := flag.String("storage", "", "keep Vault's data (file storage) in `DIR`/data and the unseal key and root token in DIR/unseal-key and DIR/root-token, so restarts keep them (default: in memory)")
 	flag.Parse()
 
 	logger := hclog.NewInterceptLogger(&hclog.LoggerOptions{
@@ -118,13 +135,13 @@ func main() {
 		Level:  hclog.LevelFromString(*logLevel),
 		Output: os.Stderr,
 	})
-	if err := run(logger, *addr, *tokenFile, *rootID, !*noKV, *tlsCert, *tlsKey); err != nil {
+	if err := run(logger, *addr, *tokenFile, *rootID, !*noKV, *tlsCert, *tlsKey, *storage); err != nil {
 		logger.Error("vaultserver failed", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(logger hclog.InterceptLogger, addr, tokenFile, rootID string, mountKV bool, tlsCert, tlsKey string) error {
+func run(logger hclog.InterceptLogger, addr, tokenFile, rootID string, mountKV bool, tlsCert, tlsKey, storage string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("bad -addr %q: %w", addr, err)
@@ -166,12 +183,31 @@ func run(logger hclog.InterceptLogger, addr, tokenFile, rootID string, mountKV b
 			"postgresql-database-plugin": dbPostgres.New,
 		},
 	}
-	physical, err := inmem.NewInmem(nil, logger.Named("storage"))
-	if err != nil {
-		return err
+	var phys physical.Backend
+	if storage == "" {
+		phys, err = inmem.NewInmem(nil, logger.Named("storage"))
+		if err != nil {
+			return err
+		}
+	} else {
+		if storage, err = filepath.Abs(storage); err != nil {
+			return fmt.Errorf("-storage: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Join(storage, "data"), 0o700); err != nil {
+			return fmt.Errorf("-storage: %w", err)
+		}
+		lock, err := lockDir(storage)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
+		phys, err = physFile.NewFileBackend(map[string]string{"path": filepath.Join(storage, "data")}, logger.Named("storage"))
+		if err != nil {
+			return err
+		}
 	}
 	coreConfig := &vault.CoreConfig{
-		Physical:           physical,
+		Physical:           phys,
 		LogicalBackends:    reg.secrets,
 		CredentialBackends: reg.credential,
 		AuditBackends: map[string]audit.Factory{
@@ -192,7 +228,12 @@ func run(logger hclog.InterceptLogger, addr, tokenFile, rootID string, mountKV b
 	}
 	defer core.Shutdown()
 
-	rootToken, err := initDev(core, rootID, mountKV)
+	var rootToken string
+	if storage == "" {
+		rootToken, err = initDev(core, rootID, mountKV)
+	} else {
+		rootToken, err = openStorage(logger, core, storage, rootID, mountKV)
+	}
 	if err != nil {
 		return err
 	}
@@ -238,6 +279,125 @@ func run(logger hclog.InterceptLogger, addr, tokenFile, rootID string, mountKV b
 // `vault server -dev` (command/server.go enableDev): an optional root token
 // with a fixed ID and a KV v2 engine at secret/. It returns the root token.
 func initDev(core *vault.Core, rootID string, mountKV bool) (string, error) {
+	res, err := initialize(core)
+	if err != nil {
+		return "", err
+	}
+	if err := unseal(core, res.SecretShares[0]); err != nil {
+		return "", err
+	}
+	return devSetup(core, res.RootToken, rootID, mountKV)
+}
+
+// openStorage initialises (first start) or unseals (later starts) the core on
+// the file storage in dir, like initDev plus the files that let later starts
+// unseal it: dir/unseal-key (written right after initialising, before
+// anything else can fail) and dir/root-token (written last, once the dev
+// set-up is done: a first start cut short leaves no root-token, and later
+// starts refuse such a dir). It returns the root token.
+func openStorage(logger hclog.Logger, core *vault.Core, dir, rootID string, mountKV bool) (string, error) {
+	keyFile := filepath.Join(dir, "unseal-key")
+	rootFile := filepath.Join(dir, "root-token")
+	inited, err := core.Initialized(context.Background())
+	if err != nil {
+		return "", fmt.Errorf("storage %s: %w", dir, err)
+	}
+	if !inited {
+		if _, err := os.Stat(keyFile); err == nil {
+			logger.Warn("storage data is not initialised: initialising it afresh and replacing the old unseal key and root token", "dir", dir)
+		}
+		if err := os.Remove(rootFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+		res, err := initialize(core)
+		if err != nil {
+			return "", err
+		}
+		key := res.SecretShares[0]
+		if err := writeFileAtomic(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n")); err != nil {
+			return "", fmt.Errorf("write unseal key: %w", err)
+		}
+		if err := unseal(core, key); err != nil {
+			return "", err
+		}
+		root, err := devSetup(core, res.RootToken, rootID, mountKV)
+		if err != nil {
+			return "", err
+		}
+		if err := writeFileAtomic(rootFile, []byte(root+"\n")); err != nil {
+			return "", fmt.Errorf("write root token: %w", err)
+		}
+		logger.Info("initialised new persistent storage", "dir", dir)
+		return root, nil
+	}
+
+	key, err := readKey(keyFile)
+	if err != nil {
+		return "", fmt.Errorf("storage %s is initialised but its unseal key is unusable (remove the directory to start afresh): %w", dir, err)
+	}
+	b, err := os.ReadFile(rootFile)
+	if err != nil {
+		return "", fmt.Errorf("storage %s is initialised but its root token is unusable (first start cut short? remove the directory to start afresh): %w", dir, err)
+	}
+	root := strings.TrimSpace(string(b))
+	if root == "" {
+		return "", fmt.Errorf("storage %s: %s is empty (remove the directory to start afresh)", dir, rootFile)
+	}
+	if rootID != "" && rootID != root {
+		return "", fmt.Errorf("-dev-root-token-id %q differs from the root token of storage %s, set on its first start (in %s): drop the flag or use a new -storage directory", rootID, dir, rootFile)
+	}
+	if err := unseal(core, key); err != nil {
+		return "", err
+	}
+	resp, err := core.HandleRequest(namespace.RootContext(context.Background()), &logical.Request{
+		Operation:   logical.ReadOperation,
+		ClientToken: root,
+		Path:        "auth/token/lookup-self",
+	})
+	if err == nil && resp != nil && resp.IsError() {
+		err = resp.Error()
+	}
+	if err != nil {
+		return "", fmt.Errorf("the root token in %s is not valid any more (revoked?): %w", rootFile, err)
+	}
+	logger.Info("unsealed persistent storage", "dir", dir)
+	return root, nil
+}
+
+// readKey reads an unseal key file: base64 (as written by openStorage) or hex,
+// the two encodings sys/unseal accepts.
+func readKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s := strings.TrimSpace(string(b))
+	if key, err := base64.StdEncoding.DecodeString(s); err == nil && len(key) > 0 {
+		return key, nil
+	}
+	if key, err := hex.DecodeString(s); err == nil && len(key) > 0 {
+		return key, nil
+	}
+	return nil, fmt.Errorf("%s: neither base64 nor hex", path)
+}
+
+// lockDir takes an exclusive lock on dir/lock for the life of the process, so
+// two servers never share one storage directory.
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("-storage: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-storage %s is in use by another vaultserver (%s is locked): %w", dir, path, err)
+	}
+	return f, nil
+}
+
+// initialize initialises the core with a single Shamir key share.
+func initialize(core *vault.Core) (*vault.InitResult, error) {
 	ctx := namespace.RootContext(context.Background())
 	res, err := core.Initialize(ctx, &vault.InitParams{
 		BarrierConfig:    &vault.SealConfig{SecretShares: 1, SecretThreshold: 1},
@@ -245,29 +405,39 @@ func initDev(core *vault.Core, rootID string, mountKV bool) (string, error) {
 		LegacyShamirSeal: true,
 	})
 	if err != nil {
-		return "", fmt.Errorf("initialize: %w", err)
+		return nil, fmt.Errorf("initialize: %w", err)
 	}
-	unsealed, err := core.Unseal(res.SecretShares[0])
+	return res, nil
+}
+
+// unseal unseals the core with key and waits until it is active.
+func unseal(core *vault.Core, key []byte) error {
+	unsealed, err := core.Unseal(key)
 	if err != nil {
-		return "", fmt.Errorf("unseal: %w", err)
+		return fmt.Errorf("unseal: %w", err)
 	}
 	if !unsealed {
-		return "", errors.New("core still sealed after unseal")
+		return errors.New("core still sealed after unseal")
 	}
 	// Wait until the core is active (post-unseal setup done).
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if standby, err := core.Standby(); err == nil && !standby && !core.Sealed() {
 			if leader, _, _, err := core.Leader(); err == nil && leader || errors.Is(err, vault.ErrHANotEnabled) {
-				break
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return "", errors.New("core did not become active")
+			return errors.New("core did not become active")
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	root := res.RootToken
+}
 
+// devSetup does the rest of `vault server -dev`'s set-up on an unsealed core
+// whose root token is root: the root token with a fixed ID and KV v2 at
+// secret/. It returns the root token to use.
+func devSetup(core *vault.Core, root, rootID string, mountKV bool) (string, error) {
+	ctx := namespace.RootContext(context.Background())
 	if rootID != "" {
 		resp, err := core.HandleRequest(ctx, &logical.Request{
 			ID:          "dev-gen-root",
@@ -331,7 +501,7 @@ func initDev(core *vault.Core, rootID string, mountKV bool) (string, error) {
 // writeFileAtomic writes data to path with mode 0600 via a rename, so a
 // reader polling for the file never sees it half-written.
 func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".vault-token-*")
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
 	}
@@ -341,6 +511,11 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	// Durable before the rename: a crash must not leave an empty unseal key.
+	if err := f.Sync(); err != nil {
 		f.Close()
 		return err
 	}
