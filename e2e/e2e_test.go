@@ -238,6 +238,12 @@ func toAny(m map[string]string) map[string]any {
 // mount, as the README tells operators to, and enables it.
 func configurePlugin(t *testing.T, token, role string) {
 	t.Helper()
+	configurePluginAt(t, os.Getenv("VAULT_ADDR"), token, role)
+}
+
+// configurePluginAt is configurePlugin for the Vault at addr.
+func configurePluginAt(t *testing.T, addr, token, role string) {
+	t.Helper()
 	dir, err := filepath.Abs(filepath.Join("..", ".e2e", "credentials"))
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +254,7 @@ func configurePlugin(t *testing.T, token, role string) {
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	setPlugin(t,
+	setPluginAt(t, addr,
 		"credentials.source="+dir,
 		"docker-socket.source=/dev/null",
 		"VAULT_AUTH_METHOD=token",
@@ -264,8 +270,14 @@ func configurePlugin(t *testing.T, token, role string) {
 // an operator must (docker plugin set works only on a disabled plugin).
 func setPlugin(t *testing.T, settings ...string) {
 	t.Helper()
+	setPluginAt(t, os.Getenv("VAULT_ADDR"), settings...)
+}
+
+// setPluginAt is setPlugin with the plugin's VAULT_ADDR set to addr.
+func setPluginAt(t *testing.T, addr string, settings ...string) {
+	t.Helper()
 	tryDocker("plugin", "disable", "-f", pluginName)
-	docker(t, append([]string{"plugin", "set", pluginName, "VAULT_ADDR=" + os.Getenv("VAULT_ADDR")}, settings...)...)
+	docker(t, append([]string{"plugin", "set", pluginName, "VAULT_ADDR=" + addr}, settings...)...)
 	docker(t, "plugin", "enable", pluginName)
 }
 
@@ -744,6 +756,10 @@ func TestSwarm(t *testing.T) {
 		createPlainSecret(t, run+"_boot3", f.newPluginToken(t))
 		deployStack(t, stack, run+"/db", run+"_boot3")
 		served(run + "-h-back")
+	})
+
+	t.Run("Vault sealed, unsealed and restarted with its storage: a task that starts sealed is told so, the running one keeps its file, and the same plugin serves after", func(t *testing.T) {
+		testVaultSealedAndRestarted(t, f)
 	})
 
 	t.Run("task lifecycle", func(t *testing.T) { testLifecycle(t, f, mark) })
