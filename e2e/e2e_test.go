@@ -762,6 +762,8 @@ func TestSwarm(t *testing.T) {
 		testVaultSealedAndRestarted(t, f)
 	})
 
+	t.Run("the plugin's own token revoked out of band", func(t *testing.T) { testPluginTokenRevoked(t, f) })
+
 	t.Run("task lifecycle", func(t *testing.T) { testLifecycle(t, f, mark) })
 
 	t.Run("no log contains a secret value or token", func(t *testing.T) {
