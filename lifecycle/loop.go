@@ -195,18 +195,28 @@ func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]s
 	var timeouts atomic.Int32
 	workers := int32(max(l.Workers, 1))
 	stopped := false
+	// A Vault that answers it serves no one (sealed, no active node, a
+	// rate limit quota) would refuse every call: the round stops at the
+	// first such answer, so a quota is not met with a call per credential.
+	var refused atomic.Pointer[notServing]
+	started, due := 0, 0
 	for _, h := range all {
 		st, found := tasks[h.TaskID]
 		ended := tasks != nil && (!found || st.Ended())
 		if !ended && h.verified && !l.renewDue(h) {
 			continue
 		}
+		due++
+		if stopped {
+			continue
+		}
 		sem <- struct{}{}
-		if timeouts.Load() >= workers {
+		if timeouts.Load() >= workers || refused.Load() != nil {
 			<-sem
 			stopped = true
-			break
+			continue
 		}
+		started++
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
@@ -215,6 +225,9 @@ func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]s
 				timeouts.Add(1)
 			} else {
 				timeouts.Store(0)
+			}
+			if ns := new(notServing); errors.As(err, &ns) {
+				refused.CompareAndSwap(nil, ns)
 			}
 			if err != nil {
 				mu.Lock()
@@ -227,6 +240,9 @@ func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]s
 		}()
 	}
 	wg.Wait()
+	if ns := refused.Load(); ns != nil {
+		return fmt.Errorf("%s, so the round stopped after %d of the %d task credentials due, and the next one tries again: %s", ns.what, started, due, ns.fix)
+	}
 	if stopped {
 		return fmt.Errorf("Vault did not answer %d calls in a row within VAULT_CLIENT_TIMEOUT, so the round stopped; the next one tries again (first: %v)", workers, firstErr)
 	}

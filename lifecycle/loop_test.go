@@ -5,6 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +15,7 @@ import (
 
 	swarmtypes "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/go-plugins-helpers/secrets"
+	"github.com/hashicorp/vault/api"
 	"github.com/sirupsen/logrus"
 
 	"github.com/swarmvault/swarmvault/provider"
@@ -504,6 +508,59 @@ func TestARoundStopsWhenVaultHangs(t *testing.T) {
 	}
 	if n := v.calls.Load(); n > 4 {
 		t.Errorf("%d calls to a Vault that hangs, want at most 4 (2 at once, stopping after 2 timeouts)", n)
+	}
+}
+
+// A Vault that answers it serves no one (a rate limit quota, a seal) would
+// refuse every credential's call: the round stops at the first answer,
+// says so with the remedy, and makes no more calls than it runs at once,
+// through the real client and its errors, so a quota is not met with a
+// storm of one call per credential.
+func TestARoundStopsWhenVaultServesNoOne(t *testing.T) {
+	for _, c := range []struct {
+		status int
+		body   string
+		want   string
+	}{
+		{http.StatusTooManyRequests, `{"errors":["request path \"auth/token/revoke-accessor\": rate limit quota exceeded"]}`,
+			"Vault's rate limit quota refused the call (HTTP 429: request path \"auth/token/revoke-accessor\": rate limit quota exceeded), so the round stopped after "},
+		{http.StatusServiceUnavailable, `{"errors":["Vault is sealed"]}`, "Vault is sealed, so the round stopped after "},
+	} {
+		t.Run(http.StatusText(c.status), func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(c.status)
+				io.WriteString(w, c.body)
+			}))
+			defer srv.Close()
+			cfg := api.DefaultConfig()
+			cfg.Address, cfg.MaxRetries = srv.URL, 0
+			client, err := api.NewClient(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			client.SetToken("plugin-token")
+
+			w, _ := scripted(t)
+			p := w.lead(0)
+			for range 40 {
+				task, _ := w.serve(t, "s1")
+				task.state = swarmtypes.TaskStateComplete
+			}
+			p.loop.vault, p.loop.Workers = NewVaultCredentials(client), 2
+			err = p.loop.Round(context.Background())
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "of the 40 task credentials due, and the next one tries again: ") {
+				t.Errorf("round: %v", err)
+			}
+			if n := calls.Load(); n > 2 {
+				t.Errorf("%d calls to a Vault that serves no one, want at most 2 (the calls made at once)", n)
+			}
+			if p.tracker.Len() != 40 {
+				t.Errorf("%d credentials still held, want 40: none was revoked", p.tracker.Len())
+			}
+		})
 	}
 }
 

@@ -65,7 +65,7 @@ func (v *VaultCredentials) RenewToken(ctx context.Context, accessor string, ttl 
 		return 0, ErrTokenGone
 	}
 	if err != nil {
-		return 0, fmt.Errorf("cannot renew the token: %s", vaultkv.ErrorText(err))
+		return 0, orNotServing(err, fmt.Errorf("cannot renew the token: %s", vaultkv.ErrorText(err)))
 	}
 	if s == nil || s.Auth == nil {
 		return 0, errors.New("Vault's answer to a token renewal has no auth")
@@ -79,7 +79,7 @@ func (v *VaultCredentials) RenewLease(ctx context.Context, leaseID string, ttl t
 		return 0, fmt.Errorf("%w (%s)", ErrLeaseNotRenewable, vaultkv.ErrorText(err))
 	}
 	if err != nil {
-		return 0, fmt.Errorf("cannot renew the lease: %s", vaultkv.ErrorText(err))
+		return 0, orNotServing(err, fmt.Errorf("cannot renew the lease: %s", vaultkv.ErrorText(err)))
 	}
 	if s == nil {
 		return 0, errors.New("Vault's answer to a lease renewal is empty")
@@ -93,7 +93,7 @@ func (v *VaultCredentials) RevokeToken(ctx context.Context, accessor string) err
 		return ErrTokenGone
 	}
 	if err != nil {
-		return fmt.Errorf("cannot revoke the token: %s", vaultkv.ErrorText(err))
+		return orNotServing(err, fmt.Errorf("cannot revoke the token: %s", vaultkv.ErrorText(err)))
 	}
 	return nil
 }
@@ -107,7 +107,7 @@ func (v *VaultCredentials) LookupToken(ctx context.Context, accessor string) (To
 		return TokenInfo{}, ErrLookupDenied
 	}
 	if err != nil {
-		return TokenInfo{}, fmt.Errorf("cannot look up the token: %s", vaultkv.ErrorText(err))
+		return TokenInfo{}, orNotServing(err, fmt.Errorf("cannot look up the token: %s", vaultkv.ErrorText(err)))
 	}
 	if s == nil || s.Data == nil {
 		return TokenInfo{}, errors.New("Vault's answer to a token lookup has no data")
@@ -122,6 +122,23 @@ func (v *VaultCredentials) LookupToken(ctx context.Context, accessor string) (To
 	}
 	return info, nil
 }
+
+// orNotServing is the error of a call that failed for another reason than
+// the ones its caller tells apart: other, unless Vault answered that it
+// serves no one now (sealed, no active node, a rate limit quota). Then it
+// is a notServing, and the round stops starting calls rather than send
+// every credential's.
+func orNotServing(err, other error) error {
+	if what, fix, ok := vaultkv.NotServing(err); ok {
+		return &notServing{what: what, fix: fix}
+	}
+	return other
+}
+
+// notServing is Vault's answer that it serves no call now, whichever.
+type notServing struct{ what, fix string }
+
+func (n *notServing) Error() string { return n.what + ": " + n.fix }
 
 // gone tells a token Vault no longer has (expired, revoked) from a failed
 // call: renew-accessor, revoke-accessor and lookup-accessor answer 400 for

@@ -138,7 +138,7 @@ func vaultErrorDoing(err error, doing, path, apiPath string) error {
 		return classify(fmt.Errorf("permission denied to %s Vault path %s: the token's policies must grant %s on %s", doing, path, capability, apiPath), OutcomeDenied)
 	}
 	if what, fix, ok := vaultkv.NotServing(err); ok {
-		return classify(fmt.Errorf("%s, so the plugin cannot %s path %s: %s", what, doing, path, fix), OutcomeUnavailable)
+		return classify(fmt.Errorf("%s, so the plugin cannot %s path %s: %s; swarm retries the task", what, doing, path, fix), OutcomeUnavailable)
 	}
 	switch {
 	case errors.As(err, &re):

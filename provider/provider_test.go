@@ -457,12 +457,12 @@ func TestGetSecret(t *testing.T) {
 		{
 			name:    "a sealed Vault is named, not the path or the policies",
 			labels:  map[string]string{"vault.path": "secret/sealed"},
-			wantErr: "secret db_pw: Vault is sealed, so the plugin cannot read path secret/sealed: unseal it (vault operator unseal); tasks are served again once it is, and swarm retries the failed ones",
+			wantErr: "secret db_pw: Vault is sealed, so the plugin cannot read path secret/sealed: unseal it (vault operator unseal); swarm retries the task",
 		},
 		{
 			name:    "a rate limit quota",
 			labels:  map[string]string{"vault.path": "secret/limited"},
-			wantErr: "secret db_pw: Vault's rate limit quota refused the call (HTTP 429: request path \"secret/data/limited\": rate limit quota exceeded), so the plugin cannot read path secret/limited: raise the quota (vault read sys/quotas/rate-limit/<name>) or start fewer tasks at once; swarm retries the failed ones",
+			wantErr: "secret db_pw: Vault's rate limit quota refused the call (HTTP 429: request path \"secret/data/limited\": rate limit quota exceeded), so the plugin cannot read path secret/limited: raise the quota (vault read sys/quotas/rate-limit/<name>) or start fewer tasks at once; swarm retries the task",
 		},
 		{
 			name:    "other Vault errors keep Vault's words on one line",

@@ -211,7 +211,7 @@ func (p *Provider) mintError(err error, req Request, policies []string) error {
 		return classify(fmt.Errorf("the plugin's token may not create tokens for service %s: grant it update on %s (and sudo for create-orphan without TOKEN_ROLE)", req.ServiceName, path), OutcomeDenied)
 	}
 	if what, fix, ok := vaultkv.NotServing(err); ok {
-		return classify(fmt.Errorf("%s, so the plugin cannot create a token for service %s: %s", what, req.ServiceName, fix), OutcomeUnavailable)
+		return classify(fmt.Errorf("%s, so the plugin cannot create a token for service %s: %s; swarm retries the task", what, req.ServiceName, fix), OutcomeUnavailable)
 	}
 	switch {
 	case errors.As(err, &re):

@@ -144,7 +144,7 @@ func TestTokenSecretErrors(t *testing.T) {
 			name:    "a sealed Vault is named, not the policies",
 			labels:  map[string]string{"vault.path": "secret/app/db"},
 			opts:    Options{TokenRole: "sealed-role"},
-			wantErr: "secret db_pw: Vault is sealed, so the plugin cannot create a token for service app: unseal it (vault operator unseal); tasks are served again once it is, and swarm retries the failed ones",
+			wantErr: "secret db_pw: Vault is sealed, so the plugin cannot create a token for service app: unseal it (vault operator unseal); swarm retries the task",
 		},
 		{
 			// Vault's multi-line error list becomes one line.

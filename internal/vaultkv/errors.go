@@ -82,7 +82,8 @@ func causes(re *api.ResponseError) string {
 // NotServing says why Vault answered that it cannot serve anyone now,
 // whatever the call and its token: sealed, not the active node, or a rate
 // limit quota (HTTP 429). what is the fact and fix what an operator does;
-// ok is false for any other error. Such an answer is about Vault, not about
+// ok is false for any other error. fix names no retry: what retries is
+// the caller's to say. Such an answer is about Vault, not about
 // the policies or the labels a task's error would otherwise point at.
 func NotServing(err error) (what, fix string, ok bool) {
 	var re *api.ResponseError
@@ -91,12 +92,12 @@ func NotServing(err error) (what, fix string, ok bool) {
 	}
 	switch {
 	case saying(err, http.StatusServiceUnavailable, "Vault is sealed"):
-		return "Vault is sealed", "unseal it (vault operator unseal); tasks are served again once it is, and swarm retries the failed ones", true
+		return "Vault is sealed", "unseal it (vault operator unseal)", true
 	case re.StatusCode == http.StatusServiceUnavailable:
 		return "Vault cannot serve now (HTTP 503: " + causes(re) + ")", "check vault status on its nodes (an active node, unsealed)", true
 	case re.StatusCode == http.StatusTooManyRequests:
 		return "Vault's rate limit quota refused the call (HTTP 429: " + causes(re) + ")",
-			"raise the quota (vault read sys/quotas/rate-limit/<name>) or start fewer tasks at once; swarm retries the failed ones", true
+			"raise the quota (vault read sys/quotas/rate-limit/<name>) or start fewer tasks at once", true
 	}
 	return "", "", false
 }
