@@ -9,6 +9,10 @@
 #   e2e/cluster.sh leader    print the index of the node that leads now
 #   e2e/cluster.sh kill I    SIGKILL node I's dockerd (its containers and plugin live on, as after a crash)
 #   e2e/cluster.sh start I   start node I's dockerd again, after what a kill left is cleared; it rejoins
+#   e2e/cluster.sh partition I  cut node I off from the other nodes and from Vault, the registry and
+#                            PostgreSQL (iptables in its namespace drops all it sends and receives
+#                            on its link; its engine and containers run on, reachable on its socket)
+#   e2e/cluster.sh heal I    remove node I's partition
 #   e2e/cluster.sh nodes     print the indices of the nodes
 #   e2e/cluster.sh down      remove engines, namespaces, bridge, forwarders and the iptables rule
 #
@@ -248,7 +252,8 @@ up() {
 leader() {
 	local i
 	for i in $(nodes); do
-		if [ "$(dk "$i" node inspect self --format '{{.ManagerStatus.Leader}}' 2>/dev/null)" = true ]; then
+		# A manager cut off from the others may take its time to answer.
+		if [ "$(timeout 10 docker -H "unix://$(sock "$i")" node inspect self --format '{{.ManagerStatus.Leader}}' 2>/dev/null)" = true ]; then
 			echo "$i"
 			return
 		fi
@@ -271,6 +276,28 @@ start_node() {
 		sleep 1
 	done
 	die "node $i did not rejoin the swarm"
+}
+
+# partition I: drop every packet node I sends or receives on its link to
+# the bridge, in its own namespace: the other managers, and (through the
+# forwarders on the bridge address) Vault, the registry and PostgreSQL. A
+# DROP, not a REJECT: connections hang, as behind a failed switch.
+partition() {
+	local i=$1 rule
+	[ -e "/var/run/netns/svn$i" ] || die "node $i has no namespace"
+	for rule in "INPUT -i eth0" "OUTPUT -o eth0"; do
+		# shellcheck disable=SC2086
+		in_ns "$i" iptables -C $rule -m comment --comment swarmvault-partition -j DROP 2>/dev/null ||
+			in_ns "$i" iptables -I $rule -m comment --comment swarmvault-partition -j DROP
+	done
+}
+
+heal() {
+	local i=$1 rule
+	for rule in "INPUT -i eth0" "OUTPUT -o eth0"; do
+		# shellcheck disable=SC2086
+		while in_ns "$i" iptables -D $rule -m comment --comment swarmvault-partition -j DROP 2>/dev/null; do :; done
+	done
 }
 
 down() {
@@ -303,6 +330,8 @@ env) echo "export DOCKER_HOST=unix://$(sock "${1:?node index}")" ;;
 leader) leader ;;
 kill) kill_node "${1:?node index}" ;;
 start) start_node "${1:?node index}" ;;
+partition) partition "${1:?node index}" ;;
+heal) heal "${1:?node index}" ;;
 nodes) nodes ;;
 down) down ;;
 *)

@@ -461,13 +461,20 @@ func TestCluster(t *testing.T) {
 		checkValues(t, runningTasks(t, leader(t), service), secret, want)
 	})
 
-	t.Run("plugin process killed on the leader: the engine restarts it and the next task is served", func(t *testing.T) {
+	t.Run("plugin process killed on the leader during a scale-up: the engine restarts it and every task is served", func(t *testing.T) {
 		l := leader(t)
-		replicas := len(runningTasks(t, l, service)) + 1
+		replicas := len(runningTasks(t, l, service)) + 8
 		pid := pluginPID(l)
 		if pid == 0 {
 			t.Fatalf("no plugin process on node %d", l)
 		}
+		// The kill lands once the scale-up's first new task is served:
+		// the requests of the others are in flight or to come.
+		mark := nodeLogSize(t, l)
+		on(t, l, "service", "scale", "--detach", fmt.Sprintf("%s=%d", service, replicas))
+		waitFor(t, "the scale-up's first task served", time.Minute, func() (bool, string) {
+			return nodeLogHas(t, l, mark, "secret delivered"), ""
+		})
 		start := time.Now()
 		syscall.Kill(pid, syscall.SIGKILL)
 		var restarted time.Duration
@@ -476,15 +483,89 @@ func TestCluster(t *testing.T) {
 			restarted = time.Since(start)
 			return p != 0 && p != pid, ""
 		})
-		mark := nodeLogSize(t, l)
-		on(t, l, "service", "scale", "--detach", fmt.Sprintf("%s=%d", service, replicas))
+		after := nodeLogSize(t, l)
 		waitTasks(t, l, service, replicas)
-		t.Logf("plugin killed on leader %d: a new process after %s, the next task served %s after the kill",
-			l, restarted.Round(time.Millisecond), time.Since(start).Round(100*time.Millisecond))
-		if !nodeLogHas(t, l, mark, "secret delivered") {
-			t.Errorf("the restarted plugin served no task")
-		}
+		t.Logf("plugin killed on leader %d during a scale-up by 8: a new process after %s, all %d tasks running %s after the kill",
+			l, restarted.Round(time.Millisecond), replicas, time.Since(start).Round(100*time.Millisecond))
 		checkValues(t, runningTasks(t, l, service), secret, want)
+		if !nodeLogHas(t, l, after, "secret delivered") {
+			// Every task of the scale-up was served before the kill: one
+			// more, for the new process.
+			replicas++
+			on(t, l, "service", "scale", "--detach", fmt.Sprintf("%s=%d", service, replicas))
+			waitTasks(t, l, service, replicas)
+			if !nodeLogHas(t, l, after, "secret delivered") {
+				t.Errorf("the restarted plugin served no task")
+			}
+		}
+		if l2 := leader(t); l2 != l {
+			t.Errorf("leadership moved from node %d to %d: a plugin's crash should not move it", l, l2)
+		}
+	})
+
+	t.Run("the leader partitioned from the other managers and from Vault: a new leader serves, the cut-off containers keep their files, and once healed the node rejoins and is served", func(t *testing.T) {
+		old := leader(t)
+		tasks := runningTasks(t, old, service)
+		n := len(tasks)
+		var cut []clusterTask
+		for _, task := range tasks {
+			if task.nodeIndex == old {
+				cut = append(cut, task)
+			}
+		}
+		if len(cut) == 0 {
+			t.Fatalf("no task of %s runs on node %d", service, old)
+		}
+		start := time.Now()
+		bed(t, "partition", strconv.Itoa(old))
+		healed := false
+		t.Cleanup(func() {
+			if !healed {
+				exec.Command("./cluster.sh", "heal", strconv.Itoa(old)).Run()
+			}
+		})
+		newLeader := waitLeaderOtherThan(t, old)
+		t.Logf("node %d partitioned: node %d leads after %s", old, newLeader, time.Since(start).Round(100*time.Millisecond))
+		// Swarm replaces the cut-off node's tasks on the others, and the new
+		// leader's plugin serves them.
+		mark := nodeLogSize(t, newLeader)
+		checkValues(t, waitTasksOff(t, newLeader, service, n, old), secret, want)
+		t.Logf("the %d tasks of node %d replaced on the others %s after the partition", len(cut), old, time.Since(start).Round(100*time.Millisecond))
+		if !nodeLogHas(t, newLeader, mark, "secret delivered") {
+			t.Errorf("the new leader's plugin served none of the replacements")
+		}
+		// Behind the partition, the containers run on with their files.
+		checkValues(t, cut, secret, want)
+
+		bed(t, "heal", strconv.Itoa(old))
+		healed = true
+		healedAt := time.Now()
+		waitManagers(t, len(all))
+		t.Logf("node %d healed: a reachable manager again after %s", old, time.Since(healedAt).Round(100*time.Millisecond))
+		waitFor(t, "the replaced containers on the healed node to stop", 2*time.Minute, func() (bool, string) {
+			for _, c := range cut {
+				if out, _ := tryOn(old, "inspect", "-f", "{{.State.Running}}", c.container); strings.TrimSpace(out) == "true" {
+					return false, c.container + " runs"
+				}
+			}
+			return true, ""
+		})
+		// New tasks go to the node with the fewest: the healed one.
+		l := leader(t)
+		on(t, l, "service", "scale", "--detach", fmt.Sprintf("%s=%d", service, n+2))
+		served := time.Now()
+		tasks = waitTasks(t, l, service, n+2)
+		checkValues(t, tasks, secret, want)
+		onHealed := 0
+		for _, task := range tasks {
+			if task.nodeIndex == old {
+				onHealed++
+			}
+		}
+		if onHealed == 0 {
+			t.Errorf("no task of %s runs on the healed node %d", service, old)
+		}
+		t.Logf("%d new tasks served in %s after the heal, %d of them on node %d", 2, time.Since(served).Round(100*time.Millisecond), onHealed, old)
 	})
 
 	t.Run("two instances side by side, each with its own Vault and token, serve their own driver's secrets in one stack", func(t *testing.T) {

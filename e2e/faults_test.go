@@ -3,9 +3,12 @@
 package e2e
 
 import (
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -254,4 +257,232 @@ func revokeLoginTokens(t *testing.T, f *fixture, mount string) int {
 		}
 	}
 	return n
+}
+
+// pluginCounter is the value of one series of the plugin's /metrics
+// (series as written there, e.g. `swarmvault_vault_requests_total{operation="read",status="429"}`),
+// 0 when it has none yet.
+func pluginCounter(t *testing.T, series string) float64 {
+	t.Helper()
+	code, body := httpGet(t, "http://"+metricsAddr+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("the plugin's /metrics: %d %s", code, body)
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("/metrics: %q", line)
+			}
+			return n
+		}
+	}
+	return 0
+}
+
+// rateLimit puts a rate limit quota of rate requests per interval on a
+// request path of Vault's (a mount; a path in one, or with a trailing * the
+// paths under it), removed at the end.
+func (f *fixture) rateLimit(t *testing.T, name, path string, rate int, interval time.Duration) (remove func()) {
+	t.Helper()
+	if _, err := f.root.Logical().Write("sys/quotas/rate-limit/"+name, map[string]any{
+		"path": path, "rate": rate, "interval": interval.String(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	remove = func() {
+		if _, err := f.root.Logical().Delete("sys/quotas/rate-limit/" + name); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { f.root.Logical().Delete("sys/quotas/rate-limit/" + name) })
+	return remove
+}
+
+// testRateLimited starts tasks against a real rate limit quota (HTTP
+// 429) on the KV path they read: each task that meets it fails with a line
+// that names the quota and what to do, the plugin makes no more calls than
+// the tasks swarm starts (one refused read each: no retry storm), swarm's
+// retries are served as the quota lets them, and once the quota is removed
+// the next task is served at once.
+func testRateLimited(t *testing.T, f *fixture) {
+	path := "secret/" + run + "/limited/db"
+	if _, err := f.root.Logical().Write("secret/data/"+run+"/limited/db", map[string]any{"data": map[string]any{"password": f.v2["password"]}}); err != nil {
+		t.Fatal(err)
+	}
+	secret := run + "_limited"
+	createDriverSecret(t, secret, map[string]string{"vault.path": path, "vault.field": "password"})
+	service := run + "-limited"
+	f.servicePolicy(t, service, "secret/data/"+run+"/*")
+	const interval = 4 * time.Second
+	remove := f.rateLimit(t, run+"-kv", "secret/data/"+run+"/limited/*", 1, interval)
+	refused := `swarmvault_vault_requests_total{operation="read",status="429"}`
+	before := pluginCounter(t, refused)
+
+	mark := logMark(t)
+	started := time.Now()
+	createService(t, service, []string{"--replicas", "4"}, secret)
+	waitForLogLine(t, mark, `Vault's rate limit quota refused the call (HTTP 429: request path "secret/data/`+run+`/limited/db": rate limit quota exceeded), so the plugin cannot read path `+path+`: raise the quota (vault read sys/quotas/rate-limit/<name>) or start fewer tasks at once; swarm retries the task`)
+	for _, c := range waitRunningWithin(t, service, 4, 3*time.Minute) {
+		if got := readSecretFile(t, c, secret); string(got) != f.v2["password"] {
+			t.Fatalf("service %s: /run/secrets/%s differs from Vault (%d bytes)", service, secret, len(got))
+		}
+	}
+	took := time.Since(started)
+	calls := pluginCounter(t, refused) - before
+	failed := len(strings.Fields(docker(t, "service", "ps", "-q", "--filter", "desired-state=shutdown", service)))
+	// The rotator also reads the path, one call a ROTATION_INTERVAL.
+	rotatorReads := int(took/rotationInterval) + 1
+	t.Logf("4 tasks served in %s under a quota of 1 read per %s: %v reads refused, %d task attempts failed", took.Round(100*time.Millisecond), interval, calls, failed)
+	if calls < 1 {
+		t.Errorf("no refused read counted: did the quota apply?")
+	}
+	if int(calls) > failed+rotatorReads {
+		t.Errorf("%v reads refused for %d failed task attempts and at most %d rotator reads: the plugin retries into a quota", calls, failed, rotatorReads)
+	}
+
+	// The quota removed: the next task is served at once.
+	remove()
+	healed := time.Now()
+	next := run + "-after-limit"
+	f.servicePolicy(t, next, "secret/data/"+run+"/*")
+	createService(t, next, nil, secret)
+	waitRunning(t, next, 1)
+	t.Logf("first task served %s after the quota was removed", time.Since(healed).Round(100*time.Millisecond))
+}
+
+// testFaultsDuringRenewals runs a service whose tasks hold database users
+// (a 30 s lease each, renewed by the leader at half of it) through two
+// faults shorter than what is left of a lease: a rate limit quota that
+// refuses every lease renewal, then PostgreSQL restarted. During the
+// quota, each round stops at its first refusal and says so; after each
+// fault heals, the leases are renewed again (their expiry moves on), and
+// the tasks' users log in throughout, except while PostgreSQL is down.
+func testFaultsDuringRenewals(t *testing.T, f *fixture, dataRoot string) {
+	const ttl = 30 * time.Second
+	mount := f.dbFixture(t, ttl, time.Hour)
+	service, secret := run+"-renewfaults", run+"_renewfaults"
+	f.putPolicy(t, service, readRules(mount+"/creds/app"))
+	createDriverSecret(t, secret, dbSecretLabels(mount))
+	docker(t, "service", "create", "--detach", "--name", service, "--network", "host", "--replicas", "2",
+		"--secret", "source="+secret+",target=db", pgImage, "-every", "1s")
+	t.Cleanup(func() { tryDocker("service", "rm", service) })
+	containers := waitRunning(t, service, 2)
+	for _, c := range containers {
+		f.dbUser(t, dataRoot, c)
+	}
+	leases := f.leasesUnder(t, mount+"/creds/app/")
+	if len(leases) != 2 {
+		t.Fatalf("STATE_PATH names %d leases of %s, want the 2 tasks'", len(leases), mount)
+	}
+	loginsSince := func(since time.Time) (ok, failed int) {
+		for _, c := range containers {
+			l := parsePgLog(docker(t, "logs", "--since", since.Format(time.RFC3339Nano), c))
+			ok, failed = ok+l.ok, failed+l.fail
+		}
+		return ok, failed
+	}
+	// renewedAfter waits until every lease that was due when what healed
+	// (15 s or less left) has been renewed: its expiry moved on. A lease
+	// that is not due is left for later, and must not have expired.
+	renewedAfter := func(what string, healed time.Time) {
+		t.Helper()
+		was := map[string]time.Time{}
+		for _, l := range leases {
+			was[l] = f.leaseExpiry(t, l)
+		}
+		waitFor(t, "the leases due to be renewed after "+what, ttl, func() (bool, string) {
+			for _, l := range leases {
+				now := f.leaseExpiry(t, l)
+				if !now.After(was[l]) && time.Until(now) <= ttl/2 {
+					return false, "a lease due since the heal still expires at " + now.Format(time.RFC3339)
+				}
+			}
+			return true, ""
+		})
+		t.Logf("the leases due renewed %s after %s healed", time.Since(healed).Round(100*time.Millisecond), what)
+	}
+
+	// A quota that refuses lease renewals, from the first renewal due (15 s
+	// before a lease ends) for 8 s, less than what is left.
+	start := time.Now()
+	refused := `swarmvault_vault_requests_total{operation="lease_renew",status="429"}`
+	before := pluginCounter(t, refused)
+	mark := logMark(t)
+	// One name for every run: Vault refuses a second quota on one path,
+	// and a run cut short leaves its own behind.
+	remove := f.rateLimit(t, "swarmvault-e2e-lease-renew", "sys/leases/renew", 1, time.Hour)
+	waitForLogLine(t, mark, `Vault's rate limit quota refused the call (HTTP 429: request path "sys/leases/renew": rate limit quota exceeded), so the round stopped after `)
+	first := time.Now()
+	const window = 8 * time.Second
+	time.Sleep(window)
+	remove()
+	healed := time.Now()
+	calls := pluginCounter(t, refused) - before
+	rounds := int(healed.Sub(first)/lifecycleInterval) + 2
+	t.Logf("%v lease renewals refused by the quota over %s of refusals (at most %d rounds)", calls, healed.Sub(first).Round(100*time.Millisecond), rounds)
+	if calls < 1 || int(calls) > rounds*len(leases) {
+		t.Errorf("%v renewals refused in at most %d rounds of %d leases: want at least one, and at most one call per lease a round", calls, rounds, len(leases))
+	}
+	renewedAfter("the quota", healed)
+
+	// PostgreSQL restarted: renewals fail while it is down, and go on after.
+	pgDown := time.Now()
+	if out, err := exec.Command("./postgres.sh", "halt").CombinedOutput(); err != nil {
+		t.Fatalf("postgres.sh halt: %v: %s", err, out)
+	}
+	time.Sleep(8 * time.Second)
+	if out, err := exec.Command("./postgres.sh", "start").CombinedOutput(); err != nil {
+		t.Fatalf("postgres.sh start: %v: %s", err, out)
+	}
+	pgUp := time.Now()
+	t.Logf("PostgreSQL down for %s", pgUp.Sub(pgDown).Round(100*time.Millisecond))
+	renewedAfter("PostgreSQL's restart", pgUp)
+
+	// The users logged in through the quota, and after PostgreSQL came back:
+	// nothing failed but while it was down.
+	okBefore, failedBefore := 0, 0
+	for _, c := range containers {
+		l := parsePgLog(docker(t, "logs", "--since", start.Format(time.RFC3339Nano), "--until", pgDown.Format(time.RFC3339Nano), c))
+		okBefore, failedBefore = okBefore+l.ok, failedBefore+l.fail
+	}
+	if okBefore == 0 || failedBefore > 0 {
+		t.Errorf("through the quota and until PostgreSQL went down: %d database logins ok, %d failed", okBefore, failedBefore)
+	}
+	waitFor(t, "logins to succeed again after PostgreSQL's restart", 15*time.Second, func() (bool, string) {
+		ok, _ := loginsSince(pgUp.Add(2 * time.Second))
+		return ok >= 2, fmt.Sprint(ok, " ok")
+	})
+	time.Sleep(ttl / 2)
+	if ok, failed := loginsSince(pgUp.Add(3 * time.Second)); failed > 0 {
+		t.Errorf("after PostgreSQL came back: %d logins ok, %d failed", ok, failed)
+	}
+}
+
+// leasesUnder is the lease IDs the plugin's STATE_PATH records name under
+// prefix.
+func (f *fixture) leasesUnder(t *testing.T, prefix string) []string {
+	t.Helper()
+	var out []string
+	for _, r := range f.stateRecords(t) {
+		if l, _ := r["lease_id"].(string); strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// leaseExpiry is when Vault says a lease ends.
+func (f *fixture) leaseExpiry(t *testing.T, lease string) time.Time {
+	t.Helper()
+	s, err := f.root.Logical().Write("sys/leases/lookup", map[string]any{"lease_id": lease})
+	if err != nil || s == nil {
+		t.Fatalf("looking lease up: %v", err)
+	}
+	at, _ := s.Data["expire_time"].(string)
+	e, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		t.Fatalf("lease expire_time %q: %v", at, err)
+	}
+	return e
 }

@@ -354,6 +354,14 @@ func testLifecycle(t *testing.T, f *fixture, mark int64) {
 		}
 	})
 
+	t.Run("a rate limit quota (HTTP 429) on the path tasks read: each refused task says so, one call each, swarm's retries are served, and at once after", func(t *testing.T) {
+		testRateLimited(t, f)
+	})
+
+	t.Run("faults during renewals: a quota refusing lease renewals, then PostgreSQL restarted; the leases are renewed after each heals and the users log in", func(t *testing.T) {
+		testFaultsDuringRenewals(t, f, dataRoot)
+	})
+
 	t.Run("two files, one credential: each task's user and password files hold one database user; two replicas, two users, two leases; dropped when the service is removed", func(t *testing.T) {
 		mount := f.dbFixture(t, time.Minute, time.Hour)
 		service := run + "-pgfiles"

@@ -5,6 +5,8 @@
 # proves the credentials Vault issued are valid.
 #
 #   e2e/postgres.sh start   install if needed, start; prints host:port
+#   e2e/postgres.sh halt    stop the server, keep the cluster (a fault: `start` brings it back)
+#   e2e/postgres.sh restart halt, then start
 #   e2e/postgres.sh stop    stop and remove the cluster
 #
 # The superuser is postgres; its password is in .e2e/postgres-password, for
@@ -67,6 +69,13 @@ start() {
 	echo "127.0.0.1:$port"
 }
 
+halt() {
+	local bin
+	bin=$(bindir)
+	[ -d "$dir/data" ] || { log "no cluster in $dir to halt"; exit 1; }
+	as_postgres "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+}
+
 stop() {
 	local bin
 	bin=$(bindir)
@@ -76,9 +85,14 @@ stop() {
 
 case "${1:-}" in
 start) start ;;
+halt) halt ;;
+restart)
+	halt
+	start
+	;;
 stop) stop ;;
 *)
-	echo "usage: $0 start|stop" >&2
+	echo "usage: $0 start|halt|restart|stop" >&2
 	exit 2
 	;;
 esac

@@ -74,8 +74,14 @@ func runningContainers(t *testing.T, service string) []string {
 // waitRunning waits until n tasks of service run, and returns their containers.
 func waitRunning(t *testing.T, service string, n int) []string {
 	t.Helper()
+	return waitRunningWithin(t, service, n, 90*time.Second)
+}
+
+// waitRunningWithin is waitRunning with a patience of its own.
+func waitRunningWithin(t *testing.T, service string, n int, patience time.Duration) []string {
+	t.Helper()
 	var ids []string
-	waitFor(t, fmt.Sprintf("%d running tasks of %s", n, service), 90*time.Second, func() (bool, string) {
+	waitFor(t, fmt.Sprintf("%d running tasks of %s", n, service), patience, func() (bool, string) {
 		ids = runningContainers(t, service)
 		return len(ids) == n, taskStates(service)
 	})
