@@ -25,7 +25,7 @@ DOCKER_BUILD := DOCKER_BUILDKIT=0 docker build -q
 export GOTOOLCHAIN ?= local
 
 # Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
-.PHONY: all build test lint rules fuzz test-unit test-arm64 test-integration e2e e2e-cluster plugin rootfs push docker docker-engine \
+.PHONY: all build test lint rules fuzz test-unit test-arm64 test-integration e2e e2e-cluster chaos plugin rootfs push docker docker-engine \
 	vault-dev vault-stop postgres prometheus demo demo-clean clean bench bench-lifecycle bench-failover settings
 
 all: build
@@ -96,11 +96,27 @@ e2e: plugin vault-dev postgres prometheus
 # Node 3 runs a current engine (e2e/engine.sh, built once per machine), the
 # others Debian's 20.10: one mixed-version swarm tests both engines.
 CURRENT_ENGINE_NODES ?= 3
+# Then a 3-minute fault campaign on the same bed (make chaos is the long
+# one), its seed drawn and printed: a failing seed reproduces its schedule.
 e2e-cluster: vault-dev docker postgres
 	e2e/registry.sh start >/dev/null
 	CURRENT_ENGINE_NODES="$(CURRENT_ENGINE_NODES)" e2e/cluster.sh up
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token \
-		$(GO) test -count=1 -tags 'e2e cluster' -run TestCluster -timeout 30m -v ./e2e/; \
+		$(GO) test -count=1 -tags 'e2e cluster' -run TestCluster -timeout 30m -v ./e2e/ && \
+		SEED="$(SEED)" DURATION=3m $(GO) test -count=1 -tags 'e2e cluster' -run TestChaos -timeout 20m -v ./e2e/; \
+		rc=$$?; [ -n "$(CLUSTER_KEEP)" ] || e2e/cluster.sh down; exit $$rc
+
+# The fault campaign on the 3-manager bed (TestChaos, e2e/chaos_test.go):
+# a workload under faults drawn from SEED (default: drawn, and printed; one
+# seed draws one schedule), for DURATION (2m to 60m), checked by a checker
+# of its own. Results: bench/RESULTS.md, "Fault campaign".
+DURATION ?= 20m
+SEED ?=
+CHAOS_FAULTS ?=
+chaos: docker postgres
+	e2e/registry.sh start >/dev/null
+	CURRENT_ENGINE_NODES="$(CURRENT_ENGINE_NODES)" e2e/cluster.sh up
+	SEED="$(SEED)" DURATION="$(DURATION)" CHAOS_FAULTS="$(CHAOS_FAULTS)" $(GO) test -count=1 -tags 'e2e cluster' -run TestChaos -timeout 90m -v ./e2e/; \
 		rc=$$?; [ -n "$(CLUSTER_KEEP)" ] || e2e/cluster.sh down; exit $$rc
 
 # The test bed's engine: installed and started when missing (as root), in

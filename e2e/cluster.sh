@@ -17,7 +17,8 @@
 #   e2e/cluster.sh down      remove engines, namespaces, bridge, forwarders and the iptables rule
 #
 # Every node reaches the dev Vault (127.0.0.1:8200), a second one for
-# side-by-side instances (127.0.0.1:8201), the registry (127.0.0.1:5000) and PostgreSQL (127.0.0.1:5433)
+# side-by-side instances (127.0.0.1:8201), the persistent one the fault
+# campaign seals and restarts (127.0.0.1:8202), the registry (127.0.0.1:5000) and PostgreSQL (127.0.0.1:5433)
 # at the same loopback address as the host: socat forwards
 # each node's loopback port to the bridge address, and the bridge address to
 # the host's loopback. So a plugin (host network = its node's namespace) and
@@ -38,7 +39,7 @@ state="$root/.e2e/cluster"
 bridge=svbr0
 net=192.168.239 # the bridge's /24, this test bed's own
 host_ip=$net.1
-ports=(8200 8201 5000 5433) # forwarded into every node: Vault, a second Vault, registry, PostgreSQL
+ports=(8200 8201 8202 5000 5433) # forwarded into every node: Vault, a second Vault, the persistent Vault, registry, PostgreSQL
 images=(swarmvault-test/busybox:latest swarmvault-test/pgclient:latest swarmvault-test/tlsserver:latest)
 
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }

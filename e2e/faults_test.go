@@ -354,10 +354,12 @@ func testRateLimited(t *testing.T, f *fixture) {
 // testFaultsDuringRenewals runs a service whose tasks hold database users
 // (a 30 s lease each, renewed by the leader at half of it) through two
 // faults shorter than what is left of a lease: a rate limit quota that
-// refuses every lease renewal, then PostgreSQL restarted. During the
-// quota, each round stops at its first refusal and says so; after each
-// fault heals, the leases are renewed again (their expiry moves on), and
-// the tasks' users log in throughout, except while PostgreSQL is down.
+// refuses every lease renewal, then PostgreSQL halted until renewals fail
+// (and a task that starts meanwhile fails with Vault's words).
+// During the quota, each round stops at its first refusal and says so;
+// after each fault heals, the leases due are renewed (their expiry moves
+// on), and the tasks' users log in throughout, except while PostgreSQL is
+// down.
 func testFaultsDuringRenewals(t *testing.T, f *fixture, dataRoot string) {
 	const ttl = 30 * time.Second
 	mount := f.dbFixture(t, ttl, time.Hour)
@@ -426,17 +428,31 @@ func testFaultsDuringRenewals(t *testing.T, f *fixture, dataRoot string) {
 	}
 	renewedAfter("the quota", healed)
 
-	// PostgreSQL restarted: renewals fail while it is down, and go on after.
+	// PostgreSQL restarted: halted until a renewal due in the meantime has
+	// failed (Vault's database engine cannot extend the user's VALID UNTIL
+	// without it), and two rounds more; then renewals go on.
 	pgDown := time.Now()
+	mark = logMark(t)
 	if out, err := exec.Command("./postgres.sh", "halt").CombinedOutput(); err != nil {
 		t.Fatalf("postgres.sh halt: %v: %s", err, out)
 	}
-	time.Sleep(8 * time.Second)
+	// A task that starts meanwhile fails with Vault's words, which name
+	// the database.
+	starting := run + "-pgdown"
+	f.putPolicy(t, starting, readRules(mount+"/creds/app"))
+	docker(t, "service", "create", "--detach", "--name", starting, "--network", "host",
+		"--secret", "source="+secret+",target=db", pgImage, "-every", "1s")
+	t.Cleanup(func() { tryDocker("service", "rm", starting) })
+	waitForLogLine(t, mark, "Vault failed to read path "+mount+"/creds/app (HTTP 500: ")
+	waitForLogLine(t, mark, "task credentials could not be renewed or revoked this round, and are tried again at the next")
+	time.Sleep(2 * lifecycleInterval)
 	if out, err := exec.Command("./postgres.sh", "start").CombinedOutput(); err != nil {
 		t.Fatalf("postgres.sh start: %v: %s", err, out)
 	}
 	pgUp := time.Now()
-	t.Logf("PostgreSQL down for %s", pgUp.Sub(pgDown).Round(100*time.Millisecond))
+	t.Logf("PostgreSQL down for %s, until renewals had failed", pgUp.Sub(pgDown).Round(100*time.Millisecond))
+	waitRunning(t, starting, 1)
+	t.Logf("the task that failed while PostgreSQL was down: served %s after it came back (swarm's restart delay included)", time.Since(pgUp).Round(100*time.Millisecond))
 	renewedAfter("PostgreSQL's restart", pgUp)
 
 	// The users logged in through the quota, and after PostgreSQL came back:

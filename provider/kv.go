@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -141,6 +142,10 @@ func vaultErrorDoing(err error, doing, path, apiPath string) error {
 		return classify(fmt.Errorf("%s, so the plugin cannot %s path %s: %s; swarm retries the task", what, doing, path, fix), OutcomeUnavailable)
 	}
 	switch {
+	case errors.As(err, &re) && re.StatusCode >= http.StatusInternalServerError:
+		// Vault took the request and could not carry it out: a database
+		// down behind database/creds, a storage error.
+		return fmt.Errorf("Vault failed to %s path %s (%s): fix what Vault names (its storage, or the database or CA behind the path); swarm retries the task", doing, path, vaultkv.ErrorText(re))
 	case errors.As(err, &re):
 		return fmt.Errorf("Vault refused to %s path %s (%s)", doing, path, vaultkv.ErrorText(re))
 	case errors.As(err, &ue):

@@ -328,6 +328,9 @@ func newFakeVault(t *testing.T) *fakeVault {
 	f.mux.HandleFunc("/v1/secret/data/limited", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		vaultErrorResponse(w, http.StatusTooManyRequests, `request path "secret/data/limited": rate limit quota exceeded`)
 	}))
+	f.mux.HandleFunc("/v1/secret/data/backend", f.asTask(func(w http.ResponseWriter, r *http.Request) {
+		vaultErrorResponse(w, http.StatusInternalServerError, "1 error occurred:\n\t* failed to verify connection: dial tcp 127.0.0.1:5433: connect: connection refused\n\n")
+	}))
 	f.mux.HandleFunc("/v1/secret/data/teapot", f.asTask(func(w http.ResponseWriter, r *http.Request) {
 		vaultErrorResponse(w, http.StatusTeapot, "I'm a teapot")
 	}))
@@ -463,6 +466,11 @@ func TestGetSecret(t *testing.T) {
 			name:    "a rate limit quota",
 			labels:  map[string]string{"vault.path": "secret/limited"},
 			wantErr: "secret db_pw: Vault's rate limit quota refused the call (HTTP 429: request path \"secret/data/limited\": rate limit quota exceeded), so the plugin cannot read path secret/limited: raise the quota (vault read sys/quotas/rate-limit/<name>) or start fewer tasks at once; swarm retries the task",
+		},
+		{
+			name:    "a failure of Vault's or its backend's is not a refusal: Vault's cause is the news",
+			labels:  map[string]string{"vault.path": "secret/backend"},
+			wantErr: "secret db_pw: Vault failed to read path secret/backend (HTTP 500: failed to verify connection: dial tcp 127.0.0.1:5433: connect: connection refused): fix what Vault names (its storage, or the database or CA behind the path); swarm retries the task",
 		},
 		{
 			name:    "other Vault errors keep Vault's words on one line",
