@@ -611,3 +611,45 @@ func TestACertificateRollsItsServiceBeforeItExpires(t *testing.T) {
 		t.Errorf("%d warnings for service plain, want 1:\n%s", n, logs.String())
 	}
 }
+
+// Vault answers a lease renewal with HTTP 400 both when the lease is over
+// and when the backend behind it fails for now: a database that is down
+// gives "failed to renew entry: … connection refused" (measured against
+// Vault 1.21 with PostgreSQL halted). Only the first ends the renewals; the
+// second is an error the next round tries again. (It ended them, and a
+// running task's database user expired.)
+func TestALeaseIsOverOnlyWhenVaultSaysSo(t *testing.T) {
+	for _, c := range []struct {
+		body string
+		over bool
+	}{
+		{`{"errors":["failed to renew entry: resp: (*logical.Response)(nil) err: 1 error occurred:\n\t* failed to connect to ` +
+			"`host=127.0.0.1 user=postgres database=postgres`" + `: dial error (dial tcp 127.0.0.1:5433: connect: connection refused)\n\n"]}`, false},
+		{`{"errors":["lease not found"]}`, true},
+		{`{"errors":["lease is not renewable"]}`, true},
+		{`{"errors":["lease expired"]}`, true},
+		{`{"errors":["invalid lease"]}`, true},
+		{`{"errors":["something else Vault may say"]}`, false},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, c.body)
+		}))
+		cfg := api.DefaultConfig()
+		cfg.Address, cfg.MaxRetries = srv.URL, 0
+		client, err := api.NewClient(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client.SetToken("plugin-token")
+		_, err = NewVaultCredentials(client).RenewLease(context.Background(), "db/creds/app/x", time.Minute)
+		srv.Close()
+		if err == nil {
+			t.Fatalf("%s: no error", c.body)
+		}
+		if over := errors.Is(err, ErrLeaseNotRenewable); over != c.over {
+			t.Errorf("%s: taken for the lease's end: %v, want %v (%v)", c.body, over, c.over, err)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -75,7 +74,7 @@ func (v *VaultCredentials) RenewToken(ctx context.Context, accessor string, ttl 
 
 func (v *VaultCredentials) RenewLease(ctx context.Context, leaseID string, ttl time.Duration) (time.Duration, error) {
 	s, err := v.vault.Sys().RenewWithContext(ctx, leaseID, seconds(ttl))
-	if vaultkv.StatusIs(err, http.StatusBadRequest) {
+	if leaseGone(err) {
 		return 0, fmt.Errorf("%w (%s)", ErrLeaseNotRenewable, vaultkv.ErrorText(err))
 	}
 	if err != nil {
@@ -139,6 +138,18 @@ func orNotServing(err, other error) error {
 type notServing struct{ what, fix string }
 
 func (n *notServing) Error() string { return n.what + ": " + n.fix }
+
+// leaseGone tells a lease Vault will renew no more (not found, expired,
+// not renewable) from a renewal that failed for now. Vault answers 400 to
+// both: a database down behind database/creds makes the renewal fail with
+// "failed to renew entry: … connection refused" (measured), and such a
+// lease is renewed again once the database is back. Taking that answer
+// for the end of the lease left a running task's database user to expire.
+func leaseGone(err error) bool {
+	return vaultkv.BadRequestSaying(err, "lease not found", "lease is not renewable", "lease expired", "lease is expired",
+		"invalid lease", "lease does not correspond to a secret") &&
+		!vaultkv.BadRequestSaying(err, "failed to renew entry")
+}
 
 // gone tells a token Vault no longer has (expired, revoked) from a failed
 // call: renew-accessor, revoke-accessor and lookup-accessor answer 400 for
