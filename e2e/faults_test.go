@@ -356,7 +356,7 @@ func testRateLimited(t *testing.T, f *fixture) {
 // faults shorter than what is left of a lease: a rate limit quota that
 // refuses every lease renewal, then PostgreSQL halted until renewals fail
 // (and a task that starts meanwhile fails with Vault's words).
-// During the quota, each round stops at its first refusal and says so;
+// During the quota, each round makes no more lease renewals after its first refusal, and says so;
 // after each fault heals, the leases due are renewed (their expiry moves
 // on), and the tasks' users log in throughout, except while PostgreSQL is
 // down.
@@ -414,7 +414,7 @@ func testFaultsDuringRenewals(t *testing.T, f *fixture, dataRoot string) {
 	// One name for every run: Vault refuses a second quota on one path,
 	// and a run cut short leaves its own behind.
 	remove := f.rateLimit(t, "swarmvault-e2e-lease-renew", "sys/leases/renew", 1, time.Hour)
-	waitForLogLine(t, mark, `Vault's rate limit quota refused the call (HTTP 429: request path "sys/leases/renew": rate limit quota exceeded), so the round stopped after `)
+	waitForLogLine(t, mark, `Vault's rate limit quota refused the call (HTTP 429: request path "sys/leases/renew": rate limit quota exceeded), so this round made no more lease renewals (`)
 	first := time.Now()
 	const window = 8 * time.Second
 	time.Sleep(window)

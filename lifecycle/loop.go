@@ -61,6 +61,8 @@ type Loop struct {
 	// Observer, when set, is told of renewals, revocations and the
 	// credentials tracked.
 	Observer Observer
+	// refused is the round's refusals, while reconcile runs.
+	refused *refusals
 }
 
 // NewLoop returns the leader loop over the tracker's records; vault renews
@@ -195,10 +197,10 @@ func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]s
 	var timeouts atomic.Int32
 	workers := int32(max(l.Workers, 1))
 	stopped := false
-	// A Vault that answers it serves no one (sealed, no active node, a
-	// rate limit quota) would refuse every call: the round stops at the
-	// first such answer, so a quota is not met with a call per credential.
-	var refused atomic.Pointer[notServing]
+	// A Vault that answers it serves no one (sealed, no active node) would
+	// refuse every call: the round stops at the first such answer. A rate
+	// limit quota, which may cover one path, stops the calls of its kind.
+	l.refused = &refusals{}
 	started, due := 0, 0
 	for _, h := range all {
 		st, found := tasks[h.TaskID]
@@ -211,7 +213,7 @@ func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]s
 			continue
 		}
 		sem <- struct{}{}
-		if timeouts.Load() >= workers || refused.Load() != nil {
+		if timeouts.Load() >= workers || l.refused.everyone() != nil {
 			<-sem
 			stopped = true
 			continue
@@ -226,10 +228,7 @@ func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]s
 			} else {
 				timeouts.Store(0)
 			}
-			if ns := new(notServing); errors.As(err, &ns) {
-				refused.CompareAndSwap(nil, ns)
-			}
-			if err != nil {
+			if err != nil && !errors.As(err, new(*notServing)) {
 				mu.Lock()
 				failed++
 				if firstErr == nil {
@@ -240,16 +239,90 @@ func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]s
 		}()
 	}
 	wg.Wait()
-	if ns := refused.Load(); ns != nil {
-		return fmt.Errorf("%s, so the round stopped after %d of the %d task credentials due, and the next one tries again: %s", ns.what, started, due, ns.fix)
+	var errs []error
+	if ns := l.refused.everyone(); ns != nil {
+		errs = append(errs, fmt.Errorf("%s, so the round stopped after %d of the %d task credentials due, and the next one tries again: %s", ns.what, started, due, ns.fix))
 	}
-	if stopped {
-		return fmt.Errorf("Vault did not answer %d calls in a row within VAULT_CLIENT_TIMEOUT, so the round stopped; the next one tries again (first: %v)", workers, firstErr)
+	errs = append(errs, l.refused.byKind()...)
+	switch {
+	case stopped && len(errs) == 0:
+		errs = append(errs, fmt.Errorf("Vault did not answer %d calls in a row within VAULT_CLIENT_TIMEOUT, so the round stopped; the next one tries again (first: %v)", workers, firstErr))
+	case failed > 0:
+		errs = append(errs, fmt.Errorf("%d task credentials could not be renewed or revoked this round, and are tried again at the next (first: %v)", failed, firstErr))
 	}
-	if failed > 0 {
-		return fmt.Errorf("%d task credentials could not be renewed or revoked this round, and are tried again at the next (first: %v)", failed, firstErr)
+	return errors.Join(errs...)
+}
+
+// refusals are one round's answers from Vault that it serves no one
+// (sealed, no active node) or no call of a kind (a rate limit quota on its
+// path): after one, the round makes no more such calls, and they fail at
+// once with the same answer.
+type refusals struct {
+	mu    sync.Mutex
+	all   *notServing
+	kinds map[string]*notServing
+	order []string
+	// left counts the calls of each kind not made.
+	left map[string]int
+}
+
+// call makes one Vault call of a kind (what it does, for the log: "lease
+// renewals"), unless Vault refused the round's calls of that kind, or all.
+func (l *Loop) call(ctx context.Context, kind string, f func(context.Context) error) error {
+	r := l.refused
+	if r == nil {
+		return l.withDeadline(ctx, f)
 	}
-	return nil
+	r.mu.Lock()
+	ns := r.all
+	if ns == nil {
+		ns = r.kinds[kind]
+	}
+	if ns != nil {
+		if r.left == nil {
+			r.left = map[string]int{}
+		}
+		r.left[kind]++
+		r.mu.Unlock()
+		return ns
+	}
+	r.mu.Unlock()
+	err := l.withDeadline(ctx, f)
+	if got := new(notServing); errors.As(err, &got) {
+		r.mu.Lock()
+		if got.everyone {
+			if r.all == nil {
+				r.all = got
+			}
+		} else if r.kinds[kind] == nil {
+			if r.kinds == nil {
+				r.kinds = map[string]*notServing{}
+			}
+			r.kinds[kind] = got
+			r.order = append(r.order, kind)
+		}
+		r.mu.Unlock()
+	}
+	return err
+}
+
+func (r *refusals) everyone() *notServing {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.all
+}
+
+// byKind says, for each kind of call Vault refused this round, that the
+// round made no more of them.
+func (r *refusals) byKind() []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for _, kind := range r.order {
+		ns := r.kinds[kind]
+		errs = append(errs, fmt.Errorf("%s, so this round made no more %s (%d left for the next round): %s", ns.what, kind, r.left[kind], ns.fix))
+	}
+	return errs
 }
 
 // settle does what one credential's task state asks: verify a record read
@@ -300,7 +373,7 @@ func (l *Loop) settle(ctx context.Context, h *tracked, ended, found bool, st swa
 // false when the record is not to be acted on.
 func (l *Loop) verify(ctx context.Context, h *tracked) (ok bool, err error) {
 	var info TokenInfo
-	err = l.withDeadline(ctx, func(ctx context.Context) (err error) { info, err = l.vault.LookupToken(ctx, h.Accessor); return err })
+	err = l.call(ctx, "token lookups", func(ctx context.Context) (err error) { info, err = l.vault.LookupToken(ctx, h.Accessor); return err })
 	entry := l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName})
 	switch {
 	case errors.Is(err, ErrTokenGone):
@@ -413,7 +486,7 @@ func (l *Loop) renew(ctx context.Context, h *tracked) error {
 	entry := l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName})
 	if l.tokenDue(h) {
 		var got time.Duration
-		err := l.withDeadline(ctx, func(ctx context.Context) (err error) {
+		err := l.call(ctx, "token renewals", func(ctx context.Context) (err error) {
 			got, err = l.vault.RenewToken(ctx, h.Accessor, h.TokenTTL)
 			return err
 		})
@@ -428,10 +501,11 @@ func (l *Loop) renew(ctx context.Context, h *tracked) error {
 	}
 	if l.leaseDue(h) {
 		var got time.Duration
-		err := l.withDeadline(ctx, func(ctx context.Context) (err error) {
+		err := l.call(ctx, "lease renewals", func(ctx context.Context) (err error) {
 			got, err = l.vault.RenewLease(ctx, h.LeaseID, h.LeaseTTL)
 			return err
 		})
+		h.leaseFailing = err != nil && !errors.Is(err, ErrLeaseNotRenewable)
 		if errors.Is(err, ErrLeaseNotRenewable) {
 			// Not found or not renewable: it ends at its expiry, or ended.
 			h.leaseCapped = true
@@ -475,7 +549,7 @@ func (l *Loop) extend(until *time.Time, got, asked time.Duration, capped *bool) 
 // revoke ends the credentials of a task that ended. Revoking the token
 // revokes its leases with it: Vault drops a dynamic secret's database user.
 func (l *Loop) revoke(ctx context.Context, h *tracked, why string) error {
-	err := l.withDeadline(ctx, func(ctx context.Context) error { return l.vault.RevokeToken(ctx, h.Accessor) })
+	err := l.call(ctx, "token revocations", func(ctx context.Context) error { return l.vault.RevokeToken(ctx, h.Accessor) })
 	gone := errors.Is(err, ErrTokenGone)
 	if err != nil && !gone {
 		return err

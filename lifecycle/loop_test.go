@@ -511,11 +511,12 @@ func TestARoundStopsWhenVaultHangs(t *testing.T) {
 	}
 }
 
-// A Vault that answers it serves no one (a rate limit quota, a seal) would
-// refuse every credential's call: the round stops at the first answer,
-// says so with the remedy, and makes no more calls than it runs at once,
-// through the real client and its errors, so a quota is not met with a
-// storm of one call per credential.
+// A Vault that answers it serves no one (a seal), or no call of a kind (a
+// rate limit quota), would refuse every credential's call: the round makes
+// no more such calls after the first answer, says so with the remedy, and
+// makes no more calls than it runs at once, through the real client and
+// its errors, so a quota is not met with a storm of one call per
+// credential.
 func TestARoundStopsWhenVaultServesNoOne(t *testing.T) {
 	for _, c := range []struct {
 		status int
@@ -523,7 +524,7 @@ func TestARoundStopsWhenVaultServesNoOne(t *testing.T) {
 		want   string
 	}{
 		{http.StatusTooManyRequests, `{"errors":["request path \"auth/token/revoke-accessor\": rate limit quota exceeded"]}`,
-			"Vault's rate limit quota refused the call (HTTP 429: request path \"auth/token/revoke-accessor\": rate limit quota exceeded), so the round stopped after "},
+			"Vault's rate limit quota refused the call (HTTP 429: request path \"auth/token/revoke-accessor\": rate limit quota exceeded), so this round made no more token revocations ("},
 		{http.StatusServiceUnavailable, `{"errors":["Vault is sealed"]}`, "Vault is sealed, so the round stopped after "},
 	} {
 		t.Run(http.StatusText(c.status), func(t *testing.T) {
@@ -551,7 +552,7 @@ func TestARoundStopsWhenVaultServesNoOne(t *testing.T) {
 			}
 			p.loop.vault, p.loop.Workers = NewVaultCredentials(client), 2
 			err = p.loop.Round(context.Background())
-			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "of the 40 task credentials due, and the next one tries again: ") {
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "the next round") && !strings.Contains(err.Error(), "of the 40 task credentials due, and the next one tries again: ") {
 				t.Errorf("round: %v", err)
 			}
 			if n := calls.Load(); n > 2 {
@@ -651,5 +652,92 @@ func TestALeaseIsOverOnlyWhenVaultSaysSo(t *testing.T) {
 		if over := errors.Is(err, ErrLeaseNotRenewable); over != c.over {
 			t.Errorf("%s: taken for the lease's end: %v, want %v (%v)", c.body, over, c.over, err)
 		}
+	}
+}
+
+// A rate limit quota may cover one path: one on lease renewals stops the
+// round's lease renewals, not its token renewals, or the quota would let
+// the tokens of every task whose lease comes first in the round expire.
+func TestAQuotaOnLeaseRenewalsLeavesTokenRenewalsAlone(t *testing.T) {
+	var tokens, leases atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/auth/token/renew-accessor":
+			tokens.Add(1)
+			io.WriteString(w, `{"auth":{"lease_duration":3600,"renewable":true}}`)
+		case "/v1/sys/leases/renew":
+			leases.Add(1)
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, `{"errors":["request path \"sys/leases/renew\": rate limit quota exceeded"]}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	cfg := api.DefaultConfig()
+	cfg.Address, cfg.MaxRetries = srv.URL, 0
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetToken("plugin-token")
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	loop := NewLoop(NewTracker(nil, nil, log), nil, NewVaultCredentials(client), nil, log)
+	loop.Workers = 2
+	now := time.Now()
+	var all []*tracked
+	running := map[string]swarm.TaskState{}
+	for i := range 20 {
+		id := fmt.Sprintf("t%02d", i)
+		all = append(all, &tracked{verified: true, tokenUntil: now.Add(time.Second), leaseUntil: now.Add(time.Second),
+			Record: Record{TaskID: id, Secret: "db", ServiceName: "app", Credentials: provider.Credentials{Accessor: "acc-" + id,
+				TokenTTL: time.Hour, LeaseID: "db/creds/app/" + id, LeaseTTL: time.Hour, LeaseRenewable: true}}})
+		running[id] = swarm.TaskState{State: swarmtypes.TaskStateRunning, Desired: swarmtypes.TaskStateRunning}
+	}
+	err = loop.reconcile(context.Background(), all, running)
+	if err == nil || !strings.Contains(err.Error(), "so this round made no more lease renewals (") {
+		t.Errorf("round: %v", err)
+	}
+	if n := tokens.Load(); n != 20 {
+		t.Errorf("%d of the 20 tokens renewed", n)
+	}
+	if n := leases.Load(); n > 2 {
+		t.Errorf("%d lease renewals into the quota, want at most 2 (the calls made at once)", n)
+	}
+	for _, h := range all {
+		if !h.tokenUntil.After(now.Add(time.Minute)) {
+			t.Fatalf("task %s: its token was not renewed", h.TaskID)
+		}
+	}
+}
+
+// A lease whose renewals keep failing for a reason Vault does not say is
+// its end (its role deleted, or the database down for good) rolls its
+// vault.rotate service once a quarter of its TTL is left, and not before:
+// a backend back in time is renewed first.
+func TestALeaseThatKeepsFailingRollsItsServiceInTime(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	var forced []string
+	loop := NewLoop(NewTracker(nil, nil, log), nil, nil, NewRollouts(forcerFunc(func(_ context.Context, id string) error {
+		forced = append(forced, id)
+		return nil
+	}), log), log)
+	loop.now = func() time.Time { return now }
+	h := &tracked{verified: true, leaseFailing: true, tokenUntil: now.Add(time.Hour), leaseUntil: now.Add(20 * time.Second),
+		Record: Record{TaskID: "t1", Secret: "db", ServiceID: "id-app", ServiceName: "app", Issued: now.Add(-time.Minute),
+			Credentials: provider.Credentials{Accessor: "acc-t1", TokenTTL: time.Hour, LeaseID: "db/creds/app/x", LeaseTTL: time.Minute, LeaseRenewable: true, Rotate: true}}}
+	running := map[string]swarm.TaskState{"t1": {State: swarmtypes.TaskStateRunning, Desired: swarmtypes.TaskStateRunning}}
+	loop.rollEnding(context.Background(), []*tracked{h}, running)
+	if len(forced) != 0 {
+		t.Fatalf("rolled with 20 s of a 1 min lease left: %v", forced)
+	}
+	h.leaseUntil = now.Add(15 * time.Second)
+	loop.rollEnding(context.Background(), []*tracked{h}, running)
+	if len(forced) != 1 || forced[0] != "id-app" {
+		t.Errorf("with a quarter of the lease left, forced %v, want service app once", forced)
 	}
 }

@@ -100,6 +100,10 @@ type tracked struct {
 	// again would change nothing; warned: that end was logged.
 	tokenCapped, leaseCapped bool
 	tokenWarned, leaseWarned bool
+	// leaseFailing: the last renewal of the lease failed, for a reason
+	// Vault did not say is its end (the database behind it down, or its
+	// role deleted: Vault's answer does not tell which).
+	leaseFailing bool
 	// expiryWarned: a certificate's expiration was logged.
 	expiryWarned bool
 	// rolled: the task's service was rolled for these credentials
@@ -124,6 +128,13 @@ func (h *tracked) ending(now time.Time, margin func(until time.Time, ttl time.Du
 		take(h.tokenUntil)
 	}
 	if h.leaseCapped {
+		take(h.leaseUntil)
+	}
+	// A lease whose renewals keep failing, with a quarter of its TTL
+	// left: a backend that is back in time is renewed before the rollout
+	// would be needed; one that stays down (a role deleted) would
+	// otherwise let it end under the task.
+	if h.leaseFailing && !h.leaseUntil.IsZero() && h.leaseUntil.Sub(now) <= h.LeaseTTL/4 {
 		take(h.leaseUntil)
 	}
 	if h.LeaseID != "" && !h.LeaseRenewable {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -125,17 +126,22 @@ func (v *VaultCredentials) LookupToken(ctx context.Context, accessor string) (To
 // orNotServing is the error of a call that failed for another reason than
 // the ones its caller tells apart: other, unless Vault answered that it
 // serves no one now (sealed, no active node, a rate limit quota). Then it
-// is a notServing, and the round stops starting calls rather than send
-// every credential's.
+// is a notServing, and the round makes no more such calls rather than
+// send every credential's (refusals, in loop.go).
 func orNotServing(err, other error) error {
 	if what, fix, ok := vaultkv.NotServing(err); ok {
-		return &notServing{what: what, fix: fix}
+		return &notServing{what: what, fix: fix, everyone: vaultkv.StatusIs(err, http.StatusServiceUnavailable)}
 	}
 	return other
 }
 
-// notServing is Vault's answer that it serves no call now, whichever.
-type notServing struct{ what, fix string }
+// notServing is Vault's answer that it serves no call now (everyone:
+// sealed, no active node), or none of this kind (a rate limit quota, which
+// may be on one path only).
+type notServing struct {
+	what, fix string
+	everyone  bool
+}
 
 func (n *notServing) Error() string { return n.what + ": " + n.fix }
 

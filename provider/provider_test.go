@@ -158,6 +158,10 @@ func (f *fakeVault) handleTokens() {
 			vaultErrorResponse(w, http.StatusServiceUnavailable, "Vault is sealed")
 			return
 		}
+		if strings.HasSuffix(path, "/create/broken-role") {
+			vaultErrorResponse(w, http.StatusInternalServerError, "failed to persist token: storage is full")
+			return
+		}
 		if slices.Contains(req.Policies, "admin") {
 			vaultErrorResponse(w, http.StatusBadRequest, "2 errors occurred:\n\t* token policies ([\"admin\"]) must be subset of the parent token's policies\n\t* one more cause\n\n")
 			return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -214,6 +215,10 @@ func (p *Provider) mintError(err error, req Request, policies []string) error {
 		return classify(fmt.Errorf("%s, so the plugin cannot create a token for service %s: %s; swarm retries the task", what, req.ServiceName, fix), OutcomeUnavailable)
 	}
 	switch {
+	case errors.As(err, &re) && re.StatusCode >= http.StatusInternalServerError:
+		// Vault took the request and could not carry it out (its storage):
+		// not a refusal of the policies.
+		return fmt.Errorf("Vault failed to create a token for service %s (%s): fix what Vault names (its storage); swarm retries the task", req.ServiceName, vaultkv.ErrorText(re))
 	case errors.As(err, &re):
 		return fmt.Errorf("Vault refused a token with policies %s for service %s (%s): check POLICY_TEMPLATE and TOKEN_ROLE", strings.Join(policies, ","), req.ServiceName, vaultkv.ErrorText(re))
 	default:

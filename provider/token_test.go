@@ -147,6 +147,12 @@ func TestTokenSecretErrors(t *testing.T) {
 			wantErr: "secret db_pw: Vault is sealed, so the plugin cannot create a token for service app: unseal it (vault operator unseal); swarm retries the task",
 		},
 		{
+			name:    "a failure of Vault's own is not a refusal of the policies",
+			labels:  map[string]string{"vault.path": "secret/app/db"},
+			opts:    Options{TokenRole: "broken-role"},
+			wantErr: "secret db_pw: Vault failed to create a token for service app (HTTP 500: failed to persist token: storage is full): fix what Vault names (its storage); swarm retries the task",
+		},
+		{
 			// Vault's multi-line error list becomes one line.
 			name:    "Vault refuses the policies",
 			labels:  map[string]string{"vault.path": "secret/app/db"},

@@ -76,6 +76,10 @@ func causes(re *api.ResponseError) string {
 			parts = append(parts, line)
 		}
 	}
+	if len(parts) == 0 {
+		// A proxy's answer, or Vault's without a body.
+		return "no reason given"
+	}
 	return strings.Join(parts, "; ")
 }
 

@@ -66,7 +66,7 @@ func TestErrorText(t *testing.T) {
 	}{
 		{"response error", re, "HTTP 400: permission denied; invalid token; lease not found"},
 		{"wrapped", fmt.Errorf("cannot renew: %w", re), "cannot renew: HTTP 400: permission denied; invalid token; lease not found"},
-		{"no causes", responseError(404), "HTTP 404: "},
+		{"no causes", responseError(404), "HTTP 404: no reason given"},
 		{"not Vault's", errors.New("dial tcp: connection refused"), "dial tcp: connection refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
