@@ -278,60 +278,14 @@ func (c *campaign) setUp() {
 	c.writeKV()
 
 	// The database engine, its users named for this campaign.
-	pw, err := os.ReadFile(filepath.Join("..", ".e2e", "postgres-password"))
-	if err != nil {
-		t.Fatalf("the test PostgreSQL's password: %v", err)
-	}
-	c.dbMount = run + "-db"
-	if err := f.root.Sys().Mount(c.dbMount, &api.MountInput{Type: "database"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.root.Logical().Write(c.dbMount+"/config/pg", map[string]any{
-		"plugin_name":       "postgresql-database-plugin",
-		"connection_url":    "postgresql://{{username}}:{{password}}@" + pgAddr + "/postgres?sslmode=disable",
-		"username":          "postgres",
-		"password":          strings.TrimSpace(string(pw)),
-		"allowed_roles":     "*",
-		"username_template": run + "_{{random 16}}",
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.root.Logical().Write(c.dbMount+"/roles/app", map[string]any{
-		"db_name":             "pg",
-		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';`,
-		"default_ttl":         chaosDBTTL.String(),
-		"max_ttl":             chaosDBMaxTTL.String(),
-	}); err != nil {
-		t.Fatal(err)
-	}
+	c.dbMount = f.dbFixture(t, chaosDBTTL, chaosDBMaxTTL)
 
 	// AppRole for the plugins' own login.
 	c.approle = run + "-approle"
-	if err := f.root.Sys().EnableAuthWithOptions(c.approle, &api.EnableAuthOptions{Type: "approle"}); err != nil {
-		t.Fatal(err)
-	}
-	role := "auth/" + c.approle + "/role/plugin"
-	if _, err := f.root.Logical().Write(role, map[string]any{"token_policies": f.pluginPolicy, "token_ttl": "1h", "token_max_ttl": "4h"}); err != nil {
-		t.Fatal(err)
-	}
-	rid, err := f.root.Logical().Read(role + "/role-id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sid, err := f.root.Logical().Write(role+"/secret-id", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roleID, secretID := rid.Data["role_id"].(string), sid.Data["secret_id"].(string)
-	c.see(roleID, secretID)
 	c.creds, _ = filepath.Abs(filepath.Join("..", ".e2e", "cluster", "chaos-creds-"+run))
 	os.MkdirAll(c.creds, 0o700)
 	t.Cleanup(func() { os.RemoveAll(c.creds) })
-	for name, v := range map[string]string{"role-id": roleID, "secret-id": secretID} {
-		if err := os.WriteFile(filepath.Join(c.creds, name), []byte(v+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.pluginAppRole(t, c.approle, c.creds)
 
 	tag := run + "-chaos"
 	push(t, "TAG="+tag)
@@ -588,7 +542,7 @@ func (c *campaign) inject(n int, f chaos.Fault) *window {
 		_, err = c.vault.sh("seal")
 	case chaos.TokenRevoke:
 		var revoked int
-		revoked, err = c.revokePluginLogins()
+		revoked, err = c.f.revokeLogins(c.approle)
 		if err == nil && revoked == 0 {
 			err = fmt.Errorf("no login token to revoke")
 		}
@@ -698,31 +652,6 @@ func (c *campaign) signalVault(sig syscall.Signal) error {
 		return err
 	}
 	return syscall.Kill(pid, sig)
-}
-
-// revokePluginLogins revokes, by accessor, every token Vault made for the
-// plugins' AppRole logins.
-func (c *campaign) revokePluginLogins() (int, error) {
-	root := c.f.root
-	list, err := root.Logical().List("auth/token/accessors")
-	if err != nil || list == nil {
-		return 0, fmt.Errorf("listing accessors: %v", err)
-	}
-	n := 0
-	keys, _ := list.Data["keys"].([]any)
-	for _, k := range keys {
-		acc, _ := k.(string)
-		s, err := root.Auth().Token().LookupAccessor(acc)
-		if err != nil || s == nil {
-			continue
-		}
-		if path, _ := s.Data["path"].(string); strings.HasPrefix(path, "auth/"+c.approle+"/login") {
-			if err := root.Auth().Token().RevokeAccessor(acc); err == nil {
-				n++
-			}
-		}
-	}
-	return n, nil
 }
 
 // waitQuorum waits until every manager is reachable, so that taking one
@@ -1286,22 +1215,13 @@ func (l leftovers) String() string {
 func (c *campaign) leftovers() leftovers {
 	t, root := c.t, c.f.root
 	var l leftovers
-	list, err := root.Logical().List("auth/token/accessors")
-	if err != nil {
-		l.tokens = -1 // cannot tell: not none
-	}
-	if list != nil {
-		keys, _ := list.Data["keys"].([]any)
-		for _, k := range keys {
-			acc, _ := k.(string)
-			s, err := root.Auth().Token().LookupAccessor(acc)
-			if err != nil || s == nil {
-				continue
-			}
-			if meta, _ := s.Data["meta"].(map[string]any); meta["task_id"] != nil {
-				l.tokens++
-			}
+	if err := c.f.eachToken(func(_ string, s *api.Secret) error {
+		if meta, _ := s.Data["meta"].(map[string]any); meta["task_id"] != nil {
+			l.tokens++
 		}
+		return nil
+	}); err != nil {
+		l.tokens = -1 // cannot tell: not none
 	}
 	if s, err := root.Logical().List("sys/leases/lookup/" + c.dbMount + "/creds/app/"); err != nil {
 		l.leases = -1 // cannot tell: not none

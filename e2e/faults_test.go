@@ -192,30 +192,8 @@ func testPluginTokenRevoked(t *testing.T, f *fixture) {
 
 	t.Run("AppRole: the plugin logs in again by itself and the next task is served", func(t *testing.T) {
 		mount := run + "-approle"
-		if err := f.root.Sys().EnableAuthWithOptions(mount, &api.EnableAuthOptions{Type: "approle"}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.root.Sys().DisableAuth(mount) })
-		role := "auth/" + mount + "/role/plugin"
-		if _, err := f.root.Logical().Write(role, map[string]any{"token_policies": f.pluginPolicy, "token_ttl": "1h"}); err != nil {
-			t.Fatal(err)
-		}
-		rid, err := f.root.Logical().Read(role + "/role-id")
-		if err != nil {
-			t.Fatal(err)
-		}
-		sid, err := f.root.Logical().Write(role+"/secret-id", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		roleID, secretID := rid.Data["role_id"].(string), sid.Data["secret_id"].(string)
-		f.issue(roleID, secretID)
 		dir, _ := filepath.Abs(filepath.Join("..", ".e2e", "credentials"))
-		for name, v := range map[string]string{"role-id": roleID, "secret-id": secretID} {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
+		f.pluginAppRole(t, mount, dir)
 		setPlugin(t, "credentials.source="+dir, "docker-socket.source=/dev/null", "VAULT_AUTH_METHOD=approle",
 			"VAULT_AUTH_MOUNT="+mount, "VAULT_ROLE_ID_FILE=/run/swarmvault/role-id", "VAULT_SECRET_ID_FILE=/run/swarmvault/secret-id",
 			"VAULT_SECRET_ID_WRAPPED=false", "VAULT_SECRET_ID_REMOVE=false", "TOKEN_ROLE="+f.role, "LOG_LEVEL=debug")
@@ -237,11 +215,37 @@ func testPluginTokenRevoked(t *testing.T, f *fixture) {
 // at the auth mount, as an operator revoking the plugin's token would.
 func revokeLoginTokens(t *testing.T, f *fixture, mount string) int {
 	t.Helper()
+	n, err := f.revokeLogins(mount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// revokeLogins is revokeLoginTokens, with an error rather than a failed
+// test (the fault campaign's Vault may be sealed meanwhile).
+func (f *fixture) revokeLogins(mount string) (int, error) {
+	n := 0
+	err := f.eachToken(func(acc string, s *api.Secret) error {
+		if path, _ := s.Data["path"].(string); strings.HasPrefix(path, "auth/"+mount+"/login") {
+			if err := f.root.Auth().Token().RevokeAccessor(acc); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// eachToken calls each with the accessor and lookup of every token Vault
+// holds (one gone meanwhile is skipped); an error when they cannot be
+// listed, or each's first.
+func (f *fixture) eachToken(each func(accessor string, s *api.Secret) error) error {
 	list, err := f.root.Logical().List("auth/token/accessors")
 	if err != nil || list == nil {
-		t.Fatalf("listing token accessors: %v", err)
+		return fmt.Errorf("listing token accessors: %v", err)
 	}
-	n := 0
 	keys, _ := list.Data["keys"].([]any)
 	for _, k := range keys {
 		acc, _ := k.(string)
@@ -249,14 +253,41 @@ func revokeLoginTokens(t *testing.T, f *fixture, mount string) int {
 		if err != nil || s == nil {
 			continue
 		}
-		if path, _ := s.Data["path"].(string); strings.HasPrefix(path, "auth/"+mount+"/login") {
-			if err := f.root.Auth().Token().RevokeAccessor(acc); err != nil {
-				t.Fatal(err)
-			}
-			n++
+		if err := each(acc, s); err != nil {
+			return err
 		}
 	}
-	return n
+	return nil
+}
+
+// pluginAppRole enables AppRole at mount (disabled at the end), with a role
+// whose tokens have the plugin's policy, and writes its role-id and a
+// secret-id to dir, as the plugin's credentials mount holds them.
+func (f *fixture) pluginAppRole(t *testing.T, mount, dir string) {
+	t.Helper()
+	if err := f.root.Sys().EnableAuthWithOptions(mount, &api.EnableAuthOptions{Type: "approle"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.root.Sys().DisableAuth(mount) })
+	role := "auth/" + mount + "/role/plugin"
+	if _, err := f.root.Logical().Write(role, map[string]any{"token_policies": f.pluginPolicy, "token_ttl": "1h", "token_max_ttl": "4h"}); err != nil {
+		t.Fatal(err)
+	}
+	rid, err := f.root.Logical().Read(role + "/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, err := f.root.Logical().Write(role+"/secret-id", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roleID, secretID := rid.Data["role_id"].(string), sid.Data["secret_id"].(string)
+	f.issue(roleID, secretID)
+	for name, v := range map[string]string{"role-id": roleID, "secret-id": secretID} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // pluginCounter is the value of one series of the plugin's /metrics

@@ -70,6 +70,8 @@ func (f *fixture) dbFixture(t *testing.T, ttl, maxTTL time.Duration) string {
 		"username":       "postgres",
 		"password":       strings.TrimSpace(string(pw)),
 		"allowed_roles":  "*",
+		// Named for the run, so that what a run leaves can be counted.
+		"username_template": run + "_{{random 16}}",
 	}); err != nil {
 		t.Fatalf("configuring the database engine on %s: %v", pgAddr, err)
 	}

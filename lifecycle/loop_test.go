@@ -536,13 +536,7 @@ func TestARoundStopsWhenVaultServesNoOne(t *testing.T) {
 				io.WriteString(w, c.body)
 			}))
 			defer srv.Close()
-			cfg := api.DefaultConfig()
-			cfg.Address, cfg.MaxRetries = srv.URL, 0
-			client, err := api.NewClient(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			client.SetToken("plugin-token")
+			client := vaultAt(t, srv.URL)
 
 			w, _ := scripted(t)
 			p := w.lead(0)
@@ -551,7 +545,7 @@ func TestARoundStopsWhenVaultServesNoOne(t *testing.T) {
 				task.state = swarmtypes.TaskStateComplete
 			}
 			p.loop.vault, p.loop.Workers = NewVaultCredentials(client), 2
-			err = p.loop.Round(context.Background())
+			err := p.loop.Round(context.Background())
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "the next round") && !strings.Contains(err.Error(), "of the 40 task credentials due, and the next one tries again: ") {
 				t.Errorf("round: %v", err)
 			}
@@ -637,14 +631,7 @@ func TestALeaseIsOverOnlyWhenVaultSaysSo(t *testing.T) {
 			w.WriteHeader(http.StatusBadRequest)
 			io.WriteString(w, c.body)
 		}))
-		cfg := api.DefaultConfig()
-		cfg.Address, cfg.MaxRetries = srv.URL, 0
-		client, err := api.NewClient(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		client.SetToken("plugin-token")
-		_, err = NewVaultCredentials(client).RenewLease(context.Background(), "db/creds/app/x", time.Minute)
+		_, err := NewVaultCredentials(vaultAt(t, srv.URL)).RenewLease(context.Background(), "db/creds/app/x", time.Minute)
 		srv.Close()
 		if err == nil {
 			t.Fatalf("%s: no error", c.body)
@@ -675,13 +662,7 @@ func TestAQuotaOnLeaseRenewalsLeavesTokenRenewalsAlone(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	cfg := api.DefaultConfig()
-	cfg.Address, cfg.MaxRetries = srv.URL, 0
-	client, err := api.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.SetToken("plugin-token")
+	client := vaultAt(t, srv.URL)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
 	loop := NewLoop(NewTracker(nil, nil, log), nil, NewVaultCredentials(client), nil, log)
@@ -696,7 +677,7 @@ func TestAQuotaOnLeaseRenewalsLeavesTokenRenewalsAlone(t *testing.T) {
 				TokenTTL: time.Hour, LeaseID: "db/creds/app/" + id, LeaseTTL: time.Hour, LeaseRenewable: true}}})
 		running[id] = swarm.TaskState{State: swarmtypes.TaskStateRunning, Desired: swarmtypes.TaskStateRunning}
 	}
-	err = loop.reconcile(context.Background(), all, running)
+	err := loop.reconcile(context.Background(), all, running)
 	if err == nil || !strings.Contains(err.Error(), "so this round made no more lease renewals (") {
 		t.Errorf("round: %v", err)
 	}
@@ -740,4 +721,18 @@ func TestALeaseThatKeepsFailingRollsItsServiceInTime(t *testing.T) {
 	if len(forced) != 1 || forced[0] != "id-app" {
 		t.Errorf("with a quarter of the lease left, forced %v, want service app once", forced)
 	}
+}
+
+// vaultAt is a Vault client of the plugin's for a fake Vault at addr, as
+// the plugin makes it: no retries.
+func vaultAt(t *testing.T, addr string) *api.Client {
+	t.Helper()
+	cfg := api.DefaultConfig()
+	cfg.Address, cfg.MaxRetries = addr, 0
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetToken("plugin-token")
+	return client
 }
