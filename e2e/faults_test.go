@@ -504,6 +504,14 @@ func testFaultsDuringRenewals(t *testing.T, f *fixture, dataRoot string) {
 	if ok, failed := loginsSince(pgUp.Add(3 * time.Second)); failed > 0 {
 		t.Errorf("after PostgreSQL came back: %d logins ok, %d failed", ok, failed)
 	}
+
+	// The services removed, their records go within an interval or two, as
+	// the next tests, which count STATE_PATH, expect.
+	docker(t, "service", "rm", service, starting)
+	waitFor(t, "the records of the removed services to go", time.Minute, func() (bool, string) {
+		n := len(f.stateRecords(t))
+		return n == 0, fmt.Sprint(n, " records")
+	})
 }
 
 // leasesUnder is the lease IDs the plugin's STATE_PATH records name under
