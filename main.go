@@ -215,7 +215,7 @@ func leaderSide(ctx context.Context, cfg settings.Config, engine *swarm.Engine, 
 		rot.State, rot.Reads = store, tracker
 		creds := lifecycle.NewVaultCredentials(client)
 		loop := lifecycle.NewLoop(tracker, engine, creds, rollouts, log)
-		loop.Interval, loop.Timeout, loop.Ready, loop.Observer = cfg.LifecycleInterval, cfg.Timeout, creds.Ready, m
+		loop.Interval, loop.Timeout, loop.Workers, loop.Ready, loop.Observer = cfg.LifecycleInterval, cfg.Timeout, cfg.LifecycleConcurrency, creds.Ready, m
 		loop.RotateAt = cfg.RotateAt
 		terms = append(terms, loop)
 		checked.Add(1)

@@ -38,7 +38,7 @@ func BenchmarkTaskStart(b *testing.B) {
 			store := NewStore(client, bd.mount+"/state")
 			tr := NewTracker(&fakeSwarm{tasks: map[string]swarm.TaskState{}}, store, quietLogger())
 			if loaded {
-				if _, _, err := tr.load(ctx, direct); err != nil {
+				if _, _, err := tr.load(ctx, direct, 8); err != nil {
 					b.Fatal(err)
 				}
 			}

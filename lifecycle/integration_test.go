@@ -368,7 +368,7 @@ func TestLoopRenewsAndRevokesAcrossALeaderChange(t *testing.T) {
 	// task that has a record is still refused.
 	counting, ct := b.counted(t)
 	loaded := NewTracker(sw, NewStore(counting, b.mount+"/state"), log)
-	if _, _, err := loaded.load(ctx, direct); err != nil {
+	if _, _, err := loaded.load(ctx, direct, 8); err != nil {
 		t.Fatal(err)
 	}
 	ct.calls.Store(0)

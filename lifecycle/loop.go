@@ -22,9 +22,10 @@ import (
 // renewed in good time.
 const DefaultInterval = 30 * time.Second
 
-// DefaultWorkers bounds the Vault calls one round makes at once: a churn
-// of hundreds of tasks is revoked in seconds without a burst against
-// Vault.
+// DefaultWorkers is LIFECYCLE_CONCURRENCY's default: it bounds the Vault
+// calls one round makes at once, so that a churn of hundreds of tasks is
+// revoked, and a new leader's 30,000 records are read, in seconds without
+// a burst against Vault.
 const DefaultWorkers = 8
 
 // DefaultRotateAt is ROTATE_AT's default: a certificate's service is
@@ -49,7 +50,8 @@ type Loop struct {
 	log      logrus.FieldLogger
 	now      func() time.Time
 	// Interval is LIFECYCLE_INTERVAL; Timeout bounds each Docker and Vault
-	// call; Workers bounds the Vault calls made at once.
+	// call; Workers (LIFECYCLE_CONCURRENCY) bounds the Vault calls made at
+	// once.
 	Interval, Timeout time.Duration
 	Workers           int
 	// RotateAt is ROTATE_AT: the share of a certificate's lifetime after
@@ -61,8 +63,6 @@ type Loop struct {
 	// Observer, when set, is told of renewals, revocations and the
 	// credentials tracked.
 	Observer Observer
-	// refused is the round's refusals, while reconcile runs.
-	refused *refusals
 }
 
 // NewLoop returns the leader loop over the tracker's records; vault renews
@@ -139,6 +139,7 @@ func (l *Loop) CheckStore(ctx context.Context) {
 // a task created after Docker built it is absent from it, and its
 // credentials would be taken for those of a task gone from the swarm.
 func (l *Loop) Round(ctx context.Context) error {
+	start := l.now()
 	var errs []error
 	// First what this manager could not write: a record found there then
 	// is another credential of the task's, read by the load that follows.
@@ -148,12 +149,9 @@ func (l *Loop) Round(ctx context.Context) error {
 			break
 		}
 	}
-	loaded, bad, err := l.tracker.load(ctx, l.withDeadline)
+	loaded, bad, err := l.tracker.load(ctx, l.withDeadline, l.Workers)
 	if len(bad) > 0 {
 		l.log.Warnf("STATE_PATH=%s holds %d entries swarmvault did not write (e.g. %q): left alone; give the plugin a path of its own", l.tracker.store.Path(), len(bad), bad[0])
-	}
-	if loaded > 0 {
-		l.log.Infof("%d task credentials found in STATE_PATH", loaded)
 	}
 	if err != nil {
 		// What is held is still renewed and revoked.
@@ -169,11 +167,20 @@ func (l *Loop) Round(ctx context.Context) error {
 		tasks = nil
 	}
 	snap := l.tracker.snapshot(upTo)
-	if err := l.reconcile(ctx, snap, tasks); err != nil {
+	done, err := l.reconcile(ctx, snap, tasks)
+	if err != nil {
 		errs = append(errs, err)
 	}
 	if tasks != nil {
 		l.rollEnding(ctx, snap, tasks)
+	}
+	took := l.now().Sub(start).Round(time.Millisecond)
+	if loaded > 0 {
+		// A new leader's first round: the records another leader wrote are
+		// read once each, and only what is due is asked of Vault.
+		l.log.Infof("%d task credentials found in STATE_PATH; the round took %s: %s, the others are renewed when due", loaded, took, done)
+	} else {
+		l.log.Debugf("round of %d task credentials took %s: %s", len(snap), took, done)
 	}
 	if l.Observer != nil {
 		l.Observer.Tracked(l.tracker.Len())
@@ -182,8 +189,10 @@ func (l *Loop) Round(ctx context.Context) error {
 }
 
 // reconcile renews or revokes each held credential, as its task's state
-// says; with no task list (nil), it renews only.
-func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]swarm.TaskState) error {
+// says; with no task list (nil), it renews only. A record read from
+// STATE_PATH is looked up in Vault (verify) only once it is to be acted
+// on: its task ended, its credentials are due, or their end is in sight.
+func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]swarm.TaskState) (*pass, error) {
 	var (
 		mu       sync.Mutex
 		failed   int
@@ -200,12 +209,12 @@ func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]s
 	// A Vault that answers it serves no one (sealed, no active node) would
 	// refuse every call: the round stops at the first such answer. A rate
 	// limit quota, which may cover one path, stops the calls of its kind.
-	l.refused = &refusals{}
+	p := &pass{}
 	started, due := 0, 0
 	for _, h := range all {
 		st, found := tasks[h.TaskID]
 		ended := tasks != nil && (!found || st.Ended())
-		if !ended && h.verified && !l.renewDue(h) {
+		if !ended && !l.renewDue(h) && (h.verified || !l.endInSight(h)) {
 			continue
 		}
 		due++
@@ -213,7 +222,7 @@ func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]s
 			continue
 		}
 		sem <- struct{}{}
-		if timeouts.Load() >= workers || l.refused.everyone() != nil {
+		if timeouts.Load() >= workers || p.everyone() != nil {
 			<-sem
 			stopped = true
 			continue
@@ -222,7 +231,7 @@ func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]s
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			err := l.settle(ctx, h, ended, found, st)
+			err := l.settle(ctx, p, h, ended, found, st)
 			if errors.As(err, new(timedOut)) {
 				timeouts.Add(1)
 			} else {
@@ -240,17 +249,58 @@ func (l *Loop) reconcile(ctx context.Context, all []*tracked, tasks map[string]s
 	}
 	wg.Wait()
 	var errs []error
-	if ns := l.refused.everyone(); ns != nil {
+	if ns := p.everyone(); ns != nil {
 		errs = append(errs, fmt.Errorf("%s, so the round stopped after %d of the %d task credentials due, and the next one tries again: %s", ns.what, started, due, ns.fix))
 	}
-	errs = append(errs, l.refused.byKind()...)
+	errs = append(errs, p.byKind()...)
 	switch {
 	case stopped && len(errs) == 0:
 		errs = append(errs, fmt.Errorf("Vault did not answer %d calls in a row within VAULT_CLIENT_TIMEOUT, so the round stopped; the next one tries again (first: %v)", workers, firstErr))
 	case failed > 0:
 		errs = append(errs, fmt.Errorf("%d task credentials could not be renewed or revoked this round, and are tried again at the next (first: %v)", failed, firstErr))
 	}
-	return errors.Join(errs...)
+	if n := p.unwritten.Load(); n > 0 {
+		errs = append(errs, fmt.Errorf("%d renewed task credentials could not be written to STATE_PATH again, so a new leader would look them up in Vault (first: %v)", n, p.firstUnwritten()))
+	}
+	return p, errors.Join(errs...)
+}
+
+// endInSight tells whether h's credentials end in sight (rollEnding's
+// test): a record read from STATE_PATH is verified then, though nothing is
+// due, so that its service is rolled in time.
+func (l *Loop) endInSight(h *tracked) bool {
+	_, ok := h.ending(l.now(), l.due, l.RotateAt)
+	return ok
+}
+
+// pass is one round's reconcile: what Vault refused during it, and what it
+// did.
+type pass struct {
+	refusals
+	lookedUp, renewed, revoked atomic.Int32
+	// unwritten counts the renewals whose record was not written again.
+	unwritten atomic.Int32
+	errMu     sync.Mutex
+	unwritErr error
+}
+
+func (p *pass) String() string {
+	return fmt.Sprintf("%d tokens looked up in Vault, %d renewed, %d revoked", p.lookedUp.Load(), p.renewed.Load(), p.revoked.Load())
+}
+
+func (p *pass) notWritten(err error) {
+	p.unwritten.Add(1)
+	p.errMu.Lock()
+	defer p.errMu.Unlock()
+	if p.unwritErr == nil {
+		p.unwritErr = err
+	}
+}
+
+func (p *pass) firstUnwritten() error {
+	p.errMu.Lock()
+	defer p.errMu.Unlock()
+	return p.unwritErr
 }
 
 // refusals are one round's answers from Vault that it serves no one
@@ -267,12 +317,9 @@ type refusals struct {
 }
 
 // call makes one Vault call of a kind (what it does, for the log: "lease
-// renewals"), unless Vault refused the round's calls of that kind, or all.
-func (l *Loop) call(ctx context.Context, kind string, f func(context.Context) error) error {
-	r := l.refused
-	if r == nil {
-		return l.withDeadline(ctx, f)
-	}
+// renewals"), unless Vault refused the pass's calls of that kind, or all.
+func (l *Loop) call(ctx context.Context, p *pass, kind string, f func(context.Context) error) error {
+	r := &p.refusals
 	r.mu.Lock()
 	ns := r.all
 	if ns == nil {
@@ -326,19 +373,21 @@ func (r *refusals) byKind() []error {
 }
 
 // settle does what one credential's task state asks: verify a record read
-// from STATE_PATH, then revoke it (ended) or renew it (due).
-func (l *Loop) settle(ctx context.Context, h *tracked, ended, found bool, st swarm.TaskState) error {
+// from STATE_PATH, then revoke it (ended) or renew it (due); then write
+// its record again if its ends moved.
+func (l *Loop) settle(ctx context.Context, p *pass, h *tracked, ended, found bool, st swarm.TaskState) error {
 	if !h.verified {
-		ok, err := l.verify(ctx, h)
+		ok, err := l.verify(ctx, p, h)
 		switch {
 		case errors.Is(err, ErrLookupDenied) && !ended:
 			// A plugin upgraded without the grant: renewing a record it
 			// cannot check extends at most a token's life, which
 			// revoking it could end for another task. So it renews,
 			// never revokes, and says what to grant.
-			if rerr := l.renew(ctx, h); rerr != nil {
+			if rerr := l.renew(ctx, p, h); rerr != nil {
 				return rerr
 			}
+			l.rewrite(ctx, p, h)
 			return err
 		case err != nil || !ok:
 			return err
@@ -349,20 +398,44 @@ func (l *Loop) settle(ctx context.Context, h *tracked, ended, found bool, st swa
 		if found {
 			why = "it is " + st.String()
 		}
-		err := l.revoke(ctx, h, why)
+		err := l.revoke(ctx, p, h, why)
+		if err == nil {
+			p.revoked.Add(1)
+		}
 		if l.Observer != nil {
 			l.Observer.Revocation(err == nil)
 		}
 		return err
 	}
-	if !l.renewDue(h) {
-		return nil
+	if l.renewDue(h) {
+		err := l.renew(ctx, p, h)
+		if err == nil {
+			p.renewed.Add(1)
+		}
+		if l.Observer != nil {
+			l.Observer.Renewal(err == nil)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	err := l.renew(ctx, h)
-	if l.Observer != nil {
-		l.Observer.Renewal(err == nil)
+	l.rewrite(ctx, p, h)
+	return nil
+}
+
+// rewrite writes h's record again if its ends moved (a renewal, or a
+// lookup that learnt them), so that a new leader knows what is due without
+// asking Vault. A failed write costs only that: the next leader looks the
+// token up when the record says it is due.
+func (l *Loop) rewrite(ctx context.Context, p *pass, h *tracked) {
+	if !h.moved || !l.tracker.written(h) {
+		return
 	}
-	return err
+	if err := l.withDeadline(ctx, func(ctx context.Context) error { return l.tracker.store.Update(ctx, h.record()) }); err != nil {
+		p.notWritten(fmt.Errorf("task %s, secret %s: %w", h.TaskID, h.Secret, err))
+		return
+	}
+	h.moved = false
 }
 
 // verify checks a record read from STATE_PATH before the plugin renews or
@@ -371,9 +444,12 @@ func (l *Loop) settle(ctx context.Context, h *tracked, ended, found bool, st swa
 // another task's token, or keep one alive. It also learns how long the
 // token has left, so that a new leader renews only what is due. ok is
 // false when the record is not to be acted on.
-func (l *Loop) verify(ctx context.Context, h *tracked) (ok bool, err error) {
+func (l *Loop) verify(ctx context.Context, p *pass, h *tracked) (ok bool, err error) {
 	var info TokenInfo
-	err = l.call(ctx, "token lookups", func(ctx context.Context) (err error) { info, err = l.vault.LookupToken(ctx, h.Accessor); return err })
+	err = l.call(ctx, p, "token lookups", func(ctx context.Context) (err error) { info, err = l.vault.LookupToken(ctx, h.Accessor); return err })
+	if err == nil {
+		p.lookedUp.Add(1)
+	}
 	entry := l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName})
 	switch {
 	case errors.Is(err, ErrTokenGone):
@@ -388,7 +464,7 @@ func (l *Loop) verify(ctx context.Context, h *tracked) (ok bool, err error) {
 		return false, nil
 	}
 	h.verified = true
-	h.tokenUntil = l.now().Add(info.TTL)
+	h.tokenUntil, h.moved = l.now().Add(info.TTL), true
 	return true, nil
 }
 
@@ -482,11 +558,11 @@ func (l *Loop) leaseDue(h *tracked) bool {
 // renew extends a running task's token, then its lease, by their granted
 // TTLs. Vault caps both at their max TTL; then the credentials end there,
 // which this loop reports once (rolling the service is vault.rotate's).
-func (l *Loop) renew(ctx context.Context, h *tracked) error {
+func (l *Loop) renew(ctx context.Context, p *pass, h *tracked) error {
 	entry := l.log.WithFields(logrus.Fields{"task_id": h.TaskID, "secret": h.Secret, "service": h.ServiceName})
 	if l.tokenDue(h) {
 		var got time.Duration
-		err := l.call(ctx, "token renewals", func(ctx context.Context) (err error) {
+		err := l.call(ctx, p, "token renewals", func(ctx context.Context) (err error) {
 			got, err = l.vault.RenewToken(ctx, h.Accessor, h.TokenTTL)
 			return err
 		})
@@ -501,7 +577,7 @@ func (l *Loop) renew(ctx context.Context, h *tracked) error {
 	}
 	if l.leaseDue(h) {
 		var got time.Duration
-		err := l.call(ctx, "lease renewals", func(ctx context.Context) (err error) {
+		err := l.call(ctx, p, "lease renewals", func(ctx context.Context) (err error) {
 			got, err = l.vault.RenewLease(ctx, h.LeaseID, h.LeaseTTL)
 			return err
 		})
@@ -527,6 +603,7 @@ func (l *Loop) renew(ctx context.Context, h *tracked) error {
 // that no renewal moves, unless vault.rotate rolls the service in time.
 func (l *Loop) afterRenewal(entry logrus.FieldLogger, h *tracked, what, limit string, until *time.Time, got, asked time.Duration, capped, warned *bool) {
 	l.extend(until, got, asked, capped)
+	h.moved = true
 	if *capped && !*warned && !h.Rotate {
 		*warned = true
 		entry.Warnf("the task's %s reaches %s at %s and cannot be renewed past it: docker service update --force %s gives the service's tasks new credentials (label vault.rotate=true does it in time)", what, limit, until.UTC().Format(time.RFC3339), h.ServiceName)
@@ -548,8 +625,8 @@ func (l *Loop) extend(until *time.Time, got, asked time.Duration, capped *bool) 
 
 // revoke ends the credentials of a task that ended. Revoking the token
 // revokes its leases with it: Vault drops a dynamic secret's database user.
-func (l *Loop) revoke(ctx context.Context, h *tracked, why string) error {
-	err := l.call(ctx, "token revocations", func(ctx context.Context) error { return l.vault.RevokeToken(ctx, h.Accessor) })
+func (l *Loop) revoke(ctx context.Context, p *pass, h *tracked, why string) error {
+	err := l.call(ctx, p, "token revocations", func(ctx context.Context) error { return l.vault.RevokeToken(ctx, h.Accessor) })
 	gone := errors.Is(err, ErrTokenGone)
 	if err != nil && !gone {
 		return err

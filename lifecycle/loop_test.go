@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -124,8 +125,12 @@ func TestRecordsAnotherLeaderWritesArePickedUpAtTheNextRound(t *testing.T) {
 	if err := a.loop.Round(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if h, ok := a.tracker.byKey[key(task.id, "db")]; !ok || h.Accessor != acc || !h.verified {
+	// Held, and not looked up in Vault: its record says it is not due.
+	if h, ok := a.tracker.byKey[key(task.id, "db")]; !ok || h.Accessor != acc {
 		t.Fatalf("after a round, A holds %+v", h)
+	}
+	if w.lookups != 0 {
+		t.Fatalf("A looked up %d tokens whose records say they are not due", w.lookups)
 	}
 	task.state = swarmtypes.TaskStateFailed
 	if err := a.loop.Round(context.Background()); err != nil || !w.tokens[acc].revoked {
@@ -677,7 +682,7 @@ func TestAQuotaOnLeaseRenewalsLeavesTokenRenewalsAlone(t *testing.T) {
 				TokenTTL: time.Hour, LeaseID: "db/creds/app/" + id, LeaseTTL: time.Hour, LeaseRenewable: true}}})
 		running[id] = swarm.TaskState{State: swarmtypes.TaskStateRunning, Desired: swarmtypes.TaskStateRunning}
 	}
-	err := loop.reconcile(context.Background(), all, running)
+	_, err := loop.reconcile(context.Background(), all, running)
 	if err == nil || !strings.Contains(err.Error(), "so this round made no more lease renewals (") {
 		t.Errorf("round: %v", err)
 	}
@@ -735,4 +740,125 @@ func vaultAt(t *testing.T, addr string) *api.Client {
 	}
 	client.SetToken("plugin-token")
 	return client
+}
+
+// countingStore counts the record reads, and the most made at once.
+type countingStore struct {
+	worldStore
+	gets, inFlight, most atomic.Int32
+	// hold keeps each read under way a moment, so that reads made at
+	// once overlap.
+	hold time.Duration
+}
+
+func (c *countingStore) Get(ctx context.Context, taskID, secret string) (Record, bool, error) {
+	c.gets.Add(1)
+	n := c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
+	for m := c.most.Load(); n > m && !c.most.CompareAndSwap(m, n); m = c.most.Load() {
+	}
+	time.Sleep(c.hold)
+	return c.worldStore.Get(ctx, taskID, secret)
+}
+
+// Issue 23: a new leader reads each record once and asks Vault only of the
+// credentials that are due, whose tasks ended, or whose record an older
+// plugin wrote without their ends (which it then writes with them); it
+// renews them when their records say, and writes the new ends back.
+func TestANewLeaderReadsEachRecordOnceAndAsksVaultOnlyOfWhatIsDue(t *testing.T) {
+	w, _ := scripted(t)
+	a := w.lead(0)
+	ctx := context.Background()
+	var running []*wtask
+	for range 4 {
+		task, _ := w.serve(t, "s1")
+		running = append(running, task)
+	}
+	// Past half their 2-minute TTL, A renews them and writes their ends.
+	w.now = w.now.Add(70 * time.Second)
+	for _, task := range running {
+		task.state = swarmtypes.TaskStateRunning
+	}
+	if err := a.loop.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range running {
+		if got, want := w.records[key(task.id, "db")].TokenUntil, w.tokens[accessorOf(w, task.id)].expires; !got.Equal(want) {
+			t.Fatalf("task %s's record says its token ends at %s, Vault at %s", task.id, got, want)
+		}
+	}
+	// Two more, one of whose records an older plugin wrote (no ends), and
+	// one that ends.
+	old, _ := w.serve(t, "s1")
+	r := w.records[key(old.id, "db")]
+	r.TokenUntil = time.Time{}
+	w.records[r.Key()] = r
+	ended, endedAcc := w.serve(t, "s1")
+	old.state, ended.state = swarmtypes.TaskStateRunning, swarmtypes.TaskStateComplete
+	running = append(running, old)
+
+	w.now = w.now.Add(10 * time.Second)
+	b := w.lead(1)
+	store := &countingStore{worldStore: worldStore{w}}
+	b.tracker.store = store
+	if err := b.loop.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := store.gets.Load(); n != 6 {
+		t.Errorf("the new leader read records %d times for 6 records", n)
+	}
+	if w.lookups != 2 {
+		t.Errorf("the new leader looked up %d tokens; want 2 (the ended task's, and the record without ends)", w.lookups)
+	}
+	if !w.tokens[endedAcc].revoked {
+		t.Error("the ended task's credential is not revoked")
+	}
+	if got := w.records[key(old.id, "db")].TokenUntil; !got.Equal(w.tokens[accessorOf(w, old.id)].expires) {
+		t.Errorf("the record without ends was not written with them: token_until %s", got)
+	}
+
+	// When the records say they are due, the new leader renews them, and
+	// writes their new ends.
+	w.now = w.now.Add(50 * time.Second)
+	if err := b.loop.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range running {
+		tok := w.tokens[accessorOf(w, task.id)]
+		if left := tok.expires.Sub(w.now); left < time.Minute {
+			t.Errorf("task %s's token has %s left after the round its record said it was due", task.id, left)
+		}
+		if got := w.records[key(task.id, "db")].TokenUntil; !got.Equal(tok.expires) {
+			t.Errorf("task %s's record says %s, Vault %s", task.id, got, tok.expires)
+		}
+	}
+	if n := store.gets.Load(); n != 6 {
+		t.Errorf("records read %d times in all for 6 records", n)
+	}
+	w.checkExpiry()
+}
+
+// Issue 23: a new leader's load reads records in parallel, never more at
+// once than LIFECYCLE_CONCURRENCY (Workers).
+func TestLoadReadsRecordsAtOnceWithinTheConcurrencySetting(t *testing.T) {
+	w, _ := scripted(t)
+	w.lead(0)
+	for range 40 {
+		w.serve(t, "s1")
+	}
+	b := w.lead(1)
+	store := &countingStore{worldStore: worldStore{w}, hold: 2 * time.Millisecond}
+	b.tracker.store = store
+	loaded, _, err := b.tracker.load(context.Background(), direct, 4)
+	if err != nil || loaded != 40 {
+		t.Fatalf("loaded %d records: %v", loaded, err)
+	}
+	if most := store.most.Load(); most < 2 || most > 4 {
+		t.Errorf("%d record reads at once; want 2 to 4 (LIFECYCLE_CONCURRENCY=4)", most)
+	}
+	// Taken in in the list's order, whatever order the reads ended in.
+	held := b.tracker.snapshot(b.tracker.mark())
+	if !slices.IsSortedFunc(held, func(x, y *tracked) int { return strings.Compare(x.Key(), y.Key()) }) {
+		t.Error("records are not held in the list's order")
+	}
 }

@@ -26,6 +26,12 @@ type Record struct {
 	ServiceName string
 	provider.Credentials
 	Issued time.Time
+	// TokenUntil and LeaseUntil are when the token and the lease end as of
+	// the last renewal its writer made (zero: not known, in a record an
+	// older plugin wrote). A new leader renews what is due by them and asks
+	// Vault nothing of the rest, so that a takeover reads each record once;
+	// the leader writes a record again after each renewal.
+	TokenUntil, LeaseUntil time.Time
 }
 
 // key names a record under STATE_PATH. Task IDs are lower-case letters and
@@ -49,6 +55,8 @@ func (r Record) data() map[string]any {
 		"rotate":          r.Rotate,
 		"issued":          r.Issued.UTC().Format(time.RFC3339),
 		"expires":         unixOrZero(r.Expires),
+		"token_until":     unixOrZero(r.TokenUntil),
+		"lease_until":     unixOrZero(r.LeaseUntil),
 	}
 }
 
@@ -84,9 +92,13 @@ func recordFrom(d map[string]any) (Record, error) {
 	r.LeaseRenewable, _ = d["lease_renewable"].(bool)
 	r.Rotate, _ = d["rotate"].(bool)
 	r.Issued, _ = time.Parse(time.RFC3339, str("issued"))
-	if exp := secs("expires"); exp > 0 {
-		r.Expires = time.Unix(int64(exp/time.Second), 0).UTC()
+	at := func(k string) time.Time {
+		if n := secs(k); n > 0 {
+			return time.Unix(int64(n/time.Second), 0).UTC()
+		}
+		return time.Time{}
 	}
+	r.Expires, r.TokenUntil, r.LeaseUntil = at("expires"), at("token_until"), at("lease_until")
 	if r.TaskID == "" || r.Secret == "" || r.Accessor == "" {
 		return Record{}, errNotRecord
 	}
@@ -169,6 +181,16 @@ func (s *Store) Put(ctx context.Context, r Record) error {
 		}
 	}
 	return err
+}
+
+// Update writes r again, whatever is there: after a renewal, so that the
+// record tells the next leader when its credentials end. It does not
+// check-and-set: of two managers that both think they lead (for up to a
+// leadership poll), one may write again a record the other deleted as it
+// revoked the task's token; the next round's load reads it, finds the
+// token gone and deletes it.
+func (s *Store) Update(ctx context.Context, r Record) error {
+	return s.write(ctx, r.Key(), r.data(), false)
 }
 
 // write writes the entry name under STATE_PATH; create: only if it does

@@ -32,6 +32,8 @@ type Records interface {
 	Names(ctx context.Context) ([]string, error)
 	Get(ctx context.Context, taskID, secret string) (r Record, found bool, err error)
 	Put(ctx context.Context, r Record) error
+	// Update writes a record again (after a renewal), whatever is there.
+	Update(ctx context.Context, r Record) error
 	Delete(ctx context.Context, taskID, secret string) error
 }
 
@@ -93,9 +95,13 @@ type tracked struct {
 	// unrecorded: its write to STATE_PATH failed; the Loop writes it again
 	// (guarded by the Tracker's mu: the request path sets it).
 	unrecorded bool
-	// tokenUntil and leaseUntil are zero when unknown (a record another
-	// leader wrote): the next round learns them.
+	// tokenUntil and leaseUntil are when the token and lease end, as of
+	// their last renewal; zero when unknown (a record an older plugin
+	// wrote): the round that finds them due learns them.
 	tokenUntil, leaseUntil time.Time
+	// moved: tokenUntil or leaseUntil changed since the record was last
+	// written or read, so the Loop writes it again.
+	moved bool
 	// capped: a renewal no longer moves the end (a max TTL), so renewing
 	// again would change nothing; warned: that end was logged.
 	tokenCapped, leaseCapped bool
@@ -109,6 +115,14 @@ type tracked struct {
 	// rolled: the task's service was rolled for these credentials
 	// (vault.rotate), so that its other rounds do not roll it again.
 	rolled bool
+}
+
+// record is what STATE_PATH is to hold for h: its record, with the ends
+// the leader knows now.
+func (h *tracked) record() Record {
+	r := h.Record
+	r.TokenUntil, r.LeaseUntil = h.tokenUntil, h.leaseUntil
+	return r
 }
 
 // ending tells when the credentials end for good, if that is in sight: a
@@ -254,11 +268,12 @@ func (t *Tracker) Issued(ctx context.Context, req provider.Request, c provider.C
 		return nil
 	}
 	now := t.now()
-	r := Record{TaskID: req.TaskID, Secret: req.SecretName, ServiceID: req.ServiceID, ServiceName: req.ServiceName, Credentials: c, Issued: now}
-	h := &tracked{Record: r, verified: true, tokenUntil: now.Add(c.TokenTTL)}
+	h := &tracked{Record: Record{TaskID: req.TaskID, Secret: req.SecretName, ServiceID: req.ServiceID, ServiceName: req.ServiceName, Credentials: c, Issued: now},
+		verified: true, tokenUntil: now.Add(c.TokenTTL)}
 	if c.LeaseID != "" {
 		h.leaseUntil = now.Add(c.LeaseTTL)
 	}
+	r := h.record()
 	if !t.add(h) {
 		return fmt.Errorf("%w: task %s was issued credentials for it by a request this one crossed; swarm replaces it with a new task", provider.ErrRefetch, req.TaskID)
 	}
@@ -302,7 +317,7 @@ func (t *Tracker) unrecorded() []*tracked {
 // task holds, nobody can say, so both are renewed and revoked. The other
 // is read from STATE_PATH at the next load; h stays in memory only.
 func (t *Tracker) record(ctx context.Context, h *tracked) error {
-	err := t.store.Put(ctx, h.Record)
+	err := t.store.Put(ctx, h.record())
 	if err != nil && !errors.Is(err, ErrRecorded) {
 		return err
 	}
@@ -318,6 +333,14 @@ func (t *Tracker) record(ctx context.Context, h *tracked) error {
 			Warn("the task was issued credentials for this secret twice (a repeated fetch that neither the engine nor STATE_PATH could tell): both are renewed and revoked, the second by this manager while it leads; it lives for its TTL after")
 	}
 	return nil
+}
+
+// written tells whether STATE_PATH holds h's record: not a dup, and not
+// waiting for its first write.
+func (t *Tracker) written(h *tracked) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.dups[h] && !h.unrecorded
 }
 
 // recorded tells whether h is what STATE_PATH holds for its task and
@@ -345,46 +368,90 @@ func (t *Tracker) add(h *tracked) (ok bool) {
 // load reads the records of STATE_PATH that are not held: those another
 // leader wrote, before this term or during it (an old leader's request
 // under way as leadership moved, or leadership gone and back between two
-// rounds). One list a round, and a read per entry not held. bad reports
-// the entries that are no records, once each.
+// rounds). One list a round, and one read per entry not held, at most
+// workers at once (LIFECYCLE_CONCURRENCY): a new leader's first round reads
+// tens of thousands of records in seconds without a burst against Vault.
+// bad reports the entries that are no records, once each. At the first
+// failed read no more are started; what was read is held all the same.
 //
 // call runs each Vault call (the Loop gives each its own deadline).
-func (t *Tracker) load(ctx context.Context, call func(context.Context, func(context.Context) error) error) (loaded int, bad []string, err error) {
+func (t *Tracker) load(ctx context.Context, call func(context.Context, func(context.Context) error) error, workers int) (loaded int, bad []string, err error) {
 	var names []string
 	if err := call(ctx, func(ctx context.Context) (err error) { names, err = t.store.Names(ctx); return err }); err != nil {
 		return 0, nil, err
 	}
+	var todo []string
+	t.mu.Lock()
 	for _, name := range names {
+		if _, known := t.byKey[name]; known || t.skipped[name] {
+			continue
+		}
+		todo = append(todo, name)
+	}
+	t.mu.Unlock()
+
+	// Each read fills its own slot, so that what is read is taken in in
+	// the list's order whatever order the reads end in.
+	type read struct {
+		r       Record
+		found   bool
+		notOurs bool
+	}
+	reads := make([]read, len(todo))
+	var (
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, max(workers, 1))
+		errMu    sync.Mutex
+		firstErr error
+	)
+	failed := func() bool { errMu.Lock(); defer errMu.Unlock(); return firstErr != nil }
+	for i, name := range todo {
 		taskID, secret, ok := splitKey(name)
-		t.mu.Lock()
-		_, known := t.byKey[name]
-		known = known || t.skipped[name]
-		t.mu.Unlock()
+		if !ok {
+			reads[i].notOurs = true
+			continue
+		}
+		sem <- struct{}{}
+		if failed() || ctx.Err() != nil {
+			<-sem
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var rd read
+			err := call(ctx, func(ctx context.Context) (err error) {
+				rd.r, rd.found, err = t.store.Get(ctx, taskID, secret)
+				return err
+			})
+			switch {
+			case errors.Is(err, errNotRecord):
+				rd.notOurs = true
+			case err != nil:
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+				return
+			}
+			reads[i] = rd
+		}()
+	}
+	wg.Wait()
+	for i, rd := range reads {
 		switch {
-		case known:
-			continue
-		case !ok:
-			t.skip(name)
-			bad = append(bad, name)
-			continue
-		}
-		var r Record
-		var found bool
-		err := call(ctx, func(ctx context.Context) (err error) { r, found, err = t.store.Get(ctx, taskID, secret); return err })
-		if errors.Is(err, errNotRecord) {
-			t.skip(name)
-			bad = append(bad, name)
-			continue
-		}
-		if err != nil {
-			return loaded, bad, err
-		}
-		if !found {
-			continue // deleted since the list
-		}
-		if t.add(&tracked{Record: r}) { // else issued here since the list
+		case rd.notOurs:
+			t.skip(todo[i])
+			bad = append(bad, todo[i])
+		case !rd.found:
+			// Deleted since the list, or not read (a failed read).
+		case t.add(&tracked{Record: rd.r, tokenUntil: rd.r.TokenUntil, leaseUntil: rd.r.LeaseUntil}): // else issued here since the list
 			loaded++
 		}
+	}
+	if firstErr != nil {
+		return loaded, bad, firstErr
 	}
 	t.mu.Lock()
 	t.complete = true

@@ -57,6 +57,9 @@ type Config struct {
 	// LifecycleInterval and RotationInterval are LIFECYCLE_INTERVAL and
 	// ROTATION_INTERVAL.
 	LifecycleInterval, RotationInterval time.Duration
+	// LifecycleConcurrency is LIFECYCLE_CONCURRENCY: the Vault calls the
+	// leader's rounds make at once.
+	LifecycleConcurrency int
 	// RotateAt is ROTATE_AT, a share of a certificate's lifetime (0 to 1).
 	RotateAt float64
 	// MetricsAddr is METRICS_ADDR; empty serves no metrics.

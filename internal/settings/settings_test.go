@@ -40,7 +40,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{VaultAddr: "https://vault:8200", Auth: vaultauth.Settings{Method: "token", Addr: "https://vault:8200"}, Timeout: 10 * time.Second, LogLevel: logrus.InfoLevel, LogFormat: "text",
-		TokenRole: "tasks", TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute, WrapMaxTTL: time.Hour, ReuseCacheTTL: 5 * time.Second, LifecycleInterval: 30 * time.Second, RotationInterval: time.Minute, RotateAt: 0.67,
+		TokenRole: "tasks", TokenTTL: time.Hour, TokenMaxTTL: 24 * time.Hour, WrapTTL: 5 * time.Minute, WrapMaxTTL: time.Hour, ReuseCacheTTL: 5 * time.Second, LifecycleInterval: 30 * time.Second, RotationInterval: time.Minute, LifecycleConcurrency: 8, RotateAt: 0.67,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeRead, provider.TypeWrite, provider.TypeToken}}
 	if got := policiesFor(t, c); got != "svc" {
 		t.Errorf("default POLICY_TEMPLATE gives %q, want the service name", got)
@@ -60,7 +60,7 @@ func TestLoadConfigSettings(t *testing.T) {
 		"VAULT_NAMESPACE": "team-a", "VAULT_AUTH_METHOD": "approle", "VAULT_ROLE_ID_FILE": "/r", "VAULT_SECRET_ID_FILE": "/s",
 		"VAULT_SECRET_ID_WRAPPED": "true", "VAULT_SECRET_ID_REMOVE": "1", "VAULT_AUTH_MOUNT": "ar", "VAULT_CERT_ROLE": "plugin",
 		"HELPER_SERVICE": "helper", "HELPER_SECRET": "bootstrap", "ALLOWED_TYPES": "kv, token,kv",
-		"STATE_PATH": "/secret/swarmvault/state/", "LIFECYCLE_INTERVAL": "5", "ROTATION_INTERVAL": "10s", "ROTATE_AT": "80%",
+		"STATE_PATH": "/secret/swarmvault/state/", "LIFECYCLE_INTERVAL": "5", "LIFECYCLE_CONCURRENCY": "32", "ROTATION_INTERVAL": "10s", "ROTATE_AT": "80%",
 		"METRICS_ADDR": "127.0.0.1:9650", "REUSE_CACHE_TTL": "0",
 	}))
 	if err != nil {
@@ -74,7 +74,7 @@ func TestLoadConfigSettings(t *testing.T) {
 		Timeout: 3 * time.Second, LogLevel: logrus.DebugLevel, LogFormat: "json",
 		TokenRole: "tasks", AllowNoTokenRole: true, TokenTTL: 10 * time.Minute, TokenMaxTTL: 2 * time.Hour, WrapTTL: 30 * time.Second, WrapMaxTTL: 20 * time.Minute,
 		AllowedTypes: []provider.Type{provider.TypeKV, provider.TypeToken},
-		StatePath:    "secret/swarmvault/state", LifecycleInterval: 5 * time.Second, RotationInterval: 10 * time.Second, RotateAt: 0.8,
+		StatePath:    "secret/swarmvault/state", LifecycleInterval: 5 * time.Second, LifecycleConcurrency: 32, RotationInterval: 10 * time.Second, RotateAt: 0.8,
 		MetricsAddr: "127.0.0.1:9650", ReuseCacheTTL: 0}
 	if got := policiesFor(t, c); got != "base,svc" {
 		t.Errorf("POLICY_TEMPLATE gives %q", got)
@@ -90,7 +90,7 @@ func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 		"VAULT_CACERT": "/nonexistent/ca.pem", "VAULT_SKIP_VERIFY": "maybe", "VAULT_CLIENT_TIMEOUT": "soon", "VAULT_CLIENT_CERT": "/nonexistent/c.pem",
 		"LOG_LEVEL": "loud", "LOG_FORMAT": "xml", "TOKEN_TTL": "48h", "WRAP_TTL": "0s", "POLICY_TEMPLATE": "{{.ServiceName",
 		"LIFECYCLE_INTERVAL": "500ms", "STATE_PATH": "secret//state", "METRICS_ADDR": "9650", "REUSE_CACHE_TTL": "-1s",
-		"ALLOW_NO_TOKEN_ROLE": "maybe", "WRAP_MAX_TTL": "1m", "ROTATE_AT": "2/3",
+		"ALLOW_NO_TOKEN_ROLE": "maybe", "WRAP_MAX_TTL": "1m", "ROTATE_AT": "2/3", "LIFECYCLE_CONCURRENCY": "0",
 	}))
 	// One line a bad setting, in the table's order, then the checks across
 	// settings.
@@ -106,6 +106,7 @@ func TestLoadConfigReportsEveryBadSetting(t *testing.T) {
 		"REUSE_CACHE_TTL=-1s is not a duration: use e.g. 5s, or 0 to keep no value",
 		"STATE_PATH=secret//state is not a Vault path: use e.g. secret/swarmvault/state",
 		"LIFECYCLE_INTERVAL=500ms is shorter than a second: use e.g. 30s",
+		"LIFECYCLE_CONCURRENCY=0 is not a number of calls from 1 to 256: use e.g. 8",
 		"ROTATE_AT=2/3 is not a share of a lifetime: use e.g. 67%",
 		"METRICS_ADDR=9650 is not host:port: use e.g. 127.0.0.1:9650",
 		"LOG_LEVEL=loud is not a level: use debug, info, warn or error",

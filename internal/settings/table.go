@@ -154,6 +154,16 @@ var Table = []Setting{
 	{Name: "LIFECYCLE_INTERVAL", Default: defaultLifecycle,
 		Help:  "task lifecycle: how often the leader renews running tasks' credentials and revokes those of ended tasks (also how long credentials may outlive their task); at least `1s`",
 		parse: positiveDuration(func(c *Config) *time.Duration { return &c.LifecycleInterval }, time.Second)},
+	{Name: "LIFECYCLE_CONCURRENCY", Default: strconv.Itoa(lifecycle.DefaultWorkers),
+		Help: "task lifecycle: how many Vault calls the leader makes at once (renewals, revocations, and a new leader's reads of `STATE_PATH`'s records); raise it with the number of tasks holding credentials (see docs/lifecycle.md, \"At scale\"), lower it to spare a busy Vault; 1 to 256",
+		parse: func(s Setting, v string, c *Config) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 256 {
+				return fmt.Errorf("%s=%s is not a number of calls from 1 to 256: use e.g. %s", s.Name, v, s.Default)
+			}
+			c.LifecycleConcurrency = n
+			return nil
+		}},
 	{Name: "ROTATION_INTERVAL", Default: defaultRotation,
 		Help:  "rotation: how often the leader checks the `vault.rotate=true` KV secrets for a new value in Vault and rolls the services that hold an old one (needs the `docker-socket` mount; credentials are checked every `LIFECYCLE_INTERVAL`); at least `1s`",
 		parse: positiveDuration(func(c *Config) *time.Duration { return &c.RotationInterval }, time.Second)},
