@@ -260,6 +260,10 @@ func (f *fakeSwarm) Tasks(context.Context) (map[string]swarm.TaskState, error) {
 	return out, nil
 }
 
+func (f *fakeSwarm) NodeTasks(ctx context.Context, _, _ string) (map[string]swarm.TaskState, error) {
+	return f.Tasks(ctx)
+}
+
 func (f *fakeSwarm) Task(_ context.Context, id string) (swarm.TaskState, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -238,6 +238,11 @@ func (hangingTasks) Task(ctx context.Context, _ string) (swarm.TaskState, bool, 
 	return swarm.TaskState{}, false, ctx.Err()
 }
 
+func (hangingTasks) NodeTasks(ctx context.Context, _, _ string) (map[string]swarm.TaskState, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
 // Item 5: an engine that hangs rather than refuses takes a third of the
 // request's time, not all of it: the request still has the time to be
 // served (as a first fetch).
@@ -245,15 +250,21 @@ func TestAdmitLeavesTheRequestTimeWhenDockerHangs(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(&bytes.Buffer{})
 	tr := NewTracker(hangingTasks{}, nil, log)
-	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
-	defer cancel()
-	req := provider.Request{Request: secrets.Request{TaskID: "t", SecretName: "s"}}
-	if err := tr.Admit(ctx, req, false); err != nil {
-		t.Fatal(err)
-	}
-	deadline, _ := ctx.Deadline()
-	if ctx.Err() != nil || time.Until(deadline) < 300*time.Millisecond {
-		t.Errorf("Admit with a hanging engine left %v of the request's 600ms", time.Until(deadline).Round(time.Millisecond))
+	// A request that names its service and node (a view of their tasks),
+	// and one that does not (the task itself).
+	for _, req := range []provider.Request{
+		{Request: secrets.Request{TaskID: "t", SecretName: "s", ServiceID: "svc"}, NodeID: "node"},
+		{Request: secrets.Request{TaskID: "t", SecretName: "s"}},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+		defer cancel()
+		if err := tr.Admit(ctx, req, false); err != nil {
+			t.Fatal(err)
+		}
+		deadline, _ := ctx.Deadline()
+		if ctx.Err() != nil || time.Until(deadline) < 300*time.Millisecond {
+			t.Errorf("Admit with a hanging engine left %v of the request's 600ms", time.Until(deadline).Round(time.Millisecond))
+		}
 	}
 }
 

@@ -15,9 +15,12 @@ import (
 	"github.com/swarmvault/swarmvault/swarm"
 )
 
-// TaskSource tells one task's state; *swarm.Engine implements it.
+// TaskSource tells the states of tasks; *swarm.Engine implements it.
 type TaskSource interface {
+	// Task is one task's state.
 	Task(ctx context.Context, id string) (state swarm.TaskState, found bool, err error)
+	// NodeTasks are the tasks of one service on one node, by ID.
+	NodeTasks(ctx context.Context, serviceID, nodeID string) (map[string]swarm.TaskState, error)
 }
 
 // Records is where the records are kept (STATE_PATH); *Store implements
@@ -66,21 +69,38 @@ type Tracker struct {
 	// entries that are no records, and records whose token belongs to
 	// another task (a forged or stale entry), each reported once.
 	skipped map[string]bool
-	// fresh holds, for admitFresh, the tasks the engine said had not
-	// started, and until when that answer stands.
-	fresh map[string]time.Time
+	// views are the engine's lists of a service's tasks on a node that
+	// Admit asked for lately.
+	views map[viewKey]*view
 }
 
-// admitFresh is how long the engine's "not started" for a task stands:
-// the engine asks for a task's secrets one after the other, within
-// milliseconds, so a task with k secrets costs one Docker call, not k. A
-// re-fetch comes at a node's reconnect or a new leader, later than this;
-// one within it finds a task that has not started either, and credentials
+// admitFresh is how long a view answers Admit. The dispatcher asks for
+// the secrets of a node's new tasks one after the other, so one list of
+// the service's tasks on that node answers a burst of task starts (and a
+// task's k secrets) where a Docker call per task made each wait for the
+// engine. A task absent from a view was created after it was asked for:
+// one the node cannot have been sent before, as a re-fetch comes at a
+// node's reconnect or a new leader, later than this; one that does come
+// within it finds a task that had not started at the list, and credentials
 // are still refused by their record.
 const admitFresh = 2 * time.Second
 
-// maxFresh bounds fresh; expired answers are dropped when it fills.
-const maxFresh = 4096
+// maxViews bounds views; those past admitFresh are dropped when it fills.
+const maxViews = 1024
+
+// A view is the engine's list of one service's tasks on one node, shared
+// by the requests of its admitFresh: the first asks, the others wait for
+// its answer.
+type view struct {
+	at    time.Time     // when the list was asked for
+	done  chan struct{} // closed once tasks and err are set
+	tasks map[string]swarm.TaskState
+	err   error
+}
+
+// viewKey names a view: a service's tasks on a node, or one task's state
+// for a request that names neither (task set).
+type viewKey struct{ service, node, task string }
 
 // tracked is a record with what the leader learnt of it since: when its token
 // and lease expire, as of their last renewal.
@@ -173,7 +193,7 @@ func (h *tracked) ending(now time.Time, margin func(until time.Time, ttl time.Du
 // nil) it only refuses repeated fetches for tasks that have started.
 func NewTracker(tasks TaskSource, store Records, log logrus.FieldLogger) *Tracker {
 	return &Tracker{tasks: tasks, store: store, log: log.WithField("component", "lifecycle"), now: time.Now,
-		byKey: map[string]*tracked{}, dups: map[*tracked]bool{}, skipped: map[string]bool{}, fresh: map[string]time.Time{}}
+		byKey: map[string]*tracked{}, dups: map[*tracked]bool{}, skipped: map[string]bool{}, views: map[viewKey]*view{}}
 }
 
 // Admit refuses a request for a task that holds the secret already: one
@@ -189,18 +209,12 @@ func NewTracker(tasks TaskSource, store Records, log logrus.FieldLogger) *Tracke
 // that an engine or a Vault that hangs rather than refuses leaves the
 // request the time to be served.
 func (t *Tracker) Admit(ctx context.Context, req provider.Request, credentials bool) error {
-	if !t.isFresh(req.TaskID) {
-		actx, cancel := share(ctx)
-		st, found, err := t.tasks.Task(actx, req.TaskID)
-		cancel()
-		switch {
-		case err != nil:
-			t.log.WithField("task_id", req.TaskID).Warnf("cannot tell whether the task holds its secrets already, so serving it as a first fetch: %v", err)
-		case found && st.Delivered():
-			return fmt.Errorf("%w: task %s is %s, so it holds this secret from an earlier fetch (its node reconnected, or a new leader sent it again)", provider.ErrRefetch, req.TaskID, st.State)
-		default:
-			t.setFresh(req.TaskID)
-		}
+	st, found, err := t.taskState(ctx, req)
+	switch {
+	case err != nil:
+		t.log.WithField("task_id", req.TaskID).Warnf("cannot tell whether the task holds its secrets already, so serving it as a first fetch: %v", err)
+	case found && st.Delivered():
+		return fmt.Errorf("%w: task %s is %s, so it holds this secret from an earlier fetch (its node reconnected, or a new leader sent it again)", provider.ErrRefetch, req.TaskID, st.State)
 	}
 	if !credentials || t.store == nil {
 		return nil
@@ -236,28 +250,74 @@ func share(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, time.Until(deadline)/3)
 }
 
-func (t *Tracker) isFresh(taskID string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	until, ok := t.fresh[taskID]
-	return ok && t.now().Before(until)
+// taskState is the request's task's state as the engine tells it: from a
+// view of its service's tasks on its node (found false: created after the
+// view), or, for a request that names no service or node, from the task
+// itself.
+func (t *Tracker) taskState(ctx context.Context, req provider.Request) (st swarm.TaskState, found bool, err error) {
+	k := viewKey{service: req.ServiceID, node: req.NodeID}
+	if k.service == "" || k.node == "" {
+		k = viewKey{task: req.TaskID}
+	}
+	v := t.view(ctx, k)
+	select {
+	case <-v.done:
+	case <-ctx.Done():
+		return swarm.TaskState{}, false, ctx.Err()
+	}
+	if v.err != nil {
+		return swarm.TaskState{}, false, v.err
+	}
+	st, found = v.tasks[req.TaskID]
+	return st, found, nil
 }
 
-func (t *Tracker) setFresh(taskID string) {
+// view is the view of k that answers now: one asked for within admitFresh
+// (maybe still under way), or one this call asks for, with a third of the
+// time ctx has left. A failed list answers no later request.
+func (t *Tracker) view(ctx context.Context, k viewKey) *view {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	now := t.now()
-	if len(t.fresh) >= maxFresh {
-		for id, until := range t.fresh {
-			if !now.Before(until) {
-				delete(t.fresh, id)
+	v := t.views[k]
+	if v != nil && now.Sub(v.at) < admitFresh && !v.failed() {
+		t.mu.Unlock()
+		return v
+	}
+	if len(t.views) >= maxViews {
+		for key, old := range t.views {
+			if now.Sub(old.at) >= admitFresh || old.failed() {
+				delete(t.views, key)
 			}
 		}
-		if len(t.fresh) >= maxFresh {
-			clear(t.fresh) // a burst: the next asks cost a Docker call again
-		}
 	}
-	t.fresh[taskID] = now.Add(admitFresh)
+	v = &view{at: now, done: make(chan struct{})}
+	if len(t.views) < maxViews {
+		t.views[k] = v
+	}
+	t.mu.Unlock()
+	actx, cancel := share(ctx)
+	defer cancel()
+	if k.task != "" {
+		var st swarm.TaskState
+		var found bool
+		if st, found, v.err = t.tasks.Task(actx, k.task); found {
+			v.tasks = map[string]swarm.TaskState{k.task: st}
+		}
+	} else {
+		v.tasks, v.err = t.tasks.NodeTasks(actx, k.service, k.node)
+	}
+	close(v.done)
+	return v
+}
+
+// failed tells whether v's list is done and failed.
+func (v *view) failed() bool {
+	select {
+	case <-v.done:
+		return v.err != nil
+	default:
+		return false
+	}
 }
 
 // Issued records credentials issued to a task, in memory first, so that the

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,33 +34,115 @@ func (f taskSource) Task(_ context.Context, id string) (swarm.TaskState, bool, e
 	return swarm.TaskState{State: st}, ok, f.err
 }
 
-// The engine asks for a task's secrets one after the other: one Docker
-// call answers for all of them, for admitFresh; after that, a task that
-// started is refused again.
-func TestAdmitAsksDockerOncePerTaskStart(t *testing.T) {
+// NodeTasks: every task runs on the node and service asked about.
+func (f taskSource) NodeTasks(context.Context, string, string) (map[string]swarm.TaskState, error) {
+	if f.asked != nil {
+		*f.asked++
+	}
+	out := map[string]swarm.TaskState{}
+	for id, st := range f.states {
+		out[id] = swarm.TaskState{State: st}
+	}
+	return out, f.err
+}
+
+// The engine asks for a task's secrets one after the other, and for those
+// of a node's tasks in bursts (a scale-up, a node's reconnect, a new
+// leader): one Docker call, a list of the service's tasks on the node,
+// answers all of them for admitFresh; after that, a task that started is
+// refused again.
+func TestAdmitAsksDockerOncePerServiceAndNodeForABurst(t *testing.T) {
 	asked := 0
-	src := taskSource{states: map[string]swarmtypes.TaskState{"t": "assigned"}, asked: &asked}
+	states := map[string]swarmtypes.TaskState{"running": "running"}
+	for i := range 20 {
+		states[fmt.Sprintf("t%02d", i)] = "assigned"
+	}
+	src := taskSource{states: states, asked: &asked}
 	tr := NewTracker(src, nil, logrus.New())
 	now := time.Now()
 	tr.now = func() time.Time { return now }
-	req := provider.Request{Request: secrets.Request{TaskID: "t", SecretName: "s"}}
-	for range 5 {
-		if err := tr.Admit(context.Background(), req, false); err != nil {
+	req := func(task string) provider.Request {
+		return provider.Request{Request: secrets.Request{TaskID: task, SecretName: "s", ServiceID: "svc"}, NodeID: "node"}
+	}
+	for i := range 20 {
+		for range 3 { // three secrets each
+			if err := tr.Admit(context.Background(), req(fmt.Sprintf("t%02d", i)), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A task created after the list: one its node has not been sent.
+	if err := tr.Admit(context.Background(), req("new"), false); err != nil {
+		t.Errorf("a task absent from the list: %v", err)
+	}
+	if err := tr.Admit(context.Background(), req("running"), false); !errors.Is(err, provider.ErrRefetch) {
+		t.Errorf("a re-fetch of a running task in the list: %v", err)
+	}
+	if asked != 1 {
+		t.Errorf("20 task starts of 3 secrets each on one node: %d Docker calls, want 1", asked)
+	}
+	src.states["t00"] = "running"
+	tr.now = func() time.Time { return now.Add(admitFresh) }
+	if err := tr.Admit(context.Background(), req("t00"), false); !errors.Is(err, provider.ErrRefetch) || asked != 2 {
+		t.Errorf("a re-fetch after the task started: %v, %d Docker calls", err, asked)
+	}
+	// A request that names no node: the task itself, once for its secrets.
+	alone := provider.Request{Request: secrets.Request{TaskID: "t01", SecretName: "s"}}
+	for range 3 {
+		if err := tr.Admit(context.Background(), alone, false); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if asked != 1 {
-		t.Errorf("5 secrets of one task start: %d Docker calls, want 1", asked)
-	}
-	src.states["t"] = "running"
-	tr.now = func() time.Time { return now.Add(admitFresh) }
-	if err := tr.Admit(context.Background(), req, false); !errors.Is(err, provider.ErrRefetch) || asked != 2 {
-		t.Errorf("a re-fetch after the task started: %v, %d Docker calls", err, asked)
-	}
-	// A task that started is never kept as fresh.
-	tr.Admit(context.Background(), req, false)
 	if asked != 3 {
-		t.Errorf("a started task's answer was kept: %d Docker calls, want 3", asked)
+		t.Errorf("a task start without a node: %d Docker calls in all, want 3", asked)
+	}
+}
+
+// blockingSource answers lists once released, counting them.
+type blockingSource struct {
+	taskSource
+	release chan struct{}
+	lists   atomic.Int32
+}
+
+func (b *blockingSource) NodeTasks(ctx context.Context, service, node string) (map[string]swarm.TaskState, error) {
+	b.lists.Add(1)
+	<-b.release
+	return b.taskSource.NodeTasks(ctx, service, node)
+}
+
+// Requests that come while a list is under way wait for it, rather than
+// each ask the engine.
+func TestAdmitRequestsShareAListUnderWay(t *testing.T) {
+	src := &blockingSource{taskSource: taskSource{states: map[string]swarmtypes.TaskState{"running": "running"}}, release: make(chan struct{})}
+	tr := NewTracker(src, nil, logrus.New())
+	errs := make(chan error, 16)
+	for i := range 16 {
+		task := fmt.Sprintf("t%02d", i)
+		if i == 0 {
+			task = "running"
+		}
+		go func() {
+			errs <- tr.Admit(context.Background(), provider.Request{Request: secrets.Request{TaskID: task, SecretName: "s", ServiceID: "svc"}, NodeID: "node"}, false)
+		}()
+	}
+	for deadline := time.Now().Add(5 * time.Second); src.lists.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no request listed the service's tasks on the node")
+		}
+	}
+	time.Sleep(20 * time.Millisecond) // the others come while it is under way
+	close(src.release)
+	refused := 0
+	for range 16 {
+		if err := <-errs; errors.Is(err, provider.ErrRefetch) {
+			refused++
+		} else if err != nil {
+			t.Error(err)
+		}
+	}
+	if n := src.lists.Load(); n != 1 || refused != 1 {
+		t.Errorf("16 requests at once: %d lists, %d refused; want 1 list, the running task refused", n, refused)
 	}
 }
 

@@ -350,7 +350,7 @@ func (w *world) startTask() {
 // written while other things happen).
 func (w *world) request(t *wtask) {
 	p := w.procs[w.leader]
-	req := provider.Request{Request: secrets.Request{TaskID: t.id, SecretName: "db", ServiceID: t.service, ServiceName: t.service}}
+	req := provider.Request{Request: secrets.Request{TaskID: t.id, SecretName: "db", ServiceID: t.service, ServiceName: t.service}, NodeID: "n1"}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := p.tracker.Admit(ctx, req, true); err != nil {
@@ -461,6 +461,23 @@ func (s *procSwarm) Task(_ context.Context, id string) (swarm.TaskState, bool, e
 		return swarm.TaskState{}, false, nil
 	}
 	return swarm.TaskState{State: t.state, Desired: t.desired}, true, nil
+}
+
+// NodeTasks: the world's tasks all run on node n1. It runs no other event
+// first: one would be a request waiting for this very list, which one
+// goroutine cannot model (Admit's own tests cover requests that wait).
+func (s *procSwarm) NodeTasks(_ context.Context, service, node string) (map[string]swarm.TaskState, error) {
+	if s.w.now.Before(s.w.dockerDown) {
+		s.w.faulted = true
+		return nil, errors.New("injected fault")
+	}
+	out := map[string]swarm.TaskState{}
+	for _, t := range s.w.tasks {
+		if t.service == service && node == "n1" && !t.removed {
+			out[t.id] = swarm.TaskState{State: t.state, Desired: t.desired}
+		}
+	}
+	return out, nil
 }
 
 func (s *procSwarm) Tasks(context.Context) (map[string]swarm.TaskState, error) {

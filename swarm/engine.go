@@ -162,6 +162,24 @@ func (e *Engine) Tasks(ctx context.Context) (map[string]TaskState, error) {
 	return out, nil
 }
 
+// NodeTasks returns the state of each task of one service on one node,
+// by task ID: one Docker call for all of them.
+func (e *Engine) NodeTasks(ctx context.Context, serviceID, nodeID string) (map[string]TaskState, error) {
+	all, err := e.docker.TaskList(ctx, swarmtypes.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", serviceID), filters.Arg("node", nodeID))})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the tasks of service %s on node %s: %w", serviceID, nodeID, err)
+	}
+	out := make(map[string]TaskState, len(all))
+	for _, t := range all {
+		// The engine resolves a filter's ID by name and prefix too: only
+		// the service and node asked for are these.
+		if t.ServiceID == serviceID && t.NodeID == nodeID {
+			out[t.ID] = TaskState{State: t.Status.State, Desired: t.DesiredState}
+		}
+	}
+	return out, nil
+}
+
 // Task returns one task's state; found is false for a task the swarm does
 // not know.
 func (e *Engine) Task(ctx context.Context, id string) (state TaskState, found bool, err error) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -211,5 +212,30 @@ func TestHelperStderrIsCapped(t *testing.T) {
 	_, err := e.ReadFile(context.Background(), "c", "/run/secrets/boot", secretLimit)
 	if err == nil || len(err.Error()) > maxStderr+300 {
 		t.Errorf("error of %d bytes", len(err.Error()))
+	}
+}
+
+// The re-fetch guard's view: one list of a service's tasks on a node, by
+// exact IDs (the engine also matches a filter's ID as a name or a prefix).
+func TestNodeTasks(t *testing.T) {
+	var gotFilter swarmtypes.TaskListOptions
+	mk := func(id, service, node string, state swarmtypes.TaskState) swarmtypes.Task {
+		return swarmtypes.Task{ID: id, ServiceID: service, NodeID: node, Status: swarmtypes.TaskStatus{State: state}, DesiredState: swarmtypes.TaskStateRunning}
+	}
+	e := NewEngine(&fakeDocker{taskList: func(o swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
+		gotFilter = o
+		return []swarmtypes.Task{mk("t1", "svc", "n1", swarmtypes.TaskStateRunning), mk("t2", "svc", "n1", swarmtypes.TaskStateAssigned),
+			mk("t3", "svc-other", "n1", swarmtypes.TaskStateRunning), mk("t4", "svc", "n1-other", swarmtypes.TaskStateRunning)}, nil
+	}})
+	got, err := e.NodeTasks(context.Background(), "svc", "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]TaskState{"t1": {State: swarmtypes.TaskStateRunning, Desired: swarmtypes.TaskStateRunning}, "t2": {State: swarmtypes.TaskStateAssigned, Desired: swarmtypes.TaskStateRunning}}
+	if !maps.Equal(got, want) {
+		t.Errorf("NodeTasks = %+v, want %+v", got, want)
+	}
+	if !slices.Equal(gotFilter.Filters.Get("service"), []string{"svc"}) || !slices.Equal(gotFilter.Filters.Get("node"), []string{"n1"}) || gotFilter.Filters.Len() != 2 {
+		t.Errorf("task filter %v", gotFilter.Filters)
 	}
 }
