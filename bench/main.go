@@ -9,29 +9,23 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/docker/go-plugins-helpers/secrets"
 	"github.com/hashicorp/vault/api"
 
+	"github.com/swarmvault/swarmvault/bench/harness"
 	"github.com/swarmvault/swarmvault/internal/settings"
 )
 
@@ -59,6 +53,7 @@ func realMain() error {
 	rounds := flag.Int("rounds", 3, "rounds; each runs every cell, plugin and floor alternating")
 	only := flag.String("modes", "reuse,task,token,wrap", "modes to run")
 	profile := flag.String("plugin-cpuprofile", "", "write the plugin process's CPU profile here")
+	dockerSocket := flag.String("docker-socket", "", "a swarm node's Docker socket for the plugin's re-fetch guard, as on a leader (default: none, the plugin against Vault alone)")
 	calls := flag.Int("calls-tasks", 20, "tasks whose Vault calls are counted with an audit device, for 1 and 5 KV secrets each (0: not counted)")
 	flag.Parse()
 
@@ -73,12 +68,20 @@ func realMain() error {
 	}
 	defer v.cleanUp()
 
-	p, err := startPlugin(*plugin, *addr, v, *profile)
+	var g guard
+	if *dockerSocket != "" {
+		var done func()
+		if g, done, err = newGuard(*dockerSocket); err != nil {
+			return err
+		}
+		defer done()
+	}
+	p, err := startPlugin(*plugin, *addr, v, *profile, *dockerSocket, g)
 	if err != nil {
 		return err
 	}
-	defer p.stop()
-	idleRSS := p.rss()
+	defer p.Stop()
+	idleRSS, _ := p.RSS()
 
 	modes := []mode{
 		{name: "reuse", labels: map[string]string{"vault.path": v.kv + "/app/db", "vault.field": "password", "vault.reuse": "true"},
@@ -122,7 +125,7 @@ func realMain() error {
 		levels = append(levels, n)
 	}
 
-	results := map[string]*cell{} // key mode/conc/side
+	results := map[string]*harness.Cell{} // key mode/conc/side
 	var taskSeq atomic.Int64
 	for r := 0; r < *rounds; r++ {
 		for _, m := range modes {
@@ -137,28 +140,28 @@ func realMain() error {
 				for _, side := range sides {
 					key := fmt.Sprintf("%s/%d/%s", m.name, c, side)
 					if results[key] == nil {
-						results[key] = &cell{}
+						results[key] = &harness.Cell{}
 					}
 					var do func(ctx context.Context) error
 					if side == "plugin" {
-						do = func(ctx context.Context) error { return p.get(ctx, m.labels, int(taskSeq.Add(1))) }
+						do = func(ctx context.Context) error { return p.Get(ctx, g.request(m.labels, int(taskSeq.Add(1)))) }
 					} else {
 						do = func(ctx context.Context) error { return m.floor(ctx, v, int(taskSeq.Add(1))) }
 					}
-					if err := run(results[key], c, *dur, do); err != nil {
+					if err := harness.Run(ctx, results[key], c, *dur, do); err != nil {
 						return fmt.Errorf("%s: %w", key, err)
 					}
 				}
 			}
 		}
 	}
-	busyRSS := p.rss()
+	busyRSS, _ := p.RSS()
 
 	// Vault calls per task start, counted by Vault itself.
 	var perTask []string
 	if *calls > 0 {
 		for _, k := range []int{1, 5} {
-			n, err := callsPerTask(ctx, v, p, k, *calls, &taskSeq)
+			n, err := callsPerTask(ctx, v, p, g, k, *calls, &taskSeq)
 			if err != nil {
 				return fmt.Errorf("calls per task start, %d secrets: %w", k, err)
 			}
@@ -169,10 +172,10 @@ func realMain() error {
 	// The protocol's own cost: a request the plugin refuses before any Vault
 	// call (an unknown format), i.e. the engine's HTTP+JSON hop over the Unix
 	// socket to another process, parsing and logging. No floor has it.
-	hop := &cell{}
+	hop := &harness.Cell{}
 	bad := map[string]string{"vault.path": v.kv + "/app/db", "vault.format": "bad"}
-	if err := run(hop, 1, *dur, func(ctx context.Context) error {
-		if err := p.get(ctx, bad, 0); err == nil || !strings.Contains(err.Error(), "is not a format") {
+	if err := harness.Run(ctx, hop, 1, *dur, func(ctx context.Context) error {
+		if err := p.Get(ctx, g.request(bad, 0)); err == nil || !strings.Contains(err.Error(), "is not a format") {
 			return fmt.Errorf("hop: %v", err)
 		}
 		return nil
@@ -189,16 +192,16 @@ func realMain() error {
 				continue
 			}
 			fmt.Printf("| %s | %d | %s | %s | %.2f | %s | %s | %.0f | %.0f | %.2f |\n", m.name, c,
-				ms(pl.pct(50)), ms(fl.pct(50)), float64(pl.pct(50))/float64(fl.pct(50)),
-				ms(pl.pct(99)), ms(fl.pct(99)), pl.rate(), fl.rate(), pl.rate()/fl.rate())
+				harness.Ms(pl.Pct(50)), harness.Ms(fl.Pct(50)), float64(pl.Pct(50))/float64(fl.Pct(50)),
+				harness.Ms(pl.Pct(99)), harness.Ms(fl.Pct(99)), pl.Rate(), fl.Rate(), pl.Rate()/fl.Rate())
 		}
 	}
 	var total int
 	for _, c := range results {
-		total += len(c.lat)
+		total += c.N()
 	}
 	fmt.Printf("\nrequests through the plugin and the floor: %d\n", total)
-	fmt.Printf("protocol hop alone (a request refused before any Vault call), concurrency 1: p50 %s, p99 %s\n", ms(hop.pct(50)), ms(hop.pct(99)))
+	fmt.Printf("protocol hop alone (a request refused before any Vault call), concurrency 1: p50 %s, p99 %s\n", harness.Ms(hop.Pct(50)), harness.Ms(hop.Pct(99)))
 	if len(perTask) > 0 {
 		fmt.Printf("Vault calls per task start (KV secrets, audit device, %d tasks): %s\n", *calls, strings.Join(perTask, ", "))
 	}
@@ -220,7 +223,7 @@ var taskSecrets = []map[string]string{
 // each asking for k KV secrets one after the other, as the engine asks, with
 // a file audit device: Vault's own count. The first task warms the mount
 // cache and is not counted.
-func callsPerTask(ctx context.Context, v *vaultSide, p *pluginProc, k, tasks int, seq *atomic.Int64) (float64, error) {
+func callsPerTask(ctx context.Context, v *vaultSide, p *harness.Plugin, g guard, k, tasks int, seq *atomic.Int64) (float64, error) {
 	ask := func() error {
 		task := int(seq.Add(1))
 		for _, extra := range taskSecrets[:k] {
@@ -228,7 +231,7 @@ func callsPerTask(ctx context.Context, v *vaultSide, p *pluginProc, k, tasks int
 			for key, val := range extra {
 				labels[key] = val
 			}
-			if err := p.get(ctx, labels, task); err != nil {
+			if err := p.Get(ctx, g.request(labels, task)); err != nil {
 				return err
 			}
 		}
@@ -273,65 +276,6 @@ func callsPerTask(ctx context.Context, v *vaultSide, p *pluginProc, k, tasks int
 		}
 	}
 	return float64(n) / float64(tasks), nil
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
-
-// cell collects the latencies of one mode, concurrency and side.
-type cell struct {
-	mu      sync.Mutex
-	lat     []time.Duration
-	elapsed time.Duration
-}
-
-func (c *cell) pct(p int) time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.lat) == 0 {
-		return 0
-	}
-	sort.Slice(c.lat, func(i, j int) bool { return c.lat[i] < c.lat[j] })
-	return c.lat[(len(c.lat)-1)*p/100]
-}
-
-func (c *cell) rate() float64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return float64(len(c.lat)) / c.elapsed.Seconds()
-}
-
-// run calls do from conc goroutines for d, bounded in time and count.
-func run(c *cell, conc int, d time.Duration, do func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	start := time.Now()
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := 0; ctx.Err() == nil && n < 1_000_000; n++ {
-				t := time.Now()
-				err := do(context.Background())
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-				c.mu.Lock()
-				c.lat = append(c.lat, time.Since(t))
-				c.mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	c.mu.Lock()
-	c.elapsed += time.Since(start)
-	c.mu.Unlock()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return err
-	}
-	return nil
 }
 
 // vaultSide is the Vault set-up both sides use: a KV v1 mount with a
@@ -425,103 +369,58 @@ func (v *vaultSide) cleanUp() {
 	v.root.Auth().Token().RevokeOrphan(v.pluginToken)
 }
 
-// pluginProc is the plugin binary running on a socket of its own.
-type pluginProc struct {
-	cmd    *exec.Cmd
-	client *http.Client
-	dir    string
-}
-
-func startPlugin(bin, addr string, v *vaultSide, profile string) (*pluginProc, error) {
-	dir, err := os.MkdirTemp("", "swarmvault-bench")
-	if err != nil {
-		return nil, err
+// startPlugin starts the plugin binary with the harness's Vault side, on
+// a socket of its own. dockerSocket "" gives it a Docker socket that does
+// not exist: the harness then measures the plugin against Vault alone,
+// and the host's Docker engine is none of its business (asked about the
+// harness's made-up task IDs, it once answered for real tasks whose IDs
+// began with them). With a socket, the plugin's re-fetch guard asks that
+// engine about every task start, as on a leader.
+func startPlugin(bin, addr string, v *vaultSide, profile, dockerSocket string, g guard) (*harness.Plugin, error) {
+	if dockerSocket == "" {
+		dockerSocket = "{dir}/no-docker.sock"
 	}
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(v.pluginToken), 0o600); err != nil {
-		return nil, err
-	}
-	sock := filepath.Join(dir, "plugin.sock")
-	// A Docker socket that does not exist: the harness measures the plugin
-	// against Vault alone, and the host's Docker engine is none of its
-	// business (asked about the harness's made-up task IDs, it answered for
-	// real tasks whose IDs began with them).
-	args := []string{"-socket", sock, "-docker-socket", filepath.Join(dir, "no-docker.sock")}
+	args := []string{"-docker-socket", dockerSocket}
 	if profile != "" {
 		args = append(args, "-cpuprofile", profile)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = []string{"VAULT_ADDR=" + addr, "VAULT_TOKEN_FILE=" + tokenFile, "TOKEN_ROLE=" + v.role,
+	env := []string{"VAULT_ADDR=" + addr, "VAULT_TOKEN_FILE={dir}/token", "TOKEN_ROLE=" + v.role,
 		"POLICY_TEMPLATE=" + v.policy, "LOG_LEVEL=warn"}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	p, err := harness.Start(bin, env, args, map[string]string{"token": v.pluginToken}, os.Stderr)
+	if err != nil {
 		return nil, err
 	}
-	p := &pluginProc{cmd: cmd, dir: dir, client: &http.Client{Transport: &http.Transport{
-		MaxIdleConnsPerHost: 128,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-		},
-	}}}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if err := p.get(context.Background(), map[string]string{"vault.path": v.kv + "/app/db", "vault.field": "password"}, 0); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("the plugin does not serve: %w", err)
-		}
+	if err := p.WaitServing(g.request(map[string]string{"vault.path": v.kv + "/app/db", "vault.field": "password"}, 0)); err != nil {
+		return nil, err
 	}
 	time.Sleep(time.Second) // settle before the idle RSS
 	return p, nil
 }
 
-// get asks the plugin for a secret as the engine does.
-func (p *pluginProc) get(ctx context.Context, labels map[string]string, task int) error {
-	body, _ := json.Marshal(struct {
-		secrets.Request
-		NodeID string
-	}{secrets.Request{SecretName: "bench", SecretLabels: labels, ServiceName: "bench", TaskID: strconv.Itoa(task), TaskName: "bench.1"}, "node"})
-	resp, err := p.client.Post("http://plugin/SecretProvider.GetSecret", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var r secrets.Response
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		return err
-	}
-	if r.Err != "" || len(r.Value) == 0 {
-		return fmt.Errorf("plugin: %s", r.Err)
-	}
-	return nil
+// guard is the service and node the harness's requests name: with a
+// Docker socket, a real service (of no replicas) on this engine's node,
+// so that the re-fetch guard's questions get real answers; the task IDs
+// are made up, with a dash that no swarm ID has, so none is a prefix of a
+// real task's.
+type guard struct{ service, node string }
+
+func (g guard) request(labels map[string]string, task int) harness.Request {
+	return harness.Request{Labels: labels, Task: "bench-" + strconv.Itoa(task), Service: g.service, Node: g.node}
 }
 
-// rss is the plugin process's resident set size in bytes.
-func (p *pluginProc) rss() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
+// newGuard creates the service the requests name, on the engine at
+// socket; done removes it.
+func newGuard(socket string) (g guard, done func(), err error) {
+	docker := func(args ...string) (string, error) {
+		out, err := exec.Command("docker", append([]string{"-H", "unix://" + socket}, args...)...).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024
-		}
+	if g.node, err = docker("info", "--format", "{{.Swarm.NodeID}}"); err != nil || g.node == "" {
+		return g, nil, fmt.Errorf("the engine at %s is not a swarm node: %s %v", socket, g.node, err)
 	}
-	return 0
-}
-
-// stop ends the plugin as the engine does, with SIGTERM (which also
-// flushes a CPU profile), killing it if it lingers.
-func (p *pluginProc) stop() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		p.cmd.Process.Kill()
-		<-done
+	name := fmt.Sprintf("bench-guard-%x", time.Now().UnixNano())
+	if g.service, err = docker("service", "create", "-d", "-q", "--name", name, "--replicas", "0", "--no-resolve-image", "swarmvault-test/busybox:latest", "true"); err != nil {
+		return g, nil, fmt.Errorf("cannot create service %s: %s %v", name, g.service, err)
 	}
-	os.RemoveAll(p.dir)
+	return g, func() { docker("service", "rm", name) }, nil
 }

@@ -247,7 +247,7 @@ type fakeSwarm struct {
 	unsettled map[string]swarmtypes.UpdateState
 }
 
-func (f *fakeSwarm) Tasks(context.Context) (map[string]swarm.TaskState, error) {
+func (f *fakeSwarm) Tasks(context.Context, []string) (map[string]swarm.TaskState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -261,7 +261,7 @@ func (f *fakeSwarm) Tasks(context.Context) (map[string]swarm.TaskState, error) {
 }
 
 func (f *fakeSwarm) NodeTasks(ctx context.Context, _, _ string) (map[string]swarm.TaskState, error) {
-	return f.Tasks(ctx)
+	return f.Tasks(ctx, nil)
 }
 
 func (f *fakeSwarm) Task(_ context.Context, id string) (swarm.TaskState, bool, error) {

@@ -36,7 +36,10 @@ const DefaultRotateAt = 0.67
 
 // TaskLister lists the swarm's tasks; *swarm.Engine implements it.
 type TaskLister interface {
-	Tasks(ctx context.Context) (map[string]swarm.TaskState, error)
+	// Tasks is the state of every task swarm wants running, and of each
+	// of held it keeps in another state; a held task absent from it is
+	// gone from the swarm.
+	Tasks(ctx context.Context, held []string) (map[string]swarm.TaskState, error)
 }
 
 // Loop renews the credentials of running tasks and revokes those of ended
@@ -158,8 +161,9 @@ func (l *Loop) Round(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	upTo := l.tracker.mark()
+	held := taskIDs(l.tracker.snapshot(upTo))
 	var tasks map[string]swarm.TaskState
-	if err := l.withDeadline(ctx, func(ctx context.Context) (err error) { tasks, err = l.tasks.Tasks(ctx); return err }); err != nil {
+	if err := l.withDeadline(ctx, func(ctx context.Context) (err error) { tasks, err = l.tasks.Tasks(ctx, held); return err }); err != nil {
 		// Without the task list nothing is revoked, but what is due is
 		// renewed all the same: a running task keeps its credentials
 		// while the engine does not answer.
@@ -186,6 +190,19 @@ func (l *Loop) Round(ctx context.Context) error {
 		l.Observer.Tracked(l.tracker.Len())
 	}
 	return errors.Join(errs...)
+}
+
+// taskIDs are the tasks of what is held, each once.
+func taskIDs(all []*tracked) []string {
+	seen := make(map[string]bool, len(all))
+	var ids []string
+	for _, h := range all {
+		if !seen[h.TaskID] {
+			seen[h.TaskID] = true
+			ids = append(ids, h.TaskID)
+		}
+	}
+	return ids
 }
 
 // reconcile renews or revokes each held credential, as its task's state

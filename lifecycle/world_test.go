@@ -480,7 +480,7 @@ func (s *procSwarm) NodeTasks(_ context.Context, service, node string) (map[stri
 	return out, nil
 }
 
-func (s *procSwarm) Tasks(context.Context) (map[string]swarm.TaskState, error) {
+func (s *procSwarm) Tasks(context.Context, []string) (map[string]swarm.TaskState, error) {
 	if err := s.w.call(s.w.dockerDown); err != nil {
 		return nil, err
 	}

@@ -139,14 +139,18 @@ func (s TaskState) Delivered() bool {
 	return true
 }
 
-// Tasks returns the state of every task the swarm keeps, by task ID. A task
-// removed from the swarm (its service removed, or its history trimmed) is
-// absent.
-func (e *Engine) Tasks(ctx context.Context) (map[string]TaskState, error) {
-	all, err := e.docker.TaskList(ctx, swarmtypes.TaskListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("cannot list the swarm's tasks: %w", err)
-	}
+// maxIDs bounds the task IDs one list asks for by ID (a query of a few
+// kilobytes).
+const maxIDs = 100
+
+// Tasks returns the state of every task swarm wants running, and of each
+// task of held (by ID) that it keeps in another state: one list of the
+// tasks desired running, whatever their history (swarm keeps up to five
+// ended tasks a slot, which a list of all tasks would bring every round),
+// then lists by ID, a hundred at a time, for the held tasks not in it
+// (ended since, being stopped). A held task absent from the answer is gone
+// from the swarm (its service removed, or its history trimmed).
+func (e *Engine) Tasks(ctx context.Context, held []string) (map[string]TaskState, error) {
 	nodes, err := e.docker.NodeList(ctx, swarmtypes.NodeListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("cannot list the swarm's nodes: %w", err)
@@ -155,9 +159,39 @@ func (e *Engine) Tasks(ctx context.Context) (map[string]TaskState, error) {
 	for _, n := range nodes {
 		down[n.ID] = n.Status.State == swarmtypes.NodeStateDown
 	}
-	out := make(map[string]TaskState, len(all))
-	for _, t := range all {
+	running, err := e.docker.TaskList(ctx, swarmtypes.TaskListOptions{Filters: filters.NewArgs(filters.Arg("desired-state", "running"))})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list the swarm's tasks: %w", err)
+	}
+	out := make(map[string]TaskState, len(running))
+	for _, t := range running {
 		out[t.ID] = TaskState{State: t.Status.State, Desired: t.DesiredState, NodeDown: down[t.NodeID]}
+	}
+	var rest []string
+	for _, id := range held {
+		if _, ok := out[id]; !ok {
+			rest = append(rest, id)
+		}
+	}
+	for len(rest) > 0 {
+		batch := rest[:min(len(rest), maxIDs)]
+		rest = rest[len(batch):]
+		args := filters.NewArgs()
+		want := make(map[string]bool, len(batch))
+		for _, id := range batch {
+			args.Add("id", id)
+			want[id] = true
+		}
+		tasks, err := e.docker.TaskList(ctx, swarmtypes.TaskListOptions{Filters: args})
+		if err != nil {
+			return nil, fmt.Errorf("cannot list the swarm's tasks by ID: %w", err)
+		}
+		for _, t := range tasks {
+			// The engine matches an ID filter as a prefix.
+			if want[t.ID] {
+				out[t.ID] = TaskState{State: t.Status.State, Desired: t.DesiredState, NodeDown: down[t.NodeID]}
+			}
+		}
 	}
 	return out, nil
 }

@@ -7,10 +7,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/filters"
 	swarmtypes "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/system"
 )
@@ -58,15 +60,28 @@ func TestTaskStates(t *testing.T) {
 	}
 }
 
+// listDocker keeps tasks as the engine does, history included, and
+// answers TaskList's desired-state and id filters as it does (an id as a
+// prefix).
 type listDocker struct {
 	DockerAPI
+	tasks []swarmtypes.Task
+	lists *[]filters.Args
 }
 
-func (listDocker) TaskList(context.Context, swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
-	return []swarmtypes.Task{
-		{ID: "t1", NodeID: "n1", DesiredState: swarmtypes.TaskStateShutdown, Status: swarmtypes.TaskStatus{State: swarmtypes.TaskStateRunning}},
-		{ID: "t2", NodeID: "n2", DesiredState: swarmtypes.TaskStateRunning, Status: swarmtypes.TaskStatus{State: swarmtypes.TaskStateRunning}},
-	}, nil
+func (d listDocker) TaskList(_ context.Context, o swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
+	*d.lists = append(*d.lists, o.Filters)
+	var out []swarmtypes.Task
+	for _, t := range d.tasks {
+		if o.Filters.Contains("desired-state") && !o.Filters.ExactMatch("desired-state", string(t.DesiredState)) {
+			continue
+		}
+		if ids := o.Filters.Get("id"); len(ids) > 0 && !slices.ContainsFunc(ids, func(id string) bool { return strings.HasPrefix(t.ID, id) }) {
+			continue
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 func (listDocker) NodeList(context.Context, swarmtypes.NodeListOptions) ([]swarmtypes.Node, error) {
@@ -76,13 +91,48 @@ func (listDocker) NodeList(context.Context, swarmtypes.NodeListOptions) ([]swarm
 	}, nil
 }
 
+// Issue 23: a round lists the tasks swarm wants running, not the history
+// swarm keeps of every slot, and asks by ID, a hundred at a time, for the
+// held tasks not among them.
 func TestTasks(t *testing.T) {
-	got, err := NewEngine(listDocker{}).Tasks(context.Background())
+	task := func(id, node string, desired, state swarmtypes.TaskState) swarmtypes.Task {
+		return swarmtypes.Task{ID: id, NodeID: node, DesiredState: desired, Status: swarmtypes.TaskStatus{State: state}}
+	}
+	d := listDocker{lists: new([]filters.Args)}
+	d.tasks = append(d.tasks,
+		task("t1", "n1", swarmtypes.TaskStateShutdown, swarmtypes.TaskStateRunning), // on a node that is down, given up
+		task("t2", "n2", swarmtypes.TaskStateRunning, swarmtypes.TaskStateRunning),
+		task("x1", "n2", swarmtypes.TaskStateShutdown, swarmtypes.TaskStateComplete)) // "x" is its prefix
+	var held []string
+	for i := range 500 {
+		d.tasks = append(d.tasks, task(fmt.Sprintf("history%03d", i), "n2", swarmtypes.TaskStateShutdown, swarmtypes.TaskStateComplete))
+	}
+	for i := range 150 {
+		id := fmt.Sprintf("ended%03d", i)
+		d.tasks = append(d.tasks, task(id, "n2", swarmtypes.TaskStateShutdown, swarmtypes.TaskStateFailed))
+		held = append(held, id)
+	}
+	held = append(held, "t1", "t2", "x", "gone")
+	got, err := NewEngine(d).Tasks(context.Background(), held)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got["t1"].Ended() || got["t2"].Ended() || len(got) != 2 {
-		t.Errorf("tasks %+v", got)
+	if !got["t1"].Ended() || got["t2"].Ended() || !got["ended042"].Ended() || len(got) != 152 {
+		t.Errorf("%d tasks: t1 %+v, t2 %+v, ended042 %+v", len(got), got["t1"], got["t2"], got["ended042"])
+	}
+	for _, id := range []string{"x", "x1", "gone", "history000"} {
+		if _, ok := got[id]; ok {
+			t.Errorf("task %s in the answer", id)
+		}
+	}
+	lists := *d.lists
+	if len(lists) != 3 || !lists[0].ExactMatch("desired-state", "running") || lists[0].Len() != 1 {
+		t.Fatalf("lists: %v", lists)
+	}
+	for _, f := range lists[1:] {
+		if n := len(f.Get("id")); n == 0 || n > 100 || f.Contains("desired-state") {
+			t.Errorf("a list by ID: %v", f)
+		}
 	}
 }
 
