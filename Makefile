@@ -26,7 +26,7 @@ export GOTOOLCHAIN ?= local
 
 # Targets named after folders (plugin/, e2e/) would otherwise be "up to date".
 .PHONY: all build test lint rules fuzz test-unit test-arm64 test-integration e2e e2e-cluster chaos plugin rootfs push docker docker-engine \
-	vault-dev vault-stop postgres prometheus demo demo-clean clean bench bench-lifecycle bench-failover settings
+	vault-dev vault-stop postgres prometheus demo demo-clean clean bench bench-lifecycle bench-failover bench-scale settings
 
 all: build
 
@@ -85,6 +85,7 @@ test-integration: vault-dev build
 		$(GO) test -race -count=1 -timeout 20m -tags integration ./provider/ ./vaultauth/ ./lifecycle/ ./check/
 	@echo "bench harness smoke run (asserts only that it runs):"
 	$(GO) run ./bench -plugin bin/swarmvault -duration 200ms -rounds 1 -concurrency 1,4 >/dev/null
+	$(GO) run ./bench/swarmscale -plugin bin/swarmvault -n 30 -interval 1s -quiet-rounds 2 -churn 3s >/dev/null
 
 e2e: plugin vault-dev postgres prometheus
 	VAULT_ADDR=http://127.0.0.1:8200 VAULT_TOKEN_FILE=$(CURDIR)/.e2e/vault-token PLUGIN=$(PLUGIN) \
@@ -209,6 +210,15 @@ bench: plugin vault-dev
 	bench/cluster-scale.sh 150 3
 	$(MAKE) bench-failover
 	$(MAKE) bench-lifecycle
+	$(MAKE) bench-scale
+
+# The leader of a simulated swarm (bench/swarmscale: a fake Docker API, the
+# records in the dev Vault) for SCALE_N credentials: its takeover, steady
+# rounds, GetSecret during a takeover and RSS. Results: bench/RESULTS.md,
+# "Scale".
+SCALE_N ?= 1000,10000,30000
+bench-scale: build vault-dev
+	$(GO) run ./bench/swarmscale -plugin bin/swarmvault -vault-addr http://127.0.0.1:8200 -root-token-file .e2e/vault-token -n $(SCALE_N)
 
 # The cost of a failover with FAILOVER_TASKS running tasks on the 3-manager
 # bed: TestCluster's failover subtest alone (with its set-up), whose log

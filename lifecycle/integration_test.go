@@ -187,6 +187,15 @@ func TestStoreRoundTrip(t *testing.T) {
 			if got != r {
 				t.Errorf("Get gives %+v\nwant %+v", got, r)
 			}
+			// After a renewal the record is written again with its ends.
+			renewed := r
+			renewed.TokenUntil = time.Now().Add(time.Hour).Truncate(time.Second).UTC()
+			if err := s.Update(ctx, renewed); err != nil {
+				t.Fatal(err)
+			}
+			if got, _, err := s.Get(ctx, r.TaskID, r.Secret); err != nil || !got.TokenUntil.Equal(renewed.TokenUntil) || got.Accessor != r.Accessor {
+				t.Errorf("after Update: %+v, %v", got, err)
+			}
 			// An entry someone else wrote there is reported, not taken.
 			if kv1 {
 				b.root.KVv1(b.mount).Put(ctx, "state/other", map[string]any{"a": "b"})

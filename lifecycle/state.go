@@ -30,7 +30,10 @@ type Record struct {
 	// the last renewal its writer made (zero: not known, in a record an
 	// older plugin wrote). A new leader renews what is due by them and asks
 	// Vault nothing of the rest, so that a takeover reads each record once;
-	// the leader writes a record again after each renewal.
+	// the leader writes a record again after each renewal. They are by the
+	// writer's clock: managers' clocks a few seconds apart are well inside
+	// the renewal margin (half a TTL), and a record that says too early
+	// costs only a lookup (Loop.verify) that learns the real end.
 	TokenUntil, LeaseUntil time.Time
 }
 

@@ -210,12 +210,14 @@ func TestHeldEnding(t *testing.T) {
 // direct runs a call as it is, for tests that load a Tracker by hand.
 func direct(ctx context.Context, f func(context.Context) error) error { return f(ctx) }
 
-// A record says all the next leader needs, a certificate's expiration
-// included, as Vault's KV gives it back (numbers as json.Number).
+// A record says all the next leader needs, a certificate's expiration and
+// the credentials' ends included, as Vault's KV gives it back (numbers as
+// json.Number).
 func TestARecordRoundTrips(t *testing.T) {
 	r := Record{TaskID: "t1", Secret: "tls_cert", ServiceID: "svc", ServiceName: "web", Issued: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC),
 		Credentials: provider.Credentials{Accessor: "acc", TokenTTL: time.Hour, LeaseID: "pki/issue/web/x", LeaseTTL: time.Minute, LeaseRenewable: true,
-			Expires: time.Date(2026, 12, 1, 12, 30, 0, 0, time.UTC), Rotate: true}}
+			Expires: time.Date(2026, 12, 1, 12, 30, 0, 0, time.UTC), Rotate: true},
+		TokenUntil: time.Date(2026, 12, 1, 13, 0, 0, 0, time.UTC), LeaseUntil: time.Date(2026, 12, 1, 12, 1, 0, 0, time.UTC)}
 	b, err := json.Marshal(r.data())
 	if err != nil {
 		t.Fatal(err)
@@ -230,8 +232,8 @@ func TestARecordRoundTrips(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, r) {
 		t.Errorf("got %+v, %v\nwant %+v", got, err, r)
 	}
-	r.Expires = time.Time{}
-	if got, _ := recordFrom(r.data()); !got.Expires.IsZero() {
-		t.Errorf("no expiration read back as %v", got.Expires)
+	r.Expires, r.TokenUntil, r.LeaseUntil = time.Time{}, time.Time{}, time.Time{}
+	if got, _ := recordFrom(r.data()); !got.Expires.IsZero() || !got.TokenUntil.IsZero() || !got.LeaseUntil.IsZero() {
+		t.Errorf("no expiration and no ends read back as %v, %v, %v", got.Expires, got.TokenUntil, got.LeaseUntil)
 	}
 }

@@ -66,6 +66,7 @@ func TestTaskStates(t *testing.T) {
 type listDocker struct {
 	DockerAPI
 	tasks []swarmtypes.Task
+	nodes []swarmtypes.Node
 	lists *[]filters.Args
 }
 
@@ -79,26 +80,33 @@ func (d listDocker) TaskList(_ context.Context, o swarmtypes.TaskListOptions) ([
 		if ids := o.Filters.Get("id"); len(ids) > 0 && !slices.ContainsFunc(ids, func(id string) bool { return strings.HasPrefix(t.ID, id) }) {
 			continue
 		}
+		if o.Filters.Contains("node") && !o.Filters.ExactMatch("node", t.NodeID) {
+			continue
+		}
 		out = append(out, t)
 	}
 	return out, nil
 }
 
-func (listDocker) NodeList(context.Context, swarmtypes.NodeListOptions) ([]swarmtypes.Node, error) {
-	return []swarmtypes.Node{
-		{ID: "n1", Status: swarmtypes.NodeStatus{State: swarmtypes.NodeStateDown}},
-		{ID: "n2", Status: swarmtypes.NodeStatus{State: swarmtypes.NodeStateReady}},
-	}, nil
+func (d listDocker) NodeList(context.Context, swarmtypes.NodeListOptions) ([]swarmtypes.Node, error) {
+	return d.nodes, nil
 }
 
 // Issue 23: a round lists the tasks swarm wants running, not the history
-// swarm keeps of every slot, and asks by ID, a hundred at a time, for the
-// held tasks not among them.
+// swarm keeps of every slot, twenty nodes at a time, and asks by ID, a
+// hundred at a time, for the held tasks not among them.
 func TestTasks(t *testing.T) {
 	task := func(id, node string, desired, state swarmtypes.TaskState) swarmtypes.Task {
 		return swarmtypes.Task{ID: id, NodeID: node, DesiredState: desired, Status: swarmtypes.TaskStatus{State: state}}
 	}
-	d := listDocker{lists: new([]filters.Args)}
+	d := listDocker{lists: new([]filters.Args), nodes: []swarmtypes.Node{
+		{ID: "n1", Status: swarmtypes.NodeStatus{State: swarmtypes.NodeStateDown}},
+		{ID: "n2", Status: swarmtypes.NodeStatus{State: swarmtypes.NodeStateReady}},
+	}}
+	for i := range 40 {
+		d.nodes = append(d.nodes, swarmtypes.Node{ID: fmt.Sprintf("more%02d", i), Status: swarmtypes.NodeStatus{State: swarmtypes.NodeStateReady}})
+		d.tasks = append(d.tasks, task(fmt.Sprintf("on-more%02d", i), fmt.Sprintf("more%02d", i), swarmtypes.TaskStateRunning, swarmtypes.TaskStateRunning))
+	}
 	d.tasks = append(d.tasks,
 		task("t1", "n1", swarmtypes.TaskStateShutdown, swarmtypes.TaskStateRunning), // on a node that is down, given up
 		task("t2", "n2", swarmtypes.TaskStateRunning, swarmtypes.TaskStateRunning),
@@ -117,7 +125,7 @@ func TestTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got["t1"].Ended() || got["t2"].Ended() || !got["ended042"].Ended() || len(got) != 152 {
+	if !got["t1"].Ended() || got["t2"].Ended() || !got["ended042"].Ended() || got["on-more39"].Ended() || len(got) != 192 {
 		t.Errorf("%d tasks: t1 %+v, t2 %+v, ended042 %+v", len(got), got["t1"], got["t2"], got["ended042"])
 	}
 	for _, id := range []string{"x", "x1", "gone", "history000"} {
@@ -126,10 +134,20 @@ func TestTasks(t *testing.T) {
 		}
 	}
 	lists := *d.lists
-	if len(lists) != 3 || !lists[0].ExactMatch("desired-state", "running") || lists[0].Len() != 1 {
+	if len(lists) != 5 {
 		t.Fatalf("lists: %v", lists)
 	}
-	for _, f := range lists[1:] {
+	nodes := 0
+	for _, f := range lists[:3] {
+		nodes += len(f.Get("node"))
+		if !f.ExactMatch("desired-state", "running") || len(f.Get("node")) > 20 || f.Contains("id") {
+			t.Errorf("a list of the tasks desired running: %v", f)
+		}
+	}
+	if nodes != 42 {
+		t.Errorf("the lists of the tasks desired running name %d nodes, want 42", nodes)
+	}
+	for _, f := range lists[3:] {
 		if n := len(f.Get("id")); n == 0 || n > 100 || f.Contains("desired-state") {
 			t.Errorf("a list by ID: %v", f)
 		}

@@ -108,7 +108,7 @@ func (d *fakeDocker) addTask(id, serviceID, service, node string, slot int, secr
 			ContainerStatus: &swarmtypes.ContainerStatus{ContainerID: strings.Repeat(id[:16], 4), PID: 4242}},
 		NetworksAttachments: []swarmtypes.NetworkAttachment{{
 			Network: swarmtypes.Network{ID: "netprod0000000000000000a1", Spec: swarmtypes.NetworkSpec{
-				Annotations: swarmtypes.Annotations{Name: "prod_backend", Labels: map[string]string{"com.docker.stack.namespace": "prod"}},
+				Annotations:         swarmtypes.Annotations{Name: "prod_backend", Labels: map[string]string{"com.docker.stack.namespace": "prod"}},
 				DriverConfiguration: &swarmtypes.Driver{Name: "overlay"}, Scope: "swarm"}},
 			Addresses: []string{"10.0.1.17/24"},
 		}},

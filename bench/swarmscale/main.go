@@ -29,6 +29,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,21 +54,22 @@ func main() {
 }
 
 type options struct {
-	plugin              string
-	addr, rootToken     string
-	perTask             int
-	interval            time.Duration
-	concurrency         int
-	quietRounds         int
-	churn               time.Duration
-	loadConc            int
-	tokenTTL            time.Duration
-	seed                uint64
-	label               string
-	legacyRecords       bool
-	takeoverOnly        bool
-	profile             string
-	history             int
+	plugin          string
+	addr, rootToken string
+	perTask         int
+	interval        time.Duration
+	concurrency     int
+	quietRounds     int
+	churn           time.Duration
+	loadConc        int
+	tokenTTL        time.Duration
+	seed            uint64
+	label           string
+	legacyRecords   bool
+	takeoverOnly    bool
+	profile         string
+	history         int
+	gap             time.Duration
 }
 
 func realMain() error {
@@ -85,6 +88,7 @@ func realMain() error {
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the swarm's IDs and TTLs")
 	flag.StringVar(&o.label, "label", "", "a name for this plugin in the tables (default: the binary's path)")
 	flag.BoolVar(&o.legacyRecords, "legacy-records", false, "write the records as plugins before issue 23 did (no token_until): the migration's cost")
+	flag.DurationVar(&o.gap, "gap", time.Second, "a pause in the lifecycle's Vault calls this long ends the takeover (longer for a plugin whose round pauses for a long Docker list)")
 	flag.IntVar(&o.history, "history", 2, "ended tasks swarm keeps per slot (its task-history-retention-limit, 5 by default)")
 	flag.StringVar(&o.profile, "plugin-cpuprofile", "", "write the plugin's CPU profile of each N to this path.N")
 	flag.BoolVar(&o.takeoverOnly, "takeover-only", false, "measure the takeover and memory only (a plugin before issue 23 logs no round lines)")
@@ -126,7 +130,7 @@ type result struct {
 	allBytes, listBytes  int
 	quiet, churn         steady
 	during, between      *harness.Cell
-	rss, hwm             int64
+	rss, hwm, heap       int64
 	endedTasks, revokedN int
 	unknownDocker        []string
 }
@@ -223,7 +227,11 @@ func measure(ctx context.Context, o options, n int) (result, error) {
 	defer proxy.close()
 
 	logs := newLogWatch()
-	env := []string{"VAULT_ADDR=" + proxy.addr, "VAULT_TOKEN_FILE={dir}/token", "TOKEN_ROLE=" + v.role,
+	metricsAddr, err := freeAddr()
+	if err != nil {
+		return r, err
+	}
+	env := []string{"METRICS_ADDR=" + metricsAddr, "VAULT_ADDR=" + proxy.addr, "VAULT_TOKEN_FILE={dir}/token", "TOKEN_ROLE=" + v.role,
 		"POLICY_TEMPLATE=" + v.taskPolicy, "STATE_PATH=" + v.state + "/state",
 		"LIFECYCLE_INTERVAL=" + o.interval.String(), "LIFECYCLE_CONCURRENCY=" + strconv.Itoa(o.concurrency),
 		"ROTATION_INTERVAL=1h", "LOG_LEVEL=debug", "LOG_FORMAT=json"}
@@ -263,8 +271,8 @@ func measure(ctx context.Context, o options, n int) (result, error) {
 	var first, last time.Time
 	for {
 		time.Sleep(200 * time.Millisecond)
-		f, l, ok := proxy.burst(began, time.Second)
-		if ok && time.Since(l) > 1500*time.Millisecond {
+		f, l, ok := proxy.burst(began, o.gap)
+		if ok && time.Since(l) > o.gap+500*time.Millisecond {
 			first, last = f, l
 			break
 		}
@@ -342,6 +350,7 @@ func measure(ctx context.Context, o options, n int) (result, error) {
 	time.Sleep(2 * o.interval)
 	r.revokedN = proxy.count(kindRevoke, churnFrom, time.Now())
 	r.rss, r.hwm = p.RSS()
+	r.heap = heapInUse(metricsAddr)
 	docker.unknown.Range(func(k, _ any) bool { r.unknownDocker = append(r.unknownDocker, k.(string)); return true })
 	if errs := logs.errors(); len(errs) > 0 {
 		fmt.Fprintf(os.Stderr, "swarmscale: the plugin logged %d errors, e.g. %s\n", len(errs), errs[0])
@@ -392,6 +401,34 @@ func measureRounds(ctx context.Context, p *harness.Plugin, proxy *vaultProxy, do
 	dc -= s.docker["tasks?service&node"]
 	s.dockerCalls = float64(dc) / float64(s.rounds)
 	return s, nil
+}
+
+// freeAddr is a loopback address with a port nobody listens on.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// heapInUse is the Go heap the plugin holds (go_memstats_heap_inuse_bytes
+// of its /metrics), 0 if it cannot be read.
+func heapInUse(addr string) int64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return int64(f)
+		}
+	}
+	return 0
 }
 
 // vaultSide is the Vault set-up of one N: a KV mount with the tasks'
@@ -629,13 +666,16 @@ func (l *logWatch) errors() []string {
 	return out
 }
 
+// table writes a title and a Markdown table's heading.
+func table(w io.Writer, title string, cols ...string) {
+	fmt.Fprintf(w, "%s\n\n| %s |\n|%s\n", title, strings.Join(cols, " | "), strings.Repeat("---|", len(cols)))
+}
+
 func report(w io.Writer, o options, rs []result) {
 	fmt.Fprintf(w, "plugin %s; %d credentials per task (vault.type=token, TTL %s as recorded; an eighth due at the takeover); %d ended tasks kept per slot; LIFECYCLE_INTERVAL=%s, LIFECYCLE_CONCURRENCY=%d; GetSecret load: %d at once\n\n",
 		o.label, o.perTask, o.tokenTTL, o.history, o.interval, o.concurrency, o.loadConc)
-	fmt.Fprintln(w, "**Takeover** (a new leader's first round: from its first Vault call of the lifecycle to its last)")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| credentials | tasks | wall time | Vault calls | per record | record reads | token lookups | renewals (due) | record writes | other | least TTL left after |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+	table(w, "**Takeover** (a new leader's first round: from its first Vault call of the lifecycle to its last)",
+		"credentials", "tasks", "wall time", "Vault calls", "per record", "record reads", "token lookups", "renewals (due)", "record writes", "other", "least TTL left after")
 	for _, r := range rs {
 		c := r.takeoverCalls
 		total := 0
@@ -652,11 +692,8 @@ func report(w io.Writer, o options, rs []result) {
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "**Steady rounds** (per round; Docker calls exclude the request path's)")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| credentials | phase | rounds | plugin CPU | round wall (median) | Vault calls | Docker calls | Docker /tasks answer (desired running; all) |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	table(w, "\n**Steady rounds** (per round; Docker calls exclude the request path's)",
+		"credentials", "phase", "rounds", "plugin CPU", "round wall (median)", "Vault calls", "Docker calls", "Docker /tasks answer (desired running; all)")
 	for _, r := range rs {
 		if o.takeoverOnly {
 			break
@@ -669,18 +706,15 @@ func report(w io.Writer, o options, rs []result) {
 				ph.s.wall, ph.s.vaultCalls, ph.s.dockerCalls, float64(r.listBytes)/1e6, float64(r.allBytes)/1e6)
 		}
 	}
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "**GetSecret** (a new task's KV secret: a task token and a read) **and memory**")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| credentials | p50 during the takeover | p50 between rounds | ratio | p99 during | p99 between | requests (during, between) | RSS | peak RSS |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+	table(w, "\n**GetSecret** (a new task's KV secret: a task token and a read) **and memory**",
+		"credentials", "p50 during the takeover", "p50 between rounds", "ratio", "p99 during", "p99 between", "requests (during, between)", "RSS", "peak RSS", "Go heap in use")
 	for _, r := range rs {
 		ratio := 0.0
 		if r.between.Pct(50) > 0 {
 			ratio = float64(r.during.Pct(50)) / float64(r.between.Pct(50))
 		}
-		fmt.Fprintf(w, "| %d | %s | %s | %.2f | %s | %s | %d, %d | %.1f MB | %.1f MB |\n", r.n, harness.Ms(r.during.Pct(50)), harness.Ms(r.between.Pct(50)), ratio,
-			harness.Ms(r.during.Pct(99)), harness.Ms(r.between.Pct(99)), r.during.N(), r.between.N(), float64(r.rss)/1e6, float64(r.hwm)/1e6)
+		fmt.Fprintf(w, "| %d | %s | %s | %.2f | %s | %s | %d, %d | %.1f MB | %.1f MB | %.1f MB |\n", r.n, harness.Ms(r.during.Pct(50)), harness.Ms(r.between.Pct(50)), ratio,
+			harness.Ms(r.during.Pct(99)), harness.Ms(r.between.Pct(99)), r.during.N(), r.between.N(), float64(r.rss)/1e6, float64(r.hwm)/1e6, float64(r.heap)/1e6)
 	}
 	fmt.Fprintln(w)
 	for _, r := range rs {
