@@ -24,8 +24,8 @@ const DefaultInterval = 30 * time.Second
 
 // DefaultWorkers is LIFECYCLE_CONCURRENCY's default: it bounds the Vault
 // calls one round makes at once, so that a churn of hundreds of tasks is
-// revoked, and a new leader's 30,000 records are read, in seconds without
-// a burst against Vault.
+// revoked in seconds, and a new leader's records are read several at a
+// time, without a burst against Vault.
 const DefaultWorkers = 8
 
 // DefaultRotateAt is ROTATE_AT's default: a certificate's service is
@@ -180,8 +180,9 @@ func (l *Loop) Round(ctx context.Context) error {
 	}
 	took := l.now().Sub(start).Round(time.Millisecond)
 	if loaded > 0 {
-		// A new leader's first round: the records another leader wrote are
-		// read once each, and only what is due is asked of Vault.
+		// Records another leader wrote (a new leader's first round, or a
+		// request under way as leadership moved): each is read once, and
+		// only what is due is asked of Vault.
 		l.log.Infof("%d task credentials found in STATE_PATH; the round took %s: %s, the others are renewed when due", loaded, took, done)
 	} else {
 		l.log.Debugf("round of %d task credentials took %s: %s", len(snap), took, done)
@@ -401,7 +402,9 @@ func (l *Loop) settle(ctx context.Context, p *pass, h *tracked, ended, found boo
 			// cannot check extends at most a token's life, which
 			// revoking it could end for another task. So it renews,
 			// never revokes, and says what to grant.
-			if rerr := l.renew(ctx, p, h); rerr != nil {
+			if rerr := l.renew(ctx, p, h); errors.Is(rerr, errForgotten) {
+				return nil
+			} else if rerr != nil {
 				return rerr
 			}
 			l.rewrite(ctx, p, h)
@@ -426,6 +429,9 @@ func (l *Loop) settle(ctx context.Context, p *pass, h *tracked, ended, found boo
 	}
 	if l.renewDue(h) {
 		err := l.renew(ctx, p, h)
+		if errors.Is(err, errForgotten) {
+			return nil
+		}
 		if err == nil {
 			p.renewed.Add(1)
 		}
@@ -585,7 +591,10 @@ func (l *Loop) renew(ctx context.Context, p *pass, h *tracked) error {
 		})
 		if errors.Is(err, ErrTokenGone) {
 			entry.Warn("the task's token no longer exists in Vault (it expired, or was revoked outside swarmvault): its credentials are gone, nothing left to renew")
-			return l.forgetRecord(ctx, h, true)
+			if err := l.forgetRecord(ctx, h, true); err != nil {
+				return err
+			}
+			return errForgotten
 		}
 		if err != nil {
 			return err
@@ -614,6 +623,10 @@ func (l *Loop) renew(ctx context.Context, p *pass, h *tracked) error {
 	}
 	return nil
 }
+
+// errForgotten is renew's answer for credentials whose token Vault no
+// longer has: their record is deleted, and nothing is renewed or written.
+var errForgotten = errors.New("the task's token no longer exists in Vault: its record is removed")
 
 // afterRenewal takes in a renewal of h's token or lease (what) that granted
 // got: its new end, and, once, a warning when that end is a max TTL (limit)

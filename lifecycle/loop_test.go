@@ -873,3 +873,79 @@ func TestLoadReadsRecordsAtOnceWithinTheConcurrencySetting(t *testing.T) {
 		t.Error("records are not held in the list's order")
 	}
 }
+
+// From a review of issue 23's change: credentials whose token Vault no
+// longer has lose their record, and the rewrite that follows a renewal
+// does not write it back (here the record's ends had moved since its last
+// write, as after a failed rewrite).
+func TestARecordWhoseTokenIsGoneIsNotWrittenBack(t *testing.T) {
+	w, _ := scripted(t)
+	a := w.lead(0)
+	task, acc := w.serve(t, "s1")
+	task.state = swarmtypes.TaskStateRunning
+	h := a.tracker.byKey[key(task.id, "db")]
+	if h == nil || !a.tracker.written(h) {
+		t.Fatalf("the served credential is not held as written: %+v", h)
+	}
+	h.moved = true
+	w.tokens[acc].revoked = true // outside swarmvault
+	w.now = w.now.Add(70 * time.Second)
+	if err := a.loop.Round(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := w.records[key(task.id, "db")]; ok {
+		t.Errorf("the record of a token Vault no longer has is there: %+v", r)
+	}
+	if _, ok := a.tracker.byKey[key(task.id, "db")]; ok {
+		t.Error("the credential is still held")
+	}
+}
+
+// blockingStore holds each Put until released.
+type blockingStore struct {
+	worldStore
+	release chan struct{}
+	put     error
+}
+
+func (b *blockingStore) Put(ctx context.Context, r Record) error {
+	<-b.release
+	if b.put != nil {
+		return b.put
+	}
+	return b.worldStore.Put(ctx, r)
+}
+
+// From the same review: a credential may be written again (after a
+// renewal) only once its record's first write is done, and never once the
+// request that issued it was refused (another manager's record is there).
+func TestACredentialIsWrittenAgainOnlyOnceItsRecordIs(t *testing.T) {
+	w, _ := scripted(t)
+	a := w.lead(0)
+	for _, put := range []error{nil, ErrRecorded} {
+		store := &blockingStore{worldStore: worldStore{w}, release: make(chan struct{}), put: put}
+		a.tracker.store = store
+		task := fmt.Sprintf("t9%03d", len(w.records))
+		req := provider.Request{Request: secrets.Request{TaskID: task, SecretName: "db", ServiceID: "s1", ServiceName: "s1"}}
+		w.tokens["acc-"+task] = &wtoken{task: task, expires: w.now.Add(time.Minute), max: w.now.Add(time.Hour)}
+		done := make(chan error, 1)
+		go func() { done <- a.tracker.Issued(context.Background(), req, provider.Credentials{Accessor: "acc-" + task, TokenTTL: time.Minute}) }()
+		var h *tracked
+		for deadline := time.Now().Add(5 * time.Second); h == nil; time.Sleep(time.Millisecond) {
+			a.tracker.mu.Lock()
+			h = a.tracker.byKey[key(task, "db")]
+			a.tracker.mu.Unlock()
+			if time.Now().After(deadline) {
+				t.Fatal("Issued holds nothing")
+			}
+		}
+		if a.tracker.written(h) {
+			t.Errorf("put %v: written while its first write is under way", put)
+		}
+		close(store.release)
+		err := <-done
+		if got, want := a.tracker.written(h), put == nil; got != want || (put == nil) != (err == nil) {
+			t.Errorf("put %v: Issued %v, then written %v; want %v", put, err, got, want)
+		}
+	}
+}

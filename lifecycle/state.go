@@ -32,8 +32,9 @@ type Record struct {
 	// Vault nothing of the rest, so that a takeover reads each record once;
 	// the leader writes a record again after each renewal. They are by the
 	// writer's clock: managers' clocks a few seconds apart are well inside
-	// the renewal margin (half a TTL), and a record that says too early
-	// costs only a lookup (Loop.verify) that learns the real end.
+	// the renewal margin (half a TTL); a record that says too early costs
+	// only a lookup (Loop.verify) that learns the real end, and one that
+	// says too late is taken for no later than a full TTL from now.
 	TokenUntil, LeaseUntil time.Time
 }
 

@@ -115,6 +115,9 @@ type tracked struct {
 	// unrecorded: its write to STATE_PATH failed; the Loop writes it again
 	// (guarded by the Tracker's mu: the request path sets it).
 	unrecorded bool
+	// stored: STATE_PATH holds its record, written by this process (its
+	// check-and-set write done) or read there (guarded by mu).
+	stored bool
 	// tokenUntil and leaseUntil are when the token and lease end, as of
 	// their last renewal; zero when unknown (a record an older plugin
 	// wrote): the round that finds them due learns them.
@@ -241,6 +244,14 @@ func (t *Tracker) Admit(ctx context.Context, req provider.Request, credentials b
 	return nil
 }
 
+// deadlineOr is ctx's deadline, or or.
+func deadlineOr(ctx context.Context, or time.Time) time.Time {
+	if d, ok := ctx.Deadline(); ok {
+		return d
+	}
+	return or
+}
+
 // share is a third of what is left of ctx's deadline, if it has one.
 func share(ctx context.Context) (context.Context, context.CancelFunc) {
 	deadline, ok := ctx.Deadline()
@@ -295,8 +306,13 @@ func (t *Tracker) view(ctx context.Context, k viewKey) *view {
 		t.views[k] = v
 	}
 	t.mu.Unlock()
+	// The list answers the requests that wait for it too: it runs to its
+	// own deadline, a third of this request's time, even if this request
+	// ends first.
 	actx, cancel := share(ctx)
 	defer cancel()
+	actx, cancelOwn := context.WithTimeout(context.WithoutCancel(actx), time.Until(deadlineOr(actx, time.Now().Add(time.Minute))))
+	defer cancelOwn()
 	if k.task != "" {
 		var st swarm.TaskState
 		var found bool
@@ -338,6 +354,11 @@ func (t *Tracker) Issued(ctx context.Context, req provider.Request, c provider.C
 		return fmt.Errorf("%w: task %s was issued credentials for it by a request this one crossed; swarm replaces it with a new task", provider.ErrRefetch, req.TaskID)
 	}
 	err := t.store.Put(ctx, r)
+	if err == nil {
+		t.mu.Lock()
+		h.stored = true
+		t.mu.Unlock()
+	}
 	switch {
 	case errors.Is(err, ErrRecorded):
 		// Another request for this task recorded its credentials first
@@ -382,7 +403,7 @@ func (t *Tracker) record(ctx context.Context, h *tracked) error {
 		return err
 	}
 	t.mu.Lock()
-	h.unrecorded = false
+	h.unrecorded, h.stored = false, err == nil
 	if err != nil && t.byKey[h.Key()] == h {
 		delete(t.byKey, h.Key())
 		t.dups[h] = true
@@ -395,12 +416,13 @@ func (t *Tracker) record(ctx context.Context, h *tracked) error {
 	return nil
 }
 
-// written tells whether STATE_PATH holds h's record: not a dup, and not
-// waiting for its first write.
+// written tells whether STATE_PATH holds h's record, so that it may be
+// written again: h is what is held under its key (not a dup, not removed),
+// and its first write is done, or it was read there.
 func (t *Tracker) written(h *tracked) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return !t.dups[h] && !h.unrecorded
+	return t.byKey[h.Key()] == h && h.stored && !h.unrecorded
 }
 
 // recorded tells whether h is what STATE_PATH holds for its task and
@@ -429,8 +451,8 @@ func (t *Tracker) add(h *tracked) (ok bool) {
 // leader wrote, before this term or during it (an old leader's request
 // under way as leadership moved, or leadership gone and back between two
 // rounds). One list a round, and one read per entry not held, at most
-// workers at once (LIFECYCLE_CONCURRENCY): a new leader's first round reads
-// tens of thousands of records in seconds without a burst against Vault.
+// workers at once (LIFECYCLE_CONCURRENCY), so that a new leader reads its
+// records several at a time without a burst against Vault.
 // bad reports the entries that are no records, once each. At the first
 // failed read no more are started; what was read is held all the same.
 //
@@ -506,7 +528,7 @@ func (t *Tracker) load(ctx context.Context, call func(context.Context, func(cont
 			bad = append(bad, todo[i])
 		case !rd.found:
 			// Deleted since the list, or not read (a failed read).
-		case t.add(&tracked{Record: rd.r, tokenUntil: rd.r.TokenUntil, leaseUntil: rd.r.LeaseUntil}): // else issued here since the list
+		case t.add(t.loaded(rd.r)): // else issued here since the list
 			loaded++
 		}
 	}
@@ -517,6 +539,21 @@ func (t *Tracker) load(ctx context.Context, call func(context.Context, func(cont
 	t.complete = true
 	t.mu.Unlock()
 	return loaded, bad, nil
+}
+
+// loaded is a record read from STATE_PATH, as held: its ends as the record
+// says, but never later than a full TTL from now, since no renewal grants
+// more (a writer whose clock ran ahead).
+func (t *Tracker) loaded(r Record) *tracked {
+	h := &tracked{Record: r, stored: true, tokenUntil: r.TokenUntil, leaseUntil: r.LeaseUntil}
+	now := t.now()
+	if limit := now.Add(r.TokenTTL); h.tokenUntil.After(limit) {
+		h.tokenUntil = limit
+	}
+	if limit := now.Add(r.LeaseTTL); h.leaseUntil.After(limit) {
+		h.leaseUntil = limit
+	}
+	return h
 }
 
 // skip leaves an entry of STATE_PATH alone for the rest of the process: it

@@ -174,8 +174,9 @@ func (e *Engine) Tasks(ctx context.Context, held []string) (map[string]TaskState
 		}
 		running, err := e.docker.TaskList(ctx, swarmtypes.TaskListOptions{Filters: args})
 		if cerrdefs.IsNotFound(err) {
-			// A node left the swarm since the node list: its held tasks
-			// are asked for by ID below.
+			// A node of the batch left the swarm since the node list, and
+			// the engine fails the whole list: the batch's held tasks are
+			// asked for by ID below.
 			continue
 		}
 		if err != nil {
