@@ -929,7 +929,9 @@ func TestACredentialIsWrittenAgainOnlyOnceItsRecordIs(t *testing.T) {
 		req := provider.Request{Request: secrets.Request{TaskID: task, SecretName: "db", ServiceID: "s1", ServiceName: "s1"}}
 		w.tokens["acc-"+task] = &wtoken{task: task, expires: w.now.Add(time.Minute), max: w.now.Add(time.Hour)}
 		done := make(chan error, 1)
-		go func() { done <- a.tracker.Issued(context.Background(), req, provider.Credentials{Accessor: "acc-" + task, TokenTTL: time.Minute}) }()
+		go func() {
+			done <- a.tracker.Issued(context.Background(), req, provider.Credentials{Accessor: "acc-" + task, TokenTTL: time.Minute})
+		}()
 		var h *tracked
 		for deadline := time.Now().Add(5 * time.Second); h == nil; time.Sleep(time.Millisecond) {
 			a.tracker.mu.Lock()
