@@ -62,14 +62,6 @@ func newFakeDocker(path string, nodes int) (*fakeDocker, error) {
 
 func (d *fakeDocker) close() { d.srv.Close(); os.Remove(d.path) }
 
-// count is the number of requests to endpoint so far.
-func (d *fakeDocker) count(endpoint string) int64 {
-	if c, ok := d.calls.Load(endpoint); ok {
-		return c.(*atomic.Int64).Load()
-	}
-	return 0
-}
-
 // counts are all counts, by endpoint.
 func (d *fakeDocker) counts() map[string]int64 {
 	out := map[string]int64{}

@@ -435,12 +435,11 @@ func heapInUse(addr string) int64 {
 // secret, STATE_PATH's mount, the tasks' policy and token role, and the
 // plugin's token.
 type vaultSide struct {
-	root                 *api.Client
-	kv, state, role      string
-	taskPolicy, plugPol  string
-	pluginToken          string
-	legacy               bool
-	populated, populates atomic.Int64
+	root                *api.Client
+	kv, state, role     string
+	taskPolicy, plugPol string
+	pluginToken         string
+	legacy              bool
 }
 
 func newVault(ctx context.Context, o options) (*vaultSide, error) {
