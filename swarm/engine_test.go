@@ -68,10 +68,17 @@ type listDocker struct {
 	tasks []swarmtypes.Task
 	nodes []swarmtypes.Node
 	lists *[]filters.Args
+	// left is a node that leaves the swarm after the node list.
+	left string
 }
 
 func (d listDocker) TaskList(_ context.Context, o swarmtypes.TaskListOptions) ([]swarmtypes.Task, error) {
 	*d.lists = append(*d.lists, o.Filters)
+	for _, n := range o.Filters.Get("node") {
+		if n == d.left {
+			return nil, cerrdefs.ErrNotFound.WithMessage("node " + n + " not found")
+		}
+	}
 	var out []swarmtypes.Task
 	for _, t := range d.tasks {
 		if o.Filters.Contains("desired-state") && !o.Filters.ExactMatch("desired-state", string(t.DesiredState)) {
@@ -250,5 +257,25 @@ func TestIsLeader(t *testing.T) {
 	}
 	if _, err := NewEngine(&leaderDocker{err: errors.New("connection refused")}).IsLeader(context.Background()); err == nil {
 		t.Error("an engine that does not answer gives no error")
+	}
+}
+
+// A node that leaves the swarm between the node list and a task list fails
+// its batch's list: the held tasks of that batch are asked for by ID.
+func TestTasksWhenANodeLeavesDuringTheRound(t *testing.T) {
+	d := listDocker{lists: new([]filters.Args), left: "n1", nodes: []swarmtypes.Node{
+		{ID: "n1", Status: swarmtypes.NodeStatus{State: swarmtypes.NodeStateReady}},
+		{ID: "n2", Status: swarmtypes.NodeStatus{State: swarmtypes.NodeStateReady}},
+	}}
+	d.tasks = []swarmtypes.Task{
+		{ID: "on-n2", NodeID: "n2", DesiredState: swarmtypes.TaskStateRunning, Status: swarmtypes.TaskStatus{State: swarmtypes.TaskStateRunning}},
+		{ID: "held", NodeID: "n2", DesiredState: swarmtypes.TaskStateRunning, Status: swarmtypes.TaskStatus{State: swarmtypes.TaskStateRunning}},
+	}
+	got, err := NewEngine(d).Tasks(context.Background(), []string{"held"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := got["held"]; !ok || st.Ended() {
+		t.Errorf("the held task: %+v, %v", st, ok)
 	}
 }
