@@ -161,7 +161,7 @@ func (l *Loop) Round(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	upTo := l.tracker.mark()
-	held := taskIDs(l.tracker.snapshot(upTo))
+	held := l.tracker.tasksHeld(upTo)
 	var tasks map[string]swarm.TaskState
 	if err := l.withDeadline(ctx, func(ctx context.Context) (err error) { tasks, err = l.tasks.Tasks(ctx, held); return err }); err != nil {
 		// Without the task list nothing is revoked, but what is due is
@@ -191,19 +191,6 @@ func (l *Loop) Round(ctx context.Context) error {
 		l.Observer.Tracked(l.tracker.Len())
 	}
 	return errors.Join(errs...)
-}
-
-// taskIDs are the tasks of what is held, each once.
-func taskIDs(all []*tracked) []string {
-	seen := make(map[string]bool, len(all))
-	var ids []string
-	for _, h := range all {
-		if !seen[h.TaskID] {
-			seen[h.TaskID] = true
-			ids = append(ids, h.TaskID)
-		}
-	}
-	return ids
 }
 
 // reconcile renews or revokes each held credential, as its task's state

@@ -244,12 +244,16 @@ func (t *Tracker) Admit(ctx context.Context, req provider.Request, credentials b
 	return nil
 }
 
-// deadlineOr is ctx's deadline, or or.
-func deadlineOr(ctx context.Context, or time.Time) time.Time {
-	if d, ok := ctx.Deadline(); ok {
-		return d
+// detachedShare is share's time on a context of its own (a minute if ctx
+// has no deadline): a view answers the requests that wait for it too, so
+// its list runs to that deadline even if the request that asked ends
+// first.
+func detachedShare(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := time.Minute
+	if deadline, ok := ctx.Deadline(); ok {
+		d = time.Until(deadline) / 3
 	}
-	return or
+	return context.WithTimeout(context.WithoutCancel(ctx), d)
 }
 
 // share is a third of what is left of ctx's deadline, if it has one.
@@ -306,13 +310,8 @@ func (t *Tracker) view(ctx context.Context, k viewKey) *view {
 		t.views[k] = v
 	}
 	t.mu.Unlock()
-	// The list answers the requests that wait for it too: it runs to its
-	// own deadline, a third of this request's time, even if this request
-	// ends first.
-	actx, cancel := share(ctx)
+	actx, cancel := detachedShare(ctx)
 	defer cancel()
-	actx, cancelOwn := context.WithTimeout(context.WithoutCancel(actx), time.Until(deadlineOr(actx, time.Now().Add(time.Minute))))
-	defer cancelOwn()
 	if k.task != "" {
 		var st swarm.TaskState
 		var found bool
@@ -596,6 +595,28 @@ func (t *Tracker) mark() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.seq
+}
+
+// tasksHeld are the tasks of what was held up to mark upTo and still is,
+// each once, in no order.
+func (t *Tracker) tasksHeld(upTo uint64) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	seen := make(map[string]bool, len(t.byKey))
+	var ids []string
+	add := func(h *tracked) {
+		if h.seq <= upTo && !seen[h.TaskID] {
+			seen[h.TaskID] = true
+			ids = append(ids, h.TaskID)
+		}
+	}
+	for _, h := range t.byKey {
+		add(h)
+	}
+	for h := range t.dups {
+		add(h)
+	}
+	return ids
 }
 
 // snapshot is what was held up to mark upTo and still is, in the order
